@@ -1,0 +1,8 @@
+//! Cairn storage node: the erasure-coding codec, the on-disk shard format and the durable shard store.
+//!
+//! The gateway depends on this crate for the codec and (later) the typed client of the node's API.
+
+pub mod codec;
+pub mod format;
+pub mod ids;
+pub mod store;
