@@ -2,7 +2,11 @@
 //!
 //! The gateway depends on this crate for the codec and (later) the typed client of the node's API.
 
+pub mod client;
 pub mod codec;
+pub mod config;
 pub mod format;
 pub mod ids;
+pub mod metrics;
+pub mod server;
 pub mod store;

@@ -1,0 +1,257 @@
+//! Typed async client of the storage-node API, used by the gateway, by peers and by tests.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use reqwest::StatusCode;
+
+use crate::codec::ErasureProfile;
+use crate::format::ShardSpec;
+use crate::ids::{ObjectId, ShardIndex};
+use crate::server::{
+    ErrorBody, ListReply, PutShardReply, headers, parse_placement, placement_header,
+};
+use crate::store::ShardKey;
+
+/// Why a call to a storage node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached or the transfer broke off (including a read aborted because
+    /// the node found a corrupt block mid-stream).
+    #[error("transport error talking to {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        source: reqwest::Error,
+    },
+    /// The node answered with an error.
+    #[error("{endpoint} answered {status} {code}: {message}")]
+    Api {
+        endpoint: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The node's answer could not be understood.
+    #[error("bad response from {endpoint}: {detail}")]
+    BadResponse { endpoint: String, detail: String },
+}
+
+impl ClientError {
+    /// The node's error code, if it answered with one (e.g. `NoSuchShard`, `DiskFull`).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Client of one storage node.
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl NodeClient {
+    /// A client for the node at `endpoint` (`http://host:port`), sharing `http`'s connection pool.
+    pub fn new(http: reqwest::Client, endpoint: impl Into<String>) -> Self {
+        Self {
+            http,
+            endpoint: endpoint.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The node's base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    fn transport(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| self.transport(e))?;
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("Unknown".to_string(), text),
+        };
+        Err(ClientError::Api {
+            endpoint: self.endpoint.clone(),
+            status,
+            code,
+            message,
+        })
+    }
+
+    /// Stores a shard; `body` must yield exactly the payload length the spec implies.
+    pub async fn put_shard(
+        &self,
+        spec: &ShardSpec,
+        body: reqwest::Body,
+    ) -> Result<PutShardReply, ClientError> {
+        let path = format!("/v1/shards/{}/{}", spec.object_id, spec.shard_index);
+        let resp = self
+            .http
+            .put(self.url(&path))
+            .header(headers::K, spec.profile.data_shards())
+            .header(headers::M, spec.profile.parity_shards())
+            .header(headers::STRIPE_SIZE, spec.stripe_size)
+            .header(headers::OBJECT_LENGTH, spec.object_length)
+            .header(headers::PLACEMENT, placement_header(&spec.placement))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// Streams a shard's payload, or bytes `start..end` of it; every byte was verified by the node.
+    pub async fn get_shard(
+        &self,
+        object: ObjectId,
+        index: ShardIndex,
+        range: Option<(u64, u64)>,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/shards/{object}/{index}")));
+        if let Some((start, end)) = range {
+            if start >= end {
+                return Ok(futures_util::stream::empty().left_stream());
+            }
+            req = req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        let endpoint = self.endpoint.clone();
+        Ok(resp
+            .bytes_stream()
+            .map_err(move |source| ClientError::Transport {
+                endpoint: endpoint.clone(),
+                source,
+            })
+            .right_stream())
+    }
+
+    /// Reads a whole shard (or range) into memory; for small shards and tests.
+    pub async fn get_shard_bytes(
+        &self,
+        object: ObjectId,
+        index: ShardIndex,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let stream = self.get_shard(object, index, range).await?;
+        let chunks: Vec<Bytes> = stream.try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    /// The shard's description, or `None` if the node does not hold it.
+    pub async fn head_shard(
+        &self,
+        object: ObjectId,
+        index: ShardIndex,
+    ) -> Result<Option<ShardSpec>, ClientError> {
+        let resp = self
+            .http
+            .head(self.url(&format!("/v1/shards/{object}/{index}")))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(ClientError::Api {
+                endpoint: self.endpoint.clone(),
+                status: resp.status().as_u16(),
+                code: if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                    "CorruptShard".into()
+                } else {
+                    "Unknown".into()
+                },
+                message: "HEAD failed".into(),
+            });
+        }
+        let h = resp.headers();
+        let bad = |detail: &str| ClientError::BadResponse {
+            endpoint: self.endpoint.clone(),
+            detail: detail.into(),
+        };
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| bad(name))
+        };
+        let k: u8 = get(headers::K)?.parse().map_err(|_| bad(headers::K))?;
+        let m: u8 = get(headers::M)?.parse().map_err(|_| bad(headers::M))?;
+        Ok(Some(ShardSpec {
+            object_id: object,
+            shard_index: index,
+            profile: ErasureProfile::new(k, m).map_err(|e| bad(&e.to_string()))?,
+            stripe_size: get(headers::STRIPE_SIZE)?
+                .parse()
+                .map_err(|_| bad(headers::STRIPE_SIZE))?,
+            object_length: get(headers::OBJECT_LENGTH)?
+                .parse()
+                .map_err(|_| bad(headers::OBJECT_LENGTH))?,
+            placement: parse_placement(get(headers::PLACEMENT)?).map_err(|e| bad(&e))?,
+        }))
+    }
+
+    /// Deletes a shard; `false` if the node did not hold it.
+    pub async fn delete_shard(
+        &self,
+        object: ObjectId,
+        index: ShardIndex,
+    ) -> Result<bool, ClientError> {
+        let resp = self
+            .http
+            .delete(self.url(&format!("/v1/shards/{object}/{index}")))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.check(resp).await?;
+        Ok(true)
+    }
+
+    /// One page of the node's shards after `after`.
+    pub async fn list_shards(
+        &self,
+        after: Option<&ShardKey>,
+        limit: usize,
+    ) -> Result<ListReply, ClientError> {
+        let mut url = format!("{}?limit={limit}", self.url("/v1/shards"));
+        if let Some(a) = after {
+            url.push_str(&format!("&after={}.{}", a.object_id, a.shard_index));
+        }
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// `true` when the node answers `/readyz` with 200.
+    pub async fn ready(&self) -> bool {
+        matches!(self.http.get(self.url("/readyz")).send().await, Ok(r) if r.status().is_success())
+    }
+}

@@ -1,0 +1,78 @@
+//! Command-line and environment configuration of `cairn-storage-node`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::ids::NodeId;
+
+/// A Cairn storage node: keeps erasure-coded shards on disk with per-block checksums.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cairn-storage-node", version)]
+pub struct NodeConfig {
+    /// Stable name of this node (in Kubernetes, the pod name). Recorded in shard placements.
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    pub node_id: NodeId,
+    /// Failure zone of this node (Kubernetes `topology.kubernetes.io/zone`).
+    #[arg(long, env = "CAIRN_ZONE", default_value = "default")]
+    pub zone: String,
+    /// Directory holding the shard files.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-node-data")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+    /// Free space always kept on the data filesystem; writes that would cross it fail with 507.
+    #[arg(long, env = "CAIRN_MIN_FREE_BYTES", default_value = "64M", value_parser = parse_byte_size)]
+    pub min_free_bytes: u64,
+}
+
+/// Parses `123`, `64K`, `32M`, `2G` (powers of 1024).
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        Some((i, 'T' | 't')) => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a byte size: {s:?}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("byte size too large: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("0"), Ok(0));
+        assert_eq!(parse_byte_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_byte_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_byte_size("2g"), Ok(2 << 30));
+        assert!(parse_byte_size("x").is_err());
+        assert!(parse_byte_size("-1").is_err());
+        assert!(parse_byte_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = NodeConfig::try_parse_from([
+            "n",
+            "--node-id",
+            "node-a1",
+            "--zone",
+            "a",
+            "--min-free-bytes",
+            "1M",
+        ])
+        .unwrap();
+        assert_eq!(c.min_free_bytes, 1 << 20);
+        assert!(NodeConfig::try_parse_from(["n", "--node-id", "Bad Id"]).is_err());
+    }
+}

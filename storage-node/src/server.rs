@@ -1,0 +1,566 @@
+//! The storage node's HTTP API (`/v1`), health endpoints and `/metrics`.
+//!
+//! Shard metadata travels in `x-cairn-*` headers so the body can be the raw shard payload, streamed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::codec::ErasureProfile;
+use crate::format::{PlacementEntry, ShardHeader, ShardSpec};
+use crate::ids::{NodeId, ObjectId, ShardIndex};
+use crate::metrics::{EndpointLabels, NodeMetrics, RequestLabels};
+use crate::store::{ShardKey, ShardStore, StoreError, fs_space};
+
+/// Header names of shard metadata.
+pub mod headers {
+    /// Data shards per stripe.
+    pub const K: &str = "x-cairn-k";
+    /// Parity shards per stripe.
+    pub const M: &str = "x-cairn-m";
+    /// Object bytes per stripe.
+    pub const STRIPE_SIZE: &str = "x-cairn-stripe-size";
+    /// Total object bytes.
+    pub const OBJECT_LENGTH: &str = "x-cairn-object-length";
+    /// `node=endpoint` per shard index, comma separated.
+    pub const PLACEMENT: &str = "x-cairn-placement";
+    /// Request id echoed on every response.
+    pub const REQUEST_ID: &str = "x-request-id";
+}
+
+/// State shared by the handlers.
+pub struct NodeState {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The shard files.
+    pub store: ShardStore,
+    /// Metrics.
+    pub metrics: NodeMetrics,
+    /// Data directory (for disk space figures).
+    pub data_dir: std::path::PathBuf,
+}
+
+/// An API error: HTTP status plus a stable code, rendered as `{"error":{"code","message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+}
+
+/// JSON body of every error response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, code) = match &e {
+            StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NoSuchShard"),
+            StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "CorruptShard"),
+            StoreError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "DiskFull"),
+            StoreError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "InvalidShardSpec"),
+            StoreError::WrongLength { .. } => (StatusCode::BAD_REQUEST, "WrongLength"),
+            StoreError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange"),
+            StoreError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "IoError"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+/// Builds the router for a node.
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/v1/shards", get(list_shards))
+        .route(
+            "/v1/shards/{object}/{index}",
+            get(get_shard)
+                .head(head_shard)
+                .put(put_shard)
+                .delete(delete_shard),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id, tracing span and metrics around every request.
+async fn observe(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let request_id = format!("{:016x}", rand_u64());
+    let span = tracing::info_span!("request", %request_id, %method, path = %req.uri().path());
+    let start = Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "done"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(headers::REQUEST_ID, v);
+    }
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            endpoint: endpoint.clone(),
+            method,
+            status,
+        })
+        .inc();
+    m.latency
+        .get_or_create(&EndpointLabels { endpoint })
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+fn parse_key(object: &str, index: &str) -> Result<(ObjectId, ShardIndex), ApiError> {
+    let object = object.parse().map_err(|e: crate::ids::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidObjectId", e.to_string())
+    })?;
+    let index = index.parse().map_err(|e: crate::ids::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidShardIndex", e.to_string())
+    })?;
+    Ok((object, index))
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    h.get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))
+}
+
+fn header_num<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Result<T, ApiError> {
+    header_str(h, name)?
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("header {name} is not a valid number")))
+}
+
+/// Renders a placement as the `x-cairn-placement` header value.
+pub fn placement_header(placement: &[PlacementEntry]) -> String {
+    placement
+        .iter()
+        .map(|p| format!("{}={}", p.node, p.endpoint))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses the `x-cairn-placement` header value.
+pub fn parse_placement(s: &str) -> Result<Vec<PlacementEntry>, String> {
+    s.split(',')
+        .map(|entry| {
+            let (node, endpoint) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("placement entry {entry:?} is not node=endpoint"))?;
+            Ok(PlacementEntry {
+                node: node
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| e.to_string())?,
+                endpoint: endpoint.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn spec_from_headers(
+    object_id: ObjectId,
+    shard_index: ShardIndex,
+    h: &HeaderMap,
+) -> Result<ShardSpec, ApiError> {
+    let k: u8 = header_num(h, headers::K)?;
+    let m: u8 = header_num(h, headers::M)?;
+    let profile = ErasureProfile::new(k, m)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidShardSpec", e.to_string()))?;
+    let placement =
+        parse_placement(header_str(h, headers::PLACEMENT)?).map_err(ApiError::bad_request)?;
+    let spec = ShardSpec {
+        object_id,
+        shard_index,
+        profile,
+        stripe_size: header_num(h, headers::STRIPE_SIZE)?,
+        object_length: header_num(h, headers::OBJECT_LENGTH)?,
+        placement,
+    };
+    spec.validate()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidShardSpec", e.to_string()))?;
+    Ok(spec)
+}
+
+fn spec_headers(header: &ShardHeader, content_length: u64) -> HeaderMap {
+    let s = &header.spec;
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(name, v);
+        }
+    };
+    put(headers::K, s.profile.data_shards().to_string());
+    put(headers::M, s.profile.parity_shards().to_string());
+    put(headers::STRIPE_SIZE, s.stripe_size.to_string());
+    put(headers::OBJECT_LENGTH, s.object_length.to_string());
+    put(headers::PLACEMENT, placement_header(&s.placement));
+    put(header::CONTENT_LENGTH.as_str(), content_length.to_string());
+    h
+}
+
+/// Reply of a successful PUT.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PutShardReply {
+    /// Payload bytes stored.
+    pub bytes: u64,
+    /// Blocks stored (one per stripe).
+    pub blocks: u64,
+}
+
+async fn put_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((object, index)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<PutShardReply>), ApiError> {
+    let (object, index) = parse_key(&object, &index)?;
+    let spec = spec_from_headers(object, index, &h)?;
+    let expected = spec.geometry().shard_payload_len();
+    if let Some(len) = h.get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("bad Content-Length"))?;
+        if len != expected {
+            return Err(StoreError::WrongLength { expected, got: len }.into());
+        }
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut reader = SyncIoBridge::new(StreamReader::new(stream));
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || st.store.put(spec, &mut reader))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    let header = result.inspect_err(|e| {
+        if matches!(e, StoreError::DiskFull { .. }) {
+            state.metrics.disk_full_rejections.inc();
+        }
+        tracing::warn!(%object, %index, error = %e, "shard write failed");
+    })?;
+    state.metrics.shards_written.inc();
+    state.metrics.bytes_written.inc_by(expected);
+    tracing::debug!(%object, %index, bytes = expected, "shard stored");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(PutShardReply {
+            bytes: expected,
+            blocks: header.block_checksums.len() as u64,
+        }),
+    ))
+}
+
+async fn open(
+    state: &Arc<NodeState>,
+    object: ObjectId,
+    index: ShardIndex,
+) -> Result<crate::store::ShardFile, ApiError> {
+    let st = state.clone();
+    let r = tokio::task::spawn_blocking(move || st.store.open_shard(object, index))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    r.inspect_err(|e| {
+        if matches!(e, StoreError::Corrupt { .. }) {
+            state.metrics.corrupt_reads.inc();
+            tracing::error!(%object, %index, error = %e, "corrupt shard header");
+        }
+    })
+    .map_err(ApiError::from)
+}
+
+async fn head_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((object, index)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (object, index) = parse_key(&object, &index)?;
+    let file = open(&state, object, index).await?;
+    Ok((
+        spec_headers(file.header(), file.payload_len()),
+        Body::empty(),
+    )
+        .into_response())
+}
+
+/// Parses a single `bytes=` range against a payload of `len` bytes into `start..end`.
+pub fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (len.saturating_sub(n), len)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(len)
+        };
+        (start, end)
+    };
+    (start < end && start < len).then_some((start, end))
+}
+
+async fn get_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((object, index)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (object, index) = parse_key(&object, &index)?;
+    let file = open(&state, object, index).await?;
+    let len = file.payload_len();
+    let (status, start, end) = match h.get(header::RANGE) {
+        None => (StatusCode::OK, 0, len),
+        Some(v) => {
+            let r = v.to_str().ok().and_then(|v| parse_range(v, len));
+            let (s, e) = r.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "InvalidRange",
+                    format!("unsatisfiable range for {len} bytes"),
+                )
+            })?;
+            (StatusCode::PARTIAL_CONTENT, s, e)
+        }
+    };
+    let mut resp_headers = spec_headers(file.header(), end - start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp_headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)).expect("ascii"),
+        );
+    }
+    // A blocking reader verifies one block at a time and hands it over a small channel, so memory
+    // stays at a couple of blocks whatever the shard size. On corruption the stream ends in an
+    // error, which aborts the response: the client never receives unverified bytes.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let metrics_state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let g = file.header().spec.geometry();
+        let mut pos = start;
+        while pos < end {
+            let b = g.block_of(pos);
+            let block_end = (g.block_offset(b) + g.block_len(b)).min(end);
+            let chunk = file.read_range(pos, block_end);
+            let item = match chunk {
+                Ok(c) => Ok(Bytes::from(c)),
+                Err(e) => {
+                    if matches!(e, StoreError::Corrupt { .. }) {
+                        metrics_state.metrics.corrupt_reads.inc();
+                    }
+                    tracing::error!(%object, %index, error = %e, "shard read failed mid-stream");
+                    Err(std::io::Error::other(e.to_string()))
+                }
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+            metrics_state.metrics.bytes_read.inc_by(block_end - pos);
+            pos = block_end;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((status, resp_headers, Body::from_stream(stream)).into_response())
+}
+
+async fn delete_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((object, index)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (object, index) = parse_key(&object, &index)?;
+    let st = state.clone();
+    let existed = tokio::task::spawn_blocking(move || st.store.delete(object, index))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string())
+        })??;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(StoreError::NotFound { object, index }.into())
+    }
+}
+
+/// Query of a shard listing page.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Return shards after this `object.index` key.
+    pub after: Option<String>,
+    /// Page size (1..=10000, default 1000).
+    pub limit: Option<usize>,
+}
+
+/// One page of a shard listing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListReply {
+    /// Shards in (object, index) order.
+    pub shards: Vec<ShardKey>,
+    /// Cursor for the next page, absent on the last one.
+    pub next: Option<String>,
+}
+
+async fn list_shards(
+    State(state): State<Arc<NodeState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<ListReply>, ApiError> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1..=10000"));
+    }
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(a) => {
+            let (o, i) = a
+                .split_once('.')
+                .ok_or_else(|| ApiError::bad_request("after must be object.index"))?;
+            let (object_id, shard_index) = parse_key(o, i)?;
+            Some(ShardKey {
+                object_id,
+                shard_index,
+            })
+        }
+    };
+    let st = state.clone();
+    let shards = tokio::task::spawn_blocking(move || st.store.list(after.as_ref(), limit))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string())
+        })??;
+    let next = (shards.len() == limit)
+        .then(|| {
+            shards
+                .last()
+                .map(|k| format!("{}.{}", k.object_id, k.shard_index))
+        })
+        .flatten();
+    Ok(axum::Json(ListReply { shards, next }))
+}
+
+async fn readyz(State(state): State<Arc<NodeState>>) -> Response {
+    match state.store.available_bytes() {
+        Ok(_) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
+    if let Ok((avail, total)) = fs_space(&state.data_dir) {
+        state.metrics.disk_free.set(avail as i64);
+        state
+            .metrics
+            .disk_used
+            .set(total.saturating_sub(avail) as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 100)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-4", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn placement_header_round_trips() {
+        let p = vec![
+            PlacementEntry {
+                node: "a".parse().unwrap(),
+                endpoint: "http://127.0.0.1:1".into(),
+            },
+            PlacementEntry {
+                node: "b".parse().unwrap(),
+                endpoint: "http://h:2".into(),
+            },
+        ];
+        assert_eq!(parse_placement(&placement_header(&p)).unwrap(), p);
+        assert!(parse_placement("nonsense").is_err());
+    }
+}
