@@ -302,9 +302,15 @@ async fn put_shard(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut reader = SyncIoBridge::new(StreamReader::new(stream));
     let st = state.clone();
-    let result = tokio::task::spawn_blocking(move || st.store.put(spec, &mut reader))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    let (result, reader) = tokio::task::spawn_blocking(move || {
+        let r = st.store.put(spec, &mut reader);
+        (r, reader)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    if result.is_err() {
+        drain_body(reader.into_inner().into_inner()).await;
+    }
     let header = result.inspect_err(|e| {
         if matches!(e, StoreError::DiskFull { .. }) {
             state.metrics.disk_full_rejections.inc();
@@ -321,6 +327,24 @@ async fn put_shard(
             blocks: header.block_checksums.len() as u64,
         }),
     ))
+}
+
+/// Most of a refused body we read and discard, so the client sees our error response instead of a
+/// broken pipe and the connection stays usable; past this the connection is closed instead.
+const MAX_DRAIN_BYTES: u64 = 64 << 20;
+
+async fn drain_body<S>(mut body: S)
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut drained = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        drained += chunk.len() as u64;
+        if drained > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
 }
 
 async fn open(
