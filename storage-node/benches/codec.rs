@@ -1,4 +1,4 @@
-//! Erasure-coding throughput: our `Codec` (reed-solomon-simd) vs raw reed-solomon-simd vs
+//! Erasure-coding throughput: our `Codec` (reed-solomon-erasure inside) vs raw reed-solomon-simd vs
 //! reed-solomon-erasure 6 (simd-accel), single thread, 1 MiB stripes.
 //!
 //! Run: `cargo bench -p cairn-storage-node --bench codec [-- --seconds F]`.
@@ -43,7 +43,7 @@ fn main() {
         let profile = ErasureProfile::new(k, m).expect("valid profile");
         let rows = [
             (
-                "cairn Codec (reed-solomon-simd)",
+                "cairn Codec (reed-solomon-erasure)",
                 bench_codec(profile, &data, warmup, budget),
             ),
             (
