@@ -302,12 +302,11 @@ async fn put_shard(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut reader = SyncIoBridge::new(StreamReader::new(stream));
     let st = state.clone();
-    let (result, reader) = tokio::task::spawn_blocking(move || {
+    let (result, reader) = blocking(move || {
         let r = st.store.put(spec, &mut reader);
         (r, reader)
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    .await?;
     if result.is_err() {
         drain_body(reader.into_inner().into_inner()).await;
     }
@@ -327,6 +326,15 @@ async fn put_shard(
             blocks: header.block_checksums.len() as u64,
         }),
     ))
+}
+
+/// Runs blocking store I/O off the async workers; a panicked task becomes a 500, not a crash.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))
 }
 
 /// Most of a refused body we read and discard, so the client sees our error response instead of a
@@ -353,9 +361,7 @@ async fn open(
     index: ShardIndex,
 ) -> Result<crate::store::ShardFile, ApiError> {
     let st = state.clone();
-    let r = tokio::task::spawn_blocking(move || st.store.open_shard(object, index))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    let r = blocking(move || st.store.open_shard(object, index)).await?;
     r.inspect_err(|e| {
         if matches!(e, StoreError::Corrupt { .. }) {
             state.metrics.corrupt_reads.inc();
@@ -468,11 +474,7 @@ async fn delete_shard(
 ) -> Result<StatusCode, ApiError> {
     let (object, index) = parse_key(&object, &index)?;
     let st = state.clone();
-    let existed = tokio::task::spawn_blocking(move || st.store.delete(object, index))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string())
-        })??;
+    let existed = blocking(move || st.store.delete(object, index)).await??;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -520,11 +522,7 @@ async fn list_shards(
         }
     };
     let st = state.clone();
-    let shards = tokio::task::spawn_blocking(move || st.store.list(after.as_ref(), limit))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string())
-        })??;
+    let shards = blocking(move || st.store.list(after.as_ref(), limit)).await??;
     let next = (shards.len() == limit)
         .then(|| {
             shards
