@@ -7,8 +7,10 @@ use reqwest::StatusCode;
 use crate::codec::ErasureProfile;
 use crate::format::ShardSpec;
 use crate::ids::{ObjectId, ShardIndex};
+use crate::scrubber::ScrubStatus;
 use crate::server::{
-    ErrorBody, ListReply, PutShardReply, headers, parse_placement, placement_header,
+    ErrorBody, ListReply, PutShardReply, StartScrubReply, headers, parse_placement,
+    placement_header,
 };
 use crate::store::ShardKey;
 
@@ -248,6 +250,41 @@ impl NodeClient {
             .map_err(|e| self.transport(e))?;
         let resp = self.check(resp).await?;
         resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// Asks the node to start a scrub pass; `false` if one was already running.
+    pub async fn start_scrub(&self) -> Result<bool, ClientError> {
+        let resp = self
+            .http
+            .post(self.url("/v1/scrub"))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(false);
+        }
+        let reply: StartScrubReply = self
+            .check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Ok(reply.started)
+    }
+
+    /// The scrubber's current and last pass.
+    pub async fn scrub_status(&self) -> Result<ScrubStatus, ClientError> {
+        let resp = self
+            .http
+            .get(self.url("/v1/scrub"))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.transport(e))
     }
 
     /// `true` when the node answers `/readyz` with 200.

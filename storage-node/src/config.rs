@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -26,6 +27,17 @@ pub struct NodeConfig {
     /// Free space always kept on the data filesystem; writes that would cross it fail with 507.
     #[arg(long, env = "CAIRN_MIN_FREE_BYTES", default_value = "64M", value_parser = parse_byte_size)]
     pub min_free_bytes: u64,
+    /// Scrubber read rate in bytes per second (e.g. `32M`); 0 means unlimited.
+    #[arg(long, env = "CAIRN_SCRUB_RATE", default_value = "32M", value_parser = parse_byte_size)]
+    pub scrub_rate: u64,
+    /// Time from the end of one scrub pass to the start of the next (e.g. `24h`, `30m`).
+    /// `POST /v1/scrub` starts a pass at any time.
+    #[arg(long, env = "CAIRN_SCRUB_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub scrub_interval: Duration,
+    /// Shards younger than this are not checked against their peers by the scrubber, because the
+    /// object's writer may still be storing the other shards.
+    #[arg(long, env = "CAIRN_REPAIR_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub repair_grace: Duration,
 }
 
 /// Parses `123`, `64K`, `32M`, `2G` (powers of 1024).
@@ -70,9 +82,13 @@ mod tests {
             "a",
             "--min-free-bytes",
             "1M",
+            "--scrub-interval",
+            "30m",
         ])
         .unwrap();
         assert_eq!(c.min_free_bytes, 1 << 20);
+        assert_eq!(c.scrub_interval, Duration::from_secs(1800));
+        assert_eq!(c.scrub_rate, 32 << 20);
         assert!(NodeConfig::try_parse_from(["n", "--node-id", "Bad Id"]).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Cairn storage node: the erasure-coding codec, the on-disk shard format and the durable shard store.
 //!
-//! The gateway depends on this crate for the codec and (later) the typed client of the node's API.
+//! The gateway depends on this crate for the codec, the shard format and the typed client of the
+//! node's API; the scrubber and peer repair run inside each node.
 
 pub mod client;
 pub mod codec;
@@ -8,5 +9,8 @@ pub mod config;
 pub mod format;
 pub mod ids;
 pub mod metrics;
+pub mod node;
+pub mod repair;
+pub mod scrubber;
 pub mod server;
 pub mod store;

@@ -46,6 +46,32 @@ pub struct NodeMetrics {
     pub disk_free: Gauge,
     /// Used bytes on the data filesystem (updated at scrape).
     pub disk_used: Gauge,
+    /// Shard files stored (updated at scrape).
+    pub shards_stored: Gauge,
+    /// Bytes of shard files stored (updated at scrape).
+    pub shard_bytes_stored: Gauge,
+    /// Own shards verified by the scrubber.
+    pub scrub_shards_checked: Counter,
+    /// Payload bytes verified by the scrubber.
+    pub scrub_bytes_verified: Counter,
+    /// Own shards found with a bad header or bad blocks.
+    pub scrub_corrupt_shards: Counter,
+    /// Own blocks found failing their checksum.
+    pub scrub_corrupt_blocks: Counter,
+    /// Successor shards found missing or corrupt on peers.
+    pub scrub_broken_peer_shards: Counter,
+    /// Shards rebuilt and stored.
+    pub scrub_shards_repaired: Counter,
+    /// Shards that cannot be rebuilt (too few healthy shards left).
+    pub scrub_unrepairable: Counter,
+    /// Repairs that failed for another reason and will be retried.
+    pub scrub_repair_errors: Counter,
+    /// Passes finished.
+    pub scrub_passes: Counter,
+    /// 1 while a pass runs.
+    pub scrub_running: Gauge,
+    /// Unix time the last pass finished.
+    pub scrub_last_pass_completed: Gauge,
 }
 
 impl NodeMetrics {
@@ -66,6 +92,19 @@ impl NodeMetrics {
             disk_full_rejections: Counter::default(),
             disk_free: Gauge::default(),
             disk_used: Gauge::default(),
+            shards_stored: Gauge::default(),
+            shard_bytes_stored: Gauge::default(),
+            scrub_shards_checked: Counter::default(),
+            scrub_bytes_verified: Counter::default(),
+            scrub_corrupt_shards: Counter::default(),
+            scrub_corrupt_blocks: Counter::default(),
+            scrub_broken_peer_shards: Counter::default(),
+            scrub_shards_repaired: Counter::default(),
+            scrub_unrepairable: Counter::default(),
+            scrub_repair_errors: Counter::default(),
+            scrub_passes: Counter::default(),
+            scrub_running: Gauge::default(),
+            scrub_last_pass_completed: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,6 +152,73 @@ impl NodeMetrics {
             "Used bytes on the data filesystem",
             m.disk_used.clone(),
         );
+        let counters: [(&str, &str, &Counter); 9] = [
+            (
+                "scrub_shards_checked",
+                "Own shards verified by the scrubber",
+                &m.scrub_shards_checked,
+            ),
+            (
+                "scrub_bytes_verified",
+                "Payload bytes verified by the scrubber",
+                &m.scrub_bytes_verified,
+            ),
+            (
+                "scrub_corrupt_shards",
+                "Own shards found with a bad header or bad blocks",
+                &m.scrub_corrupt_shards,
+            ),
+            (
+                "scrub_corrupt_blocks",
+                "Own blocks found failing their checksum",
+                &m.scrub_corrupt_blocks,
+            ),
+            (
+                "scrub_broken_peer_shards",
+                "Successor shards found missing or corrupt on peers",
+                &m.scrub_broken_peer_shards,
+            ),
+            (
+                "scrub_shards_repaired",
+                "Shards rebuilt from peers and stored",
+                &m.scrub_shards_repaired,
+            ),
+            (
+                "scrub_unrepairable_shards",
+                "Shards that cannot be rebuilt: too few healthy shards left",
+                &m.scrub_unrepairable,
+            ),
+            (
+                "scrub_repair_errors",
+                "Repairs that failed for another reason (retried next pass)",
+                &m.scrub_repair_errors,
+            ),
+            ("scrub_passes", "Scrub passes finished", &m.scrub_passes),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        let gauges: [(&str, &str, &Gauge); 4] = [
+            ("shards_stored", "Shard files stored", &m.shards_stored),
+            (
+                "shard_bytes_stored",
+                "Bytes of shard files stored",
+                &m.shard_bytes_stored,
+            ),
+            (
+                "scrub_running",
+                "1 while a scrub pass runs",
+                &m.scrub_running,
+            ),
+            (
+                "scrub_last_pass_completed_timestamp_seconds",
+                "Unix time the last scrub pass finished",
+                &m.scrub_last_pass_completed,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
         Self { registry, ..m }
     }
 

@@ -21,6 +21,7 @@ use crate::codec::ErasureProfile;
 use crate::format::{PlacementEntry, ShardHeader, ShardSpec};
 use crate::ids::{NodeId, ObjectId, ShardIndex};
 use crate::metrics::{EndpointLabels, NodeMetrics, RequestLabels};
+use crate::scrubber::{ScrubHandle, ScrubStatus};
 use crate::store::{ShardKey, ShardStore, StoreError, fs_space};
 
 /// Header names of shard metadata.
@@ -44,9 +45,11 @@ pub struct NodeState {
     /// This node's id.
     pub node_id: NodeId,
     /// The shard files.
-    pub store: ShardStore,
+    pub store: Arc<ShardStore>,
     /// Metrics.
-    pub metrics: NodeMetrics,
+    pub metrics: Arc<NodeMetrics>,
+    /// The scrubber's status and trigger.
+    pub scrub: ScrubHandle,
     /// Data directory (for disk space figures).
     pub data_dir: std::path::PathBuf,
 }
@@ -126,6 +129,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 .put(put_shard)
                 .delete(delete_shard),
         )
+        .route("/v1/scrub", get(scrub_status).post(start_scrub))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -533,6 +537,29 @@ async fn list_shards(
     Ok(axum::Json(ListReply { shards, next }))
 }
 
+/// Reply of `POST /v1/scrub`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StartScrubReply {
+    /// `false` when a pass was already running (it goes on; no second one is queued).
+    pub started: bool,
+}
+
+async fn start_scrub(
+    State(state): State<Arc<NodeState>>,
+) -> (StatusCode, axum::Json<StartScrubReply>) {
+    let started = state.scrub.start_now();
+    let status = if started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CONFLICT
+    };
+    (status, axum::Json(StartScrubReply { started }))
+}
+
+async fn scrub_status(State(state): State<Arc<NodeState>>) -> axum::Json<ScrubStatus> {
+    axum::Json(state.scrub.status())
+}
+
 async fn readyz(State(state): State<Arc<NodeState>>) -> Response {
     match state.store.available_bytes() {
         Ok(_) => "ready".into_response(),
@@ -548,6 +575,9 @@ async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
             .disk_used
             .set(total.saturating_sub(avail) as i64);
     }
+    let (shards, bytes) = state.store.stored();
+    state.metrics.shards_stored.set(shards as i64);
+    state.metrics.shard_bytes_stored.set(bytes as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.encode(),

@@ -67,6 +67,10 @@ pub struct ShardStore {
     tmp_dir: PathBuf,
     options: StoreOptions,
     tmp_counter: AtomicU64,
+    /// Shard files present (counted at open, kept current by put and delete).
+    stored_shards: AtomicU64,
+    /// Bytes of those files.
+    stored_bytes: AtomicU64,
 }
 
 impl ShardStore {
@@ -85,12 +89,23 @@ impl ShardStore {
             tracing::warn!(removed, "removed temporary shard files left by a crash");
             sync_dir(&tmp_dir)?;
         }
+        let (shards, bytes) = inventory(&shards_dir)?;
         Ok(Self {
             shards_dir,
             tmp_dir,
             options,
             tmp_counter: AtomicU64::new(0),
+            stored_shards: AtomicU64::new(shards),
+            stored_bytes: AtomicU64::new(bytes),
         })
+    }
+
+    /// (shard files, bytes) currently stored.
+    pub fn stored(&self) -> (u64, u64) {
+        (
+            self.stored_shards.load(Ordering::Relaxed),
+            self.stored_bytes.load(Ordering::Relaxed),
+        )
     }
 
     fn shard_path(&self, object: &ObjectId, index: ShardIndex) -> PathBuf {
@@ -132,8 +147,18 @@ impl ShardStore {
                     fs::create_dir_all(parent)?;
                     sync_dir(&self.shards_dir)?;
                 }
+                let replaced = fs::metadata(&dest).ok().map(|m| m.len());
                 fs::rename(&tmp, &dest)?;
                 sync_dir(parent)?;
+                match replaced {
+                    Some(old) => {
+                        self.stored_bytes.fetch_sub(old, Ordering::Relaxed);
+                    }
+                    None => {
+                        self.stored_shards.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.stored_bytes.fetch_add(needed, Ordering::Relaxed);
                 Ok(header)
             });
         if result.is_err() {
@@ -240,8 +265,11 @@ impl ShardStore {
     /// Removes a shard; `false` if it did not exist.
     pub fn delete(&self, object: ObjectId, index: ShardIndex) -> Result<bool, StoreError> {
         let path = self.shard_path(&object, index);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
             Ok(()) => {
+                self.stored_shards.fetch_sub(1, Ordering::Relaxed);
+                self.stored_bytes.fetch_sub(len, Ordering::Relaxed);
                 sync_dir(path.parent().expect("shard paths have a parent"))?;
                 Ok(true)
             }
@@ -288,6 +316,30 @@ impl ShardStore {
     }
 }
 
+/// Counts the shard files and their bytes (at open; O(files) metadata reads).
+fn inventory(shards_dir: &Path) -> io::Result<(u64, u64)> {
+    let (mut shards, mut bytes) = (0, 0);
+    for prefix in fs::read_dir(shards_dir)? {
+        let prefix = prefix?;
+        if !prefix.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(prefix.path())? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .and_then(parse_shard_name)
+                .is_some()
+            {
+                shards += 1;
+                bytes += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok((shards, bytes))
+}
+
 fn parse_shard_name(name: &str) -> Option<ShardKey> {
     let (id, index) = name.split_once('.')?;
     Some(ShardKey {
@@ -308,6 +360,12 @@ impl ShardFile {
     /// The verified header.
     pub fn header(&self) -> &ShardHeader {
         &self.header
+    }
+
+    /// Time since the shard file was last written.
+    pub fn age(&self) -> io::Result<std::time::Duration> {
+        let modified = self.file.metadata()?.modified()?;
+        Ok(modified.elapsed().unwrap_or_default())
     }
 
     /// Payload bytes (all blocks).
@@ -425,6 +483,25 @@ mod tests {
             f.read_range(0, 627),
             Err(StoreError::BadRange { .. })
         ));
+    }
+
+    #[test]
+    fn stored_counts_follow_put_replace_delete_and_reopen() {
+        let (d, s) = store();
+        let spec = sample_spec(4, 2, 1000, 2500);
+        let file_len = spec.header_len() + spec.geometry().shard_payload_len();
+        let body = payload(&spec);
+        s.put(spec.clone(), &mut body.as_slice()).unwrap();
+        s.put(spec.clone(), &mut body.as_slice()).unwrap();
+        assert_eq!(s.stored(), (1, file_len));
+        let other = spec.for_index(ShardIndex(2));
+        s.put(other.clone(), &mut body.as_slice()).unwrap();
+        assert_eq!(s.stored(), (2, 2 * file_len));
+        assert!(s.delete(spec.object_id, spec.shard_index).unwrap());
+        assert_eq!(s.stored(), (1, file_len));
+        drop(s);
+        let reopened = ShardStore::open(d.path(), StoreOptions::default()).unwrap();
+        assert_eq!(reopened.stored(), (1, file_len));
     }
 
     #[test]

@@ -21,12 +21,18 @@ pub struct NodeProcess {
     child: Option<Child>,
 }
 
+/// A free port below the kernel's ephemeral range (32768+ by default), so that no outgoing
+/// connection can take a killed node's port before the node restarts on it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1000) as u16 * 12;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl NodeProcess {
