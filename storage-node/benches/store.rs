@@ -66,10 +66,14 @@ fn main() {
             .expect("put");
         let write = (mib << 20) as f64 / t.elapsed().as_secs_f64() / 1e6;
         let t = Instant::now();
-        let file = store.open_shard(spec.object_id, spec.shard_index).expect("open");
+        let file = store
+            .open_shard(spec.object_id, spec.shard_index)
+            .expect("open");
         file.verify().expect("verify");
         let read = (mib << 20) as f64 / t.elapsed().as_secs_f64() / 1e6;
         println!("| {run} | {write:.0} | {read:.0} |");
-        store.delete(spec.object_id, spec.shard_index).expect("delete");
+        store
+            .delete(spec.object_id, spec.shard_index)
+            .expect("delete");
     }
 }
