@@ -9,7 +9,7 @@ use crate::format::ShardSpec;
 use crate::ids::{ObjectId, ShardIndex};
 use crate::scrubber::ScrubStatus;
 use crate::server::{
-    ErrorBody, ListReply, PutShardReply, StartScrubReply, headers, parse_placement,
+    ErrorBody, ListReply, NodeStatus, PutShardReply, StartScrubReply, headers, parse_placement,
     placement_header,
 };
 use crate::store::ShardKey;
@@ -250,6 +250,21 @@ impl NodeClient {
             .map_err(|e| self.transport(e))?;
         let resp = self.check(resp).await?;
         resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// The node's identity and space.
+    pub async fn status(&self) -> Result<NodeStatus, ClientError> {
+        let resp = self
+            .http
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.transport(e))
     }
 
     /// Asks the node to start a scrub pass; `false` if one was already running.

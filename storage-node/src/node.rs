@@ -57,6 +57,7 @@ pub async fn serve(
     );
     let state = Arc::new(NodeState {
         node_id: config.node_id.clone(),
+        zone: config.zone.clone(),
         store,
         metrics,
         scrub: scrubber.handle(),

@@ -44,6 +44,8 @@ pub mod headers {
 pub struct NodeState {
     /// This node's id.
     pub node_id: NodeId,
+    /// This node's failure zone.
+    pub zone: String,
     /// The shard files.
     pub store: Arc<ShardStore>,
     /// Metrics.
@@ -130,6 +132,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 .delete(delete_shard),
         )
         .route("/v1/scrub", get(scrub_status).post(start_scrub))
+        .route("/v1/status", get(node_status))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -535,6 +538,39 @@ async fn list_shards(
         })
         .flatten();
     Ok(axum::Json(ListReply { shards, next }))
+}
+
+/// Reply of `GET /v1/status`: who the node is and how full it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// The node's zone.
+    pub zone: String,
+    /// Bytes free for shards (above the reserve).
+    pub available_bytes: u64,
+    /// Size of the data filesystem.
+    pub total_bytes: u64,
+    /// Shard files stored.
+    pub shards: u64,
+    /// Bytes of shard files stored.
+    pub shard_bytes: u64,
+}
+
+async fn node_status(
+    State(state): State<Arc<NodeState>>,
+) -> Result<axum::Json<NodeStatus>, ApiError> {
+    let (_, total_bytes) = fs_space(&state.data_dir).map_err(StoreError::from)?;
+    let available_bytes = state.store.available_bytes()?;
+    let (shards, shard_bytes) = state.store.stored();
+    Ok(axum::Json(NodeStatus {
+        node_id: state.node_id.clone(),
+        zone: state.zone.clone(),
+        available_bytes,
+        total_bytes,
+        shards,
+        shard_bytes,
+    }))
 }
 
 /// Reply of `POST /v1/scrub`.

@@ -1,0 +1,416 @@
+//! The admin API (`/admin/v1`, its own port, `Authorization: Bearer <token>`): buckets, access
+//! keys, storage nodes, partitions and health, as JSON. The operator drives the fleet through it.
+//! `docs/admin-api.md` documents every call.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::data::nodes::NodeRegistry;
+use crate::index::list::{ListEntry, ListQuery};
+use crate::index::records::{AccessKeyRecord, BucketRecord};
+use crate::index::{Index, IndexError, WriteCondition, now_ms};
+use crate::metrics::GatewayMetrics;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// The index.
+    pub index: Index,
+    /// Storage nodes.
+    pub nodes: NodeRegistry,
+    /// Metrics (also served here).
+    pub metrics: Arc<GatewayMetrics>,
+    /// Refreshes scrape-time gauges.
+    pub refresh_metrics: Arc<dyn Fn() + Send + Sync>,
+    /// The bearer token.
+    pub token: String,
+    /// Owner recorded for buckets created here (the root access key).
+    pub owner: String,
+    /// Shards needed to accept a write.
+    pub write_quorum: usize,
+    /// Shards needed to read.
+    pub read_quorum: usize,
+}
+
+/// An admin API error: `{"error": {"code", "message"}}`.
+pub struct AdminError(StatusCode, &'static str, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.1, "message": self.2}});
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+impl From<IndexError> for AdminError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::NoSuchBucket(_) => {
+                AdminError(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string())
+            }
+            IndexError::BucketExists { .. } => {
+                AdminError(StatusCode::CONFLICT, "BucketAlreadyExists", e.to_string())
+            }
+            IndexError::BucketNotEmpty(_) => {
+                AdminError(StatusCode::CONFLICT, "BucketNotEmpty", e.to_string())
+            }
+            other => AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+type AdminResult<T> = Result<axum::Json<T>, AdminError>;
+
+/// The admin router.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/admin/v1/buckets", get(list_buckets).post(create_bucket))
+        .route(
+            "/admin/v1/buckets/{name}",
+            get(bucket_info).delete(delete_bucket),
+        )
+        .route("/admin/v1/keys", get(list_keys).post(create_key))
+        .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
+        .route("/admin/v1/nodes", get(list_nodes))
+        .route("/admin/v1/partitions", get(partitions))
+        .route("/admin/v1/health", get(health))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        AdminError(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "missing or wrong bearer token".into(),
+        )
+        .into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    (state.refresh_metrics)();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// A bucket as the admin API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Owner (access key id of the creator).
+    pub owner: String,
+    /// Current objects (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    /// Bytes of current objects (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+fn info(b: BucketRecord, usage: Option<(u64, u64)>) -> BucketInfo {
+    BucketInfo {
+        name: b.name,
+        created_ms: b.created_ms,
+        owner: b.owner,
+        objects: usage.map(|u| u.0),
+        bytes: usage.map(|u| u.1),
+    }
+}
+
+async fn list_buckets(State(state): State<Arc<AdminState>>) -> AdminResult<Vec<BucketInfo>> {
+    let buckets = state.index.list_buckets().await?;
+    Ok(axum::Json(
+        buckets.into_iter().map(|b| info(b, None)).collect(),
+    ))
+}
+
+/// Body of `POST /admin/v1/buckets`.
+#[derive(Debug, Deserialize)]
+pub struct CreateBucket {
+    /// Bucket name (S3 naming rules).
+    pub name: String,
+    /// Succeed if the bucket already exists (adoption) instead of answering 409.
+    #[serde(default)]
+    pub exist_ok: bool,
+}
+
+async fn create_bucket(
+    State(state): State<Arc<AdminState>>,
+    axum::Json(req): axum::Json<CreateBucket>,
+) -> Result<(StatusCode, axum::Json<BucketInfo>), AdminError> {
+    if !s3s::path::check_bucket_name(&req.name) {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "InvalidBucketName",
+            format!("{:?} is not a valid bucket name", req.name),
+        ));
+    }
+    let rec = BucketRecord {
+        name: req.name.clone(),
+        created_ms: now_ms(),
+        owner: state.owner.clone(),
+    };
+    match state.index.create_bucket(rec.clone()).await {
+        Ok(()) => Ok((StatusCode::CREATED, axum::Json(info(rec, Some((0, 0)))))),
+        Err(IndexError::BucketExists { .. }) if req.exist_ok => {
+            let b = state
+                .index
+                .get_bucket(&req.name)
+                .await?
+                .ok_or_else(|| IndexError::NoSuchBucket(req.name.clone()))?;
+            let usage = state.index.bucket_usage(&req.name).await?;
+            Ok((StatusCode::OK, axum::Json(info(b, Some(usage)))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn bucket_info(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<BucketInfo> {
+    let b = state
+        .index
+        .get_bucket(&name)
+        .await?
+        .ok_or(IndexError::NoSuchBucket(name.clone()))?;
+    let usage = state.index.bucket_usage(&name).await?;
+    Ok(axum::Json(info(b, Some(usage))))
+}
+
+/// Query of `DELETE /admin/v1/buckets/{name}`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteBucketQuery {
+    /// Delete every object and abort every upload first.
+    #[serde(default)]
+    pub force: bool,
+}
+
+async fn delete_bucket(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteBucketQuery>,
+) -> Result<StatusCode, AdminError> {
+    if q.force {
+        empty_bucket(&state.index, &name).await?;
+    }
+    state.index.delete_bucket(&name).await?;
+    tracing::info!(bucket = %name, force = q.force, "bucket deleted through the admin API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes every current object and aborts every upload of a bucket.
+async fn empty_bucket(index: &Index, name: &str) -> Result<(), IndexError> {
+    loop {
+        let page = index
+            .list_objects(
+                name,
+                ListQuery {
+                    max_keys: 1000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if page.entries.is_empty() {
+            break;
+        }
+        for e in page.entries {
+            if let ListEntry::Object(key, _) = e {
+                index
+                    .delete_object(name, &key, WriteCondition::None)
+                    .await?;
+            }
+        }
+    }
+    loop {
+        let uploads = index.list_uploads(name, "", None, None, 1000).await?;
+        if uploads.is_empty() {
+            return Ok(());
+        }
+        for u in uploads {
+            index.abort_upload(&u).await?;
+        }
+    }
+}
+
+/// An access key as listed (no secret).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Name.
+    pub name: String,
+    /// Buckets it may use; absent = all.
+    pub buckets: Option<Vec<String>>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+async fn list_keys(State(state): State<Arc<AdminState>>) -> AdminResult<Vec<KeyInfo>> {
+    let keys = state.index.list_access_keys().await?;
+    Ok(axum::Json(
+        keys.into_iter()
+            .map(|k| KeyInfo {
+                access_key_id: k.access_key_id,
+                name: k.name,
+                buckets: k.buckets,
+                created_ms: k.created_ms,
+            })
+            .collect(),
+    ))
+}
+
+/// Body of `POST /admin/v1/keys`.
+#[derive(Debug, Deserialize)]
+pub struct CreateKey {
+    /// Human-readable name.
+    pub name: String,
+    /// Buckets the key may use; absent = all.
+    #[serde(default)]
+    pub buckets: Option<Vec<String>>,
+}
+
+/// Reply of `POST /admin/v1/keys`: the only time the secret is shown.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreatedKey {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    (0..len)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// A fresh key pair in the format AWS uses (`AK...` 20 chars, 40-char secret).
+pub fn new_key_pair() -> (String, String) {
+    let id = format!(
+        "CK{}",
+        random_string(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    );
+    let secret = random_string(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    );
+    (id, secret)
+}
+
+async fn create_key(
+    State(state): State<Arc<AdminState>>,
+    axum::Json(req): axum::Json<CreateKey>,
+) -> Result<(StatusCode, axum::Json<CreatedKey>), AdminError> {
+    let (id, secret) = new_key_pair();
+    state
+        .index
+        .put_access_key(AccessKeyRecord {
+            access_key_id: id.clone(),
+            secret_key: secret.clone(),
+            name: req.name,
+            buckets: req.buckets,
+            created_ms: now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedKey {
+            access_key_id: id,
+            secret_key: secret,
+        }),
+    ))
+}
+
+async fn delete_key(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    if state.index.delete_access_key(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            format!("no access key {id}"),
+        ))
+    }
+}
+
+async fn list_nodes(
+    State(state): State<Arc<AdminState>>,
+) -> AdminResult<Vec<crate::data::nodes::NodeReport>> {
+    Ok(axum::Json(state.nodes.report()))
+}
+
+async fn partitions(
+    State(state): State<Arc<AdminState>>,
+) -> AdminResult<crate::index::partition::PartitionMap> {
+    Ok(axum::Json(state.index.partition_map()))
+}
+
+/// Reply of `GET /admin/v1/health`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` (every node up), `degraded` (reads and writes work), `unavailable`.
+    pub status: String,
+    /// Storage nodes up.
+    pub nodes_up: usize,
+    /// Storage nodes configured.
+    pub nodes_total: usize,
+    /// Whether new writes can reach their quorum.
+    pub writable: bool,
+}
+
+async fn health(State(state): State<Arc<AdminState>>) -> AdminResult<Health> {
+    let total = state.nodes.configs().len();
+    let up = state.nodes.up_count();
+    let writable = up >= state.write_quorum.min(total);
+    let status = if up == total {
+        "ok"
+    } else if writable && up >= state.read_quorum {
+        "degraded"
+    } else {
+        "unavailable"
+    };
+    Ok(axum::Json(Health {
+        status: status.into(),
+        nodes_up: up,
+        nodes_total: total,
+        writable,
+    }))
+}

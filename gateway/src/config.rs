@@ -1,0 +1,136 @@
+//! Command-line and environment configuration of `cairn-gateway`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_storage_node::config::parse_byte_size;
+use clap::{Args, Parser, Subcommand};
+
+use crate::data::nodes::{NodeConfig, parse_node};
+
+/// Cairn gateway: the S3 API over erasure-coded storage nodes.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-gateway", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A whole fleet on one machine: a gateway and six storage nodes in three zones.
+    Dev(DevArgs),
+    /// A gateway against remote storage nodes (what the Kubernetes pods run).
+    Serve(ServeArgs),
+}
+
+/// Settings shared by `dev` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Address of the S3 API.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Address of the admin API.
+    #[arg(long, env = "CAIRN_ADMIN_LISTEN", default_value = "127.0.0.1:9001")]
+    pub admin_listen: SocketAddr,
+    /// Objects and parts up to this size are kept in the index instead of on storage nodes.
+    #[arg(long, env = "CAIRN_INLINE_THRESHOLD", default_value = "64K", value_parser = parse_byte_size)]
+    pub inline_threshold: u64,
+    /// Object bytes per erasure-coded stripe.
+    #[arg(long, env = "CAIRN_STRIPE_SIZE", default_value = "1M", value_parser = parse_byte_size)]
+    pub stripe_size: u64,
+    /// Data shards (k) of the erasure profile.
+    #[arg(long, env = "CAIRN_DATA_SHARDS", default_value_t = 4)]
+    pub data_shards: u8,
+    /// Parity shards (m) of the erasure profile.
+    #[arg(long, env = "CAIRN_PARITY_SHARDS", default_value_t = 2)]
+    pub parity_shards: u8,
+    /// Freed shards are deleted this long after their object was overwritten or deleted, so that
+    /// reads already under way can finish.
+    #[arg(long, env = "CAIRN_GC_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub gc_delay: Duration,
+    /// How often the garbage collector runs.
+    #[arg(long, env = "CAIRN_GC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+    /// Shards of an upload that never commits (a crashed gateway) are collected this long after
+    /// the upload began.
+    #[arg(long, env = "CAIRN_UPLOAD_TIMEOUT", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub upload_timeout: Duration,
+    /// Region reported to clients.
+    #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Base domain for virtual-hosted-style requests (`bucket.DOMAIN`), with the port if not 80.
+    /// Requests to other host names and to IP addresses are path-style.
+    #[arg(long, env = "CAIRN_DOMAIN")]
+    pub domain: Option<String>,
+}
+
+/// `cairn-gateway dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Directory for the index, the storage nodes' shards and the generated credentials.
+    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data")]
+    pub data: PathBuf,
+    /// First of six consecutive loopback ports for the embedded storage nodes.
+    #[arg(long, env = "CAIRN_NODE_BASE_PORT", default_value_t = 9100)]
+    pub node_base_port: u16,
+    /// Scrubber read rate of each embedded node, bytes per second.
+    #[arg(long, env = "CAIRN_SCRUB_RATE", default_value = "32M", value_parser = parse_byte_size)]
+    pub scrub_rate: u64,
+    /// Pause between scrub passes of each embedded node.
+    #[arg(long, env = "CAIRN_SCRUB_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub scrub_interval: Duration,
+    /// Gateway settings.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// `cairn-gateway serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory for the index.
+    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-gateway-data")]
+    pub data: PathBuf,
+    /// A storage node as `id@zone=http://host:port`; repeat for each node (or comma-separate in
+    /// `CAIRN_NODES`).
+    #[arg(long = "node", env = "CAIRN_NODES", value_delimiter = ',', value_parser = parse_node, required = true)]
+    pub nodes: Vec<NodeConfig>,
+    /// Gateway settings.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_and_serve_parse() {
+        let c = Cli::try_parse_from(["g", "dev", "--data", "/tmp/x", "--inline-threshold", "0"])
+            .unwrap();
+        match c.command {
+            Command::Dev(d) => {
+                assert_eq!(d.gateway.inline_threshold, 0);
+                assert_eq!(d.gateway.data_shards, 4);
+            }
+            _ => panic!("dev expected"),
+        }
+        let c = Cli::try_parse_from([
+            "g",
+            "serve",
+            "--node",
+            "n1@a=http://127.0.0.1:1",
+            "--node",
+            "n2@b=http://127.0.0.1:2",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Serve(s) => assert_eq!(s.nodes.len(), 2),
+            _ => panic!("serve expected"),
+        }
+        assert!(Cli::try_parse_from(["g", "serve"]).is_err());
+    }
+}

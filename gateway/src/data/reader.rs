@@ -1,0 +1,254 @@
+//! Streaming reads of erasure-coded blobs. The happy path reads the k data shards in parallel and
+//! concatenates their blocks (no decoding); a shard that is missing, corrupt (its node aborts the
+//! stream), slow or unreachable is replaced by another shard from the same stripe on, and the
+//! stripe is reconstructed. Only the stripes covering the requested range are fetched. Fewer than k
+//! readable shards for a stripe is an error, never wrong bytes.
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use cairn_storage_node::client::ClientError;
+use cairn_storage_node::codec::Codec;
+use cairn_storage_node::format::Geometry;
+use cairn_storage_node::ids::ShardIndex;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::DataError;
+use super::nodes::NodeRegistry;
+use crate::index::records::StoredBlob;
+use crate::metrics::GatewayMetrics;
+
+/// A block that takes longer than this to arrive counts as a failed shard.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
+
+type ShardStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + Send>>;
+
+/// One shard being read sequentially from its holder.
+struct Source {
+    stream: ShardStream,
+    buf: BytesMut,
+}
+
+impl Source {
+    /// Exactly the next `n` bytes of the shard.
+    async fn read_exact(&mut self, n: usize) -> Result<Bytes, String> {
+        while self.buf.len() < n {
+            match tokio::time::timeout(BLOCK_TIMEOUT, self.stream.next()).await {
+                Err(_) => return Err("timed out".into()),
+                Ok(None) => return Err("shard stream ended early".into()),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+}
+
+/// Reads blobs.
+#[derive(Clone)]
+pub struct BlobReader {
+    nodes: NodeRegistry,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl BlobReader {
+    /// A reader using `nodes`.
+    pub fn new(nodes: NodeRegistry, metrics: Arc<GatewayMetrics>) -> Self {
+        Self { nodes, metrics }
+    }
+
+    /// Streams bytes `range` of `blob`. Stripes are fetched ahead by a task, at most two stripes
+    /// ahead of the consumer; dropping the stream stops it.
+    pub fn read(
+        &self,
+        blob: &StoredBlob,
+        range: Range<u64>,
+    ) -> impl Stream<Item = Result<Bytes, DataError>> + Send + Sync + 'static {
+        let (tx, rx) = mpsc::channel(2);
+        let job = ReadJob {
+            reader: self.clone(),
+            blob: blob.clone(),
+            range,
+        };
+        tokio::spawn(job.run(tx));
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+    }
+}
+
+struct ReadJob {
+    reader: BlobReader,
+    blob: StoredBlob,
+    range: Range<u64>,
+}
+
+impl ReadJob {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            data_shards: self.blob.profile.data_shards(),
+            stripe_size: u64::from(self.blob.stripe_size),
+            object_length: self.blob.length,
+        }
+    }
+
+    async fn open(&self, index: usize, first: u64, end_block: u64) -> Result<Source, String> {
+        let g = self.geometry();
+        let start = g.block_offset(first);
+        let end = g.block_offset(end_block - 1) + g.block_len(end_block - 1);
+        let entry = &self.blob.placement[index];
+        let client = self.reader.nodes.client_for(&entry.node, &entry.endpoint);
+        let opened = tokio::time::timeout(
+            BLOCK_TIMEOUT,
+            client.get_shard(
+                self.blob.object_id,
+                ShardIndex(index as u8),
+                Some((start, end)),
+            ),
+        )
+        .await;
+        match opened {
+            Ok(Ok(stream)) => Ok(Source {
+                stream: Box::pin(stream),
+                buf: BytesMut::new(),
+            }),
+            Ok(Err(e)) => {
+                if matches!(e, ClientError::Transport { .. }) {
+                    self.reader.nodes.mark_down(&entry.node);
+                }
+                Err(e.to_string())
+            }
+            Err(_) => Err("timed out opening the shard".into()),
+        }
+    }
+
+    async fn run(self, tx: mpsc::Sender<Result<Bytes, DataError>>) {
+        if self.range.start >= self.range.end {
+            return;
+        }
+        let g = self.geometry();
+        let k = self.blob.profile.data_shards();
+        let n = self.blob.profile.total_shards();
+        let first = self.range.start / g.stripe_size;
+        let end_block = (self.range.end - 1) / g.stripe_size + 1;
+        let mut sources: Vec<Option<Source>> = (0..n).map(|_| None).collect();
+        // Shards given up on for the rest of this read.
+        let mut failed = vec![false; n];
+        let mut codec = Codec::new(self.blob.profile);
+        let mut degraded = false;
+        // Open the data shards first: the happy path needs no decoding.
+        let opens = (0..k).map(|i| self.open(i, first, end_block));
+        for (i, r) in futures_util::future::join_all(opens)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            match r {
+                Ok(s) => sources[i] = Some(s),
+                Err(e) => {
+                    tracing::warn!(object = %self.blob.object_id, index = i, error = %e, "data shard unavailable");
+                    failed[i] = true;
+                }
+            }
+        }
+        for b in first..end_block {
+            let block_len = g.block_len(b) as usize;
+            let mut blocks: Vec<Option<Vec<u8>>> = vec![None; n];
+            loop {
+                // Every open source without block b yet reads it, in parallel. Open sources are
+                // always positioned at the current stripe.
+                let pending: Vec<usize> = (0..n)
+                    .filter(|&i| blocks[i].is_none() && sources[i].is_some())
+                    .collect();
+                let reads = pending.into_iter().map(|i| {
+                    let mut s = sources[i].take().expect("pending source is open");
+                    async move {
+                        let r = s.read_exact(block_len).await;
+                        (i, s, r)
+                    }
+                });
+                for (i, s, r) in futures_util::future::join_all(reads).await {
+                    match r {
+                        Ok(block) => {
+                            blocks[i] = Some(block.to_vec());
+                            sources[i] = Some(s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(object = %self.blob.object_id, index = i, stripe = b, error = %e, "shard read failed; switching to another shard");
+                            failed[i] = true;
+                        }
+                    }
+                }
+                let have = blocks.iter().filter(|x| x.is_some()).count();
+                if have >= k {
+                    break;
+                }
+                // Open replacements from stripe b on, as many as are still missing.
+                let candidates: Vec<usize> = (0..n)
+                    .filter(|&i| sources[i].is_none() && !failed[i])
+                    .take(k - have)
+                    .collect();
+                if candidates.is_empty() {
+                    let _ = tx
+                        .send(Err(DataError::Unavailable {
+                            object: self.blob.object_id,
+                            stripe: b,
+                            available: have,
+                            needed: k,
+                        }))
+                        .await;
+                    return;
+                }
+                degraded = true;
+                let opens = candidates.iter().map(|&i| self.open(i, b, end_block));
+                for (&i, r) in candidates
+                    .iter()
+                    .zip(futures_util::future::join_all(opens).await)
+                {
+                    match r {
+                        Ok(s) => sources[i] = Some(s),
+                        Err(e) => {
+                            tracing::warn!(object = %self.blob.object_id, index = i, error = %e, "shard unavailable");
+                            failed[i] = true;
+                        }
+                    }
+                }
+            }
+            let data_len = g.stripe_data_len(b) as usize;
+            let stripe = if blocks[..k].iter().all(|x| x.is_some()) {
+                let mut out = Vec::with_capacity(k * block_len);
+                for blk in blocks[..k].iter().flatten() {
+                    out.extend_from_slice(blk);
+                }
+                out.truncate(data_len);
+                out
+            } else {
+                self.reader.metrics.reconstructions.inc();
+                // Use exactly the blocks we have; decode needs any k.
+                match codec.decode_stripe(&mut blocks, data_len) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = tx.send(Err(DataError::Codec(e))).await;
+                        return;
+                    }
+                }
+            };
+            let stripe_start = b * g.stripe_size;
+            let from = self.range.start.max(stripe_start) - stripe_start;
+            let to = self.range.end.min(stripe_start + data_len as u64) - stripe_start;
+            let mut chunk = Bytes::from(stripe);
+            chunk.advance(from as usize);
+            chunk.truncate((to - from) as usize);
+            if tx.send(Ok(chunk)).await.is_err() {
+                return; // the client went away
+            }
+        }
+        if degraded {
+            self.reader.metrics.degraded_reads.inc();
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Wiring of one gateway: index, storage-node registry, data path, garbage collector, the S3
+//! server and the admin server. Used by `serve`, `dev` and the integration tests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_storage_node::codec::ErasureProfile;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminState, router as admin_router};
+use crate::config::GatewayArgs;
+use crate::credentials::Secrets;
+use crate::data::DataOptions;
+use crate::data::gc::GarbageCollector;
+use crate::data::nodes::{NodeConfig, NodeRegistry};
+use crate::data::reader::BlobReader;
+use crate::data::writer::BlobWriter;
+use crate::index::engine::RocksEngine;
+use crate::index::{Index, IndexOptions};
+use crate::metrics::GatewayMetrics;
+use crate::s3::auth::{CairnAccess, CairnAuth, RootCredentials};
+use crate::s3::{CairnS3, S3Options};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The index could not be opened.
+    #[error("opening the index at {path}: {source}")]
+    Index {
+        path: std::path::PathBuf,
+        source: crate::index::engine::EngineError,
+    },
+    /// A setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct RunningGateway {
+    /// Where the S3 API listens.
+    pub s3_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The index (for tests and the dev launcher).
+    pub index: Index,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// Stops accepting requests and background work, and waits for the tasks.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts a gateway with its index under `data_dir` and the given storage nodes.
+pub async fn start(
+    args: &GatewayArgs,
+    data_dir: &Path,
+    nodes: Vec<NodeConfig>,
+    secrets: Secrets,
+) -> Result<RunningGateway, GatewayError> {
+    let profile = ErasureProfile::new(args.data_shards, args.parity_shards)
+        .map_err(|e| GatewayError::Config(e.to_string()))?;
+    let stripe_size = u32::try_from(args.stripe_size)
+        .ok()
+        .filter(|s| (4096..=64 << 20).contains(s))
+        .ok_or_else(|| GatewayError::Config("--stripe-size must be 4K..=64M".into()))?;
+    if nodes.is_empty() {
+        return Err(GatewayError::Config("no storage nodes configured".into()));
+    }
+    let index_path = data_dir.join("index");
+    std::fs::create_dir_all(&index_path)
+        .map_err(|e| GatewayError::Config(format!("{}: {e}", index_path.display())))?;
+    let engine = RocksEngine::open(&index_path).map_err(|source| GatewayError::Index {
+        path: index_path.clone(),
+        source,
+    })?;
+    let index = Index::new(
+        Arc::new(engine),
+        IndexOptions {
+            gc_delay_ms: args.gc_delay.as_millis() as u64,
+            intent_ttl_ms: args.upload_timeout.as_millis() as u64,
+        },
+    );
+    let metrics = Arc::new(GatewayMetrics::new());
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| GatewayError::Config(e.to_string()))?;
+    let registry = NodeRegistry::new(nodes, http);
+    registry.probe_all().await;
+    let data = DataOptions::new(profile, stripe_size);
+    let writer = BlobWriter::new(registry.clone(), data, metrics.clone());
+    let reader = BlobReader::new(registry.clone(), metrics.clone());
+    let s3 = CairnS3::new(
+        index.clone(),
+        writer,
+        reader,
+        metrics.clone(),
+        S3Options {
+            inline_threshold: args.inline_threshold,
+            region: args.region.clone(),
+            owner_id: secrets.access_key.clone(),
+        },
+    );
+    let mut builder = s3s::service::S3ServiceBuilder::new(s3);
+    builder.set_auth(CairnAuth::new(
+        RootCredentials {
+            access_key: secrets.access_key.clone(),
+            secret_key: secrets.secret_key.clone(),
+        },
+        index.clone(),
+    ));
+    builder.set_access(CairnAccess::new(secrets.access_key.clone(), index.clone()));
+    if let Some(domain) = &args.domain {
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|e| GatewayError::Config(format!("--domain {domain}: {e:?}")))?;
+        builder.set_host(host);
+    }
+    let service = builder.build();
+
+    let refresh: Arc<dyn Fn() + Send + Sync> = {
+        let (index, registry, metrics) = (index.clone(), registry.clone(), metrics.clone());
+        Arc::new(move || {
+            metrics.index_bytes.set(index.approximate_size() as i64);
+            metrics
+                .partitions
+                .set(index.partition_map().partitions.len() as i64);
+            metrics.nodes_up.set(registry.up_count() as i64);
+        })
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })
+    };
+    let s3_listener = bind(args.listen).await?;
+    let admin_listener = bind(args.admin_listen).await?;
+    let s3_addr = s3_listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind {
+            addr: args.admin_listen,
+            source,
+        })?;
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(
+        registry
+            .clone()
+            .probe_loop(Duration::from_secs(2), stop_rx.clone()),
+    ));
+    let gc = GarbageCollector::new(
+        index.clone(),
+        registry.clone(),
+        metrics.clone(),
+        args.gc_interval,
+    );
+    tasks.push(tokio::spawn(gc.run(stop_rx.clone())));
+    {
+        let (metrics, refresh, rx) = (metrics.clone(), refresh.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                crate::server::serve_s3(s3_listener, service, metrics, refresh, rx).await
+            {
+                tracing::error!(error = %e, "S3 server stopped");
+            }
+        }));
+    }
+    let admin_state = Arc::new(AdminState {
+        index: index.clone(),
+        nodes: registry.clone(),
+        metrics: metrics.clone(),
+        refresh_metrics: refresh,
+        token: secrets.admin_token.clone(),
+        owner: secrets.access_key.clone(),
+        write_quorum: data.write_quorum,
+        read_quorum: profile.data_shards(),
+    });
+    {
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(admin_listener, admin_router(admin_state))
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        }));
+    }
+    tracing::info!(%s3_addr, %admin_addr, profile = %profile, "gateway listening");
+    Ok(RunningGateway {
+        s3_addr,
+        admin_addr,
+        index,
+        stop,
+        tasks,
+    })
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics of a gateway. One registry per process, passed in, never global.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an S3 request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// S3 operation (`PutObject`...), `Unknown` when the request failed before routing.
+    pub operation: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// Labels of an S3 latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// S3 operation.
+    pub operation: String,
+}
+
+/// Every metric the gateway exports.
+pub struct GatewayMetrics {
+    registry: Registry,
+    /// S3 requests by operation and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// S3 request latency by operation (to response headers).
+    pub latency: Family<OperationLabels, Histogram>,
+    /// Object bytes received.
+    pub bytes_in: Counter,
+    /// Object bytes sent.
+    pub bytes_out: Counter,
+    /// Reads that had to use parity shards.
+    pub degraded_reads: Counter,
+    /// Stripes reconstructed from parity.
+    pub reconstructions: Counter,
+    /// Writes acknowledged with fewer than k+m shards.
+    pub degraded_writes: Counter,
+    /// Shards written.
+    pub shards_written: Counter,
+    /// Objects and parts stored inline in the index.
+    pub objects_inline: Counter,
+    /// Objects and parts stored erasure-coded.
+    pub objects_erasure_coded: Counter,
+    /// Garbage records waiting (blobs to free).
+    pub gc_queue: Gauge,
+    /// Blobs freed by the garbage collector.
+    pub gc_blobs_freed: Counter,
+    /// Approximate index size on disk (at scrape).
+    pub index_bytes: Gauge,
+    /// Index partitions (at scrape).
+    pub partitions: Gauge,
+    /// Storage nodes up (at scrape).
+    pub nodes_up: Gauge,
+}
+
+impl GatewayMetrics {
+    /// Registers every metric under the `cairn` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cairn");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+        });
+        registry.register(
+            "s3_requests",
+            "S3 requests by operation and status",
+            requests.clone(),
+        );
+        registry.register(
+            "s3_request_duration_seconds",
+            "S3 request latency to the response headers, by operation",
+            latency.clone(),
+        );
+        let m = Self {
+            registry: Registry::default(),
+            requests,
+            latency,
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            degraded_reads: Counter::default(),
+            reconstructions: Counter::default(),
+            degraded_writes: Counter::default(),
+            shards_written: Counter::default(),
+            objects_inline: Counter::default(),
+            objects_erasure_coded: Counter::default(),
+            gc_queue: Gauge::default(),
+            gc_blobs_freed: Counter::default(),
+            index_bytes: Gauge::default(),
+            partitions: Gauge::default(),
+            nodes_up: Gauge::default(),
+        };
+        let counters: [(&str, &str, &Counter); 9] = [
+            ("s3_bytes_in", "Object bytes received", &m.bytes_in),
+            ("s3_bytes_out", "Object bytes sent", &m.bytes_out),
+            (
+                "degraded_reads",
+                "Reads that had to use parity shards",
+                &m.degraded_reads,
+            ),
+            (
+                "reconstructions",
+                "Stripes reconstructed from parity",
+                &m.reconstructions,
+            ),
+            (
+                "degraded_writes",
+                "Writes acknowledged with fewer than k+m shards",
+                &m.degraded_writes,
+            ),
+            (
+                "gateway_shards_written",
+                "Shards written by this gateway",
+                &m.shards_written,
+            ),
+            (
+                "objects_inline",
+                "Objects and parts stored inline in the index",
+                &m.objects_inline,
+            ),
+            (
+                "objects_erasure_coded",
+                "Objects and parts stored erasure-coded",
+                &m.objects_erasure_coded,
+            ),
+            (
+                "gc_blobs_freed",
+                "Blobs whose shards the garbage collector deleted",
+                &m.gc_blobs_freed,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        let gauges: [(&str, &str, &Gauge); 4] = [
+            (
+                "gc_queue",
+                "Blobs waiting in the garbage queue",
+                &m.gc_queue,
+            ),
+            (
+                "index_size_bytes",
+                "Approximate index size on disk",
+                &m.index_bytes,
+            ),
+            ("index_partitions", "Index partitions", &m.partitions),
+            (
+                "storage_nodes_up",
+                "Storage nodes answering probes",
+                &m.nodes_up,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

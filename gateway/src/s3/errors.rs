@@ -1,0 +1,91 @@
+//! The one place where errors of the lower layers become S3 errors with the codes AWS documents.
+
+use s3s::{S3Error, S3ErrorCode, s3_error};
+
+use crate::data::DataError;
+use crate::index::IndexError;
+
+/// An S3 error whose code s3s does not define, with the status AWS uses.
+pub fn custom(code: &str, status: u16, message: impl Into<String>) -> S3Error {
+    let code: S3ErrorCode = code.parse().unwrap_or(S3ErrorCode::InternalError);
+    let mut e = S3Error::with_message(code, message.into());
+    e.set_status_code(http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST));
+    e
+}
+
+impl From<IndexError> for S3Error {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::NoSuchBucket(b) => {
+                s3_error!(NoSuchBucket, "The specified bucket {b} does not exist")
+            }
+            IndexError::BucketExists { .. } => s3_error!(BucketAlreadyExists),
+            IndexError::BucketNotEmpty(b) => {
+                s3_error!(
+                    BucketNotEmpty,
+                    "The bucket {b} you tried to delete is not empty"
+                )
+            }
+            IndexError::NoSuchUpload(_) => s3_error!(
+                NoSuchUpload,
+                "The specified multipart upload does not exist"
+            ),
+            IndexError::PreconditionFailed => s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ),
+            other => {
+                tracing::error!(error = %other, "index failure");
+                S3Error::with_message(S3ErrorCode::InternalError, other.to_string())
+            }
+        }
+    }
+}
+
+/// Maps a data-path failure; `body_error` turns a failed request body into the right client error.
+pub fn data_error(e: DataError) -> S3Error {
+    match e {
+        DataError::Placement(_) | DataError::WriteQuorum { .. } => {
+            tracing::error!(error = %e, "write failed: storage unavailable");
+            S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                format!("Not enough storage nodes are available: {e}"),
+            )
+        }
+        DataError::Unavailable { .. } => {
+            tracing::error!(error = %e, "read failed: too few shards");
+            S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "Too few shards of the object are available; try again later",
+            )
+        }
+        DataError::Body(msg) => body_error(&msg),
+        DataError::LengthMismatch { expected, got } => s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length header ({got} of {expected})"
+        ),
+        DataError::Codec(c) => {
+            tracing::error!(error = %c, "codec failure");
+            S3Error::with_message(S3ErrorCode::InternalError, c.to_string())
+        }
+    }
+}
+
+/// s3s reports body verification failures only as stream errors whose types are private; their
+/// text says which check failed.
+pub fn body_error(msg: &str) -> S3Error {
+    if msg.contains("SignatureMismatch") {
+        s3_error!(
+            SignatureDoesNotMatch,
+            "The chunk signature does not match the one calculated"
+        )
+    } else if msg.contains("Sha256Mismatch") {
+        custom(
+            "XAmzContentSHA256Mismatch",
+            400,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    } else {
+        s3_error!(IncompleteBody, "The request body ended early: {msg}")
+    }
+}

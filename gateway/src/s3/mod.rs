@@ -1,0 +1,332 @@
+//! The S3 front end: s3s does routing, XML and SigV4; this module implements the operations over
+//! the index and the data path, one file per operation family. Lower-layer errors become S3 errors
+//! in `errors.rs` only.
+
+pub mod auth;
+mod bucket;
+pub mod checksums;
+mod conditional;
+mod copy;
+mod delete;
+pub mod errors;
+mod get;
+mod list;
+mod multipart;
+mod object_meta;
+mod put;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use crate::data::reader::BlobReader;
+use crate::data::writer::BlobWriter;
+use crate::index::records::{Blob, StoredBlob};
+use crate::index::{Index, Intent};
+use crate::metrics::GatewayMetrics;
+
+/// Limits and identity of the S3 front end.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Objects (and parts) up to this size live in the index entry instead of on storage nodes.
+    pub inline_threshold: u64,
+    /// The region reported by GetBucketLocation.
+    pub region: String,
+    /// Display name and id reported as the owner of everything.
+    pub owner_id: String,
+}
+
+/// Largest single PUT (S3: 5 GiB).
+pub const MAX_PUT_SIZE: u64 = 5 << 30;
+/// Largest object key in bytes (S3: 1024).
+pub const MAX_KEY_LEN: usize = 1024;
+/// The only storage class until storage classes become erasure profiles.
+pub const STANDARD: &str = "STANDARD";
+
+/// The S3 service.
+#[derive(Clone)]
+pub struct CairnS3 {
+    index: Index,
+    writer: BlobWriter,
+    reader: BlobReader,
+    metrics: Arc<GatewayMetrics>,
+    options: S3Options,
+}
+
+impl CairnS3 {
+    /// The service over `index` and the data path.
+    pub fn new(
+        index: Index,
+        writer: BlobWriter,
+        reader: BlobReader,
+        metrics: Arc<GatewayMetrics>,
+        options: S3Options,
+    ) -> Self {
+        Self {
+            index,
+            writer,
+            reader,
+            metrics,
+            options,
+        }
+    }
+
+    fn owner(&self) -> Owner {
+        Owner {
+            display_name: Some(self.options.owner_id.clone()),
+            id: Some(self.options.owner_id.clone()),
+        }
+    }
+
+    /// Stores a body of `length` bytes: inline if small, else erasure-coded. `observe` sees every
+    /// byte. A stored blob comes with the intent that protects it until the caller commits it (or
+    /// [`CairnS3::discard`]s it).
+    async fn store_body<S, E>(
+        &self,
+        mut body: S,
+        length: u64,
+        mut observe: impl FnMut(&[u8]),
+    ) -> S3Result<(Blob, Option<Intent>)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.metrics.bytes_in.inc_by(length);
+        if length <= self.options.inline_threshold {
+            use futures_util::StreamExt;
+            let mut data = Vec::with_capacity(length as usize);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| errors::body_error(&e.to_string()))?;
+                if (data.len() + chunk.len()) as u64 > length {
+                    return Err(s3_error!(
+                        IncompleteBody,
+                        "The body is longer than the Content-Length"
+                    ));
+                }
+                observe(&chunk);
+                data.extend_from_slice(&chunk);
+            }
+            if data.len() as u64 != length {
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "You did not provide the number of bytes specified by the Content-Length header"
+                ));
+            }
+            self.metrics.objects_inline.inc();
+            return Ok((Blob::Inline(data), None));
+        }
+        let blob = self.writer.plan(length).map_err(errors::data_error)?;
+        let intent = self.index.record_intent(&blob).await?;
+        match self.writer.write(&blob, body, observe).await {
+            Ok(_) => {
+                self.metrics.objects_erasure_coded.inc();
+                Ok((Blob::Stored(blob), Some(intent)))
+            }
+            Err(e) => {
+                self.discard_stored(&blob, intent).await;
+                Err(errors::data_error(e))
+            }
+        }
+    }
+
+    /// Frees a blob that will not be committed (bad digest, failed condition).
+    async fn discard(&self, blob: &Blob, intent: Option<Intent>) {
+        if let (Blob::Stored(b), Some(i)) = (blob, intent) {
+            self.discard_stored(b, i).await;
+        }
+    }
+
+    async fn discard_stored(&self, blob: &StoredBlob, intent: Intent) {
+        if let Err(e) = self.index.abandon(intent, blob).await {
+            // The intent record stays and becomes due later: the shards are still collected.
+            tracing::warn!(object = %blob.object_id, error = %e, "could not mark blob as garbage now");
+        }
+    }
+
+    /// Streams bytes `range` of a blob.
+    fn blob_stream(
+        &self,
+        blob: &Blob,
+        range: std::ops::Range<u64>,
+    ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, crate::data::DataError>> + Send + Sync>>
+    {
+        match blob {
+            Blob::Inline(d) => {
+                let slice = Bytes::copy_from_slice(&d[range.start as usize..range.end as usize]);
+                Box::pin(futures_util::stream::iter([Ok(slice)]))
+            }
+            Blob::Stored(b) => Box::pin(self.reader.read(b, range)),
+        }
+    }
+}
+
+/// Validates an object key: 1..=1024 bytes.
+fn check_key(key: &str) -> S3Result<()> {
+    if key.is_empty() {
+        return Err(s3_error!(InvalidArgument, "Object key must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(s3_error!(
+            KeyTooLongError,
+            "Your key is too long (more than {MAX_KEY_LEN} bytes)"
+        ));
+    }
+    Ok(())
+}
+
+/// Only STANDARD until storage classes are erasure profiles.
+fn check_storage_class(class: Option<&StorageClass>) -> S3Result<String> {
+    match class.map(|c| c.as_str()) {
+        None | Some(STANDARD) => Ok(STANDARD.to_string()),
+        Some(other) => Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class {other} is not configured in this fleet"
+        )),
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for CairnS3 {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.list_buckets_op(req).await
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.create_bucket_op(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.head_bucket_op(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.delete_bucket_op(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.get_bucket_location_op(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.put_object_op(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.get_object_op(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.head_object_op(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.delete_object_op(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.delete_objects_op(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.copy_object_op(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.list_objects_op(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.list_objects_v2_op(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.create_multipart_upload_op(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.upload_part_op(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.upload_part_copy_op(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.complete_multipart_upload_op(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.abort_multipart_upload_op(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.list_parts_op(req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.list_multipart_uploads_op(req).await
+    }
+}
