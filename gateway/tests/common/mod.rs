@@ -1,0 +1,115 @@
+//! A dev fleet (six real storage-node servers and a gateway, in this process, on loopback ports)
+//! for integration tests, and an `aws-sdk-s3` client for it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use cairn_gateway::config::{DevArgs, GatewayArgs};
+use cairn_gateway::dev::DevFleet;
+
+/// `n` consecutive free ports below the kernel's ephemeral range (so no outgoing connection can
+/// take one of them while a test restarts a server on it).
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 24;
+    loop {
+        let start = base + NEXT.fetch_add(n, Ordering::Relaxed) % 12_000;
+        if (start..start + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return start;
+        }
+    }
+}
+
+/// Settings of a test fleet; tweak before [`TestFleet::start`].
+pub fn dev_args(data: PathBuf) -> DevArgs {
+    let base = free_ports(8);
+    DevArgs {
+        data,
+        node_base_port: base,
+        scrub_rate: 0,
+        scrub_interval: std::time::Duration::from_secs(3600),
+        gateway: GatewayArgs {
+            listen: format!("127.0.0.1:{}", base + 6).parse().unwrap(),
+            admin_listen: format!("127.0.0.1:{}", base + 7).parse().unwrap(),
+            inline_threshold: 64 * 1024,
+            stripe_size: 1 << 20,
+            data_shards: 4,
+            parity_shards: 2,
+            gc_delay: std::time::Duration::from_millis(200),
+            gc_interval: std::time::Duration::from_millis(200),
+            upload_timeout: std::time::Duration::from_secs(3600),
+            region: "us-east-1".into(),
+            domain: None,
+        },
+    }
+}
+
+/// A running fleet and its temporary directory.
+pub struct TestFleet {
+    pub fleet: DevFleet,
+    pub args: DevArgs,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestFleet {
+    /// A fleet with default test settings.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let args = dev_args(dir.path().to_path_buf());
+        Self::start_with(dir, args).await
+    }
+
+    /// A fleet with the given settings (whose data dir should be inside `dir`).
+    pub async fn start_with(dir: tempfile::TempDir, args: DevArgs) -> Self {
+        let fleet = cairn_gateway::dev::start(&args)
+            .await
+            .expect("dev fleet starts");
+        Self { fleet, args, dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.fleet.gateway.s3_addr)
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.fleet.gateway.admin_addr)
+    }
+
+    /// A client with the root credentials.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        client(
+            &self.endpoint(),
+            &self.fleet.secrets.access_key,
+            &self.fleet.secrets.secret_key,
+        )
+    }
+}
+
+/// An `aws-sdk-s3` client over plain HTTP with path-style addressing.
+pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
