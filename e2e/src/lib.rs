@@ -1,0 +1,4 @@
+//! End-to-end tooling for Cairn. `cairn-bench` (src/bin) is an S3 load generator that works against
+//! any S3 endpoint; [`stats`] holds its latency bookkeeping.
+
+pub mod stats;
