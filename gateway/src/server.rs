@@ -58,6 +58,22 @@ pub async fn serve_s3(
     }
 }
 
+/// SDKs send a user's `Content-Encoding` and the transfer's `aws-chunked` as two header fields;
+/// s3s refuses duplicate headers, so they are folded into one list joined by "," exactly as
+/// SigV4 canonicalises repeated headers, so the signature still matches.
+fn merge_content_encoding(headers: &mut http::HeaderMap) {
+    let values: Vec<String> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if values.len() > 1
+        && let Ok(v) = http::HeaderValue::from_str(&values.join(","))
+    {
+        headers.insert(http::header::CONTENT_ENCODING, v);
+    }
+}
+
 /// Puts `<RequestId>` into an XML error body that lacks it (errors raised in handlers do not know
 /// the id); error bodies are small and already in memory.
 fn add_request_id_to_error(resp: &mut http::Response<s3s::Body>, request_id: &str) {
@@ -102,6 +118,7 @@ async fn handle(
     let start = Instant::now();
     let slot = OperationSlot::default();
     let mut req = req.map(s3s::Body::from);
+    merge_content_encoding(req.headers_mut());
     req.extensions_mut().insert(slot.clone());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let result = tracing::Instrument::instrument(s3.call(req), span.clone()).await;

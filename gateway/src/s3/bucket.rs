@@ -1,5 +1,7 @@
 //! Bucket operations.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -7,6 +9,40 @@ use super::CairnS3;
 use super::object_meta::timestamp;
 use crate::index::IndexError;
 use crate::index::records::BucketRecord;
+
+/// Most buckets per ListBuckets page (S3: 10,000).
+const MAX_BUCKETS: i32 = 10_000;
+
+/// The page size of ListBuckets: every bucket unless `max-buckets` (1..=10000) asks for pages.
+fn max_buckets(m: Option<i32>) -> S3Result<usize> {
+    match m {
+        None => Ok(usize::MAX),
+        Some(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(n as usize),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "max-buckets must be an integer between 1 and {MAX_BUCKETS}"
+        )),
+    }
+}
+
+/// The bucket a ListBuckets continuation token resumes after (the token is the last name listed,
+/// encoded like the continuation tokens of ListObjectsV2).
+fn resume_after(token: Option<&str>) -> S3Result<Option<String>> {
+    token
+        .map(|t| {
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "The continuation token provided is incorrect"
+                    )
+                })
+        })
+        .transpose()
+}
 
 impl CairnS3 {
     /// Buckets the requester may see, and its access key id.
@@ -25,20 +61,49 @@ impl CairnS3 {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let ak = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = max_buckets(input.max_buckets)?;
+        let after = resume_after(input.continuation_token.as_deref())?;
+        // Every bucket lives in this gateway's region.
+        let other_region = input
+            .bucket_region
+            .as_ref()
+            .is_some_and(|r| *r != self.options.region);
+        let all = if other_region {
+            Vec::new()
+        } else {
+            self.index.list_buckets().await?
+        };
         let mut buckets = Vec::new();
-        for b in self.index.list_buckets().await? {
-            if self.visible(ak.as_deref(), &b.name).await? {
-                buckets.push(Bucket {
-                    name: Some(b.name),
-                    creation_date: Some(timestamp(b.created_ms)),
-                    bucket_region: Some(self.options.region.clone()),
-                });
+        let mut truncated = false;
+        for b in all {
+            if !b.name.starts_with(&prefix) || after.as_ref().is_some_and(|a| b.name <= *a) {
+                continue;
             }
+            if !self.visible(ak.as_deref(), &b.name).await? {
+                continue;
+            }
+            if buckets.len() == max {
+                truncated = true;
+                break;
+            }
+            buckets.push(Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: Some(self.options.region.clone()),
+            });
         }
+        let continuation_token = buckets
+            .last()
+            .and_then(|b| b.name.as_ref())
+            .filter(|_| truncated)
+            .map(|n| URL_SAFE_NO_PAD.encode(n));
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(self.owner()),
-            ..Default::default()
+            prefix: input.prefix,
+            continuation_token,
         }))
     }
 

@@ -124,9 +124,6 @@ impl CairnS3 {
                 .as_ref()
                 .map(|c| ChecksumAlgorithm::from(c.algorithm.clone()))
         });
-        let (blob, intent, verified) = self
-            .copy_data(&src.record, 0..src.record.size, algorithm.as_ref())
-            .await?;
         let (headers, user_metadata) = if replace {
             (
                 headers_in(
@@ -137,11 +134,14 @@ impl CairnS3 {
                     input.cache_control,
                     input.expires.as_ref(),
                 ),
-                metadata_in(input.metadata),
+                metadata_in(input.metadata)?,
             )
         } else {
             (src.record.headers.clone(), src.record.user_metadata.clone())
         };
+        let (blob, intent, verified) = self
+            .copy_data(&src.record, 0..src.record.size, algorithm.as_ref())
+            .await?;
         let rec = ObjectRecord {
             size: src.record.size,
             etag: verified.etag.clone(),

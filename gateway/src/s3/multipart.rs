@@ -86,7 +86,7 @@ impl CairnS3 {
                 input.cache_control,
                 input.expires.as_ref(),
             ),
-            user_metadata: metadata_in(input.metadata),
+            user_metadata: metadata_in(input.metadata)?,
             checksum_algorithm: input
                 .checksum_algorithm
                 .as_ref()
@@ -283,8 +283,8 @@ impl CairnS3 {
             .await?;
         let by_number: std::collections::HashMap<u32, &PartRecord> =
             stored.iter().map(|p| (p.part_number, p)).collect();
+        check_order(&requested)?;
         let mut parts = Vec::with_capacity(requested.len());
-        let mut previous = 0u32;
         let mut md5s = Vec::with_capacity(requested.len() * 16);
         let mut checksums = Vec::new();
         for (i, want) in requested.iter().enumerate() {
@@ -292,13 +292,6 @@ impl CairnS3 {
                 .part_number
                 .ok_or_else(|| s3_error!(InvalidPart, "A part number is missing"))?;
             let n = check_part_number(n).map_err(|_| s3_error!(InvalidPart))?;
-            if n <= previous {
-                return Err(s3_error!(
-                    InvalidPartOrder,
-                    "The list of parts was not in ascending order. The parts list must be specified in order by part number."
-                ));
-            }
-            previous = n;
             let invalid = || {
                 s3_error!(
                     InvalidPart,
@@ -515,6 +508,20 @@ impl CairnS3 {
     }
 }
 
+/// `InvalidPartOrder` unless the part numbers of a Complete request ascend strictly. The order is
+/// a property of the request alone, so it is checked before any part is looked at: a misordered
+/// list gets this error even if its parts are also too small or missing.
+fn check_order(parts: &[CompletedPart]) -> S3Result<()> {
+    let numbers: Vec<i32> = parts.iter().filter_map(|p| p.part_number).collect();
+    if numbers.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(s3_error!(
+            InvalidPartOrder,
+            "The list of parts was not in ascending order. The parts list must be specified in order by part number."
+        ));
+    }
+    Ok(())
+}
+
 fn decode_hex16(s: &str) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
@@ -526,7 +533,9 @@ fn decode_hex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// Parses `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
+/// Parses `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes. A range
+/// past the end of the source is an `InvalidArgument` (400), as S3 answers for UploadPartCopy, not
+/// the `InvalidRange` (416) of a ranged GET.
 fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
     let bad = || {
         custom(
@@ -544,8 +553,8 @@ fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
     }
     if last >= size {
         return Err(s3_error!(
-            InvalidRange,
-            "The requested range is not satisfiable"
+            InvalidArgument,
+            "Range specified is not valid for source object of size: {size}"
         ));
     }
     Ok(first..last + 1)
@@ -559,7 +568,10 @@ mod tests {
     fn copy_ranges() {
         assert_eq!(parse_copy_range("bytes=0-9", 100).unwrap(), 0..10);
         assert!(parse_copy_range("bytes=5-4", 100).is_err());
-        assert!(parse_copy_range("bytes=0-100", 100).is_err());
+        assert_eq!(
+            parse_copy_range("bytes=0-100", 100).unwrap_err().code(),
+            &s3s::S3ErrorCode::InvalidArgument
+        );
         assert!(parse_copy_range("0-1", 100).is_err());
         assert!(parse_copy_range("bytes=-5", 100).is_err());
     }

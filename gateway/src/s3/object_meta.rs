@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use s3s::dto::*;
+use s3s::{S3Result, s3_error};
 
 use crate::index::records::{ContentHeaders, ObjectRecord};
 
@@ -41,12 +42,43 @@ pub fn metadata_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
     (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-/// User metadata from a request (names lowercased).
-pub fn metadata_in(m: Option<Metadata>) -> BTreeMap<String, String> {
-    m.unwrap_or_default()
+/// Most bytes of user metadata (names and values, UTF-8) on one object (S3: 2 KB).
+pub const MAX_METADATA_SIZE: usize = 2 * 1024;
+
+/// User metadata from a request (names lowercased); `MetadataTooLarge` beyond S3's 2 KB, which
+/// is checked before any data is stored.
+pub fn metadata_in(m: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
+    let m: BTreeMap<String, String> = m
+        .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
+        .collect();
+    let size: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_METADATA_SIZE {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size of {MAX_METADATA_SIZE} bytes"
+        ));
+    }
+    Ok(m)
+}
+
+/// The `Content-Encoding` to store: without `aws-chunked`, which only describes how the request
+/// body travelled (S3 does not store it), and absent if nothing else is left.
+fn stored_content_encoding(v: Option<String>) -> Option<String> {
+    let v = v?;
+    if !v
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case("aws-chunked"))
+    {
+        return Some(v);
+    }
+    let rest: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(","))
 }
 
 /// Content headers from request fields.
@@ -60,10 +92,24 @@ pub fn headers_in(
 ) -> ContentHeaders {
     ContentHeaders {
         content_type,
-        content_encoding,
+        content_encoding: stored_content_encoding(content_encoding),
         content_disposition,
         content_language,
         cache_control,
         expires: expires.and_then(http_date),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_content_encoding as enc;
+
+    #[test]
+    fn aws_chunked_is_not_stored() {
+        assert_eq!(enc(None), None);
+        assert_eq!(enc(Some("aws-chunked".into())), None);
+        assert_eq!(enc(Some("gzip,aws-chunked".into())), Some("gzip".into()));
+        assert_eq!(enc(Some("aws-chunked, gzip".into())), Some("gzip".into()));
+        assert_eq!(enc(Some("gzip, br".into())), Some("gzip, br".into()));
     }
 }

@@ -31,6 +31,7 @@ impl CairnS3 {
             ));
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let user_metadata = metadata_in(input.metadata)?;
         self.require_bucket(&input.bucket).await?;
         // A cheap early check, so a conditional create of an existing key does not upload first;
         // the commit checks again atomically.
@@ -80,7 +81,7 @@ impl CairnS3 {
                 input.cache_control,
                 input.expires.as_ref(),
             ),
-            user_metadata: metadata_in(input.metadata),
+            user_metadata,
             checksum: verified.checksum.clone(),
             data: ObjectData::Single(blob.clone()),
         };
