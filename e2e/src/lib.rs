@@ -1,4 +1,6 @@
 //! End-to-end tooling for Cairn. `cairn-bench` (src/bin) is an S3 load generator that works against
-//! any S3 endpoint; [`stats`] holds its latency bookkeeping.
+//! any S3 endpoint; [`stats`] holds its latency bookkeeping; [`fleet`] launches real processes
+//! (`cairn-fleet up/down`).
 
+pub mod fleet;
 pub mod stats;

@@ -32,7 +32,11 @@ enum Op {
 #[command(name = "cairn-bench", version)]
 struct Args {
     /// S3 endpoint URL.
-    #[arg(long, env = "AWS_ENDPOINT_URL_S3", default_value = "http://127.0.0.1:9000")]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL_S3",
+        default_value = "http://127.0.0.1:9000"
+    )]
     endpoint: String,
     /// Access key id.
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
@@ -87,7 +91,13 @@ fn client(a: &Args) -> aws_sdk_s3::Client {
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&a.endpoint)
         .region(Region::new(a.region.clone()))
-        .credentials_provider(Credentials::new(&a.access_key, &a.secret_key, None, None, "bench"))
+        .credentials_provider(Credentials::new(
+            &a.access_key,
+            &a.secret_key,
+            None,
+            None,
+            "bench",
+        ))
         .force_path_style(true)
         .http_client(aws_smithy_http_client::Builder::new().build_http());
     if a.no_checksums {
@@ -102,7 +112,13 @@ fn key(i: u64) -> String {
     format!("bench/{i:08}")
 }
 
-async fn one(s3: &aws_sdk_s3::Client, a: &Args, op: Op, i: u64, body: &Bytes) -> Result<u64, String> {
+async fn one(
+    s3: &aws_sdk_s3::Client,
+    a: &Args,
+    op: Op,
+    i: u64,
+    body: &Bytes,
+) -> Result<u64, String> {
     let err = |e: String| e;
     match op {
         Op::Put => {
@@ -174,10 +190,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if s3.head_bucket().bucket(&a.bucket).send().await.is_err() {
         s3.create_bucket().bucket(&a.bucket).send().await?;
     }
-    let body: Bytes = (0..a.size).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>().into();
+    let body: Bytes = (0..a.size)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
     let prepare = matches!(a.op, Op::Get | Op::Head | Op::Delete | Op::Mixed);
     if prepare {
-        let n = if a.op == Op::Delete { a.max_ops.min(10_000) } else { a.objects };
+        let n = if a.op == Op::Delete {
+            a.max_ops.min(10_000)
+        } else {
+            a.objects
+        };
         eprintln!("preparing {n} objects of {} bytes...", a.size);
         for i in 0..n {
             one(&s3, &a, Op::Put, i, &body).await?;
@@ -196,7 +219,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= a.max_ops {
                     break;
                 }
-                let op = if a.op == Op::Mixed { pick_mixed(i) } else { a.op };
+                let op = if a.op == Op::Mixed {
+                    pick_mixed(i)
+                } else {
+                    a.op
+                };
                 let t = Instant::now();
                 match one(&s3, &a, op, i, &body).await {
                     Ok(bytes) => stats.record(t.elapsed(), bytes),

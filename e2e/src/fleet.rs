@@ -1,0 +1,307 @@
+//! The multi-process fleet launcher: real `cairn-storage-node` and `cairn-gateway serve` processes
+//! on 127.0.0.1, described by `DIR/fleet.json` (endpoints, pids, credentials) so tests and people
+//! can find them and `down` can stop them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Why the launcher failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A binary is missing.
+    #[error("binary {0} not found (build the workspace first, or pass --bin-dir)")]
+    MissingBinary(PathBuf),
+    /// A process could not be started or did not become ready.
+    #[error("{what}: {detail}")]
+    Process { what: String, detail: String },
+    /// File I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The fleet file is unreadable.
+    #[error("fleet file {path}: {detail}")]
+    BadFleetFile { path: PathBuf, detail: String },
+    /// The request cannot be served yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// Directory for data, logs and `fleet.json`.
+    pub dir: PathBuf,
+    /// Directory holding `cairn-gateway` and `cairn-storage-node`.
+    pub bin_dir: PathBuf,
+    /// Gateways.
+    pub gateways: usize,
+    /// Zones (named a, b, c, ...).
+    pub zones: usize,
+    /// Storage nodes per zone.
+    pub nodes_per_zone: usize,
+    /// First port; the fleet uses consecutive ports from here.
+    pub base_port: u16,
+}
+
+/// One storage node of a running fleet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// Node id.
+    pub id: String,
+    /// Zone.
+    pub zone: String,
+    /// API base URL.
+    pub endpoint: String,
+    /// Process id.
+    pub pid: u32,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// One gateway of a running fleet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayEntry {
+    /// S3 endpoint URL.
+    pub s3: String,
+    /// Admin API URL.
+    pub admin: String,
+    /// Process id.
+    pub pid: u32,
+    /// Data directory (its index).
+    pub data_dir: PathBuf,
+}
+
+/// `fleet.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetFile {
+    /// The gateways.
+    pub gateways: Vec<GatewayEntry>,
+    /// The storage nodes.
+    pub nodes: Vec<NodeEntry>,
+    /// Root access key id.
+    pub access_key: String,
+    /// Root secret key.
+    pub secret_key: String,
+    /// Admin API token.
+    pub admin_token: String,
+}
+
+/// The directory holding this executable (where cargo puts the workspace's binaries too).
+pub fn default_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test executables live in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FleetError + '_ {
+    move |source| FleetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn token() -> String {
+    (0..40)
+        .map(|_| {
+            let c = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[rand::random_range(0..36)];
+            c as char
+        })
+        .collect()
+}
+
+fn spawn(
+    bin: &Path,
+    args: &[String],
+    envs: &[(&str, &str)],
+    log: &Path,
+) -> Result<u32, FleetError> {
+    let out = std::fs::File::create(log).map_err(io(log))?;
+    let err = out.try_clone().map_err(io(log))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // Its own process group, so a Ctrl-C in the launching shell does not stop the fleet.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().map_err(|e| FleetError::Process {
+        what: bin.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(child.id())
+}
+
+fn wait_for_port(addr: &str, what: &str) -> Result<(), FleetError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(FleetError::Process {
+                what: what.into(),
+                detail: format!("did not listen on {addr} within 30 s (see its log)"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Starts the fleet and writes `DIR/fleet.json`.
+pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
+    if spec.gateways != 1 {
+        return Err(FleetError::Unsupported(
+            "more than one gateway needs the replicated index (issue 4); use --gateways 1".into(),
+        ));
+    }
+    let node_bin = spec.bin_dir.join("cairn-storage-node");
+    let gw_bin = spec.bin_dir.join("cairn-gateway");
+    for b in [&node_bin, &gw_bin] {
+        if !b.exists() {
+            return Err(FleetError::MissingBinary(b.clone()));
+        }
+    }
+    let logs = spec.dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    let mut port = spec.base_port;
+    let mut nodes = Vec::new();
+    for z in 0..spec.zones {
+        let zone = ((b'a' + z as u8) as char).to_string();
+        for i in 0..spec.nodes_per_zone {
+            let id = format!("node-{zone}{}", i + 1);
+            let data_dir = spec.dir.join("nodes").join(&id);
+            let addr = format!("127.0.0.1:{port}");
+            port += 1;
+            let args: Vec<String> = [
+                "--node-id",
+                &id,
+                "--zone",
+                &zone,
+                "--listen",
+                &addr,
+                "--data-dir",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data_dir.display().to_string()])
+            .collect();
+            let pid = spawn(&node_bin, &args, &[], &logs.join(format!("{id}.log")))?;
+            nodes.push(NodeEntry {
+                id,
+                zone: zone.clone(),
+                endpoint: format!("http://{addr}"),
+                pid,
+                data_dir,
+            });
+        }
+    }
+    for n in &nodes {
+        wait_for_port(n.endpoint.trim_start_matches("http://"), &n.id)?;
+    }
+    let (access_key, secret_key, admin_token) = (format!("CF{}", &token()[..18]), token(), token());
+    let mut gateways = Vec::new();
+    for g in 0..spec.gateways {
+        let (s3, admin) = (
+            format!("127.0.0.1:{port}"),
+            format!("127.0.0.1:{}", port + 1),
+        );
+        port += 2;
+        let data_dir = spec.dir.join("gateways").join(format!("gw-{g}"));
+        let mut args = vec![
+            "serve".to_string(),
+            "--data".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            s3.clone(),
+            "--admin-listen".into(),
+            admin.clone(),
+        ];
+        for n in &nodes {
+            args.push("--node".into());
+            args.push(format!("{}@{}={}", n.id, n.zone, n.endpoint));
+        }
+        let envs = [
+            ("CAIRN_ROOT_ACCESS_KEY", access_key.as_str()),
+            ("CAIRN_ROOT_SECRET_KEY", secret_key.as_str()),
+            ("CAIRN_ADMIN_TOKEN", admin_token.as_str()),
+        ];
+        let pid = spawn(&gw_bin, &args, &envs, &logs.join(format!("gw-{g}.log")))?;
+        wait_for_port(&s3, "gateway")?;
+        gateways.push(GatewayEntry {
+            s3: format!("http://{s3}"),
+            admin: format!("http://{admin}"),
+            pid,
+            data_dir,
+        });
+    }
+    let fleet = FleetFile {
+        gateways,
+        nodes,
+        access_key,
+        secret_key,
+        admin_token,
+    };
+    let path = spec.dir.join("fleet.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&fleet).expect("serialises"),
+    )
+    .map_err(io(&path))?;
+    Ok(fleet)
+}
+
+/// Reads `DIR/fleet.json`.
+pub fn read(dir: &Path) -> Result<FleetFile, FleetError> {
+    let path = dir.join("fleet.json");
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&bytes).map_err(|e| FleetError::BadFleetFile {
+        path,
+        detail: e.to_string(),
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+/// Sends `signal` (e.g. "TERM", "KILL") to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops every process of the fleet in `dir`: SIGTERM, then SIGKILL after `grace`.
+pub fn down(dir: &Path, grace: Duration) -> Result<(), FleetError> {
+    let fleet = read(dir)?;
+    let pids: Vec<u32> = fleet
+        .gateways
+        .iter()
+        .map(|g| g.pid)
+        .chain(fleet.nodes.iter().map(|n| n.pid))
+        .collect();
+    for &p in &pids {
+        signal(p, "TERM");
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &p in pids.iter().filter(|&&p| alive(p)) {
+        signal(p, "KILL");
+    }
+    Ok(())
+}
