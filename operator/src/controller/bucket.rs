@@ -1,0 +1,406 @@
+//! The Bucket controller: creates (or adopts) the bucket through the gateway admin API, keeps one
+//! access key scoped to it, and writes the application Secret. On deletion, `Retain` removes only
+//! the key; `Delete` empties and deletes the bucket too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::{Context, Error, Result, apply, apply_status};
+use crate::admin::{AdminApi, AdminError};
+use crate::conditions::{self, DEGRADED, PROGRESSING, READY};
+use crate::crd::bucket::BucketStatus;
+use crate::crd::{Bucket, DeletionPolicy, ObjectStore, Phase, Versioning};
+use crate::resources::bucket::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, app_secret, key_name};
+use crate::resources::objectstore::s3_endpoint;
+
+/// Kind name in metrics and logs.
+pub const KIND: &str = "Bucket";
+
+/// Reconciles one Bucket.
+pub async fn reconcile(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let ns = bucket.namespace().unwrap_or_default();
+    let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, super::FINALIZER, bucket, |event| async {
+        match event {
+            Finalizer::Apply(b) => apply_bucket(&b, &ctx).await,
+            Finalizer::Cleanup(b) => cleanup(&b, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// A Bucket's fleet and a client of its admin API, or why there is none yet.
+pub enum Fleet {
+    /// Reachable.
+    Ready(Box<ObjectStore>, Arc<dyn AdminApi>),
+    /// Not usable: the reason and message for the `Ready` condition.
+    Missing(&'static str, String),
+}
+
+/// Finds the ObjectStore a Bucket refers to and connects to its admin API.
+pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
+    let r = &bucket.spec.object_store_ref;
+    let ns = r
+        .namespace
+        .clone()
+        .or_else(|| bucket.namespace())
+        .unwrap_or_default();
+    let stores: Api<ObjectStore> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(store) = stores.get_opt(&r.name).await? else {
+        return Ok(Fleet::Missing(
+            "ObjectStoreNotFound",
+            format!("ObjectStore {ns}/{} does not exist", r.name),
+        ));
+    };
+    if store.meta().deletion_timestamp.is_some() {
+        return Ok(Fleet::Missing(
+            "ObjectStoreDeleting",
+            format!("ObjectStore {ns}/{} is being deleted", r.name),
+        ));
+    }
+    let Some(secrets) = ctx.fleet_secrets(&store).await? else {
+        return Ok(Fleet::Missing(
+            "ObjectStoreNotReady",
+            format!("ObjectStore {ns}/{} has no credentials Secret yet", r.name),
+        ));
+    };
+    let admin = ctx.admin.connect(&store, &secrets.admin_token);
+    Ok(Fleet::Ready(Box::new(store), admin))
+}
+
+/// Features of the spec the gateway cannot carry out yet.
+pub fn unsupported(bucket: &Bucket) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if bucket.spec.versioning != Versioning::Off {
+        out.push("versioning");
+    }
+    if bucket.spec.quota.is_some() {
+        out.push("quota");
+    }
+    if bucket.spec.default_storage_class.is_some() {
+        out.push("defaultStorageClass");
+    }
+    out
+}
+
+async fn set_not_ready(
+    bucket: &Bucket,
+    ctx: &Context,
+    mut status: BucketStatus,
+    reason: &str,
+    msg: String,
+    retry: Duration,
+) -> Result<Action> {
+    let api: Api<Bucket> =
+        Api::namespaced(ctx.client.clone(), &bucket.namespace().unwrap_or_default());
+    let generation = bucket.metadata.generation;
+    let previous =
+        conditions::get(&status.conditions, READY).map(|c| (c.reason.clone(), c.message.clone()));
+    if previous != Some((reason.to_string(), msg.clone())) {
+        ctx.event(bucket, EventType::Warning, reason, "Reconcile", msg.clone())
+            .await;
+    }
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        msg,
+        generation,
+    );
+    conditions::set(
+        &mut status.conditions,
+        PROGRESSING,
+        true,
+        reason,
+        "waiting",
+        generation,
+    );
+    status.phase = if reason == "BucketAlreadyExists" || reason == "SecretConflict" {
+        Phase::Failed
+    } else {
+        Phase::Pending
+    };
+    status.observed_generation = generation;
+    apply_status(&api, bucket, serde_json::to_value(&status).expect("status")).await?;
+    Ok(Action::requeue(retry))
+}
+
+async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
+    let ns = bucket.namespace().unwrap_or_default();
+    let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = bucket.metadata.generation;
+    let status = bucket.status.clone().unwrap_or_default();
+    let (store, admin) = match fleet_of(bucket, ctx).await? {
+        Fleet::Ready(s, a) => (s, a),
+        Fleet::Missing(reason, msg) => {
+            return set_not_ready(bucket, ctx, status, reason, msg, Duration::from_secs(30)).await;
+        }
+    };
+    let name = bucket.bucket_name();
+    let ours = status.bucket_name.as_deref() == Some(name.as_str());
+
+    // The bucket.
+    let info = match admin.bucket(&name).await {
+        Ok(i) => i,
+        Err(e @ AdminError::Unreachable { .. }) => {
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "ObjectStoreUnreachable",
+                e.to_string(),
+                Duration::from_secs(15),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = match info {
+        Some(i) if ours => i,
+        Some(i) if bucket.spec.adopt_existing => {
+            ctx.event(
+                bucket,
+                EventType::Normal,
+                "BucketAdopted",
+                "Create",
+                format!("adopted the existing bucket {name}"),
+            )
+            .await;
+            i
+        }
+        Some(_) => {
+            let msg = format!(
+                "bucket {name} already exists in the ObjectStore; set spec.adoptExisting: true to take it over"
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "BucketAlreadyExists",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+        None => match admin
+            .create_bucket(&name, bucket.spec.adopt_existing || ours)
+            .await
+        {
+            Ok(i) => {
+                ctx.event(
+                    bucket,
+                    EventType::Normal,
+                    "BucketCreated",
+                    "Create",
+                    format!("created bucket {name}"),
+                )
+                .await;
+                i
+            }
+            Err(e) if e.code() == Some("InvalidBucketName") => {
+                return set_not_ready(
+                    bucket,
+                    ctx,
+                    status,
+                    "InvalidBucketName",
+                    e.to_string(),
+                    Duration::from_secs(600),
+                )
+                .await;
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+
+    // The Secret and its key: keep a working pair, else make a new one.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_name = bucket.secret_name();
+    let existing = secrets.get_opt(&secret_name).await?;
+    if let Some(s) = &existing {
+        let mine = s.labels().get("cairn.io/bucket").map(String::as_str)
+            == Some(bucket.name_any().as_str())
+            && s.owner_references()
+                .iter()
+                .any(|o| o.kind == "Bucket" && o.name == bucket.name_any());
+        if !mine {
+            let msg = format!(
+                "Secret {secret_name} exists and is not this Bucket's; set spec.secretName to another name"
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "SecretConflict",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+    }
+    let read = |k: &str| {
+        existing
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(k))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    let key_label = key_name(bucket);
+    let keys = admin.keys().await?;
+    let current = match (read(AWS_ACCESS_KEY_ID), read(AWS_SECRET_ACCESS_KEY)) {
+        (Some(id), Some(secret))
+            if keys.iter().any(|k| {
+                k.access_key_id == id && k.buckets.as_deref() == Some(std::slice::from_ref(&name))
+            }) =>
+        {
+            (id, secret)
+        }
+        _ => {
+            let k = admin
+                .create_key(&key_label, std::slice::from_ref(&name))
+                .await?;
+            ctx.event(
+                bucket,
+                EventType::Normal,
+                "AccessKeyCreated",
+                "Create",
+                format!(
+                    "created access key {} for bucket {name} in Secret {secret_name}",
+                    k.access_key_id
+                ),
+            )
+            .await;
+            (k.access_key_id, k.secret_key)
+        }
+    };
+    let owner = bucket
+        .controller_owner_ref(&())
+        .expect("a Bucket from the API has a name and uid");
+    let endpoint = s3_endpoint(&store);
+    apply(
+        &ctx.client,
+        &ns,
+        &app_secret(bucket, &endpoint, &current.0, &current.1, &owner),
+    )
+    .await?;
+    // Keys of this Bucket that are not in the Secret (a lost Secret, a failed write) go.
+    for k in keys
+        .iter()
+        .filter(|k| k.name == key_label && k.access_key_id != current.0)
+    {
+        admin.delete_key(&k.access_key_id).await?;
+    }
+
+    let mut status = status;
+    status.observed_generation = generation;
+    status.bucket_name = Some(name.clone());
+    status.endpoint = Some(endpoint.url());
+    status.secret_name = Some(secret_name.clone());
+    status.access_key_id = Some(current.0.clone());
+    status.objects = info.objects.map(|v| v as i64);
+    status.bytes = info.bytes.map(|v| v as i64);
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        true,
+        "Ready",
+        format!("bucket {name} exists; credentials in Secret {secret_name}"),
+        generation,
+    );
+    conditions::set(
+        &mut status.conditions,
+        PROGRESSING,
+        false,
+        "UpToDate",
+        "",
+        generation,
+    );
+    let missing = unsupported(bucket);
+    if missing.is_empty() {
+        conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            false,
+            "AsSpecified",
+            "",
+            generation,
+        );
+        status.phase = Phase::Ready;
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            true,
+            "GatewayUnsupported",
+            format!(
+                "the gateway cannot apply {} yet; the bucket works without",
+                missing.join(", ")
+            ),
+            generation,
+        );
+        status.phase = Phase::Degraded;
+    }
+    apply_status(&api, bucket, serde_json::to_value(&status).expect("status")).await?;
+    ctx.succeeded(&super::key_of(bucket));
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
+    let admin = match fleet_of(bucket, ctx).await? {
+        Fleet::Ready(_, a) => a,
+        // No fleet: nothing left to clean up.
+        Fleet::Missing(reason, msg) => {
+            tracing::info!(bucket = %bucket.name_any(), reason, msg, "no fleet to clean up in");
+            return Ok(Action::await_change());
+        }
+    };
+    let name = bucket.bucket_name();
+    let created = bucket
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket_name.as_deref())
+        == Some(name.as_str());
+    if bucket.spec.deletion_policy == DeletionPolicy::Delete && created {
+        let existed = admin.delete_bucket(&name, true).await?;
+        if existed {
+            ctx.event(
+                bucket,
+                EventType::Normal,
+                "BucketDeleted",
+                "Delete",
+                format!("deleted bucket {name} and every object in it (deletionPolicy Delete)"),
+            )
+            .await;
+        }
+    }
+    let key_label = key_name(bucket);
+    for k in admin.keys().await?.iter().filter(|k| k.name == key_label) {
+        admin.delete_key(&k.access_key_id).await?;
+    }
+    if bucket.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.event(
+            bucket,
+            EventType::Normal,
+            "BucketRetained",
+            "Delete",
+            format!(
+                "kept bucket {name} and its objects (deletionPolicy Retain); deleted its access key"
+            ),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,710 @@
+//! The ObjectStore controller: applies the fleet's objects, grows volumes, rolls storage nodes one
+//! at a time while the fleet is healthy, reports status; deleting a store that Buckets still use
+//! is refused with an Event and a condition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use serde_json::json;
+
+use super::{Context, Error, FINALIZER, Result, apply, apply_status};
+use crate::admin::{Health, NodeReport};
+use crate::conditions::{self, DEGRADED, PROGRESSING, READY};
+use crate::crd::objectstore::{Capacity, ObjectStoreStatus, ZoneStatus};
+use crate::crd::{Bucket, ObjectStore, Phase};
+use crate::resources::objectstore::{
+    self as build, COMPONENT_NODE, FleetSecrets, credentials_secret, names, owner_ref,
+};
+use crate::resources::quantity::parse_bytes;
+
+/// Kind name in metrics and logs.
+pub const KIND: &str = "ObjectStore";
+
+/// Reconciles one ObjectStore.
+pub async fn reconcile(store: Arc<ObjectStore>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let ns = store.namespace().unwrap_or_default();
+    let api: Api<ObjectStore> = Api::namespaced(ctx.client.clone(), &ns);
+    let action = finalizer(&api, super::FINALIZER, store, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply_store(&s, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })?;
+    Ok(action)
+}
+
+/// Buckets (any namespace) that use `store`, as `namespace/name`.
+pub fn buckets_using(store: &ObjectStore, buckets: &[Bucket]) -> Vec<String> {
+    let ns = store.namespace().unwrap_or_default();
+    let name = store.name_any();
+    let mut out: Vec<String> = buckets
+        .iter()
+        .filter(|b| {
+            let bns = b.namespace().unwrap_or_default();
+            let r = &b.spec.object_store_ref;
+            r.name == name && r.namespace.as_deref().unwrap_or(&bns) == ns
+        })
+        .map(|b| format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn cleanup(store: &ObjectStore, ctx: &Context) -> Result<Action> {
+    let all: Api<Bucket> = Api::all(ctx.client.clone());
+    let buckets = all.list(&ListParams::default()).await?.items;
+    let using = buckets_using(store, &buckets);
+    if using.is_empty() {
+        ctx.event(
+            store,
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            "no Buckets use this ObjectStore; deleting it".into(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let shown: Vec<&str> = using.iter().take(5).map(String::as_str).collect();
+    let msg = format!(
+        "deletion blocked: {} Bucket(s) still use this ObjectStore ({}{}); delete them first",
+        using.len(),
+        shown.join(", "),
+        if using.len() > 5 { ", ..." } else { "" }
+    );
+    ctx.event(
+        store,
+        EventType::Warning,
+        "DeletionBlocked",
+        "Delete",
+        msg.clone(),
+    )
+    .await;
+    let mut status = store.status.clone().unwrap_or_default();
+    let generation = store.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        "DeletionBlocked",
+        msg,
+        generation,
+    );
+    status.phase = Phase::Deleting;
+    let api: Api<ObjectStore> =
+        Api::namespaced(ctx.client.clone(), &store.namespace().unwrap_or_default());
+    apply_status(&api, store, serde_json::to_value(&status).expect("status")).await?;
+    Err(Error::DeletionBlocked {
+        store: store.name_any(),
+        count: using.len(),
+        buckets: shown.join(", "),
+    })
+}
+
+/// The credentials Secret: read if present, generated and created once otherwise. An existing
+/// Secret is never overwritten, so keys are not rotated by accident.
+async fn ensure_credentials(
+    store: &ObjectStore,
+    ctx: &Context,
+) -> Result<Result<FleetSecrets, String>> {
+    let ns = store.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = names::credentials(&store.name_any());
+    if let Some(s) = api.get_opt(&name).await? {
+        return Ok(FleetSecrets::from_secret(&s).ok_or_else(|| {
+            format!("Secret {name} lacks CAIRN_ROOT_ACCESS_KEY, CAIRN_ROOT_SECRET_KEY or CAIRN_ADMIN_TOKEN; restore it or delete it to generate new credentials")
+        }));
+    }
+    let secrets = FleetSecrets::generate();
+    let secret = credentials_secret(store, &secrets, &owner_ref(store));
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(crate::resources::FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &secret,
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.event(
+                store,
+                EventType::Normal,
+                "CredentialsCreated",
+                "Create",
+                format!("generated root credentials and admin token in Secret {name}"),
+            )
+            .await;
+            Ok(Ok(secrets))
+        }
+        // Someone (another replica, a restore) created it meanwhile: use theirs.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let s = api.get(&name).await?;
+            Ok(FleetSecrets::from_secret(&s).ok_or_else(|| format!("Secret {name} is incomplete")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What to do about storage nodes whose pod runs an old revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollDecision {
+    /// Every storage node runs its StatefulSet's update revision.
+    UpToDate,
+    /// Some are outdated, but rolling one now could hurt: why.
+    Wait(String),
+    /// Delete this pod; its StatefulSet recreates it at the new revision.
+    Delete(String),
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Chooses the next storage node to restart for an update: one at a time over the whole fleet,
+/// only when every storage node pod is ready and the gateway reports every node up.
+pub fn next_node_to_roll(
+    sets: &[StatefulSet],
+    pods: &[Pod],
+    health: Option<&Health>,
+) -> RollDecision {
+    let mut outdated = Vec::new();
+    for set in sets {
+        let Some(update) = set.status.as_ref().and_then(|s| s.update_revision.clone()) else {
+            continue;
+        };
+        let set_name = set.name_any();
+        for p in pods {
+            let owned = p
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "StatefulSet" && o.name == set_name);
+            let rev = p.labels().get("controller-revision-hash");
+            if owned && rev.is_some_and(|r| *r != update) {
+                outdated.push(p);
+            }
+        }
+    }
+    if outdated.is_empty() {
+        return RollDecision::UpToDate;
+    }
+    if let Some(p) = pods
+        .iter()
+        .find(|p| p.metadata.deletion_timestamp.is_some() || !pod_ready(p))
+    {
+        return RollDecision::Wait(format!("storage node {} is not ready", p.name_any()));
+    }
+    let want: i32 = sets
+        .iter()
+        .map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+        .sum();
+    if (pods.len() as i32) < want {
+        return RollDecision::Wait(format!("{} of {want} storage node pods exist", pods.len()));
+    }
+    match health {
+        None => RollDecision::Wait("fleet health unknown (admin API unreachable)".into()),
+        Some(h) if h.status != "ok" => RollDecision::Wait(format!(
+            "fleet is {}: {} of {} storage nodes up",
+            h.status, h.nodes_up, h.nodes_total
+        )),
+        Some(_) => {
+            outdated.sort_by_key(|p| p.name_any());
+            RollDecision::Delete(outdated[outdated.len() - 1].name_any())
+        }
+    }
+}
+
+/// Whether a PVC of `current` size must grow to `desired`.
+pub fn needs_growth(current: Option<&str>, desired: &str) -> bool {
+    match (current.and_then(parse_bytes), parse_bytes(desired)) {
+        (Some(c), Some(d)) => d > c,
+        _ => false,
+    }
+}
+
+async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
+    let ns = store.namespace().unwrap_or_default();
+    let name = store.name_any();
+    let api: Api<ObjectStore> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = store.metadata.generation;
+    let mut status = store.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+
+    let problems = build::validate(&store.spec);
+    if !problems.is_empty() {
+        let msg = problems.join("; ");
+        if !conditions::get(&status.conditions, READY)
+            .is_some_and(|c| c.reason == "InvalidSpec" && c.message == msg)
+        {
+            ctx.event(
+                store,
+                EventType::Warning,
+                "InvalidSpec",
+                "Validate",
+                msg.clone(),
+            )
+            .await;
+        }
+        conditions::set(
+            &mut status.conditions,
+            READY,
+            false,
+            "InvalidSpec",
+            msg,
+            generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            PROGRESSING,
+            false,
+            "InvalidSpec",
+            "fix the spec",
+            generation,
+        );
+        status.phase = Phase::Failed;
+        apply_status(&api, store, serde_json::to_value(&status).expect("status")).await?;
+        return Ok(Action::requeue(Duration::from_secs(600)));
+    }
+
+    let secrets = match ensure_credentials(store, ctx).await? {
+        Ok(s) => s,
+        Err(msg) => {
+            conditions::set(
+                &mut status.conditions,
+                READY,
+                false,
+                "CredentialsInvalid",
+                msg,
+                generation,
+            );
+            status.phase = Phase::Failed;
+            apply_status(&api, store, serde_json::to_value(&status).expect("status")).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+    let owner = owner_ref(store);
+
+    for svc in build::services(store, &owner) {
+        apply(&ctx.client, &ns, &svc).await?;
+    }
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut desired_sets: Vec<StatefulSet> = store
+        .spec
+        .zones
+        .iter()
+        .map(|z| build::node_statefulset(store, z, &ctx.build, &owner))
+        .collect();
+    desired_sets.push(build::gateway_statefulset(store, &ctx.build, &owner));
+    let mut applied_sets = Vec::new();
+    for mut set in desired_sets {
+        let set_name = set.name_any();
+        // Claim templates are immutable: keep the existing ones, grow the PVCs instead.
+        let desired_claims = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone())
+            .unwrap_or_default();
+        if let Some(existing) = sts_api.get_opt(&set_name).await? {
+            if let (Some(spec), Some(old)) = (set.spec.as_mut(), existing.spec.as_ref()) {
+                spec.volume_claim_templates = old.volume_claim_templates.clone();
+            }
+            grow_claims(ctx, &ns, &existing, &desired_claims, store).await?;
+        }
+        applied_sets.push(apply(&ctx.client, &ns, &set).await?);
+    }
+    for pdb in build::disruption_budgets(store, &ctx.build, &owner) {
+        apply(&ctx.client, &ns, &pdb).await?;
+    }
+    if service_monitor_available(ctx).await {
+        let sm = build::service_monitor(store, &owner);
+        let ar = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "monitoring.coreos.com",
+            "v1",
+            "ServiceMonitor",
+        ));
+        let sm_api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+        sm_api
+            .patch(
+                &name,
+                &PatchParams::apply(crate::resources::FIELD_MANAGER).force(),
+                &Patch::Apply(&sm),
+            )
+            .await?;
+    }
+
+    // The fleet as the gateway sees it (absent while no gateway answers).
+    let admin = ctx.admin.connect(store, &secrets.admin_token);
+    let health = admin.health().await.ok();
+    let nodes = if health.is_some() {
+        admin.nodes().await.ok()
+    } else {
+        None
+    };
+
+    // Storage-node updates: one pod at a time, only while healthy.
+    let node_sets: Vec<StatefulSet> = applied_sets
+        .iter()
+        .filter(|s| {
+            s.labels()
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some(COMPONENT_NODE)
+        })
+        .cloned()
+        .collect();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance={name},app.kubernetes.io/component={COMPONENT_NODE}"
+        )))
+        .await?
+        .items;
+    let roll = next_node_to_roll(&node_sets, &pods, health.as_ref());
+    let mut requeue = Duration::from_secs(60);
+    match &roll {
+        RollDecision::Delete(pod) => {
+            ctx.event(
+                store,
+                EventType::Normal,
+                "RollingStorageNode",
+                "Update",
+                format!("restarting storage node {pod} to update it (fleet healthy)"),
+            )
+            .await;
+            pods_api.delete(pod, &DeleteParams::default()).await?;
+            requeue = Duration::from_secs(10);
+        }
+        RollDecision::Wait(_) => requeue = Duration::from_secs(15),
+        RollDecision::UpToDate => {}
+    }
+
+    fill_status(
+        &mut status,
+        store,
+        &applied_sets,
+        health.as_ref(),
+        nodes.as_deref(),
+        &roll,
+        ctx,
+        generation,
+    );
+    let gw_wanted = build::gateway_replicas(&store.spec, &ctx.build);
+    if gw_wanted < store.spec.gateway.replicas {
+        conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            true,
+            "GatewayReplicasCapped",
+            format!(
+                "running {gw_wanted} gateway(s) instead of {}: this gateway version keeps an unreplicated index per pod (operator flag --max-gateway-replicas)",
+                store.spec.gateway.replicas
+            ),
+            generation,
+        );
+    }
+    if store.spec.storage_classes.len() > 1 || store.spec.tls.is_some() {
+        let mut parts = Vec::new();
+        if store.spec.storage_classes.len() > 1 {
+            parts.push(
+                "only the default storage class is applied (the gateway has one erasure profile)",
+            );
+        }
+        if store.spec.tls.is_some() {
+            parts.push("spec.tls is not served yet (the gateway has no TLS listener)");
+        }
+        if !conditions::is_true(&status.conditions, DEGRADED) {
+            conditions::set(
+                &mut status.conditions,
+                DEGRADED,
+                true,
+                "GatewayUnsupported",
+                parts.join("; "),
+                generation,
+            );
+        }
+    }
+    let was_ready = store
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, READY));
+    let ready = conditions::is_true(&status.conditions, READY);
+    if ready && !was_ready {
+        ctx.event(
+            store,
+            EventType::Normal,
+            "Ready",
+            "Reconcile",
+            "every gateway and storage node is ready and the fleet is healthy".into(),
+        )
+        .await;
+    }
+    apply_status(&api, store, serde_json::to_value(&status).expect("status")).await?;
+    ctx.succeeded(&super::key_of(store));
+    Ok(Action::requeue(if ready {
+        Duration::from_secs(120)
+    } else {
+        requeue.min(Duration::from_secs(30))
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_status(
+    status: &mut ObjectStoreStatus,
+    store: &ObjectStore,
+    sets: &[StatefulSet],
+    health: Option<&Health>,
+    nodes: Option<&[NodeReport]>,
+    roll: &RollDecision,
+    ctx: &Context,
+    generation: Option<i64>,
+) {
+    let name = store.name_any();
+    let ready_of = |set: &str| {
+        sets.iter()
+            .find(|s| s.name_any() == set)
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    };
+    let updated = |s: &StatefulSet| {
+        s.status.as_ref().is_none_or(|st| {
+            st.observed_generation == s.metadata.generation
+                && (st.update_revision.is_none() || st.update_revision == st.current_revision)
+        })
+    };
+    status.zones = store
+        .spec
+        .zones
+        .iter()
+        .map(|z| {
+            let in_zone: Vec<&NodeReport> = nodes
+                .unwrap_or(&[])
+                .iter()
+                .filter(|n| &n.zone == z)
+                .collect();
+            ZoneStatus {
+                name: z.clone(),
+                desired_nodes: store.spec.storage.nodes_per_zone,
+                ready_nodes: ready_of(&names::node_set(&name, z)),
+                nodes_up: nodes.map(|_| in_zone.iter().filter(|n| n.state == "up").count() as i32),
+                total_bytes: nodes.map(|_| in_zone.iter().map(|n| n.total_bytes as i64).sum()),
+                used_bytes: nodes.map(|_| in_zone.iter().map(|n| n.used_bytes as i64).sum()),
+            }
+        })
+        .collect();
+    status.ready_storage_nodes = status.zones.iter().map(|z| z.ready_nodes).sum();
+    status.ready_gateways = ready_of(&names::gateway(&name));
+    status.health = health.map(|h| h.status.clone());
+    status.capacity = nodes.map(|ns| Capacity {
+        total_bytes: ns.iter().map(|n| n.total_bytes as i64).sum(),
+        used_bytes: ns.iter().map(|n| n.used_bytes as i64).sum(),
+        available_bytes: ns.iter().map(|n| n.available_bytes as i64).sum(),
+    });
+    status.endpoint = Some(build::s3_endpoint(store).url());
+    status.secret_name = Some(names::credentials(&name));
+
+    let want_nodes = store.spec.storage.nodes_per_zone * store.spec.zones.len() as i32;
+    let want_gw = build::gateway_replicas(&store.spec, &ctx.build);
+    let all_updated = sets.iter().all(updated) && *roll == RollDecision::UpToDate;
+    let pods_ready = status.ready_storage_nodes >= want_nodes && status.ready_gateways >= want_gw;
+    let healthy = health.is_some_and(|h| h.status == "ok");
+    let progressing = !all_updated || !pods_ready;
+    let progress_msg = match roll {
+        RollDecision::Wait(why) => format!("storage node update paused: {why}"),
+        RollDecision::Delete(pod) => format!("updating storage node {pod}"),
+        RollDecision::UpToDate if !pods_ready => format!(
+            "{} of {want_gw} gateways and {} of {want_nodes} storage nodes ready",
+            status.ready_gateways, status.ready_storage_nodes
+        ),
+        RollDecision::UpToDate if !all_updated => "StatefulSets are updating".into(),
+        RollDecision::UpToDate => "every pod runs the current spec".into(),
+    };
+    conditions::set(
+        &mut status.conditions,
+        PROGRESSING,
+        progressing,
+        if progressing { "Updating" } else { "UpToDate" },
+        progress_msg,
+        generation,
+    );
+    let (deg, deg_reason, deg_msg) = match health {
+        None => (
+            false,
+            "HealthUnknown",
+            "the admin API did not answer".to_string(),
+        ),
+        Some(h) if h.status == "ok" => (
+            false,
+            "Healthy",
+            format!("{} of {} storage nodes up", h.nodes_up, h.nodes_total),
+        ),
+        Some(h) => (
+            true,
+            "NodesDown",
+            format!(
+                "fleet {}: {} of {} storage nodes up, writable={}",
+                h.status, h.nodes_up, h.nodes_total, h.writable
+            ),
+        ),
+    };
+    conditions::set(
+        &mut status.conditions,
+        DEGRADED,
+        deg,
+        deg_reason,
+        deg_msg,
+        generation,
+    );
+    let ready = pods_ready && healthy;
+    let (reason, msg) = if ready {
+        (
+            "Ready",
+            "every gateway and storage node is ready and the fleet is healthy".to_string(),
+        )
+    } else if !pods_ready {
+        (
+            "PodsNotReady",
+            format!(
+                "{} of {want_gw} gateways and {} of {want_nodes} storage nodes ready",
+                status.ready_gateways, status.ready_storage_nodes
+            ),
+        )
+    } else {
+        (
+            "FleetUnhealthy",
+            "pods are ready but the gateway does not report every storage node up".to_string(),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        msg,
+        generation,
+    );
+    status.phase = if ready && deg {
+        Phase::Degraded
+    } else if ready {
+        Phase::Ready
+    } else if deg && health.is_some_and(|h| h.status == "unavailable") {
+        Phase::Degraded
+    } else {
+        Phase::Progressing
+    };
+}
+
+async fn grow_claims(
+    ctx: &Context,
+    ns: &str,
+    existing: &StatefulSet,
+    desired_claims: &[PersistentVolumeClaim],
+    store: &ObjectStore,
+) -> Result<()> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let replicas = existing.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    for claim in desired_claims {
+        let Some(want) = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone())
+        else {
+            continue;
+        };
+        for i in 0..replicas {
+            let pvc_name = format!("{}-{}-{i}", claim.name_any(), existing.name_any());
+            let Some(pvc) = pvcs.get_opt(&pvc_name).await? else {
+                continue;
+            };
+            let have = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone());
+            if needs_growth(have.as_deref(), &want) {
+                let patch = json!({"spec": {"resources": {"requests": {"storage": want}}}});
+                match pvcs
+                    .patch(&pvc_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {
+                        ctx.event(
+                            store,
+                            EventType::Normal,
+                            "VolumeExpanding",
+                            "Update",
+                            format!(
+                                "growing {pvc_name} from {} to {want}",
+                                have.unwrap_or_default()
+                            ),
+                        )
+                        .await;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403 => {
+                        ctx.event(
+                            store,
+                            EventType::Warning,
+                            "VolumeExpansionRefused",
+                            "Update",
+                            format!("{pvc_name} cannot grow to {want}: {}", e.message),
+                        )
+                        .await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn service_monitor_available(ctx: &Context) -> bool {
+    ctx.client
+        .list_api_group_resources("monitoring.coreos.com/v1")
+        .await
+        .is_ok_and(|l| l.resources.iter().any(|r| r.kind == "ServiceMonitor"))
+}
+
+/// The ObjectStore a Bucket refers to, for watch mapping.
+pub fn store_of(bucket: &Bucket) -> kube::runtime::reflector::ObjectRef<ObjectStore> {
+    let ns = bucket
+        .spec
+        .object_store_ref
+        .namespace
+        .clone()
+        .or_else(|| bucket.namespace())
+        .unwrap_or_default();
+    kube::runtime::reflector::ObjectRef::new(&bucket.spec.object_store_ref.name).within(&ns)
+}
+
+impl ObjectStore {
+    /// Whether the operator's finalizer is on this object.
+    pub fn has_finalizer(&self) -> bool {
+        self.finalizers().iter().any(|f| f == FINALIZER)
+    }
+}

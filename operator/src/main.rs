@@ -1,0 +1,193 @@
+//! `cairn-operator`: wires the four controllers, leader election, and the metrics/health server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use cairn_operator::controller::{self, Context, HttpConnector, bucket, objectstore, policy};
+use cairn_operator::crd::{Bucket, LifecyclePolicy, ObjectStore, ReplicationRule};
+use cairn_operator::leader::Elector;
+use cairn_operator::metrics::Metrics;
+use cairn_operator::resources::objectstore::BuildConfig;
+use clap::Parser;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::{Controller, watcher};
+
+/// Cairn Kubernetes operator.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-operator", version)]
+struct Config {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "CAIRN_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Gateway image for ObjectStores that name none.
+    #[arg(long, env = "CAIRN_GATEWAY_IMAGE")]
+    gateway_image: Option<String>,
+    /// Storage-node image for ObjectStores that name none.
+    #[arg(long, env = "CAIRN_STORAGE_NODE_IMAGE")]
+    storage_node_image: Option<String>,
+    /// Most gateway pods per ObjectStore (0 = no limit). 1 until the gateway's index is
+    /// replicated: separate gateways would keep separate indexes.
+    #[arg(long, env = "CAIRN_MAX_GATEWAY_REPLICAS", default_value_t = 1)]
+    max_gateway_replicas: i32,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease name.
+    #[arg(long, env = "CAIRN_LEASE_NAME", default_value = "cairn-operator")]
+    lease_name: String,
+    /// Skip leader election (a single replica, or running outside the cluster).
+    #[arg(long, env = "CAIRN_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+}
+
+struct Health {
+    metrics: Arc<Metrics>,
+    started: AtomicBool,
+}
+
+async fn serve(listen: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(h): State<Arc<Health>>| async move { h.metrics.encode() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<Arc<Health>>| async move {
+                if h.started.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await
+}
+
+async fn run_controllers(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let wc = watcher::Config::default();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=cairn-operator");
+    let stores = Controller::new(Api::<ObjectStore>::all(client.clone()), wc.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned.clone(),
+        )
+        .watches(Api::<Bucket>::all(client.clone()), wc.clone(), |b| {
+            Some(objectstore::store_of(&b))
+        })
+        .shutdown_on_signal()
+        .run(
+            objectstore::reconcile,
+            controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "ObjectStore controller");
+            }
+        });
+    let buckets = Controller::new(Api::<Bucket>::all(client.clone()), wc.clone())
+        .owns(Api::<Secret>::all(client.clone()), owned.clone())
+        .shutdown_on_signal()
+        .run(bucket::reconcile, controller::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let lifecycle = Controller::new(Api::<LifecyclePolicy>::all(client.clone()), wc.clone())
+        .shutdown_on_signal()
+        .run(
+            policy::reconcile_lifecycle,
+            controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let replication = Controller::new(Api::<ReplicationRule>::all(client.clone()), wc)
+        .shutdown_on_signal()
+        .run(
+            policy::reconcile_replication,
+            controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    tokio::join!(stores, buckets, lifecycle, replication);
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::parse();
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        started: AtomicBool::new(false),
+    });
+    tokio::spawn(serve(config.listen, health.clone()));
+
+    let mut build = BuildConfig::default();
+    if let Some(i) = config.gateway_image {
+        build.gateway_image = i;
+    }
+    if let Some(i) = config.storage_node_image {
+        build.storage_node_image = i;
+    }
+    build.max_gateway_replicas =
+        (config.max_gateway_replicas > 0).then_some(config.max_gateway_replicas);
+    let ctx = Context::new(
+        client.clone(),
+        Arc::new(HttpConnector),
+        metrics.clone(),
+        build,
+    );
+    // Ready as soon as the process runs: a standby replica is healthy too.
+    health.started.store(true, Ordering::Relaxed);
+
+    if config.no_leader_election {
+        metrics.leader.set(1);
+        run_controllers(ctx).await;
+        return Ok(());
+    }
+    let identity = config
+        .identity
+        .unwrap_or_else(|| format!("cairn-operator-{}", std::process::id()));
+    let elector = Elector::new(
+        Api::<Lease>::namespaced(client, &config.namespace),
+        &config.lease_name,
+        &identity,
+        Duration::from_secs(15),
+    );
+    tracing::info!(identity, "waiting for the leader Lease");
+    elector.acquire().await;
+    metrics.leader.set(1);
+    tracing::info!(identity, "leading");
+    tokio::select! {
+        _ = run_controllers(ctx) => { elector.release().await; }
+        _ = elector.hold() => {
+            tracing::error!("lost the leader Lease; exiting so that only one replica reconciles");
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}

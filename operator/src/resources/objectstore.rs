@@ -1,0 +1,927 @@
+//! The Kubernetes objects of an ObjectStore: a storage-node StatefulSet, headless Service and
+//! PodDisruptionBudget per zone; the gateway StatefulSet spread over the zones with its headless
+//! Service and PodDisruptionBudget; the S3 and admin Services; the credentials Secret.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use kube::api::DynamicObject;
+use serde_json::{Value, json};
+
+use super::labels;
+use crate::crd::objectstore::{ObjectStore, ObjectStoreSpec, Placement, ServiceType};
+
+/// Port of every storage node's HTTP API.
+pub const NODE_PORT: i32 = 7000;
+/// Container port of the gateway's S3 API.
+pub const GATEWAY_S3_PORT: i32 = 9000;
+/// Container port of the gateway's admin API.
+pub const GATEWAY_ADMIN_PORT: i32 = 9001;
+/// Keys of the credentials Secret (the gateway's environment variables).
+pub const ROOT_ACCESS_KEY: &str = "CAIRN_ROOT_ACCESS_KEY";
+/// See [`ROOT_ACCESS_KEY`].
+pub const ROOT_SECRET_KEY: &str = "CAIRN_ROOT_SECRET_KEY";
+/// See [`ROOT_ACCESS_KEY`].
+pub const ADMIN_TOKEN: &str = "CAIRN_ADMIN_TOKEN";
+/// Component label of storage nodes.
+pub const COMPONENT_NODE: &str = "storage-node";
+/// Component label of gateways.
+pub const COMPONENT_GATEWAY: &str = "gateway";
+
+/// Operator-wide settings that shape the objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// Gateway image when the ObjectStore names none.
+    pub gateway_image: String,
+    /// Storage-node image when the ObjectStore names none.
+    pub storage_node_image: String,
+    /// Most gateway pods to run. `Some(1)` while each gateway keeps its own unreplicated index:
+    /// two gateways would each see only the buckets created through them.
+    pub max_gateway_replicas: Option<i32>,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        let tag = concat!("v", env!("CARGO_PKG_VERSION"));
+        Self {
+            gateway_image: format!("ghcr.io/cairn-io/cairn-gateway:{tag}"),
+            storage_node_image: format!("ghcr.io/cairn-io/cairn-storage-node:{tag}"),
+            max_gateway_replicas: Some(1),
+        }
+    }
+}
+
+/// Root credentials and admin token of a fleet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSecrets {
+    /// Root access key id.
+    pub access_key: String,
+    /// Root secret key.
+    pub secret_key: String,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    (0..len)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+impl FleetSecrets {
+    /// Fresh random secrets (the same formats `cairn-gateway dev` generates).
+    pub fn generate() -> Self {
+        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        Self {
+            access_key: format!(
+                "CK{}",
+                random_string(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+            ),
+            secret_key: random_string(40, ALNUM),
+            admin_token: random_string(48, ALNUM),
+        }
+    }
+
+    /// The secrets in an existing credentials Secret, if it holds all three.
+    pub fn from_secret(secret: &Secret) -> Option<Self> {
+        let data = secret.data.as_ref()?;
+        let get = |k: &str| {
+            data.get(k)
+                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                .filter(|s| !s.is_empty())
+        };
+        Some(Self {
+            access_key: get(ROOT_ACCESS_KEY)?,
+            secret_key: get(ROOT_SECRET_KEY)?,
+            admin_token: get(ADMIN_TOKEN)?,
+        })
+    }
+}
+
+/// Names of an ObjectStore's objects.
+pub mod names {
+    /// The credentials Secret.
+    pub fn credentials(store: &str) -> String {
+        format!("{store}-credentials")
+    }
+    /// The storage-node StatefulSet (and its headless Service and PDB) of a zone.
+    pub fn node_set(store: &str, zone: &str) -> String {
+        format!("{store}-node-{zone}")
+    }
+    /// The gateway StatefulSet, its headless Service and PDB.
+    pub fn gateway(store: &str) -> String {
+        format!("{store}-gateway")
+    }
+    /// The S3 Service.
+    pub fn s3_service(store: &str) -> String {
+        store.to_string()
+    }
+    /// The admin Service (inside the cluster only).
+    pub fn admin_service(store: &str) -> String {
+        format!("{store}-admin")
+    }
+}
+
+/// Where applications reach a fleet's S3 API inside the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Endpoint {
+    /// Service host name (`<store>.<namespace>.svc`).
+    pub host: String,
+    /// Service port.
+    pub port: i32,
+    /// Whether it serves TLS.
+    pub tls: bool,
+    /// Region.
+    pub region: String,
+}
+
+impl S3Endpoint {
+    /// The endpoint URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+fn store_ns(store: &ObjectStore) -> String {
+    store
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+fn store_name(store: &ObjectStore) -> String {
+    store.metadata.name.clone().unwrap_or_default()
+}
+
+/// The S3 endpoint of a fleet.
+pub fn s3_endpoint(store: &ObjectStore) -> S3Endpoint {
+    S3Endpoint {
+        host: format!(
+            "{}.{}.svc",
+            names::s3_service(&store_name(store)),
+            store_ns(store)
+        ),
+        port: store.spec.service.port,
+        tls: store.spec.tls.is_some(),
+        region: store.spec.region.clone(),
+    }
+}
+
+/// The admin API URL of a fleet (the internal admin Service).
+pub fn admin_url(store: &ObjectStore) -> String {
+    format!(
+        "http://{}.{}.svc:{}",
+        names::admin_service(&store_name(store)),
+        store_ns(store),
+        store.spec.service.admin_port
+    )
+}
+
+/// Every storage node as the gateway's `--node` list wants it: `id@zone=http://host:port`, the id
+/// being the pod name and the host its stable DNS name under the zone's headless Service.
+pub fn node_list(store: &ObjectStore) -> Vec<String> {
+    let name = store_name(store);
+    let ns = store_ns(store);
+    let mut out = Vec::new();
+    for zone in &store.spec.zones {
+        let set = names::node_set(&name, zone);
+        for i in 0..store.spec.storage.nodes_per_zone {
+            let pod = format!("{set}-{i}");
+            out.push(format!(
+                "{pod}@{zone}=http://{pod}.{set}.{ns}.svc:{NODE_PORT}"
+            ));
+        }
+    }
+    out
+}
+
+/// Gateway pods actually run: the spec's replicas, capped by the operator setting.
+pub fn gateway_replicas(spec: &ObjectStoreSpec, config: &BuildConfig) -> i32 {
+    match config.max_gateway_replicas {
+        Some(max) => spec.gateway.replicas.min(max.max(1)),
+        None => spec.gateway.replicas,
+    }
+}
+
+/// What the schema cannot check: every storage class must fit the fleet. Each problem is one
+/// sentence for the `Ready` condition.
+pub fn validate(spec: &ObjectStoreSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    let zones = spec.zones.len() as i32;
+    let per_zone = spec.storage.nodes_per_zone;
+    for c in &spec.storage_classes {
+        let shards = c.data_shards + c.parity_shards;
+        match c.placement {
+            Placement::Spread => {
+                if shards > zones * per_zone {
+                    problems.push(format!(
+                        "storage class {} needs {shards} storage nodes (RS({},{})) but the fleet has {} ({} zones x {per_zone})",
+                        c.name,
+                        c.data_shards,
+                        c.parity_shards,
+                        zones * per_zone,
+                        zones
+                    ));
+                }
+            }
+            Placement::SingleZone => {
+                if shards > per_zone {
+                    problems.push(format!(
+                        "storage class {} needs {shards} storage nodes in zone {} but each zone has {per_zone}",
+                        c.name,
+                        c.zone.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for z in &spec.zones {
+        if !seen.insert(z) {
+            problems.push(format!("zone {z} is listed twice"));
+        }
+    }
+    problems
+}
+
+/// The credentials Secret (root keys and admin token), created once and never rotated by the
+/// operator.
+pub fn credentials_secret(
+    store: &ObjectStore,
+    secrets: &FleetSecrets,
+    owner: &OwnerReference,
+) -> Secret {
+    let name = store_name(store);
+    let data = BTreeMap::from([
+        (
+            ROOT_ACCESS_KEY.to_string(),
+            ByteString(secrets.access_key.clone().into_bytes()),
+        ),
+        (
+            ROOT_SECRET_KEY.to_string(),
+            ByteString(secrets.secret_key.clone().into_bytes()),
+        ),
+        (
+            ADMIN_TOKEN.to_string(),
+            ByteString(secrets.admin_token.clone().into_bytes()),
+        ),
+    ]);
+    Secret {
+        metadata: meta(
+            &names::credentials(&name),
+            store,
+            labels(&name, "credentials"),
+            owner,
+        ),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn meta(
+    name: &str,
+    store: &ObjectStore,
+    labels: BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(store_ns(store)),
+        labels: Some(labels),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("the builders produce valid objects")
+}
+
+fn node_labels(store: &str, zone: &str) -> BTreeMap<String, String> {
+    let mut l = labels(store, COMPONENT_NODE);
+    l.insert(super::ZONE_LABEL.into(), zone.into());
+    l
+}
+
+fn selector(l: &BTreeMap<String, String>) -> Value {
+    let keep = [
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        super::ZONE_LABEL,
+    ];
+    let m: BTreeMap<_, _> = l
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .collect();
+    json!({ "matchLabels": m })
+}
+
+fn security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+fn pod_security_context() -> Value {
+    json!({"runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "fsGroupChangePolicy": "OnRootMismatch"})
+}
+
+fn image_of(store: &ObjectStore, gateway: bool, config: &BuildConfig) -> (String, String) {
+    let images = store.spec.images.clone().unwrap_or_default();
+    let image = if gateway {
+        images
+            .gateway
+            .unwrap_or_else(|| config.gateway_image.clone())
+    } else {
+        images
+            .storage_node
+            .unwrap_or_else(|| config.storage_node_image.clone())
+    };
+    let policy = images
+        .pull_policy
+        .map(|p| {
+            serde_json::to_value(p)
+                .expect("enum")
+                .as_str()
+                .unwrap_or("IfNotPresent")
+                .to_string()
+        })
+        .unwrap_or_else(|| "IfNotPresent".into());
+    (image, policy)
+}
+
+fn pvc(name: &str, size: &str, class: Option<&String>) -> Value {
+    let mut spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}}
+    });
+    if let Some(c) = class {
+        spec["storageClassName"] = json!(c);
+    }
+    json!({"metadata": {"name": name}, "spec": spec})
+}
+
+/// The storage-node StatefulSet of one zone: pinned to the zone by node affinity, one PVC per pod,
+/// pods of the zone kept apart by anti-affinity, and `OnDelete` updates so the operator can roll
+/// one node at a time while the fleet is healthy.
+pub fn node_statefulset(
+    store: &ObjectStore,
+    zone: &str,
+    config: &BuildConfig,
+    owner: &OwnerReference,
+) -> StatefulSet {
+    let name = store_name(store);
+    let set = names::node_set(&name, zone);
+    let l = node_labels(&name, zone);
+    let (image, pull) = image_of(store, false, config);
+    let s = &store.spec.storage;
+    let mut container = json!({
+        "name": "storage-node",
+        "image": image,
+        "imagePullPolicy": pull,
+        "env": [
+            {"name": "CAIRN_NODE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "CAIRN_ZONE", "value": zone},
+            {"name": "CAIRN_DATA_DIR", "value": "/data"},
+            {"name": "CAIRN_LISTEN", "value": format!("0.0.0.0:{NODE_PORT}")},
+            {"name": "CAIRN_MIN_FREE_BYTES", "value": s.min_free_bytes},
+            {"name": "CAIRN_SCRUB_RATE", "value": store.spec.scrub_rate},
+            {"name": "CAIRN_SCRUB_INTERVAL", "value": store.spec.scrub_interval},
+        ],
+        "ports": [{"name": "http", "containerPort": NODE_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "securityContext": security_context(),
+    });
+    if let Some(r) = &s.resources {
+        container["resources"] = serde_json::to_value(r).expect("resources");
+    }
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(&set, store, l.clone(), owner),
+        "spec": {
+            "replicas": s.nodes_per_zone,
+            "serviceName": set,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "selector": selector(&l),
+            "template": {
+                "metadata": {"labels": l},
+                "spec": {
+                    "affinity": {
+                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": super::TOPOLOGY_ZONE, "operator": "In", "values": [zone]}]}
+                        ]}},
+                        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                            "weight": 100,
+                            "podAffinityTerm": {"labelSelector": selector(&l), "topologyKey": "kubernetes.io/hostname"}
+                        }]}
+                    },
+                    "securityContext": pod_security_context(),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                }
+            },
+            "volumeClaimTemplates": [pvc("data", &s.volume_size, s.storage_class_name.as_ref())],
+        }
+    }))
+}
+
+/// The gateway StatefulSet: spread over the zones (`maxSkew` 1), a PVC for the index, the node
+/// list, and the credentials from the Secret.
+pub fn gateway_statefulset(
+    store: &ObjectStore,
+    config: &BuildConfig,
+    owner: &OwnerReference,
+) -> StatefulSet {
+    let name = store_name(store);
+    let set = names::gateway(&name);
+    let l = labels(&name, COMPONENT_GATEWAY);
+    let (image, pull) = image_of(store, true, config);
+    let spec = &store.spec;
+    let class = spec.default_storage_class();
+    let secret = names::credentials(&name);
+    let secret_env = |var: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var}}});
+    let mut container = json!({
+        "name": "gateway",
+        "image": image,
+        "imagePullPolicy": pull,
+        "args": ["serve"],
+        "env": [
+            {"name": "CAIRN_DATA", "value": "/data"},
+            {"name": "CAIRN_LISTEN", "value": format!("0.0.0.0:{GATEWAY_S3_PORT}")},
+            {"name": "CAIRN_ADMIN_LISTEN", "value": format!("0.0.0.0:{GATEWAY_ADMIN_PORT}")},
+            {"name": "CAIRN_NODES", "value": node_list(store).join(",")},
+            {"name": "CAIRN_REGION", "value": spec.region},
+            {"name": "CAIRN_INLINE_THRESHOLD", "value": spec.inline_threshold},
+            {"name": "CAIRN_DATA_SHARDS", "value": class.map(|c| c.data_shards).unwrap_or(4).to_string()},
+            {"name": "CAIRN_PARITY_SHARDS", "value": class.map(|c| c.parity_shards).unwrap_or(2).to_string()},
+            secret_env(ROOT_ACCESS_KEY),
+            secret_env(ROOT_SECRET_KEY),
+            secret_env(ADMIN_TOKEN),
+        ],
+        "ports": [
+            {"name": "s3", "containerPort": GATEWAY_S3_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10, "failureThreshold": 6},
+        "volumeMounts": [{"name": "index", "mountPath": "/data"}],
+        "securityContext": security_context(),
+    });
+    if let Some(r) = &spec.gateway.resources {
+        container["resources"] = serde_json::to_value(r).expect("resources");
+    }
+    let index_class = spec
+        .gateway
+        .storage_class_name
+        .as_ref()
+        .or(spec.storage.storage_class_name.as_ref());
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(&set, store, l.clone(), owner),
+        "spec": {
+            "replicas": gateway_replicas(spec, config),
+            "serviceName": set,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "selector": selector(&l),
+            "template": {
+                "metadata": {"labels": l},
+                "spec": {
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": super::TOPOLOGY_ZONE, "operator": "In", "values": spec.zones}]}
+                    ]}}},
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": super::TOPOLOGY_ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector(&l)},
+                        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector(&l)},
+                    ],
+                    "securityContext": pod_security_context(),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                }
+            },
+            "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class)],
+        }
+    }))
+}
+
+fn service(
+    store: &ObjectStore,
+    name: &str,
+    l: BTreeMap<String, String>,
+    select: &BTreeMap<String, String>,
+    spec: Value,
+    owner: &OwnerReference,
+) -> Service {
+    let mut spec = spec;
+    spec["selector"] = selector(select)["matchLabels"].clone();
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(name, store, l, owner),
+        "spec": spec,
+    }))
+}
+
+/// Every Service: a headless one per StatefulSet (stable pod DNS names; storage nodes published
+/// before they are ready, because peers repair through them), the S3 Service and the internal
+/// admin Service.
+pub fn services(store: &ObjectStore, owner: &OwnerReference) -> Vec<Service> {
+    let name = store_name(store);
+    let mut out = Vec::new();
+    for zone in &store.spec.zones {
+        let l = node_labels(&name, zone);
+        let mut meta_l = l.clone();
+        meta_l.insert("cairn.io/metrics".into(), "true".into());
+        out.push(service(
+            store,
+            &names::node_set(&name, zone),
+            meta_l,
+            &l,
+            json!({"clusterIP": "None", "publishNotReadyAddresses": true,
+                   "ports": [{"name": "http", "port": NODE_PORT, "targetPort": "http", "protocol": "TCP"}]}),
+            owner,
+        ));
+    }
+    let gl = labels(&name, COMPONENT_GATEWAY);
+    let mut meta_l = gl.clone();
+    meta_l.insert("cairn.io/metrics".into(), "true".into());
+    out.push(service(
+        store,
+        &names::gateway(&name),
+        meta_l,
+        &gl,
+        json!({"clusterIP": "None",
+               "ports": [{"name": "s3", "port": GATEWAY_S3_PORT, "targetPort": "s3", "protocol": "TCP"},
+                         {"name": "admin", "port": GATEWAY_ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"}]}),
+        owner,
+    ));
+    let svc = &store.spec.service;
+    let mut s3 = service(
+        store,
+        &names::s3_service(&name),
+        labels(&name, "s3"),
+        &gl,
+        json!({"type": match svc.type_ { ServiceType::ClusterIP => "ClusterIP", ServiceType::NodePort => "NodePort", ServiceType::LoadBalancer => "LoadBalancer" },
+               "ports": [{"name": "s3", "port": svc.port, "targetPort": "s3", "protocol": "TCP"}]}),
+        owner,
+    );
+    if !svc.annotations.is_empty() {
+        s3.metadata.annotations = Some(svc.annotations.clone());
+    }
+    out.push(s3);
+    out.push(service(
+        store,
+        &names::admin_service(&name),
+        labels(&name, "admin"),
+        &gl,
+        json!({"type": "ClusterIP",
+               "ports": [{"name": "admin", "port": svc.admin_port, "targetPort": "admin", "protocol": "TCP"}]}),
+        owner,
+    ));
+    out
+}
+
+/// PodDisruptionBudgets: at most one storage node per zone down at a time; a majority of
+/// gateways always up (none for fewer than three gateways, where a majority would block every
+/// node drain).
+pub fn disruption_budgets(
+    store: &ObjectStore,
+    config: &BuildConfig,
+    owner: &OwnerReference,
+) -> Vec<PodDisruptionBudget> {
+    let name = store_name(store);
+    let mut out = Vec::new();
+    for zone in &store.spec.zones {
+        let l = node_labels(&name, zone);
+        out.push(typed(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(&names::node_set(&name, zone), store, l.clone(), owner),
+            "spec": {"maxUnavailable": 1, "selector": selector(&l)},
+        })));
+    }
+    let replicas = gateway_replicas(&store.spec, config);
+    if replicas >= 3 {
+        let l = labels(&name, COMPONENT_GATEWAY);
+        out.push(typed(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(&names::gateway(&name), store, l.clone(), owner),
+            "spec": {"minAvailable": replicas / 2 + 1, "selector": selector(&l)},
+        })));
+    }
+    out
+}
+
+/// A Prometheus Operator ServiceMonitor scraping every gateway and storage node (applied only
+/// when that CRD exists in the cluster).
+pub fn service_monitor(store: &ObjectStore, owner: &OwnerReference) -> DynamicObject {
+    let name = store_name(store);
+    typed(json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta(&name, store, labels(&name, "metrics"), owner),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": name, "cairn.io/metrics": "true"}},
+            "endpoints": [
+                {"port": "s3", "path": "/metrics", "interval": "30s"},
+                {"port": "http", "path": "/metrics", "interval": "30s"},
+            ],
+        }
+    }))
+}
+
+/// The owner reference every object of `store` carries.
+pub fn owner_ref(store: &ObjectStore) -> OwnerReference {
+    store
+        .controller_owner_ref(&())
+        .expect("an ObjectStore from the API has a name and uid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::objectstore::{StorageClassSpec, TlsSpec};
+    use serde_json::Value;
+
+    /// An ObjectStore as the API server returns it (name, namespace, uid, defaults).
+    pub fn store(zones: &[&str]) -> ObjectStore {
+        let mut s: ObjectStore = serde_json::from_value(json!({
+            "apiVersion": "cairn.io/v1alpha1",
+            "kind": "ObjectStore",
+            "metadata": {"name": "s3", "namespace": "storage", "uid": "uid-1", "generation": 1},
+            "spec": {"zones": zones, "storage": {"nodesPerZone": 2, "volumeSize": "50Gi", "storageClassName": "fast"}}
+        }))
+        .unwrap();
+        s.spec.gateway.replicas = 3;
+        s
+    }
+
+    fn config() -> BuildConfig {
+        BuildConfig {
+            max_gateway_replicas: None,
+            ..Default::default()
+        }
+    }
+
+    fn v<T: serde::Serialize>(t: &T) -> Value {
+        serde_json::to_value(t).unwrap()
+    }
+
+    #[test]
+    fn node_statefulset_is_pinned_to_its_zone_with_a_pvc_per_pod() {
+        let s = store(&["a", "b", "c"]);
+        let sts = v(&node_statefulset(&s, "b", &config(), &owner_ref(&s)));
+        assert_eq!(sts["metadata"]["name"], "s3-node-b");
+        assert_eq!(sts["metadata"]["namespace"], "storage");
+        assert_eq!(sts["metadata"]["ownerReferences"][0]["kind"], "ObjectStore");
+        assert_eq!(sts["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(sts["metadata"]["ownerReferences"][0]["controller"], true);
+        let spec = &sts["spec"];
+        assert_eq!(spec["replicas"], 2);
+        assert_eq!(spec["serviceName"], "s3-node-b");
+        assert_eq!(spec["updateStrategy"]["type"], "OnDelete");
+        let term = &spec["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0];
+        assert_eq!(term["key"], "topology.kubernetes.io/zone");
+        assert_eq!(term["operator"], "In");
+        assert_eq!(term["values"], json!(["b"]));
+        let anti = &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0]["podAffinityTerm"];
+        assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(anti["labelSelector"]["matchLabels"]["cairn.io/zone"], "b");
+        let pvc = &spec["volumeClaimTemplates"][0];
+        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "50Gi");
+        assert_eq!(pvc["spec"]["storageClassName"], "fast");
+        let env = &spec["template"]["spec"]["containers"][0]["env"];
+        let get = |n: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == n)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(get("CAIRN_ZONE")["value"], "b");
+        assert_eq!(
+            get("CAIRN_NODE_ID")["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.name"
+        );
+        assert_eq!(get("CAIRN_LISTEN")["value"], "0.0.0.0:7000");
+        // The selector matches the pod labels.
+        for (k, val) in spec["selector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&spec["template"]["metadata"]["labels"][k], val);
+        }
+    }
+
+    #[test]
+    fn gateway_spreads_over_zones_and_knows_every_node() {
+        let s = store(&["a", "b", "c"]);
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        let spec = &sts["spec"];
+        assert_eq!(spec["replicas"], 3);
+        let spread = &spec["template"]["spec"]["topologySpreadConstraints"][0];
+        assert_eq!(spread["maxSkew"], 1);
+        assert_eq!(spread["topologyKey"], "topology.kubernetes.io/zone");
+        assert_eq!(spread["whenUnsatisfiable"], "DoNotSchedule");
+        assert_eq!(
+            spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "gateway"
+        );
+        assert_eq!(spec["volumeClaimTemplates"][0]["metadata"]["name"], "index");
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+            "10Gi"
+        );
+        let c = &spec["template"]["spec"]["containers"][0];
+        assert_eq!(c["args"], json!(["serve"]));
+        let env = c["env"].as_array().unwrap();
+        let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+        let nodes = get("CAIRN_NODES")["value"].as_str().unwrap().to_string();
+        let nodes: Vec<&str> = nodes.split(',').collect();
+        assert_eq!(nodes.len(), 6);
+        assert_eq!(
+            nodes[0],
+            "s3-node-a-0@a=http://s3-node-a-0.s3-node-a.storage.svc:7000"
+        );
+        assert_eq!(
+            nodes[5],
+            "s3-node-c-1@c=http://s3-node-c-1.s3-node-c.storage.svc:7000"
+        );
+        assert_eq!(
+            get("CAIRN_ADMIN_TOKEN")["valueFrom"]["secretKeyRef"]["name"],
+            "s3-credentials"
+        );
+        assert_eq!(
+            get("CAIRN_ROOT_ACCESS_KEY")["valueFrom"]["secretKeyRef"]["key"],
+            "CAIRN_ROOT_ACCESS_KEY"
+        );
+        assert_eq!(get("CAIRN_DATA_SHARDS")["value"], "4");
+        assert_eq!(get("CAIRN_PARITY_SHARDS")["value"], "2");
+        assert_eq!(get("CAIRN_INLINE_THRESHOLD")["value"], "64K");
+        // Every node id parses as the gateway's `id@zone=url`.
+        for n in nodes {
+            let (id_zone, url) = n.split_once('=').unwrap();
+            let (id, _zone) = id_zone.split_once('@').unwrap();
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            );
+            assert!(url.starts_with("http://"));
+        }
+    }
+
+    #[test]
+    fn gateway_replicas_capped_while_the_index_is_per_pod() {
+        let s = store(&["a"]);
+        let capped = BuildConfig::default();
+        assert_eq!(gateway_replicas(&s.spec, &capped), 1);
+        assert_eq!(gateway_replicas(&s.spec, &config()), 3);
+        // No gateway PDB for a single gateway (it would block every drain).
+        let pdbs = disruption_budgets(&s, &capped, &owner_ref(&s));
+        assert_eq!(pdbs.len(), 1);
+    }
+
+    #[test]
+    fn services_and_budgets() {
+        let s = store(&["a", "b"]);
+        let o = owner_ref(&s);
+        let svcs: Vec<Value> = services(&s, &o).iter().map(v).collect();
+        let names: Vec<&str> = svcs
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["s3-node-a", "s3-node-b", "s3-gateway", "s3", "s3-admin"]
+        );
+        assert_eq!(svcs[0]["spec"]["clusterIP"], "None");
+        assert_eq!(svcs[0]["spec"]["publishNotReadyAddresses"], true);
+        assert_eq!(svcs[0]["spec"]["selector"]["cairn.io/zone"], "a");
+        assert_eq!(svcs[2]["spec"]["clusterIP"], "None");
+        assert_eq!(svcs[3]["spec"]["type"], "ClusterIP");
+        assert_eq!(svcs[3]["spec"]["ports"][0]["port"], 9000);
+        assert_eq!(
+            svcs[3]["spec"]["selector"]["app.kubernetes.io/component"],
+            "gateway"
+        );
+        assert_eq!(svcs[4]["spec"]["ports"][0]["port"], 9001);
+        assert!(
+            svcs.iter()
+                .all(|s| s["metadata"]["ownerReferences"][0]["name"] == "s3")
+        );
+        let pdbs: Vec<Value> = disruption_budgets(&s, &config(), &o)
+            .iter()
+            .map(v)
+            .collect();
+        assert_eq!(pdbs.len(), 3);
+        assert_eq!(pdbs[0]["spec"]["maxUnavailable"], 1);
+        assert_eq!(
+            pdbs[0]["spec"]["selector"]["matchLabels"]["cairn.io/zone"],
+            "a"
+        );
+        assert_eq!(pdbs[2]["metadata"]["name"], "s3-gateway");
+        assert_eq!(pdbs[2]["spec"]["minAvailable"], 2);
+    }
+
+    #[test]
+    fn credentials_secret_round_trips() {
+        let s = store(&["a"]);
+        let secrets = FleetSecrets::generate();
+        assert!(secrets.access_key.starts_with("CK") && secrets.access_key.len() == 20);
+        assert_eq!(secrets.secret_key.len(), 40);
+        assert_ne!(FleetSecrets::generate(), secrets);
+        let secret = credentials_secret(&s, &secrets, &owner_ref(&s));
+        assert_eq!(secret.metadata.name.as_deref(), Some("s3-credentials"));
+        assert_eq!(FleetSecrets::from_secret(&secret), Some(secrets));
+        assert!(secret.metadata.owner_references.is_some());
+    }
+
+    #[test]
+    fn validation_of_what_the_schema_cannot_see() {
+        let mut s = store(&["a", "b", "c"]);
+        assert!(validate(&s.spec).is_empty());
+        s.spec.storage_classes.push(StorageClassSpec {
+            name: "GLACIER".into(),
+            data_shards: 10,
+            parity_shards: 4,
+            placement: Placement::Spread,
+            zone: None,
+        });
+        let p = validate(&s.spec);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("GLACIER needs 14 storage nodes"), "{p:?}");
+        s.spec.storage_classes.pop();
+        s.spec.storage_classes.push(StorageClassSpec {
+            name: "ONEZONE_IA".into(),
+            data_shards: 2,
+            parity_shards: 1,
+            placement: Placement::SingleZone,
+            zone: Some("a".into()),
+        });
+        assert!(validate(&s.spec)[0].contains("ONEZONE_IA needs 3 storage nodes in zone a"));
+    }
+
+    #[test]
+    fn endpoint_and_service_type() {
+        let mut s = store(&["a"]);
+        assert_eq!(s3_endpoint(&s).url(), "http://s3.storage.svc:9000");
+        assert_eq!(admin_url(&s), "http://s3-admin.storage.svc:9001");
+        s.spec.tls = Some(TlsSpec {
+            secret_name: "tls".into(),
+        });
+        s.spec.service.type_ = ServiceType::LoadBalancer;
+        s.spec
+            .service
+            .annotations
+            .insert("lb".into(), "internal".into());
+        assert_eq!(s3_endpoint(&s).url(), "https://s3.storage.svc:9000");
+        let svc = v(&services(&s, &owner_ref(&s))[2]);
+        assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        assert_eq!(svc["metadata"]["annotations"]["lb"], "internal");
+    }
+
+    #[test]
+    fn service_monitor_selects_gateways_and_nodes() {
+        let s = store(&["a"]);
+        let sm = v(&service_monitor(&s, &owner_ref(&s)));
+        assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+        assert_eq!(sm["kind"], "ServiceMonitor");
+        assert_eq!(
+            sm["spec"]["selector"]["matchLabels"]["cairn.io/metrics"],
+            "true"
+        );
+        let ports: Vec<&str> = sm["spec"]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["port"].as_str().unwrap())
+            .collect();
+        assert_eq!(ports, ["s3", "http"]);
+        // The headless Services carry the label and the port names it scrapes.
+        let svcs: Vec<Value> = services(&s, &owner_ref(&s)).iter().map(v).collect();
+        assert_eq!(svcs[0]["metadata"]["labels"]["cairn.io/metrics"], "true");
+        assert_eq!(svcs[0]["spec"]["ports"][0]["name"], "http");
+        assert_eq!(svcs[1]["metadata"]["labels"]["cairn.io/metrics"], "true");
+        assert_eq!(svcs[1]["spec"]["ports"][0]["name"], "s3");
+    }
+}

@@ -1,0 +1,378 @@
+//! The Helm chart with the real `helm` (lint, template with default values and with everything
+//! on), the rendered manifests, the CRDs and the operator's own built objects validated offline
+//! against the Kubernetes schemas (`kubernetes-validate`), the chart's ObjectStore and the
+//! examples against the CRDs (schema via serde + CEL rules), and every metric the dashboard and
+//! the alert rules query checked against what the code exports. Skipped, saying so, when helm or
+//! kubernetes-validate is missing (`scripts/setup.sh` installs both).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_operator::crd::{self, Bucket, LifecyclePolicy, ObjectStore, ReplicationRule};
+use cairn_operator::resources::objectstore as build;
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn have(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `kubernetes-validate --strict` on a file; fails on any error (unknown kinds only warn).
+fn kubernetes_validate(file: &Path) {
+    let out = run(Command::new("kubernetes-validate")
+        .args(["-k", "1.33.0", "--strict", "--no-warn"])
+        .arg(file));
+    assert!(!out.contains("ERROR"), "{out}");
+}
+
+/// Names a Prometheus query may use for what the processes export: counters with `_total`,
+/// histograms with `_bucket`/`_sum`/`_count`.
+fn exported_metric_names() -> BTreeSet<String> {
+    // Labelled families appear in the exposition once they have a sample.
+    let gw = cairn_gateway::metrics::GatewayMetrics::new();
+    gw.requests
+        .get_or_create(&cairn_gateway::metrics::RequestLabels {
+            operation: "GetObject".into(),
+            status: 200,
+        })
+        .inc();
+    gw.latency
+        .get_or_create(&cairn_gateway::metrics::OperationLabels {
+            operation: "GetObject".into(),
+        })
+        .observe(0.1);
+    let node = cairn_storage_node::metrics::NodeMetrics::new();
+    node.requests
+        .get_or_create(&cairn_storage_node::metrics::RequestLabels {
+            endpoint: "/v1/status".into(),
+            method: "GET".into(),
+            status: 200,
+        })
+        .inc();
+    node.latency
+        .get_or_create(&cairn_storage_node::metrics::EndpointLabels {
+            endpoint: "/v1/status".into(),
+        })
+        .observe(0.1);
+    let op = cairn_operator::metrics::Metrics::default();
+    drop(op.reconcile("Bucket"));
+    op.error("Bucket", "kube");
+    let texts = [gw.encode(), node.encode(), op.encode()];
+    let mut names = BTreeSet::new();
+    for t in texts {
+        for l in t.lines() {
+            let Some(rest) = l.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let mut it = rest.split_whitespace();
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            match kind {
+                "counter" => {
+                    names.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for s in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{s}"));
+                    }
+                }
+                _ => {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn metric_names_in(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = expr[i..].find("cairn_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            end += 1;
+        }
+        let before_ok =
+            start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
+        if before_ok {
+            out.push(expr[start..end].to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn dashboard_and_alerts_query_metrics_the_code_exports() {
+    let exported = exported_metric_names();
+    assert!(exported.contains("cairn_s3_requests_total"), "{exported:?}");
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("charts/cairn/dashboards/cairn.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 15, "dashboard queries: {}", exprs.len());
+    let rules =
+        std::fs::read_to_string(root().join("charts/cairn/templates/prometheusrule.yaml")).unwrap();
+    for l in rules.lines() {
+        if let Some(e) = l.trim().strip_prefix("expr:") {
+            exprs.push(e.to_string());
+        }
+    }
+    let mut used = 0;
+    for e in &exprs {
+        for m in metric_names_in(e) {
+            assert!(
+                exported.contains(&m),
+                "{m} (in `{e}`) is not exported by the gateway, storage node or operator"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= 25);
+}
+
+fn validate_against_crd(doc: &Value) {
+    let kind = doc["kind"].as_str().unwrap();
+    let crd = match kind {
+        "ObjectStore" => {
+            serde_json::from_value::<ObjectStore>(doc.clone()).unwrap();
+            ObjectStore::crd()
+        }
+        "Bucket" => {
+            serde_json::from_value::<Bucket>(doc.clone()).unwrap();
+            Bucket::crd()
+        }
+        "LifecyclePolicy" => {
+            serde_json::from_value::<LifecyclePolicy>(doc.clone()).unwrap();
+            LifecyclePolicy::crd()
+        }
+        "ReplicationRule" => {
+            serde_json::from_value::<ReplicationRule>(doc.clone()).unwrap();
+            ReplicationRule::crd()
+        }
+        _ => return,
+    };
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    kube::core::cel::Validator::new()
+        .validate(&schema, doc, None)
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+}
+
+#[test]
+fn examples_are_valid_resources() {
+    let mut kinds = BTreeSet::new();
+    for f in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = f.unwrap().path();
+        for doc in documents(&std::fs::read_to_string(&path).unwrap()) {
+            kinds.insert(doc["kind"].as_str().unwrap().to_string());
+            validate_against_crd(&doc);
+        }
+    }
+    for k in [
+        "ObjectStore",
+        "Bucket",
+        "LifecyclePolicy",
+        "ReplicationRule",
+    ] {
+        assert!(kinds.contains(k), "examples/ lacks a {k}");
+    }
+}
+
+#[test]
+fn helm_chart_lints_renders_and_validates() {
+    if !have("helm", "version") {
+        skipped("SKIPPED: helm not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let validate = have("kubernetes-validate", "--version");
+    if !validate {
+        skipped(
+            "SKIPPED (schema validation only): kubernetes-validate not installed (scripts/setup.sh installs it)",
+        );
+    }
+    let chart = root().join("charts/cairn");
+    let everything = chart.join("ci/everything-values.yaml");
+    run(Command::new("helm").args(["lint", "--strict"]).arg(&chart));
+    run(Command::new("helm")
+        .args(["lint", "--strict"])
+        .arg(&chart)
+        .arg("-f")
+        .arg(&everything));
+    let dir = tempfile::tempdir().unwrap();
+    for (label, extra) in [("default", None), ("everything", Some(&everything))] {
+        let mut cmd = Command::new("helm");
+        cmd.args([
+            "template",
+            "cairn",
+            "--namespace",
+            "cairn-system",
+            "--include-crds",
+        ])
+        .arg(&chart);
+        if let Some(f) = extra {
+            cmd.arg("-f").arg(f);
+        }
+        let rendered = run(&mut cmd);
+        let docs = documents(&rendered);
+        let kinds: BTreeSet<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        for k in [
+            "Deployment",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "CustomResourceDefinition",
+        ] {
+            assert!(kinds.contains(k), "{label}: no {k} in {kinds:?}");
+        }
+        if label == "everything" {
+            for k in [
+                "ObjectStore",
+                "ServiceMonitor",
+                "PrometheusRule",
+                "ConfigMap",
+            ] {
+                assert!(kinds.contains(k), "{label}: no {k}");
+            }
+            let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+            assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+            let _: Value = serde_json::from_str(cm["data"]["cairn.json"].as_str().unwrap())
+                .expect("dashboard JSON");
+        } else {
+            assert!(!kinds.contains("ObjectStore") && !kinds.contains("PrometheusRule"));
+        }
+        for d in &docs {
+            validate_against_crd(d);
+        }
+        // Least privilege: no wildcards anywhere in the RBAC rules.
+        for d in docs
+            .iter()
+            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        {
+            let text = d["rules"].to_string();
+            assert!(!text.contains("\"*\""), "wildcard in {text}");
+        }
+        if validate {
+            let file = dir.path().join(format!("{label}.yaml"));
+            std::fs::write(&file, &rendered).unwrap();
+            kubernetes_validate(&file);
+        }
+    }
+}
+
+#[test]
+fn operator_built_objects_validate_against_kubernetes_schemas() {
+    if !have("kubernetes-validate", "--version") {
+        skipped("SKIPPED: kubernetes-validate not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let mut store: ObjectStore = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("examples/objectstore.yaml")).unwrap(),
+    )
+    .unwrap();
+    store.metadata.namespace = Some("storage".into());
+    store.metadata.uid = Some("u".into());
+    store.spec.gateway.replicas = 3;
+    let config = build::BuildConfig {
+        max_gateway_replicas: None,
+        ..Default::default()
+    };
+    let owner = build::owner_ref(&store);
+    let mut docs: Vec<Value> = Vec::new();
+    let to = |v: &dyn erased::Ser| v.value();
+    for z in &store.spec.zones {
+        docs.push(to(&build::node_statefulset(&store, z, &config, &owner)));
+    }
+    docs.push(to(&build::gateway_statefulset(&store, &config, &owner)));
+    docs.extend(build::services(&store, &owner).iter().map(|s| to(s)));
+    docs.extend(
+        build::disruption_budgets(&store, &config, &owner)
+            .iter()
+            .map(|s| to(s)),
+    );
+    docs.push(to(&build::credentials_secret(
+        &store,
+        &build::FleetSecrets::generate(),
+        &owner,
+    )));
+    let yaml: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_saphyr::to_string(d).unwrap()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    kubernetes_validate(&file);
+    // The CRDs themselves are valid CustomResourceDefinitions.
+    for (name, _) in crd::all() {
+        kubernetes_validate(&root().join("crds").join(name));
+    }
+}
+
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}
+
+/// Says a test was skipped on the real stderr (libtest captures `println!` of passing tests).
+fn skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}

@@ -1,0 +1,190 @@
+//! An in-memory gateway admin API.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use cairn_operator::admin::{
+    AdminApi, AdminError, BucketConfig, BucketInfo, CreatedKey, Health, KeyInfo, NodeReport,
+};
+
+/// The fake's state; tests read and change it.
+#[derive(Default)]
+pub struct State {
+    pub buckets: BTreeMap<String, u64>,
+    pub keys: Vec<(KeyInfo, String)>,
+    pub configs: BTreeMap<(String, &'static str), serde_json::Value>,
+    pub health: Option<Health>,
+    pub nodes: Vec<NodeReport>,
+    /// Answer config calls like a gateway without those endpoints.
+    pub no_config_endpoints: bool,
+    pub calls: Vec<String>,
+    next: u32,
+}
+
+/// The fake admin API.
+#[derive(Default)]
+pub struct FakeAdmin {
+    pub state: Mutex<State>,
+}
+
+impl FakeAdmin {
+    /// A healthy fleet of `nodes` storage nodes.
+    pub fn healthy(nodes: usize) -> Self {
+        let f = Self::default();
+        {
+            let mut s = f.state.lock().unwrap();
+            s.health = Some(Health {
+                status: "ok".into(),
+                nodes_up: nodes,
+                nodes_total: nodes,
+                writable: true,
+            });
+            s.nodes = (0..nodes)
+                .map(|i| NodeReport {
+                    id: format!("n{i}"),
+                    zone: ["a", "b", "c"][i % 3].into(),
+                    endpoint: String::new(),
+                    state: "up".into(),
+                    available_bytes: 900,
+                    total_bytes: 1000,
+                    used_bytes: 100,
+                })
+                .collect();
+        }
+        f
+    }
+}
+
+fn unreachable() -> AdminError {
+    AdminError::BadAnswer {
+        path: "/".into(),
+        detail: "fake: no health set".into(),
+    }
+}
+
+#[async_trait]
+impl AdminApi for FakeAdmin {
+    async fn health(&self) -> Result<Health, AdminError> {
+        self.state
+            .lock()
+            .unwrap()
+            .health
+            .clone()
+            .ok_or_else(unreachable)
+    }
+    async fn nodes(&self) -> Result<Vec<NodeReport>, AdminError> {
+        Ok(self.state.lock().unwrap().nodes.clone())
+    }
+    async fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, AdminError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.buckets.get(name).map(|n| BucketInfo {
+            name: name.into(),
+            created_ms: 1,
+            objects: Some(*n),
+            bytes: Some(*n * 10),
+        }))
+    }
+    async fn create_bucket(&self, name: &str, exist_ok: bool) -> Result<BucketInfo, AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(format!("create_bucket {name}"));
+        if s.buckets.contains_key(name) && !exist_ok {
+            return Err(AdminError::Api {
+                method: "POST",
+                path: "/admin/v1/buckets".into(),
+                status: 409,
+                code: "BucketAlreadyExists".into(),
+                message: String::new(),
+            });
+        }
+        s.buckets.entry(name.into()).or_insert(0);
+        Ok(BucketInfo {
+            name: name.into(),
+            created_ms: 1,
+            objects: Some(0),
+            bytes: Some(0),
+        })
+    }
+    async fn delete_bucket(&self, name: &str, force: bool) -> Result<bool, AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(format!("delete_bucket {name} force={force}"));
+        if s.buckets.get(name).is_some_and(|n| *n > 0) && !force {
+            return Err(AdminError::Api {
+                method: "DELETE",
+                path: String::new(),
+                status: 409,
+                code: "BucketNotEmpty".into(),
+                message: String::new(),
+            });
+        }
+        Ok(s.buckets.remove(name).is_some())
+    }
+    async fn keys(&self) -> Result<Vec<KeyInfo>, AdminError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+    async fn create_key(&self, name: &str, buckets: &[String]) -> Result<CreatedKey, AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.next += 1;
+        let id = format!("CKFAKE{}", s.next);
+        let secret = format!("secret{}", s.next);
+        s.calls.push(format!("create_key {name}"));
+        s.keys.push((
+            KeyInfo {
+                access_key_id: id.clone(),
+                name: name.into(),
+                buckets: Some(buckets.to_vec()),
+            },
+            secret.clone(),
+        ));
+        Ok(CreatedKey {
+            access_key_id: id,
+            secret_key: secret,
+        })
+    }
+    async fn delete_key(&self, id: &str) -> Result<bool, AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(format!("delete_key {id}"));
+        let before = s.keys.len();
+        s.keys.retain(|(k, _)| k.access_key_id != id);
+        Ok(s.keys.len() < before)
+    }
+    async fn put_bucket_config(
+        &self,
+        bucket: &str,
+        which: BucketConfig,
+        doc: &serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let mut s = self.state.lock().unwrap();
+        if s.no_config_endpoints {
+            return Err(AdminError::Unsupported {
+                method: "PUT",
+                path: format!("/admin/v1/buckets/{bucket}/{}", which.segment()),
+            });
+        }
+        s.configs
+            .insert((bucket.into(), which.segment()), doc.clone());
+        Ok(())
+    }
+    async fn delete_bucket_config(
+        &self,
+        bucket: &str,
+        which: BucketConfig,
+    ) -> Result<(), AdminError> {
+        let mut s = self.state.lock().unwrap();
+        if s.no_config_endpoints {
+            return Err(AdminError::Unsupported {
+                method: "DELETE",
+                path: String::new(),
+            });
+        }
+        s.configs.remove(&(bucket.to_string(), which.segment()));
+        Ok(())
+    }
+}

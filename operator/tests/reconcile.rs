@@ -1,0 +1,706 @@
+//! The four controllers against an in-memory API server and admin API: objects created and their
+//! key fields, idempotency, status and conditions, finalizer paths, bad specs.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_operator::controller::{Context, bucket, objectstore, policy};
+use cairn_operator::crd::{Bucket, LifecyclePolicy, ObjectStore, ReplicationRule};
+use common::fake_admin::FakeAdmin;
+use common::fake_kube::FakeKube;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+const CAIRN: &str = "/apis/cairn.io/v1alpha1/namespaces";
+
+fn store_json(extra: Value) -> Value {
+    let mut v = json!({
+        "apiVersion": "cairn.io/v1alpha1", "kind": "ObjectStore",
+        "metadata": {"name": "s3", "namespace": "storage"},
+        "spec": {"zones": ["a", "b", "c"], "storage": {"nodesPerZone": 2, "volumeSize": "10Gi"}, "gateway": {"replicas": 3}}
+    });
+    json_patch::merge(&mut v, &extra);
+    v
+}
+
+fn cond<'a>(obj: &'a Value, t: &str) -> &'a Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+        .unwrap_or(&Value::Null)
+}
+
+async fn reconcile_store(kube: &FakeKube, ctx: &Arc<Context>) -> Result<(), String> {
+    let api: Api<ObjectStore> = Api::namespaced(kube.client(), "storage");
+    let s = api.get("s3").await.map_err(|e| e.to_string())?;
+    objectstore::reconcile(Arc::new(s), ctx.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn reconcile_bucket(kube: &FakeKube, ctx: &Arc<Context>, name: &str) -> Result<(), String> {
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "app");
+    let b = api.get(name).await.map_err(|e| e.to_string())?;
+    bucket::reconcile(Arc::new(b), ctx.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn path_store() -> String {
+    format!("{CAIRN}/storage/objectstores/s3")
+}
+
+#[tokio::test]
+async fn objectstore_creates_the_fleet_idempotently() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::default()); // no gateway answering yet
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+
+    reconcile_store(&kube, &ctx).await.unwrap(); // adds the finalizer
+    assert_eq!(
+        kube.get(&path_store()).unwrap()["metadata"]["finalizers"],
+        json!(["cairn.io/finalizer"])
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+
+    let sts = kube.paths("/apis/apps/v1/namespaces/storage/statefulsets/");
+    assert_eq!(sts.len(), 4, "{sts:?}");
+    let zone_b = kube
+        .get("/apis/apps/v1/namespaces/storage/statefulsets/s3-node-b")
+        .unwrap();
+    assert_eq!(
+        zone_b["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+        json!(["b"])
+    );
+    assert_eq!(zone_b["metadata"]["ownerReferences"][0]["name"], "s3");
+    let gw = kube
+        .get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+        .unwrap();
+    assert_eq!(
+        gw["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    assert_eq!(kube.paths("/api/v1/namespaces/storage/services/").len(), 6);
+    assert_eq!(
+        kube.paths("/apis/policy/v1/namespaces/storage/poddisruptionbudgets/")
+            .len(),
+        4
+    );
+    let secret = kube
+        .get("/api/v1/namespaces/storage/secrets/s3-credentials")
+        .unwrap();
+    for k in [
+        "CAIRN_ROOT_ACCESS_KEY",
+        "CAIRN_ROOT_SECRET_KEY",
+        "CAIRN_ADMIN_TOKEN",
+    ] {
+        assert!(secret["data"][k].is_string(), "{k}");
+    }
+
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(store["status"]["observedGeneration"], 1);
+    assert_eq!(cond(&store, "Ready")["status"], "False");
+    assert_eq!(cond(&store, "Ready")["reason"], "PodsNotReady");
+    assert_eq!(cond(&store, "Progressing")["status"], "True");
+    assert_eq!(store["status"]["endpoint"], "http://s3.storage.svc:9000");
+    assert_eq!(store["status"]["phase"], "Progressing");
+
+    // A second reconcile changes nothing, and the generated credentials are kept.
+    let before = kube.versions();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(kube.versions(), before);
+    assert_eq!(
+        kube.get("/api/v1/namespaces/storage/secrets/s3-credentials")
+            .unwrap()["data"],
+        secret["data"]
+    );
+    // Server-side apply with the operator's field manager.
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|(m, p)| m == "PATCH" && p.ends_with("/statefulsets/s3-gateway"))
+    );
+}
+
+#[tokio::test]
+async fn objectstore_ready_when_pods_ready_and_fleet_healthy() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    for p in kube.paths("/apis/apps/v1/namespaces/storage/statefulsets/") {
+        kube.edit(&p, |s| {
+            let n = s["spec"]["replicas"].clone();
+            s["status"] = json!({"replicas": n, "readyReplicas": n, "observedGeneration": 1,
+                                 "currentRevision": "r1", "updateRevision": "r1"});
+        });
+    }
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(
+        cond(&store, "Ready")["status"],
+        "True",
+        "{}",
+        store["status"]
+    );
+    assert_eq!(cond(&store, "Degraded")["status"], "False");
+    assert_eq!(cond(&store, "Progressing")["status"], "False");
+    assert_eq!(store["status"]["phase"], "Ready");
+    assert_eq!(store["status"]["readyGateways"], 3);
+    assert_eq!(store["status"]["readyStorageNodes"], 6);
+    assert_eq!(store["status"]["capacity"]["totalBytes"], 6000);
+    assert_eq!(store["status"]["zones"][0]["nodesUp"], 2);
+    assert!(kube.event_reasons().contains(&"Ready".to_string()));
+
+    // A node goes down: Degraded.
+    admin.state.lock().unwrap().health.as_mut().unwrap().status = "degraded".into();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Degraded")["status"], "True");
+    assert_eq!(cond(&store, "Degraded")["reason"], "NodesDown");
+}
+
+#[tokio::test]
+async fn objectstore_bad_spec_is_a_condition_not_a_crash_loop() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"storageClasses": [{"name": "GLACIER", "dataShards": 10, "parityShards": 4}]}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["reason"], "InvalidSpec");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("GLACIER needs 14 storage nodes")
+    );
+    assert_eq!(store["status"]["phase"], "Failed");
+    assert!(
+        kube.paths("/apis/apps/v1/").is_empty(),
+        "nothing is built from a bad spec"
+    );
+    assert!(kube.event_reasons().contains(&"InvalidSpec".to_string()));
+}
+
+#[tokio::test]
+async fn objectstore_rolls_one_storage_node_only_while_healthy() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    for p in kube.paths("/apis/apps/v1/namespaces/storage/statefulsets/") {
+        kube.edit(&p, |s| {
+            let n = s["spec"]["replicas"].clone();
+            s["status"] = json!({"replicas": n, "readyReplicas": n, "observedGeneration": 1,
+                                 "currentRevision": "r1", "updateRevision": "r2"});
+        });
+    }
+    for zone in ["a", "b", "c"] {
+        for i in 0..2 {
+            let set = format!("s3-node-{zone}");
+            kube.insert("/api/v1/namespaces/storage/pods", json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("{set}-{i}"), "namespace": "storage",
+                             "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/component": "storage-node", "controller-revision-hash": "r1"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": set, "uid": "x"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            }));
+        }
+    }
+    admin.state.lock().unwrap().health.as_mut().unwrap().status = "degraded".into();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(
+        kube.paths("/api/v1/namespaces/storage/pods/").len(),
+        6,
+        "no roll while degraded"
+    );
+    let store = kube.get(&path_store()).unwrap();
+    assert!(
+        cond(&store, "Progressing")["message"]
+            .as_str()
+            .unwrap()
+            .contains("paused: fleet is degraded")
+    );
+
+    admin.state.lock().unwrap().health.as_mut().unwrap().status = "ok".into();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let pods = kube.paths("/api/v1/namespaces/storage/pods/");
+    assert_eq!(pods.len(), 5, "exactly one storage node restarted");
+    assert!(!pods.iter().any(|p| p.ends_with("s3-node-c-1")));
+    assert!(
+        kube.event_reasons()
+            .contains(&"RollingStorageNode".to_string())
+    );
+}
+
+#[tokio::test]
+async fn objectstore_deletion_blocked_while_buckets_exist() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    kube.insert(
+        &format!("{CAIRN}/app/buckets"),
+        json!({
+            "apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+            "metadata": {"name": "photos", "namespace": "app"},
+            "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}}
+        }),
+    );
+    kube.delete(&path_store());
+    let err = reconcile_store(&kube, &ctx).await.unwrap_err();
+    assert!(
+        err.contains("still used by 1 Bucket(s): app/photos"),
+        "{err}"
+    );
+    let store = kube.get(&path_store()).expect("kept by its finalizer");
+    assert_eq!(cond(&store, "Ready")["reason"], "DeletionBlocked");
+    assert_eq!(store["status"]["phase"], "Deleting");
+    assert!(
+        kube.event_reasons()
+            .contains(&"DeletionBlocked".to_string())
+    );
+
+    kube.objects
+        .lock()
+        .unwrap()
+        .remove(&format!("{CAIRN}/app/buckets/photos"));
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert!(
+        kube.get(&path_store()).is_none(),
+        "finalizer removed, store gone"
+    );
+}
+
+/// A store with its credentials Secret, and a Bucket.
+fn bucket_setup(bucket_extra: Value) -> (FakeKube, Arc<FakeAdmin>, Arc<Context>) {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    kube.insert("/api/v1/namespaces/storage/secrets", json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials", "namespace": "storage"},
+        "data": {"CAIRN_ROOT_ACCESS_KEY": "QUs=", "CAIRN_ROOT_SECRET_KEY": "U0s=", "CAIRN_ADMIN_TOKEN": "VA=="}
+    }));
+    let mut b = json!({
+        "apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+        "metadata": {"name": "photos", "namespace": "app"},
+        "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}, "versioning": "Off", "deletionPolicy": "Retain", "adoptExisting": false}
+    });
+    json_patch::merge(&mut b, &bucket_extra);
+    kube.insert(&format!("{CAIRN}/app/buckets"), b);
+    (kube, admin, ctx)
+}
+
+fn secret_value(kube: &FakeKube, name: &str, key: &str) -> String {
+    use base64_lite::decode;
+    let s = kube
+        .get(&format!("/api/v1/namespaces/app/secrets/{name}"))
+        .expect("secret");
+    decode(s["data"][key].as_str().expect(key))
+}
+
+/// Minimal base64 decoding for the test (the Secret data is base64).
+mod base64_lite {
+    pub fn decode(s: &str) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in s.bytes().filter(|c| *c != b'=') {
+            bits = (bits << 6) | T.iter().position(|t| *t == c).unwrap() as u32;
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+                bits &= (1 << n) - 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn bucket_created_with_a_scoped_key_and_app_secret() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap(); // finalizer
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    {
+        let s = admin.state.lock().unwrap();
+        assert!(s.buckets.contains_key("photos"));
+        assert_eq!(s.keys.len(), 1);
+        assert_eq!(s.keys[0].0.buckets, Some(vec!["photos".to_string()]));
+        assert_eq!(s.keys[0].0.name, "k8s:app/photos");
+    }
+    let id = secret_value(&kube, "photos", "AWS_ACCESS_KEY_ID");
+    assert_eq!(id, "CKFAKE1");
+    assert_eq!(secret_value(&kube, "photos", "COSI_S3_ACCESS_KEY_ID"), id);
+    assert_eq!(
+        secret_value(&kube, "photos", "AWS_ENDPOINT_URL_S3"),
+        "http://s3.storage.svc:9000"
+    );
+    assert_eq!(
+        secret_value(&kube, "photos", "BUCKET_HOST"),
+        "s3.storage.svc"
+    );
+    assert_eq!(secret_value(&kube, "photos", "BUCKET_PORT"), "9000");
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(b["status"]["phase"], "Ready");
+    assert_eq!(b["status"]["bucketName"], "photos");
+    assert_eq!(b["status"]["secretName"], "photos");
+    assert_eq!(b["status"]["accessKeyId"], "CKFAKE1");
+    assert_eq!(b["status"]["observedGeneration"], 1);
+    assert_eq!(b["metadata"]["finalizers"], json!(["cairn.io/finalizer"]));
+    let secret = kube.get("/api/v1/namespaces/app/secrets/photos").unwrap();
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["kind"], "Bucket");
+
+    // Idempotent: no new key, nothing rewritten.
+    let before = kube.versions();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    assert_eq!(kube.versions(), before);
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1);
+
+    // The Secret is lost: a new key replaces the old one.
+    kube.objects
+        .lock()
+        .unwrap()
+        .remove("/api/v1/namespaces/app/secrets/photos");
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let s = admin.state.lock().unwrap();
+    assert_eq!(s.keys.len(), 1);
+    assert_eq!(s.keys[0].0.access_key_id, "CKFAKE2");
+    assert!(s.calls.contains(&"delete_key CKFAKE1".to_string()));
+    drop(s);
+    assert_eq!(
+        secret_value(&kube, "photos", "AWS_ACCESS_KEY_ID"),
+        "CKFAKE2"
+    );
+}
+
+#[tokio::test]
+async fn bucket_retain_keeps_data_and_deletes_the_key() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    assert!(kube.get(&format!("{CAIRN}/app/buckets/photos")).is_none());
+    let s = admin.state.lock().unwrap();
+    assert!(s.buckets.contains_key("photos"), "data kept");
+    assert!(s.keys.is_empty(), "key deleted");
+    drop(s);
+    assert!(kube.event_reasons().contains(&"BucketRetained".to_string()));
+}
+
+#[tokio::test]
+async fn bucket_delete_policy_empties_and_deletes() {
+    let (kube, admin, ctx) = bucket_setup(json!({"spec": {"deletionPolicy": "Delete"}}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    admin
+        .state
+        .lock()
+        .unwrap()
+        .buckets
+        .insert("photos".into(), 5); // objects in it
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    assert!(kube.get(&format!("{CAIRN}/app/buckets/photos")).is_none());
+    let s = admin.state.lock().unwrap();
+    assert!(!s.buckets.contains_key("photos"));
+    assert!(
+        s.calls
+            .contains(&"delete_bucket photos force=true".to_string())
+    );
+    assert!(s.keys.is_empty());
+}
+
+#[tokio::test]
+async fn bucket_existing_needs_adoption() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    admin
+        .state
+        .lock()
+        .unwrap()
+        .buckets
+        .insert("photos".into(), 3);
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "BucketAlreadyExists");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("adoptExisting")
+    );
+    assert!(kube.get("/api/v1/namespaces/app/secrets/photos").is_none());
+
+    kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
+        b["spec"]["adoptExisting"] = json!(true)
+    });
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(b["status"]["objects"], 3);
+    assert!(kube.event_reasons().contains(&"BucketAdopted".to_string()));
+}
+
+#[tokio::test]
+async fn bucket_conditions_for_missing_store_and_unsupported_features() {
+    let (kube, _admin, ctx) = bucket_setup(json!({"spec": {"objectStoreRef": {"name": "nope"}}}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "ObjectStoreNotFound");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage/nope")
+    );
+
+    let (kube, _admin, ctx) = bucket_setup(json!({"spec": {"versioning": "Enabled"}}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(cond(&b, "Degraded")["reason"], "GatewayUnsupported");
+    assert!(
+        cond(&b, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("versioning")
+    );
+}
+
+async fn ready_bucket() -> (FakeKube, Arc<FakeAdmin>, Arc<Context>) {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    (kube, admin, ctx)
+}
+
+async fn reconcile_lifecycle(
+    kube: &FakeKube,
+    ctx: &Arc<Context>,
+    name: &str,
+) -> Result<(), String> {
+    let api: Api<LifecyclePolicy> = Api::namespaced(kube.client(), "app");
+    let p = api.get(name).await.map_err(|e| e.to_string())?;
+    policy::reconcile_lifecycle(Arc::new(p), ctx.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn lifecycle(name: &str, class: &str) -> Value {
+    json!({
+        "apiVersion": "cairn.io/v1alpha1", "kind": "LifecyclePolicy",
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": {"bucketRef": {"name": "photos"}, "rules": [
+            {"id": format!("{name}-r"), "enabled": true, "filter": {"prefix": "logs/"},
+             "transitions": [{"days": 30, "storageClass": class}], "expiration": {"days": 90}}
+        ]}
+    })
+}
+
+#[tokio::test]
+async fn lifecycle_pushed_merged_and_removed() {
+    let (kube, admin, ctx) = ready_bucket().await;
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p1", "STANDARD"),
+    );
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p2", "STANDARD"),
+    );
+    for _ in 0..2 {
+        reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    }
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["status"], "True", "{}", p["status"]);
+    assert_eq!(p["status"]["bucketName"], "photos");
+    assert_eq!(p["status"]["rules"], 1);
+    {
+        let s = admin.state.lock().unwrap();
+        let doc = &s.configs[&("photos".to_string(), "lifecycle")];
+        let ids: Vec<&str> = doc["Rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ID"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["p1-r", "p2-r"],
+            "every policy of the bucket in one configuration"
+        );
+        assert_eq!(
+            doc["Rules"][0]["Transitions"][0]["StorageClass"],
+            "STANDARD"
+        );
+    }
+    let before = kube.versions();
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    assert_eq!(kube.versions(), before, "idempotent");
+
+    // Deleting p1 leaves p2's rule; deleting p2 removes the configuration.
+    kube.delete(&format!("{CAIRN}/app/lifecyclepolicies/p1"));
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    assert!(
+        kube.get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+            .is_none()
+    );
+    {
+        let s = admin.state.lock().unwrap();
+        let doc = &s.configs[&("photos".to_string(), "lifecycle")];
+        assert_eq!(doc["Rules"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["Rules"][0]["ID"], "p2-r");
+    }
+    reconcile_lifecycle(&kube, &ctx, "p2").await.unwrap();
+    kube.delete(&format!("{CAIRN}/app/lifecyclepolicies/p2"));
+    reconcile_lifecycle(&kube, &ctx, "p2").await.unwrap();
+    assert!(admin.state.lock().unwrap().configs.is_empty());
+}
+
+#[tokio::test]
+async fn lifecycle_conditions_for_unsupported_gateway_and_bad_specs() {
+    let (kube, admin, ctx) = ready_bucket().await;
+    admin.state.lock().unwrap().no_config_endpoints = true;
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p1", "STANDARD"),
+    );
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["status"], "False");
+    assert_eq!(cond(&p, "Ready")["reason"], "GatewayUnsupported");
+    // Deleting works even though nothing was ever stored.
+    kube.delete(&format!("{CAIRN}/app/lifecyclepolicies/p1"));
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    assert!(
+        kube.get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+            .is_none()
+    );
+
+    admin.state.lock().unwrap().no_config_endpoints = false;
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p2", "GLACIER"),
+    );
+    reconcile_lifecycle(&kube, &ctx, "p2").await.unwrap();
+    reconcile_lifecycle(&kube, &ctx, "p2").await.unwrap();
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p2"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["reason"], "UnknownStorageClass");
+    assert!(
+        cond(&p, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("GLACIER")
+    );
+
+    let mut orphan = lifecycle("p3", "STANDARD");
+    orphan["spec"]["bucketRef"]["name"] = json!("missing");
+    kube.insert(&format!("{CAIRN}/app/lifecyclepolicies"), orphan);
+    reconcile_lifecycle(&kube, &ctx, "p3").await.unwrap();
+    reconcile_lifecycle(&kube, &ctx, "p3").await.unwrap();
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p3"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["reason"], "BucketNotFound");
+}
+
+async fn reconcile_replication(
+    kube: &FakeKube,
+    ctx: &Arc<Context>,
+    name: &str,
+) -> Result<(), String> {
+    let api: Api<ReplicationRule> = Api::namespaced(kube.client(), "app");
+    let r = api.get(name).await.map_err(|e| e.to_string())?;
+    policy::reconcile_replication(Arc::new(r), ctx.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn replication_pushed_with_credentials_or_a_clear_condition() {
+    let (kube, admin, ctx) = ready_bucket().await;
+    kube.insert(&format!("{CAIRN}/app/replicationrules"), json!({
+        "apiVersion": "cairn.io/v1alpha1", "kind": "ReplicationRule",
+        "metadata": {"name": "dr", "namespace": "app"},
+        "spec": {"bucketRef": {"name": "photos"}, "priority": 1, "enabled": true, "deleteMarkerReplication": false,
+                 "destination": {"endpoint": "https://s3.example", "bucket": "photos-dr", "region": "eu-1",
+                                 "credentialsSecretRef": {"name": "dr-creds", "accessKeyIdKey": "AWS_ACCESS_KEY_ID", "secretAccessKeyKey": "AWS_SECRET_ACCESS_KEY"}}}
+    }));
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    let r = kube
+        .get(&format!("{CAIRN}/app/replicationrules/dr"))
+        .unwrap();
+    assert_eq!(cond(&r, "Ready")["reason"], "CredentialsNotFound");
+
+    kube.insert("/api/v1/namespaces/app/secrets", json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dr-creds", "namespace": "app"},
+        "data": {"AWS_ACCESS_KEY_ID": "QUs=", "AWS_SECRET_ACCESS_KEY": "U0s="}
+    }));
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    let r = kube
+        .get(&format!("{CAIRN}/app/replicationrules/dr"))
+        .unwrap();
+    assert_eq!(cond(&r, "Ready")["status"], "True", "{}", r["status"]);
+    {
+        let s = admin.state.lock().unwrap();
+        let doc = &s.configs[&("photos".to_string(), "replication")];
+        assert_eq!(doc["Rules"][0]["ID"], "app/dr");
+        assert_eq!(
+            doc["Rules"][0]["Destination"]["Bucket"],
+            "arn:aws:s3:::photos-dr"
+        );
+        assert_eq!(
+            doc["Rules"][0]["Destination"]["Credentials"]["AccessKeyId"],
+            "AK"
+        );
+    }
+    kube.delete(&format!("{CAIRN}/app/replicationrules/dr"));
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    assert!(admin.state.lock().unwrap().configs.is_empty());
+}
