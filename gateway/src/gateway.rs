@@ -82,6 +82,14 @@ pub async fn start(
     if nodes.is_empty() {
         return Err(GatewayError::Config("no storage nodes configured".into()));
     }
+    if nodes.len() < profile.data_shards() {
+        // Every blob is spread over at least k nodes (see `BlobWriter::plan`).
+        return Err(GatewayError::Config(format!(
+            "{profile} needs at least {} storage nodes, {} configured",
+            profile.data_shards(),
+            nodes.len()
+        )));
+    }
     let index_path = data_dir.join("index");
     std::fs::create_dir_all(&index_path)
         .map_err(|e| GatewayError::Config(format!("{}: {e}", index_path.display())))?;

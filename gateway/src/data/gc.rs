@@ -18,6 +18,9 @@ use crate::metrics::GatewayMetrics;
 const BATCH: usize = 256;
 /// A blob whose shards could not all be deleted is retried this much later.
 const RETRY_MS: u64 = 60_000;
+/// A shard delete not answered in this time counts as failed (retried later): a hung node must
+/// not stall the collector, whose rounds handle one blob after the other.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The collector.
 pub struct GarbageCollector {
@@ -90,15 +93,27 @@ impl GarbageCollector {
         let blob = &rec.blob;
         let deletes = blob.placement.iter().enumerate().map(|(i, entry)| {
             let client = self.nodes.client_for(&entry.node, &entry.endpoint);
+            // A node known to be down is not waited for: its shard is deleted on a later try.
+            let up = self.nodes.is_node_up(&entry.node);
             async move {
-                match client
-                    .delete_shard(blob.object_id, ShardIndex(i as u8))
-                    .await
-                {
-                    Ok(_) => true,
-                    Err(ClientError::Api { status: 404, .. }) => true,
-                    Err(e) => {
+                if !up {
+                    tracing::debug!(object = %blob.object_id, index = i, node = %entry.node, "shard holder is down; will retry");
+                    return false;
+                }
+                let deleted = tokio::time::timeout(
+                    DELETE_TIMEOUT,
+                    client.delete_shard(blob.object_id, ShardIndex(i as u8)),
+                )
+                .await;
+                match deleted {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(ClientError::Api { status: 404, .. })) => true,
+                    Ok(Err(e)) => {
                         tracing::debug!(object = %blob.object_id, index = i, error = %e, "shard delete failed; will retry");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::debug!(object = %blob.object_id, index = i, "shard delete timed out; will retry");
                         false
                     }
                 }

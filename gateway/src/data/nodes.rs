@@ -5,11 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cairn_storage_node::client::NodeClient;
+use cairn_storage_node::client::{ClientError, NodeClient};
 use cairn_storage_node::ids::NodeId;
 use serde::Serialize;
 
 use super::placement::Candidate;
+
+/// `true` when `e` says the node could not be reached at all (the connection failed), the only
+/// failure that marks a node down. A transfer that broke off (the node aborts a read at a corrupt
+/// block, a write stream aborted by the gateway itself) says nothing about the node being up.
+pub fn unreachable(e: &ClientError) -> bool {
+    matches!(e, ClientError::Transport { source, .. } if source.is_connect())
+}
 
 /// A storage node from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +142,11 @@ impl NodeRegistry {
     /// Whether node `i` is believed up.
     pub fn is_up(&self, i: usize) -> bool {
         self.entries[i].up.load(Ordering::Relaxed)
+    }
+
+    /// Whether node `id` is believed up (a node not in the registry is assumed up).
+    pub fn is_node_up(&self, id: &NodeId) -> bool {
+        self.position(id).is_none_or(|i| self.is_up(i))
     }
 
     /// Marks a node down after a failed connection; the next successful probe brings it back.

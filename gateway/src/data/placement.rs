@@ -27,6 +27,9 @@ pub enum PlacementError {
     /// No node is usable.
     #[error("no storage node is available")]
     NoUsableNode,
+    /// Fewer nodes are usable than a blob must be spread over.
+    #[error("only {usable} storage nodes are available, {needed} needed")]
+    TooFewNodes { usable: usize, needed: usize },
 }
 
 /// A placement and whether it had to leave the even zone spread.

@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::DataError;
-use super::nodes::NodeRegistry;
+use super::nodes::{NodeRegistry, unreachable};
 use crate::index::records::StoredBlob;
 use crate::metrics::GatewayMetrics;
 
@@ -26,6 +26,66 @@ use crate::metrics::GatewayMetrics;
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
 
 type ShardStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + Send>>;
+
+/// A shard whose stream broke off mid-read (its node found a corrupt block and aborted, or the
+/// connection dropped) is opened again from a later stripe at most this many times per read: the
+/// rest of the shard is usually fine, and it may be needed when another shard fails further on.
+const MAX_REOPENS: u32 = 3;
+
+/// Why a shard could not be opened or read.
+enum ShardFailure {
+    /// The transfer broke off (the node aborts a read at a corrupt block, even before the
+    /// response headers are complete; a dropped connection): the shard may be readable again
+    /// from the next stripe on.
+    Broken(String),
+    /// The shard is missing, its header is corrupt, its node is unreachable or too slow: not
+    /// asked again in this read.
+    Gone(String),
+}
+
+impl std::fmt::Display for ShardFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardFailure::Broken(e) | ShardFailure::Gone(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Which shards not open now may be opened, from which stripe on.
+struct ShardHealth {
+    /// The first stripe each shard may be read from: the stripe after the failure for a transfer
+    /// that broke off (a corrupt block aborts the node's stream; the shard's later blocks are
+    /// usually good, and may be needed when another shard fails further on), never for a shard
+    /// that is gone.
+    usable_from: Vec<u64>,
+    /// Breaks per shard in this read.
+    breaks: Vec<u32>,
+}
+
+impl ShardHealth {
+    fn new(n: usize, first: u64) -> Self {
+        Self {
+            usable_from: vec![first; n],
+            breaks: vec![0; n],
+        }
+    }
+
+    /// Records that shard `i` failed at `stripe`, and logs it.
+    fn failed(&mut self, blob: &StoredBlob, i: usize, stripe: u64, e: ShardFailure, what: &str) {
+        tracing::warn!(object = %blob.object_id, index = i, stripe, error = %e, "{what}");
+        self.usable_from[i] = match e {
+            ShardFailure::Broken(_) if self.breaks[i] < MAX_REOPENS => {
+                self.breaks[i] += 1;
+                stripe + 1
+            }
+            _ => u64::MAX,
+        };
+    }
+
+    fn usable(&self, i: usize, stripe: u64) -> bool {
+        self.usable_from[i] <= stripe
+    }
+}
 
 /// One shard being read sequentially from its holder.
 struct Source {
@@ -35,12 +95,12 @@ struct Source {
 
 impl Source {
     /// Exactly the next `n` bytes of the shard.
-    async fn read_exact(&mut self, n: usize) -> Result<Bytes, String> {
+    async fn read_exact(&mut self, n: usize) -> Result<Bytes, ShardFailure> {
         while self.buf.len() < n {
             match tokio::time::timeout(BLOCK_TIMEOUT, self.stream.next()).await {
-                Err(_) => return Err("timed out".into()),
-                Ok(None) => return Err("shard stream ended early".into()),
-                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Err(_) => return Err(ShardFailure::Gone("no block arrived in time".into())),
+                Ok(None) => return Err(ShardFailure::Broken("shard stream ended early".into())),
+                Ok(Some(Err(e))) => return Err(ShardFailure::Broken(e.to_string())),
                 Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
             }
         }
@@ -96,7 +156,7 @@ impl ReadJob {
         }
     }
 
-    async fn open(&self, index: usize, first: u64, end_block: u64) -> Result<Source, String> {
+    async fn open(&self, index: usize, first: u64, end_block: u64) -> Result<Source, ShardFailure> {
         let g = self.geometry();
         let start = g.block_offset(first);
         let end = g.block_offset(end_block - 1) + g.block_len(end_block - 1);
@@ -116,13 +176,17 @@ impl ReadJob {
                 stream: Box::pin(stream),
                 buf: BytesMut::new(),
             }),
-            Ok(Err(e)) => {
-                if matches!(e, ClientError::Transport { .. }) {
-                    self.reader.nodes.mark_down(&entry.node);
-                }
-                Err(e.to_string())
+            Ok(Err(e)) if unreachable(&e) => {
+                self.reader.nodes.mark_down(&entry.node);
+                Err(ShardFailure::Gone(e.to_string()))
             }
-            Err(_) => Err("timed out opening the shard".into()),
+            Ok(Err(e @ ClientError::Transport { .. })) => Err(ShardFailure::Broken(e.to_string())),
+            Ok(Err(e)) => Err(ShardFailure::Gone(e.to_string())),
+            Err(_) => {
+                // Connected but silent: as good as down until a probe says otherwise.
+                self.reader.nodes.mark_down(&entry.node);
+                Err(ShardFailure::Gone("timed out opening the shard".into()))
+            }
         }
     }
 
@@ -136,25 +200,25 @@ impl ReadJob {
         let first = self.range.start / g.stripe_size;
         let end_block = (self.range.end - 1) / g.stripe_size + 1;
         let mut sources: Vec<Option<Source>> = (0..n).map(|_| None).collect();
-        // Shards given up on for the rest of this read.
-        let mut failed = vec![false; n];
+        let mut health = ShardHealth::new(n, first);
         let mut codec = Codec::new(self.blob.profile);
         let mut degraded = false;
-        // Open the data shards first: the happy path needs no decoding.
-        let opens = (0..k).map(|i| self.open(i, first, end_block));
-        for (i, r) in futures_util::future::join_all(opens)
-            .await
-            .into_iter()
-            .enumerate()
+        // Open the data shards first: the happy path needs no decoding. A data shard on a node
+        // known to be down is not waited for; the loop below replaces it (with shards on nodes
+        // believed up first, and down ones only as a last resort).
+        let up = |i: usize| self.reader.nodes.is_node_up(&self.blob.placement[i].node);
+        let first_opens: Vec<usize> = (0..k).filter(|&i| up(i)).collect();
+        let opens = first_opens.iter().map(|&i| self.open(i, first, end_block));
+        for (&i, r) in first_opens
+            .iter()
+            .zip(futures_util::future::join_all(opens).await)
         {
             match r {
                 Ok(s) => sources[i] = Some(s),
-                Err(e) => {
-                    tracing::warn!(object = %self.blob.object_id, index = i, error = %e, "data shard unavailable");
-                    failed[i] = true;
-                }
+                Err(e) => health.failed(&self.blob, i, first, e, "data shard unavailable"),
             }
         }
+
         for b in first..end_block {
             let block_len = g.block_len(b) as usize;
             let mut blocks: Vec<Option<Vec<u8>>> = vec![None; n];
@@ -177,21 +241,27 @@ impl ReadJob {
                             blocks[i] = Some(block.to_vec());
                             sources[i] = Some(s);
                         }
-                        Err(e) => {
-                            tracing::warn!(object = %self.blob.object_id, index = i, stripe = b, error = %e, "shard read failed; switching to another shard");
-                            failed[i] = true;
-                        }
+                        Err(e) => health.failed(
+                            &self.blob,
+                            i,
+                            b,
+                            e,
+                            "shard read failed; switching to another shard",
+                        ),
                     }
                 }
                 let have = blocks.iter().filter(|x| x.is_some()).count();
                 if have >= k {
                     break;
                 }
-                // Open replacements from stripe b on, as many as are still missing.
-                let candidates: Vec<usize> = (0..n)
-                    .filter(|&i| sources[i].is_none() && !failed[i])
-                    .take(k - have)
+                // Open replacements from stripe b on, as many as are still missing: shards on
+                // nodes believed up before those on nodes marked down, then by index (data shards
+                // first: fewer missing data shards, less decoding).
+                let mut candidates: Vec<usize> = (0..n)
+                    .filter(|&i| sources[i].is_none() && blocks[i].is_none() && health.usable(i, b))
                     .collect();
+                candidates.sort_by_key(|&i| !up(i));
+                candidates.truncate(k - have);
                 if candidates.is_empty() {
                     let _ = tx
                         .send(Err(DataError::Unavailable {
@@ -211,10 +281,7 @@ impl ReadJob {
                 {
                     match r {
                         Ok(s) => sources[i] = Some(s),
-                        Err(e) => {
-                            tracing::warn!(object = %self.blob.object_id, index = i, error = %e, "shard unavailable");
-                            failed[i] = true;
-                        }
+                        Err(e) => health.failed(&self.blob, i, b, e, "shard unavailable"),
                     }
                 }
             }

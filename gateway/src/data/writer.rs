@@ -25,9 +25,34 @@ pub struct BlobWriter {
     metrics: Arc<GatewayMetrics>,
 }
 
-/// A shard stream that accepts nothing for this long is given up (a stalled node must not stall
-/// the whole write); the write still succeeds if the quorum holds.
+/// A shard stream that accepts nothing for this long, or a shard not acknowledged this long after
+/// the whole body was handed over, is given up (a stalled or hung node must not stall the whole
+/// write); the write still succeeds if the quorum holds.
 const SHARD_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Distinct nodes a new blob must be spread over: k.
+fn min_nodes(options: &DataOptions) -> usize {
+    options.profile.data_shards()
+}
+
+/// Whether the shards that became durable (`durable[i]` for shard i) acknowledge the write. Shards
+/// on one node fail together, so counting shards is not enough once placement had to put several
+/// on one node: the durable shards must number at least the write quorum, span at least k nodes,
+/// and, when the quorum asks for slack beyond k, still number k after losing the node that holds
+/// most of them.
+fn quorum_met(blob: &StoredBlob, durable: &[bool], options: &DataOptions) -> bool {
+    let k = blob.profile.data_shards();
+    let quorum = options.write_quorum.min(durable.len());
+    let mut per_node: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, _) in durable.iter().enumerate().filter(|(_, d)| **d) {
+        *per_node.entry(blob.placement[i].node.as_str()).or_default() += 1;
+    }
+    let stored: usize = per_node.values().sum();
+    let busiest = per_node.values().copied().max().unwrap_or(0);
+    stored >= quorum
+        && per_node.len() >= min_nodes(options)
+        && (quorum <= k || stored - busiest >= k)
+}
 
 /// A fresh random object id.
 pub fn new_object_id() -> ObjectId {
@@ -49,11 +74,19 @@ impl BlobWriter {
         self.options
     }
 
-    /// Chooses the id and placement of a new blob of `length` bytes.
+    /// Chooses the id and placement of a new blob of `length` bytes. Refuses when fewer than k
+    /// nodes are usable: placement would pile every new blob onto the survivors (all k+m shards on
+    /// a single node, at worst), and in a fleet of k+m nodes that is more nodes down than the m
+    /// the profile tolerates. The client gets a 503 instead.
     pub fn plan(&self, length: u64) -> Result<StoredBlob, DataError> {
         let object_id = new_object_id();
         let candidates = self.nodes.candidates();
         let total = self.options.profile.total_shards();
+        let needed = min_nodes(&self.options);
+        let usable = candidates.iter().filter(|c| c.usable).count();
+        if usable < needed {
+            return Err(placement::PlacementError::TooFewNodes { usable, needed }.into());
+        }
         let p = placement::place(&object_id, &candidates, total)?;
         if p.zone_degraded {
             tracing::warn!(%object_id, "a zone has no usable node: shards placed in the remaining zones");
@@ -106,7 +139,7 @@ impl BlobWriter {
                     .put_shard(&spec, reqwest::Body::wrap_stream(stream))
                     .await;
                 if let Err(e) = &r {
-                    if matches!(e, cairn_storage_node::client::ClientError::Transport { .. }) {
+                    if super::nodes::unreachable(e) {
                         nodes.mark_down(&spec.placement[usize::from(spec.shard_index.0)].node);
                     }
                     tracing::warn!(object = %spec.object_id, index = %spec.shard_index, error = %e, "shard write failed");
@@ -114,23 +147,35 @@ impl BlobWriter {
                 r.is_ok()
             }));
         }
-        let outcome = self.pump(blob, &mut body, &mut observe, &mut senders).await;
-        if let Err(e) = &outcome {
-            // Abort every shard stream so no node stores a partial shard.
-            for tx in senders.iter().flatten() {
-                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        let outcome = self
+            .pump(blob, &mut body, &mut observe, &mut senders, &uploads)
+            .await;
+        drop(senders);
+        if outcome.is_err() {
+            // Abort every shard upload: each node sees its request break off and stores nothing.
+            // (Not by sending an error down the streams: a stalled one would block that send.)
+            for u in &uploads {
+                u.abort();
             }
         }
-        drop(senders);
-        let mut stored = 0;
-        for u in uploads {
-            if u.await.unwrap_or(false) {
-                stored += 1;
+        // Every byte is handed over; a node that has not acknowledged its shard SHARD_STALL later
+        // is given up (a hung node must not hang the write) and the quorum decides.
+        let deadline = tokio::time::Instant::now() + SHARD_STALL;
+        let mut durable = vec![false; n];
+        for (i, mut u) in uploads.into_iter().enumerate() {
+            match tokio::time::timeout_at(deadline, &mut u).await {
+                Ok(r) => durable[i] = r.unwrap_or(false),
+                Err(_) => {
+                    u.abort();
+                    self.nodes.mark_down(&blob.placement[i].node);
+                    tracing::warn!(object = %blob.object_id, index = i, "shard write not acknowledged in time; given up");
+                }
             }
         }
         outcome?;
+        let stored = durable.iter().filter(|&&d| d).count();
         self.metrics.shards_written.inc_by(stored as u64);
-        if stored < self.options.write_quorum.min(n) {
+        if !quorum_met(blob, &durable, &self.options) {
             return Err(DataError::WriteQuorum {
                 object: blob.object_id,
                 stored,
@@ -151,6 +196,7 @@ impl BlobWriter {
         body: &mut S,
         observe: &mut impl FnMut(&[u8]),
         senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
+        uploads: &[tokio::task::JoinHandle<bool>],
     ) -> Result<(), DataError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -188,9 +234,17 @@ impl BlobWriter {
             for (i, shard) in shards.into_iter().enumerate() {
                 if let Some(tx) = &senders[i] {
                     let sent = tokio::time::timeout(SHARD_STALL, tx.send(Ok(Bytes::from(shard))));
-                    if !matches!(sent.await, Ok(Ok(()))) {
-                        // That shard's PUT failed or stalled; the others go on without it.
-                        senders[i] = None;
+                    match sent.await {
+                        Ok(Ok(())) => {}
+                        // That shard's PUT failed; the others go on without it.
+                        Ok(Err(_)) => senders[i] = None,
+                        Err(_) => {
+                            // Stalled: give it up now (its request is cancelled) and go on.
+                            senders[i] = None;
+                            uploads[i].abort();
+                            self.nodes.mark_down(&blob.placement[i].node);
+                            tracing::warn!(object = %blob.object_id, index = i, "shard write stalled; given up");
+                        }
                     }
                 }
             }
@@ -202,5 +256,56 @@ impl BlobWriter {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_storage_node::codec::ErasureProfile;
+
+    use super::*;
+
+    fn blob(nodes: &[&str]) -> StoredBlob {
+        StoredBlob {
+            object_id: new_object_id(),
+            profile: ErasureProfile::new(4, 2).unwrap(),
+            stripe_size: 1 << 20,
+            length: 5 << 20,
+            placement: nodes
+                .iter()
+                .map(|n| PlacementEntry {
+                    node: n.parse().unwrap(),
+                    endpoint: format!("http://{n}:1"),
+                })
+                .collect(),
+        }
+    }
+
+    fn met(nodes: &[&str], durable: &[bool]) -> bool {
+        let b = blob(nodes);
+        quorum_met(&b, durable, &DataOptions::new(b.profile, b.stripe_size))
+    }
+
+    #[test]
+    fn quorum_counts_nodes_not_just_shards() {
+        let six = ["n1", "n2", "n3", "n4", "n5", "n6"];
+        assert!(met(&six, &[true; 6]));
+        assert!(met(&six, &[true, true, true, true, true, false]));
+        assert!(!met(&six, &[true, true, true, true, false, false]));
+        // Two nodes down, shards doubled on two survivors: losing either leaves four.
+        let four = ["n1", "n1", "n2", "n2", "n3", "n4"];
+        assert!(met(&four, &[true; 6]));
+        assert!(!met(&four, &[true, true, true, true, true, false]));
+        // Three nodes (2+2+2) or fewer: not spread over k nodes.
+        assert!(!met(&["n1", "n1", "n2", "n2", "n3", "n3"], &[true; 6]));
+        assert!(!met(&["n1", "n1", "n1", "n2", "n2", "n2"], &[true; 6]));
+        assert!(!met(&["n1"; 6], &[true; 6]));
+        // Five nodes, one holding two shards. Five durable shards are enough when one of the
+        // doubled node's failed, not when a single's did: losing the doubled node would then
+        // leave three.
+        let five = ["n1", "n1", "n2", "n3", "n4", "n5"];
+        assert!(met(&five, &[true; 6]));
+        assert!(met(&five, &[true, false, true, true, true, true]));
+        assert!(!met(&five, &[true, true, true, true, true, false]));
     }
 }

@@ -23,6 +23,17 @@ pub fn free_ports(n: u16) -> u16 {
     }
 }
 
+/// Logs (warnings and up, or `RUST_LOG`) into the test's captured output, shown when it fails.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,aws_smithy=warn".into()),
+        )
+        .try_init();
+}
+
 /// Settings of a test fleet; tweak before [`TestFleet::start`].
 pub fn dev_args(data: PathBuf) -> DevArgs {
     let base = free_ports(8);
@@ -64,6 +75,7 @@ impl TestFleet {
 
     /// A fleet with the given settings (whose data dir should be inside `dir`).
     pub async fn start_with(dir: tempfile::TempDir, args: DevArgs) -> Self {
+        init_tracing();
         let fleet = cairn_gateway::dev::start(&args)
             .await
             .expect("dev fleet starts");
@@ -99,6 +111,90 @@ pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3:
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Like [`client`], without retries (each call is one request, so a test sees exactly what the
+/// gateway answered) and with every call bounded by `timeout`.
+pub fn client_no_retry(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    timeout: std::time::Duration,
+) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::retry::RetryConfig;
+    use aws_sdk_s3::config::timeout::TimeoutConfig;
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .build(),
+        )
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The HTTP status and S3 error code of a failed SDK call (no status for a failure without a
+/// response: timeout, connection error...).
+pub fn error_status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> (Option<u16>, Option<String>)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code().map(str::to_string),
+        _ => None,
+    };
+    (status, code)
+}
+
+/// The value of the unlabelled sample `name` on `http://ADDR/metrics` (0 if absent).
+pub async fn metric(s3_endpoint: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{s3_endpoint}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse::<f64>().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Every shard file under a storage node's data directory, as (object id hex, shard index, path).
+pub fn shard_files(node_data_dir: &std::path::Path) -> Vec<(String, u8, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(prefixes) = std::fs::read_dir(node_data_dir.join("shards")) else {
+        return out;
+    };
+    for p in prefixes.flatten() {
+        let Ok(files) = std::fs::read_dir(p.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if let Some((id, idx)) = name.rsplit_once('.')
+                && let Ok(idx) = idx.parse::<u8>()
+            {
+                out.push((id.to_string(), idx, f.path()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Deterministic pseudo-random bytes.
