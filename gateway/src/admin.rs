@@ -12,10 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
+use crate::bucket_config::ConfigError;
+use crate::bucket_config::lifecycle::LifecycleConfiguration;
+use crate::bucket_config::replication::ReplicationConfiguration;
 use crate::data::nodes::NodeRegistry;
-use crate::index::list::{ListEntry, ListQuery};
-use crate::index::records::{AccessKeyRecord, BucketRecord};
-use crate::index::{Index, IndexError, WriteCondition, now_ms};
+use crate::index::list::{ListEntry, VersionQuery};
+use crate::index::records::{
+    AccessKeyRecord, BucketRecord, LifecycleCounters, LifecycleRun, Versioning,
+};
+use crate::index::{BucketUsage, Index, IndexError, Stamp, now_ms};
 use crate::metrics::GatewayMetrics;
 
 /// What the admin handlers share.
@@ -36,6 +41,8 @@ pub struct AdminState {
     pub write_quorum: usize,
     /// Shards needed to read.
     pub read_quorum: usize,
+    /// The fleet's storage classes (lifecycle transitions must name one of them).
+    pub storage_classes: Arc<crate::storage_class::StorageClasses>,
 }
 
 /// An admin API error: `{"error": {"code", "message"}}`.
@@ -60,12 +67,29 @@ impl From<IndexError> for AdminError {
             IndexError::BucketNotEmpty(_) => {
                 AdminError(StatusCode::CONFLICT, "BucketNotEmpty", e.to_string())
             }
+            IndexError::VersioningIrreversible(_) => AdminError(
+                StatusCode::CONFLICT,
+                "VersioningIrreversible",
+                e.to_string(),
+            ),
+            IndexError::ReplicationNeedsVersioning(_) => {
+                AdminError(StatusCode::BAD_REQUEST, "InvalidRequest", e.to_string())
+            }
+            IndexError::ReplicationBlocksSuspend(_) => {
+                AdminError(StatusCode::CONFLICT, "InvalidBucketState", e.to_string())
+            }
             other => AdminError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 other.to_string(),
             ),
         }
+    }
+}
+
+impl From<ConfigError> for AdminError {
+    fn from(e: ConfigError) -> Self {
+        AdminError(StatusCode::BAD_REQUEST, e.code(), e.to_string())
     }
 }
 
@@ -78,6 +102,27 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(
             "/admin/v1/buckets/{name}",
             get(bucket_info).delete(delete_bucket),
+        )
+        .route(
+            "/admin/v1/buckets/{name}/versioning",
+            get(get_versioning).put(put_versioning),
+        )
+        .route(
+            "/admin/v1/buckets/{name}/lifecycle",
+            get(get_lifecycle)
+                .put(put_lifecycle)
+                .delete(delete_lifecycle),
+        )
+        .route(
+            "/admin/v1/buckets/{name}/lifecycle/status",
+            get(lifecycle_status),
+        )
+        .route("/admin/v1/storage-classes", get(storage_classes))
+        .route(
+            "/admin/v1/buckets/{name}/replication",
+            get(get_replication)
+                .put(put_replication)
+                .delete(delete_replication),
         )
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
@@ -133,21 +178,80 @@ pub struct BucketInfo {
     pub created_ms: i64,
     /// Owner (access key id of the creator).
     pub owner: String,
+    /// Versioning state: `Off`, `Enabled` or `Suspended`.
+    pub versioning: String,
     /// Current objects (only in single-bucket info).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects: Option<u64>,
     /// Bytes of current objects (only in single-bucket info).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Noncurrent versions (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noncurrent_versions: Option<u64>,
+    /// Bytes of noncurrent versions (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noncurrent_bytes: Option<u64>,
+    /// Delete markers, current or not (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_markers: Option<u64>,
+    /// Versions per storage class, with the bytes they take on disk (only in single-bucket info).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_classes: Option<std::collections::BTreeMap<String, ClassInfo>>,
 }
 
-fn info(b: BucketRecord, usage: Option<(u64, u64)>) -> BucketInfo {
+/// What one storage class holds of a bucket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClassInfo {
+    /// Versions (current and noncurrent).
+    pub versions: u64,
+    /// Object bytes.
+    pub bytes: u64,
+    /// Bytes stored: erasure-coded shards plus inline bytes kept in the index.
+    pub stored_bytes: u64,
+    /// `stored_bytes / bytes`: the class's storage overhead as measured.
+    pub overhead: f64,
+}
+
+/// The admin API's name of a versioning state (the `Bucket` resource's vocabulary).
+fn versioning_name(v: Versioning) -> &'static str {
+    match v {
+        Versioning::Unversioned => "Off",
+        Versioning::Enabled => "Enabled",
+        Versioning::Suspended => "Suspended",
+    }
+}
+
+fn info(b: BucketRecord, usage: Option<BucketUsage>) -> BucketInfo {
+    let u = usage.as_ref();
     BucketInfo {
         name: b.name,
         created_ms: b.created_ms,
         owner: b.owner,
-        objects: usage.map(|u| u.0),
-        bytes: usage.map(|u| u.1),
+        versioning: versioning_name(b.versioning).to_string(),
+        objects: u.map(|u| u.objects),
+        bytes: u.map(|u| u.bytes),
+        noncurrent_versions: u.map(|u| u.noncurrent_versions),
+        noncurrent_bytes: u.map(|u| u.noncurrent_bytes),
+        delete_markers: u.map(|u| u.delete_markers),
+        storage_classes: u.map(|u| {
+            u.classes
+                .iter()
+                .map(|(name, c)| {
+                    let info = ClassInfo {
+                        versions: c.versions,
+                        bytes: c.bytes,
+                        stored_bytes: c.stored_bytes,
+                        overhead: if c.bytes == 0 {
+                            0.0
+                        } else {
+                            c.stored_bytes as f64 / c.bytes as f64
+                        },
+                    };
+                    (name.clone(), info)
+                })
+                .collect()
+        }),
     }
 }
 
@@ -183,9 +287,14 @@ async fn create_bucket(
         name: req.name.clone(),
         created_ms: now_ms(),
         owner: state.owner.clone(),
+        versioning: Versioning::Unversioned,
+        lifecycle: false,
     };
     match state.index.create_bucket(rec.clone()).await {
-        Ok(()) => Ok((StatusCode::CREATED, axum::Json(info(rec, Some((0, 0)))))),
+        Ok(()) => Ok((
+            StatusCode::CREATED,
+            axum::Json(info(rec, Some(BucketUsage::default()))),
+        )),
         Err(IndexError::BucketExists { .. }) if req.exist_ok => {
             let b = state
                 .index
@@ -233,13 +342,13 @@ async fn delete_bucket(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes every current object and aborts every upload of a bucket.
+/// Deletes every version of every object and aborts every upload of a bucket.
 async fn empty_bucket(index: &Index, name: &str) -> Result<(), IndexError> {
     loop {
         let page = index
-            .list_objects(
+            .list_versions(
                 name,
-                ListQuery {
+                VersionQuery {
                     max_keys: 1000,
                     ..Default::default()
                 },
@@ -248,11 +357,13 @@ async fn empty_bucket(index: &Index, name: &str) -> Result<(), IndexError> {
         if page.entries.is_empty() {
             break;
         }
+        let mut last = None;
         for e in page.entries {
-            if let ListEntry::Object(key, _) = e {
-                index
-                    .delete_object(name, &key, WriteCondition::None)
-                    .await?;
+            if let ListEntry::Object(key, _) = e
+                && last.as_ref() != Some(&key)
+            {
+                index.purge_object(name, &key, Stamp::now()).await?;
+                last = Some(key);
             }
         }
     }
@@ -262,9 +373,209 @@ async fn empty_bucket(index: &Index, name: &str) -> Result<(), IndexError> {
             return Ok(());
         }
         for u in uploads {
-            index.abort_upload(&u).await?;
+            index.abort_upload(&u, now_ms()).await?;
         }
     }
+}
+
+/// Body of `PUT /admin/v1/buckets/{name}/versioning` (and its answer).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersioningStatus {
+    /// `Enabled` or `Suspended` (`Off` is accepted only while the bucket was never versioned).
+    pub status: String,
+}
+
+/// Parses a JSON body into `T`, answering 400 `MalformedJSON` with serde's reason.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, "MalformedJSON", e.to_string()))
+}
+
+async fn get_versioning(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<VersioningStatus> {
+    let b = state
+        .index
+        .get_bucket(&name)
+        .await?
+        .ok_or(IndexError::NoSuchBucket(name))?;
+    Ok(axum::Json(VersioningStatus {
+        status: versioning_name(b.versioning).to_string(),
+    }))
+}
+
+async fn put_versioning(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<VersioningStatus> {
+    let req: VersioningStatus = json_body(&body)?;
+    let target = match req.status.as_str() {
+        "Enabled" => Versioning::Enabled,
+        "Suspended" => Versioning::Suspended,
+        "Off" => Versioning::Unversioned,
+        other => {
+            return Err(AdminError(
+                StatusCode::BAD_REQUEST,
+                "InvalidVersioningStatus",
+                format!("status must be Enabled or Suspended, not {other:?}"),
+            ));
+        }
+    };
+    state.index.set_versioning(&name, target).await?;
+    tracing::info!(bucket = %name, status = %req.status, "bucket versioning set through the admin API");
+    Ok(axum::Json(req))
+}
+
+async fn put_lifecycle(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<LifecycleConfiguration> {
+    let conf: LifecycleConfiguration = json_body(&body)?;
+    let classes = state.storage_classes.clone();
+    let conf = conf.validate(&|c| classes.contains(c), crate::s3::STANDARD)?;
+    state.index.put_lifecycle(&name, &conf).await?;
+    tracing::info!(bucket = %name, rules = conf.rules.len(), "lifecycle configuration set through the admin API");
+    Ok(axum::Json(conf))
+}
+
+async fn get_lifecycle(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<LifecycleConfiguration> {
+    match state.index.get_lifecycle(&name).await? {
+        Some(c) => Ok(axum::Json(c)),
+        None => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NoSuchLifecycleConfiguration",
+            format!("bucket {name} has no lifecycle configuration"),
+        )),
+    }
+}
+
+async fn delete_lifecycle(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    state.index.delete_lifecycle(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A lifecycle run as `GET .../lifecycle/status` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// When it began (Unix ms).
+    pub started_ms: i64,
+    /// When it ended (absent while running).
+    pub finished_ms: Option<i64>,
+    /// `Current`, `Noncurrent` or `Uploads` while running.
+    pub phase: Option<String>,
+    /// What it did.
+    pub counters: LifecycleCounters,
+}
+
+/// Reply of `GET /admin/v1/buckets/{name}/lifecycle/status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LifecycleStatus {
+    /// The run under way (or interrupted, to be resumed).
+    pub running: Option<RunInfo>,
+    /// The last finished run.
+    pub last: Option<RunInfo>,
+    /// Totals over every finished run.
+    pub totals: LifecycleCounters,
+}
+
+fn run_info(r: &LifecycleRun) -> RunInfo {
+    RunInfo {
+        started_ms: r.started_ms,
+        finished_ms: r.finished_ms,
+        phase: r.finished_ms.is_none().then(|| format!("{:?}", r.phase)),
+        counters: r.counters,
+    }
+}
+
+async fn lifecycle_status(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<LifecycleStatus> {
+    let p = state.index.lifecycle_progress(&name).await?;
+    Ok(axum::Json(LifecycleStatus {
+        running: p.current.as_ref().map(run_info),
+        last: p.last.as_ref().map(run_info),
+        totals: p.totals,
+    }))
+}
+
+/// A storage class as `GET /admin/v1/storage-classes` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StorageClassInfo {
+    /// Name.
+    pub name: String,
+    /// Data shards (k).
+    pub data_shards: usize,
+    /// Parity shards (m).
+    pub parity_shards: usize,
+    /// Object bytes per stripe, when not the fleet's default.
+    pub stripe_size: Option<u32>,
+    /// The one zone of a single-zone class.
+    pub zone: Option<String>,
+    /// Raw bytes per object byte ((k+m)/k).
+    pub overhead: f64,
+}
+
+async fn storage_classes(
+    State(state): State<Arc<AdminState>>,
+) -> AdminResult<Vec<StorageClassInfo>> {
+    Ok(axum::Json(
+        state
+            .storage_classes
+            .iter()
+            .map(|c| StorageClassInfo {
+                name: c.name.clone(),
+                data_shards: c.profile.data_shards(),
+                parity_shards: c.profile.parity_shards(),
+                stripe_size: c.stripe_size,
+                zone: c.zone.clone(),
+                overhead: c.overhead(),
+            })
+            .collect(),
+    ))
+}
+
+async fn put_replication(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<ReplicationConfiguration> {
+    let conf: ReplicationConfiguration = json_body(&body)?;
+    let conf = conf.validate()?;
+    state.index.put_replication(&name, &conf).await?;
+    tracing::info!(bucket = %name, rules = conf.rules.len(), "replication configuration set through the admin API");
+    Ok(axum::Json(conf.redacted()))
+}
+
+async fn get_replication(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<ReplicationConfiguration> {
+    match state.index.get_replication(&name).await? {
+        Some(c) => Ok(axum::Json(c.redacted())),
+        None => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "ReplicationConfigurationNotFoundError",
+            format!("bucket {name} has no replication configuration"),
+        )),
+    }
+}
+
+async fn delete_replication(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    state.index.delete_replication(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// An access key as listed (no secret).

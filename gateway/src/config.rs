@@ -8,6 +8,7 @@ use cairn_storage_node::config::parse_byte_size;
 use clap::{Args, Parser, Subcommand};
 
 use crate::data::nodes::{NodeConfig, parse_node};
+use crate::storage_class::{StorageClassSpec, parse_storage_class};
 
 /// Cairn gateway: the S3 API over erasure-coded storage nodes.
 #[derive(Debug, Parser)]
@@ -48,6 +49,18 @@ pub struct GatewayArgs {
     /// Parity shards (m) of the erasure profile.
     #[arg(long, env = "CAIRN_PARITY_SHARDS", default_value_t = 2)]
     pub parity_shards: u8,
+    /// A storage class besides STANDARD (whose profile is --data-shards/--parity-shards), as
+    /// `NAME=K+M[:stripe=SIZE][:zone=ZONE]`, e.g. `STANDARD_IA=6+3` or `GLACIER_IR=8+4:stripe=4M`;
+    /// repeat for each (or comma-separate in `CAIRN_STORAGE_CLASSES`).
+    #[arg(long = "storage-class", env = "CAIRN_STORAGE_CLASSES", value_delimiter = ',', value_parser = parse_storage_class)]
+    pub storage_classes: Vec<StorageClassSpec>,
+    /// The length of a lifecycle "day": lifecycle rules count days of this length, and lifecycle
+    /// passes run ten times per day (at least every hour). Shorten it for tests and demos.
+    #[arg(long, env = "CAIRN_LIFECYCLE_DAY_LENGTH", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub lifecycle_day_length: Duration,
+    /// Most versions and uploads a lifecycle run evaluates per second (0: no limit).
+    #[arg(long, env = "CAIRN_LIFECYCLE_RATE", default_value_t = 1000)]
+    pub lifecycle_rate: u32,
     /// Freed shards are deleted this long after their object was overwritten or deleted, so that
     /// reads already under way can finish.
     #[arg(long, env = "CAIRN_GC_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -115,9 +128,36 @@ mod tests {
             Command::Dev(d) => {
                 assert_eq!(d.gateway.inline_threshold, 0);
                 assert_eq!(d.gateway.data_shards, 4);
+                assert!(d.gateway.storage_classes.is_empty());
+                assert_eq!(d.gateway.lifecycle_day_length, Duration::from_secs(86_400));
             }
             _ => panic!("dev expected"),
         }
+        let c = Cli::try_parse_from([
+            "g",
+            "dev",
+            "--storage-class",
+            "COLD=2+1",
+            "--storage-class",
+            "GLACIER_IR=8+4:stripe=4M",
+            "--lifecycle-day-length",
+            "10s",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Dev(d) => {
+                let names: Vec<&str> = d
+                    .gateway
+                    .storage_classes
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                assert_eq!(names, ["COLD", "GLACIER_IR"]);
+                assert_eq!(d.gateway.lifecycle_day_length, Duration::from_secs(10));
+            }
+            _ => panic!("dev expected"),
+        }
+        assert!(Cli::try_parse_from(["g", "dev", "--storage-class", "cold=2+1"]).is_err());
         let c = Cli::try_parse_from([
             "g",
             "serve",

@@ -20,9 +20,12 @@ use crate::data::reader::BlobReader;
 use crate::data::writer::BlobWriter;
 use crate::index::engine::RocksEngine;
 use crate::index::{Index, IndexOptions};
+use crate::lifecycle::rules::LifecycleClock;
+use crate::lifecycle::worker::{LifecycleOptions, LifecycleWorker};
 use crate::metrics::GatewayMetrics;
 use crate::s3::auth::{CairnAccess, CairnAuth, RootCredentials};
-use crate::s3::{CairnS3, S3Options};
+use crate::s3::{CairnS3, ClassWriters, S3Options};
+use crate::storage_class::StorageClasses;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,27 @@ pub async fn start(
             nodes.len()
         )));
     }
+    let classes =
+        StorageClasses::new(profile, args.storage_classes.clone()).map_err(GatewayError::Config)?;
+    for c in classes.iter() {
+        let usable = nodes
+            .iter()
+            .filter(|n| c.zone.as_ref().is_none_or(|z| &n.zone == z))
+            .count();
+        if usable < c.profile.data_shards() {
+            return Err(GatewayError::Config(format!(
+                "storage class {} ({}) needs at least {} storage nodes{}, {usable} configured",
+                c.name,
+                c.profile,
+                c.profile.data_shards(),
+                c.zone
+                    .as_ref()
+                    .map(|z| format!(" in zone {z}"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    let classes = Arc::new(classes);
     let index_path = data_dir.join("index");
     std::fs::create_dir_all(&index_path)
         .map_err(|e| GatewayError::Config(format!("{}: {e}", index_path.display())))?;
@@ -113,19 +137,32 @@ pub async fn start(
     let registry = NodeRegistry::new(nodes, http);
     registry.probe_all().await;
     let data = DataOptions::new(profile, stripe_size);
-    let writer = BlobWriter::new(registry.clone(), data, metrics.clone());
+    let writers: ClassWriters = classes
+        .iter()
+        .map(|c| {
+            let options = DataOptions::new(c.profile, c.stripe_size.unwrap_or(stripe_size));
+            let w =
+                BlobWriter::new(registry.clone(), options, metrics.clone()).in_zone(c.zone.clone());
+            (c.name.clone(), w)
+        })
+        .collect();
+    let writers = Arc::new(writers);
     let reader = BlobReader::new(registry.clone(), metrics.clone());
+    let standard = writers[crate::storage_class::STANDARD].clone();
+    let clock = LifecycleClock::with_day(args.lifecycle_day_length);
     let s3 = CairnS3::new(
         index.clone(),
-        writer,
-        reader,
+        standard,
+        reader.clone(),
         metrics.clone(),
         S3Options {
             inline_threshold: args.inline_threshold,
             region: args.region.clone(),
             owner_id: secrets.access_key.clone(),
         },
-    );
+    )
+    .with_storage_classes(classes.clone(), writers.clone())
+    .with_lifecycle_clock(clock);
     let mut builder = s3s::service::S3ServiceBuilder::new(s3);
     builder.set_auth(CairnAuth::new(
         RootCredentials {
@@ -186,6 +223,20 @@ pub async fn start(
         args.gc_interval,
     );
     tasks.push(tokio::spawn(gc.run(stop_rx.clone())));
+    let mut lifecycle_options =
+        LifecycleOptions::for_day(args.lifecycle_day_length, args.lifecycle_rate);
+    // A failpoint for crash tests (see `LifecycleOptions::crash_after_written`).
+    lifecycle_options.crash_after_written = std::env::var("CAIRN_FAILPOINT_LIFECYCLE_CRASH")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let lifecycle = LifecycleWorker::new(
+        index.clone(),
+        writers.clone(),
+        reader,
+        metrics.clone(),
+        lifecycle_options,
+    );
+    tasks.push(tokio::spawn(lifecycle.run(stop_rx.clone())));
     {
         let (metrics, refresh, rx) = (metrics.clone(), refresh.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -205,6 +256,7 @@ pub async fn start(
         owner: secrets.access_key.clone(),
         write_quorum: data.write_quorum,
         read_quorum: profile.data_shards(),
+        storage_classes: classes.clone(),
     });
     {
         let mut rx = stop_rx.clone();

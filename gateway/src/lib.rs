@@ -5,12 +5,15 @@
 //! client. `gateway` wires a process together; `dev` runs a whole fleet in one process.
 
 pub mod admin;
+pub mod bucket_config;
 pub mod config;
 pub mod credentials;
 pub mod data;
 pub mod dev;
 pub mod gateway;
 pub mod index;
+pub mod lifecycle;
 pub mod metrics;
 pub mod s3;
 pub mod server;
+pub mod storage_class;

@@ -23,6 +23,43 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+/// Labels of per-bucket lifecycle metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    /// Bucket name.
+    pub bucket: String,
+}
+
+/// Labels of per-storage-class metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// Storage class name.
+    pub class: String,
+}
+
+/// Lifecycle metrics, per bucket.
+#[derive(Default)]
+pub struct LifecycleMetrics {
+    /// Versions and uploads evaluated.
+    pub scanned: Family<BucketLabels, Counter>,
+    /// Versions re-encoded into another storage class.
+    pub transitioned: Family<BucketLabels, Counter>,
+    /// Current versions expired.
+    pub expired: Family<BucketLabels, Counter>,
+    /// Noncurrent versions deleted.
+    pub noncurrent_expired: Family<BucketLabels, Counter>,
+    /// Expired delete markers removed.
+    pub markers_removed: Family<BucketLabels, Counter>,
+    /// Incomplete multipart uploads aborted.
+    pub uploads_aborted: Family<BucketLabels, Counter>,
+    /// Object bytes re-encoded by transitions.
+    pub bytes_moved: Family<BucketLabels, Counter>,
+    /// End of the last finished run (Unix seconds).
+    pub last_run: Family<BucketLabels, Gauge>,
+    /// Transitions that failed (storage unavailable, verification mismatch).
+    pub failures: Family<BucketLabels, Counter>,
+}
+
 /// Every metric the gateway exports.
 pub struct GatewayMetrics {
     registry: Registry,
@@ -56,6 +93,10 @@ pub struct GatewayMetrics {
     pub partitions: Gauge,
     /// Storage nodes up (at scrape).
     pub nodes_up: Gauge,
+    /// Raw bytes stored per object byte of each storage class ((k+m)/k), in thousandths.
+    pub class_overhead: Family<ClassLabels, Gauge>,
+    /// Lifecycle runs.
+    pub lifecycle: LifecycleMetrics,
 }
 
 impl GatewayMetrics {
@@ -93,6 +134,8 @@ impl GatewayMetrics {
             index_bytes: Gauge::default(),
             partitions: Gauge::default(),
             nodes_up: Gauge::default(),
+            class_overhead: Family::default(),
+            lifecycle: LifecycleMetrics::default(),
         };
         let counters: [(&str, &str, &Counter); 9] = [
             ("s3_bytes_in", "Object bytes received", &m.bytes_in),
@@ -157,6 +200,62 @@ impl GatewayMetrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
+        registry.register(
+            "storage_class_overhead_permille",
+            "Raw bytes stored per 1000 object bytes of a storage class ((k+m)/k x 1000)",
+            m.class_overhead.clone(),
+        );
+        let l = &m.lifecycle;
+        let lifecycle_counters: [(&str, &str, &Family<BucketLabels, Counter>); 8] = [
+            (
+                "lifecycle_scanned",
+                "Versions and uploads lifecycle runs evaluated",
+                &l.scanned,
+            ),
+            (
+                "lifecycle_transitioned",
+                "Versions lifecycle runs re-encoded into another storage class",
+                &l.transitioned,
+            ),
+            (
+                "lifecycle_expired",
+                "Current versions lifecycle runs expired",
+                &l.expired,
+            ),
+            (
+                "lifecycle_noncurrent_expired",
+                "Noncurrent versions lifecycle runs deleted",
+                &l.noncurrent_expired,
+            ),
+            (
+                "lifecycle_delete_markers_removed",
+                "Expired delete markers lifecycle runs removed",
+                &l.markers_removed,
+            ),
+            (
+                "lifecycle_uploads_aborted",
+                "Incomplete multipart uploads lifecycle runs aborted",
+                &l.uploads_aborted,
+            ),
+            (
+                "lifecycle_bytes_moved",
+                "Object bytes lifecycle transitions re-encoded",
+                &l.bytes_moved,
+            ),
+            (
+                "lifecycle_failures",
+                "Lifecycle actions that failed and will be retried",
+                &l.failures,
+            ),
+        ];
+        for (name, help, c) in lifecycle_counters {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "lifecycle_last_run_timestamp_seconds",
+            "When the last lifecycle run of a bucket finished",
+            l.last_run.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -23,6 +23,8 @@ pub struct BlobWriter {
     nodes: NodeRegistry,
     options: DataOptions,
     metrics: Arc<GatewayMetrics>,
+    /// Place every shard in this zone (a single-zone storage class); `None`: spread over zones.
+    zone: Option<String>,
 }
 
 /// A shard stream that accepts nothing for this long, or a shard not acknowledged this long after
@@ -66,7 +68,14 @@ impl BlobWriter {
             nodes,
             options,
             metrics,
+            zone: None,
         }
+    }
+
+    /// The same writer placing every shard in `zone` (`None`: spread over every zone).
+    pub fn in_zone(mut self, zone: Option<String>) -> Self {
+        self.zone = zone;
+        self
     }
 
     /// The encoding options.
@@ -80,7 +89,12 @@ impl BlobWriter {
     /// the profile tolerates. The client gets a 503 instead.
     pub fn plan(&self, length: u64) -> Result<StoredBlob, DataError> {
         let object_id = new_object_id();
-        let candidates = self.nodes.candidates();
+        // Positions (in the registry) of the nodes this writer may use.
+        let all = self.nodes.candidates();
+        let allowed: Vec<usize> = (0..all.len())
+            .filter(|&i| self.zone.as_ref().is_none_or(|z| &all[i].zone == z))
+            .collect();
+        let candidates: Vec<_> = allowed.iter().map(|&i| all[i].clone()).collect();
         let total = self.options.profile.total_shards();
         let needed = min_nodes(&self.options);
         let usable = candidates.iter().filter(|c| c.usable).count();
@@ -101,8 +115,8 @@ impl BlobWriter {
                 .nodes
                 .iter()
                 .map(|&i| PlacementEntry {
-                    node: configs[i].id.clone(),
-                    endpoint: configs[i].endpoint.clone(),
+                    node: configs[allowed[i]].id.clone(),
+                    endpoint: configs[allowed[i]].endpoint.clone(),
                 })
                 .collect(),
         })

@@ -1,12 +1,17 @@
-//! Listing of current objects: prefix, delimiter (common prefixes), marker and page size, over any
-//! [`KvEngine`], in S3's byte-lexicographic order.
+//! Listing of current objects and of versions: prefix, delimiter (common prefixes), marker and page
+//! size, over any [`KvEngine`], in S3's byte-lexicographic order.
 //!
 //! Position is an exclusive *marker*: the last key or common prefix returned (or the client's
 //! `marker` / `start-after`). Keys after it are listed; a common prefix is listed only if it sorts
 //! after the marker, so resuming from a common prefix skips every key under it.
+//!
+//! Both listings walk the current entries (`O`), one per key whatever its number of versions; a
+//! version listing then reads each listed key's noncurrent versions (`V`), one range per key.
 
 use super::engine::{EngineError, KvEngine};
 use super::keys;
+use super::records::{self, ObjectRecord, RecordError};
+use super::version::{self, VersionRef};
 
 /// What to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,26 +48,38 @@ pub struct ListPage<V> {
 
 const SCAN_BATCH: usize = 1000;
 
-/// Lists the keys under `base` (an index key prefix such as [`keys::objects_of`]), decoding values
-/// with `decode`.
-pub fn list<V, E>(
+/// One step of a walk over the keys of a listing.
+enum Step<V> {
+    /// A key that is listed, with its decoded value.
+    Object(String, V),
+    /// A common prefix (listed at its first listed key).
+    Prefix(String),
+}
+
+/// Walks the keys under `base` (an index key prefix such as [`keys::objects_of`]) that start with
+/// `prefix` and sort after `marker`, rolling keys up into common prefixes at `delimiter`. `decode`
+/// returns `None` for keys that are not listed (delete markers): they are skipped and do not make
+/// a common prefix appear. `visit` returns `false` to stop.
+fn walk<V, E>(
     engine: &dyn KvEngine,
     base: &[u8],
-    q: &ListQuery,
-    mut decode: impl FnMut(&[u8]) -> Result<V, E>,
-) -> Result<ListPage<V>, E>
+    prefix: &str,
+    delimiter: Option<&str>,
+    marker: Option<&str>,
+    mut decode: impl FnMut(&[u8]) -> Result<Option<V>, E>,
+    mut visit: impl FnMut(Step<V>) -> Result<bool, E>,
+) -> Result<(), E>
 where
     E: From<EngineError>,
 {
-    let mut entries = Vec::new();
     let full = |suffix: &[u8]| [base, suffix].concat();
-    let end = match keys::prefix_end(&full(q.prefix.as_bytes())) {
-        Some(e) => e,
-        None => return Ok(empty_page()),
+    let Some(end) = keys::prefix_end(&full(prefix.as_bytes())) else {
+        return Ok(());
     };
+    let delimiter = delimiter.filter(|d| !d.is_empty());
     // Inclusive scan start, in index-key bytes.
-    let mut pos = full(q.prefix.as_bytes());
-    if let Some(m) = &q.marker {
+    let mut pos = full(prefix.as_bytes());
+    if let Some(m) = marker {
         let after_marker = keys::after(&full(m.as_bytes()));
         if after_marker > pos {
             pos = after_marker;
@@ -79,60 +96,313 @@ where
                 pos = keys::after(&k);
                 continue;
             };
-            let rolled = q
-                .delimiter
-                .as_deref()
-                .filter(|d| !d.is_empty())
-                .and_then(|d| {
-                    let rest = &key[q.prefix.len()..];
-                    rest.find(d).map(|i| &key[..q.prefix.len() + i + d.len()])
-                });
+            let rolled = delimiter.and_then(|d| {
+                let rest = &key[prefix.len()..];
+                rest.find(d).map(|i| &key[..prefix.len() + i + d.len()])
+            });
             if let Some(cp) = rolled {
-                let skip_to = keys::prefix_end(&full(cp.as_bytes()));
-                let listed_already = q.marker.as_deref().is_some_and(|m| cp <= m);
+                let listed_already = marker.is_some_and(|m| cp <= m);
                 if !listed_already {
-                    if entries.len() == q.max_keys {
-                        return Ok(truncated_page(entries));
+                    if decode(&v)?.is_none() {
+                        pos = keys::after(&k);
+                        continue;
                     }
-                    entries.push(ListEntry::Prefix(cp.to_string()));
+                    if !visit(Step::Prefix(cp.to_string()))? {
+                        return Ok(());
+                    }
                 }
-                match skip_to {
+                match keys::prefix_end(&full(cp.as_bytes())) {
                     Some(next) => pos = next,
                     None => break 'scan,
                 }
                 continue 'scan;
             }
-            if entries.len() == q.max_keys {
-                return Ok(truncated_page(entries));
-            }
-            entries.push(ListEntry::Object(key.to_string(), decode(&v)?));
             pos = keys::after(&k);
+            if let Some(value) = decode(&v)?
+                && !visit(Step::Object(key.to_string(), value))?
+            {
+                return Ok(());
+            }
         }
     }
+    Ok(())
+}
+
+/// Lists the keys under `base` (an index key prefix such as [`keys::objects_of`]), decoding values
+/// with `decode`, which returns `None` for keys that are not to be listed (delete markers).
+pub fn list<V, E>(
+    engine: &dyn KvEngine,
+    base: &[u8],
+    q: &ListQuery,
+    decode: impl FnMut(&[u8]) -> Result<Option<V>, E>,
+) -> Result<ListPage<V>, E>
+where
+    E: From<EngineError>,
+{
+    let mut entries = Vec::new();
+    let mut more = false;
+    walk(
+        engine,
+        base,
+        &q.prefix,
+        q.delimiter.as_deref(),
+        q.marker.as_deref(),
+        decode,
+        |step| {
+            if entries.len() == q.max_keys {
+                more = true;
+                return Ok(false);
+            }
+            entries.push(match step {
+                Step::Object(k, v) => ListEntry::Object(k, v),
+                Step::Prefix(p) => ListEntry::Prefix(p),
+            });
+            Ok(true)
+        },
+    )?;
+    // With max-keys 0 there is no last entry to resume after: never truncated.
+    let next_marker = entries
+        .last()
+        .filter(|_| more)
+        .map(|e| entry_name(e).to_string());
     Ok(ListPage {
-        entries,
-        truncated: false,
-        next_marker: None,
-    })
-}
-
-fn empty_page<V>() -> ListPage<V> {
-    ListPage {
-        entries: Vec::new(),
-        truncated: false,
-        next_marker: None,
-    }
-}
-
-fn truncated_page<V>(entries: Vec<ListEntry<V>>) -> ListPage<V> {
-    let next_marker = entries.last().map(|e| match e {
-        ListEntry::Object(k, _) => k.clone(),
-        ListEntry::Prefix(p) => p.clone(),
-    });
-    ListPage {
         truncated: next_marker.is_some(),
         entries,
         next_marker,
+    })
+}
+
+fn entry_name<V>(e: &ListEntry<V>) -> &str {
+    match e {
+        ListEntry::Object(k, _) => k,
+        ListEntry::Prefix(p) => p,
+    }
+}
+
+/// What to list of a bucket's versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionQuery {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up to the first occurrence of this after the prefix.
+    pub delimiter: Option<String>,
+    /// Resume after this key (or common prefix)...
+    pub key_marker: Option<String>,
+    /// ...or, with a key marker, after this version of it.
+    pub version_marker: Option<VersionRef>,
+    /// Most entries (versions + common prefixes) to return.
+    pub max_keys: usize,
+}
+
+/// One version in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    /// The version (a delete marker or an object).
+    pub record: ObjectRecord,
+    /// `true` for the current version of its key.
+    pub latest: bool,
+}
+
+/// One page of a version listing: per key, newest version first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionPage {
+    /// Versions and common prefixes, in order.
+    pub entries: Vec<ListEntry<ListedVersion>>,
+    /// More entries follow.
+    pub truncated: bool,
+    /// When truncated: the key (or common prefix) to resume after...
+    pub next_key_marker: Option<String>,
+    /// ...and the version of it (as clients write it; absent after a common prefix).
+    pub next_version_marker: Option<String>,
+}
+
+/// A version-id marker that names no version of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVersionMarker;
+
+/// Lists the versions of `bucket` (a version-id marker of `null` must name an existing null
+/// version). Reads the current entry of each key (`O`) and then its noncurrent versions (`V`).
+pub fn list_versions<E>(
+    engine: &dyn KvEngine,
+    bucket: &str,
+    q: &VersionQuery,
+) -> Result<Result<VersionPage, UnknownVersionMarker>, E>
+where
+    E: From<EngineError> + From<RecordError>,
+{
+    let mut page = Pager {
+        entries: Vec::new(),
+        max: q.max_keys,
+        more: false,
+    };
+    let decode = |v: &[u8]| records::decode::<ObjectRecord>(v).map_err(E::from);
+    // First the rest of the versions of the marker key, if a version-id marker says where.
+    if let (Some(km), Some(vm)) = (&q.key_marker, &q.version_marker) {
+        let rolled = q
+            .delimiter
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .is_some_and(|d| km.starts_with(&q.prefix) && km[q.prefix.len()..].contains(d));
+        if km.starts_with(&q.prefix)
+            && !rolled
+            && let Some(cur) = engine.get(&keys::object(bucket, km))?
+        {
+            let cur = decode(&cur)?;
+            let bound = match vm {
+                VersionRef::Id(id) => id.seq(),
+                VersionRef::Null if cur.version_id.is_none() => cur.seq,
+                VersionRef::Null => match cur.null_version_seq {
+                    Some(s) => s,
+                    None => return Ok(Err(UnknownVersionMarker)),
+                },
+            };
+            if !page.push_key(engine, bucket, km, cur, Some(bound), &decode)? {
+                return Ok(Ok(page.finish()));
+            }
+        }
+    }
+    walk(
+        engine,
+        &keys::objects_of(bucket),
+        &q.prefix,
+        q.delimiter.as_deref(),
+        q.key_marker.as_deref(),
+        |v| decode(v).map(Some),
+        |step| match step {
+            Step::Prefix(p) => Ok(page.push(ListEntry::Prefix(p))),
+            Step::Object(key, cur) => page.push_key(engine, bucket, &key, cur, None, &decode),
+        },
+    )?;
+    Ok(Ok(page.finish()))
+}
+
+/// Collects one page; `push` answers `false` (and notes that more entries exist) once it is full.
+struct Pager {
+    entries: Vec<ListEntry<ListedVersion>>,
+    max: usize,
+    more: bool,
+}
+
+impl Pager {
+    fn push(&mut self, e: ListEntry<ListedVersion>) -> bool {
+        if self.entries.len() == self.max {
+            self.more = true;
+            return false;
+        }
+        self.entries.push(e);
+        true
+    }
+
+    fn push_version(&mut self, key: &str, record: ObjectRecord, latest: bool) -> bool {
+        self.push(ListEntry::Object(
+            key.to_string(),
+            ListedVersion { record, latest },
+        ))
+    }
+
+    /// Pushes the versions of `key`, whose current entry was read as `cur`: `cur` and then the
+    /// noncurrent versions, only those older than sequence `bound` when a version-id marker gives
+    /// one. The current entry is read again afterwards: if a write changed it meanwhile (a new
+    /// version, or the current one deleted and the next promoted), the key is listed again from the
+    /// new state, so a page neither repeats nor misses a version.
+    fn push_key<E: From<EngineError>>(
+        &mut self,
+        engine: &dyn KvEngine,
+        bucket: &str,
+        key: &str,
+        mut cur: ObjectRecord,
+        bound: Option<u64>,
+        decode: &impl Fn(&[u8]) -> Result<ObjectRecord, E>,
+    ) -> Result<bool, E> {
+        const ATTEMPTS: usize = 8;
+        for attempt in 1..=ATTEMPTS {
+            let (mark, more) = (self.entries.len(), self.more);
+            let (seq, id) = (cur.seq, cur.version_id.clone());
+            let mut go_on = true;
+            if bound.is_none_or(|b| seq < b) {
+                go_on = self.push_version(key, cur, true);
+            }
+            if go_on {
+                let start = match bound {
+                    Some(b) => keys::after(&keys::version(bucket, key, b)),
+                    None => keys::versions_of_key(bucket, key),
+                };
+                go_on = self.push_noncurrent(engine, bucket, key, start, seq, decode)?;
+            }
+            if attempt == ATTEMPTS {
+                return Ok(go_on);
+            }
+            match engine.get(&keys::object(bucket, key))? {
+                Some(v) => {
+                    let now = decode(&v)?;
+                    if now.seq == seq && now.version_id == id {
+                        return Ok(go_on);
+                    }
+                    cur = now;
+                }
+                // Every version went meanwhile: list none.
+                None => {
+                    self.entries.truncate(mark);
+                    self.more = more;
+                    return Ok(true);
+                }
+            }
+            self.entries.truncate(mark);
+            self.more = more;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Pushes the noncurrent versions of `key` from index key `start` on, those older than the
+    /// current entry's sequence `below` (a version that became noncurrent after the current entry
+    /// was read, and was current again by the time it was read again, is listed once, as current).
+    fn push_noncurrent<E: From<EngineError>>(
+        &mut self,
+        engine: &dyn KvEngine,
+        bucket: &str,
+        key: &str,
+        mut start: Vec<u8>,
+        below: u64,
+        decode: &impl Fn(&[u8]) -> Result<ObjectRecord, E>,
+    ) -> Result<bool, E> {
+        let end = keys::prefix_end(&keys::versions_of_key(bucket, key)).expect("tagged prefix");
+        loop {
+            // One more than fits, so a full page knows whether anything follows.
+            let room = (self.max - self.entries.len()).min(SCAN_BATCH) + 1;
+            let batch = engine.scan(&start, &end, room)?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(true);
+            };
+            start = keys::after(last);
+            let n = batch.len();
+            for (_, v) in batch {
+                let v = decode(&v)?;
+                if v.seq < below && !self.push_version(key, v, false) {
+                    return Ok(false);
+                }
+            }
+            if n < room {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn finish(self) -> VersionPage {
+        let last = self.entries.last().filter(|_| self.more);
+        let (next_key_marker, next_version_marker) = match last {
+            Some(ListEntry::Object(k, v)) => (
+                Some(k.clone()),
+                Some(version::display(v.record.version_id.as_deref()).to_string()),
+            ),
+            Some(ListEntry::Prefix(p)) => (Some(p.clone()), None),
+            None => (None, None),
+        };
+        VersionPage {
+            truncated: next_key_marker.is_some(),
+            entries: self.entries,
+            next_key_marker,
+            next_version_marker,
+        }
     }
 }
 
@@ -192,7 +462,10 @@ mod tests {
     }
 
     fn run(e: &MemEngine, q: &ListQuery) -> ListPage<()> {
-        list(e, &keys::objects_of("b"), q, |_| Ok::<(), EngineError>(())).unwrap()
+        list(e, &keys::objects_of("b"), q, |_| {
+            Ok::<_, EngineError>(Some(()))
+        })
+        .unwrap()
     }
 
     fn key_strategy() -> impl Strategy<Value = String> {

@@ -1,17 +1,23 @@
-//! The metadata index: buckets, access keys, object entries, multipart state and the garbage
-//! queue, over an ordered [`KvEngine`] (RocksDB in production).
+//! The metadata index: buckets (with their versioning state and configuration documents), access
+//! keys, object versions, multipart state and the garbage queue, over an ordered [`KvEngine`]
+//! (RocksDB in production).
 //!
 //! The S3 layer talks only to [`Index`]; it never sees keys or the engine. Every mutation is one
 //! atomic, synced batch: an overwrite frees the old blobs (garbage records) in the same batch that
 //! installs the new entry, and a commit removes the *intent* records that protect the new blob's
-//! shards from being leaked by a crash. Requests are routed through the [`PartitionMap`], which
-//! today holds one partition served by the local engine.
+//! shards from being leaked by a crash. Mutations are deterministic: the time and the randomness
+//! they need come from the caller ([`Stamp`], record fields), so a replicated index can apply the
+//! same mutation on every replica. Requests are routed through the [`PartitionMap`], which today
+//! holds one partition served by the local engine.
 
 pub mod engine;
 pub mod keys;
+mod lifecycle;
 pub mod list;
+mod objects;
 pub mod partition;
 pub mod records;
+pub mod version;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -19,12 +25,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use engine::{EngineError, KvEngine, WriteOp};
-use list::{ListPage, ListQuery};
+pub use lifecycle::CurrentEntry;
+pub use objects::{Deleted, Written};
 use partition::PartitionMap;
 use records::{
     AccessKeyRecord, BucketRecord, GarbageRecord, ObjectRecord, PartRecord, RecordError,
-    StoredBlob, UploadRecord,
+    StoredBlob, UploadRecord, Versioning,
 };
+pub use version::{Stamp, VersionId, VersionRef};
+
+use crate::bucket_config::lifecycle::LifecycleConfiguration;
+use crate::bucket_config::replication::ReplicationConfiguration;
+
+/// Names of the configuration documents (`keys::config`).
+const LIFECYCLE: &str = "lifecycle";
+const REPLICATION: &str = "replication";
+const LIFECYCLE_PROGRESS: &str = "lifecycle-progress";
 
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +66,49 @@ pub enum IndexError {
     /// A write condition (If-Match / If-None-Match) did not hold at commit time.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// Versioning cannot be turned off once it was enabled or suspended.
+    #[error("versioning of bucket {0} cannot be turned off")]
+    VersioningIrreversible(String),
+    /// Replication needs versioning enabled on the bucket.
+    #[error("versioning must be enabled on bucket {0} to replicate it")]
+    ReplicationNeedsVersioning(String),
+    /// Versioning cannot be suspended while the bucket has a replication configuration.
+    #[error("bucket {0} has a replication configuration; its versioning cannot be suspended")]
+    ReplicationBlocksSuspend(String),
+    /// A version-id marker names no version of its key.
+    #[error("the version-id marker names no version")]
+    UnknownVersionMarker,
     /// The blocking task running the operation failed.
     #[error("index task failed: {0}")]
     Task(String),
+}
+
+/// Counts of a bucket's contents (a scan, for the admin API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketUsage {
+    /// Current objects (delete markers not counted).
+    pub objects: u64,
+    /// Bytes of current objects.
+    pub bytes: u64,
+    /// Noncurrent versions that are objects.
+    pub noncurrent_versions: u64,
+    /// Bytes of noncurrent versions.
+    pub noncurrent_bytes: u64,
+    /// Delete markers, current or not.
+    pub delete_markers: u64,
+    /// Versions (current and noncurrent) per storage class.
+    pub classes: std::collections::BTreeMap<String, ClassUsage>,
+}
+
+/// What one storage class holds of a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassUsage {
+    /// Versions (current and noncurrent).
+    pub versions: u64,
+    /// Object bytes.
+    pub bytes: u64,
+    /// Bytes stored for them: erasure-coded shards on the nodes plus inline bytes in the index.
+    pub stored_bytes: u64,
 }
 
 /// Condition a write must meet when it commits.
@@ -86,8 +142,9 @@ impl Default for IndexOptions {
     }
 }
 
-/// Handle to the garbage record protecting a blob under upload; removed at commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Handle to the garbage record protecting a blob under upload; removed at commit. Serialisable,
+/// so a background task can note what it has in flight and clean up after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Intent(Vec<u8>);
 
 /// Current time in Unix milliseconds.
@@ -154,9 +211,9 @@ impl Inner {
         }
     }
 
-    /// Garbage records freeing `blobs` after the GC delay.
-    fn free(&self, blobs: &[&StoredBlob], reason: &str) -> Vec<WriteOp> {
-        let due = now_ms() as u64 + self.options.gc_delay_ms;
+    /// Garbage records freeing `blobs` the GC delay after `now_ms`.
+    fn free(&self, blobs: &[&StoredBlob], reason: &str, now_ms: i64) -> Vec<WriteOp> {
+        let due = now_ms.max(0) as u64 + self.options.gc_delay_ms;
         blobs
             .iter()
             .map(|b| {
@@ -275,142 +332,251 @@ impl Index {
                     return Err(IndexError::BucketNotEmpty(name));
                 }
             }
-            i.engine.write(vec![WriteOp::Delete(keys::bucket(&name))])?;
+            let configs = keys::configs_of(&name);
+            let end = keys::prefix_end(&configs).expect("tagged prefix");
+            let mut ops = vec![WriteOp::Delete(keys::bucket(&name))];
+            for (k, _) in i.engine.scan(&configs, &end, usize::MAX)? {
+                ops.push(WriteOp::Delete(k));
+            }
+            i.engine.write(ops)?;
             Ok(())
         })
         .await
     }
 
-    /// (objects, bytes) of a bucket's current objects; a scan, for the admin API.
-    pub async fn bucket_usage(&self, name: &str) -> Result<(u64, u64), IndexError> {
+    /// What a bucket holds; a scan of its versions, for the admin API.
+    pub async fn bucket_usage(&self, name: &str) -> Result<BucketUsage, IndexError> {
         let name = name.to_string();
         self.run(move |i| {
-            let prefix = keys::objects_of(&name);
-            let end = keys::prefix_end(&prefix).expect("tagged prefix");
-            let (mut count, mut bytes, mut pos) = (0u64, 0u64, prefix);
-            loop {
-                let batch = i.scan_all::<ObjectRecord>(&pos, &end, 1000)?;
-                let Some((last, _)) = batch.last() else {
-                    return Ok((count, bytes));
-                };
-                pos = keys::after(last);
-                for (_, r) in &batch {
-                    if !r.delete_marker {
-                        count += 1;
-                        bytes += r.size;
+            i.require_bucket(&name)?;
+            let mut u = BucketUsage::default();
+            for (prefix, current) in [
+                (keys::objects_of(&name), true),
+                (keys::versions_of(&name), false),
+            ] {
+                let end = keys::prefix_end(&prefix).expect("tagged prefix");
+                let mut pos = prefix;
+                loop {
+                    let batch = i.scan_all::<ObjectRecord>(&pos, &end, 1000)?;
+                    let Some((last, _)) = batch.last() else {
+                        break;
+                    };
+                    pos = keys::after(last);
+                    for (_, r) in &batch {
+                        if !r.delete_marker {
+                            let c = u.classes.entry(r.storage_class.clone()).or_default();
+                            c.versions += 1;
+                            c.bytes += r.size;
+                            c.stored_bytes += r.data.stored_bytes();
+                        }
+                        match (r.delete_marker, current) {
+                            (true, _) => u.delete_markers += 1,
+                            (false, true) => {
+                                u.objects += 1;
+                                u.bytes += r.size;
+                            }
+                            (false, false) => {
+                                u.noncurrent_versions += 1;
+                                u.noncurrent_bytes += r.size;
+                            }
+                        }
                     }
                 }
             }
+            Ok(u)
         })
         .await
     }
 
-    // ---- objects ----
-
-    /// The current entry of an object key.
-    pub async fn get_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<ObjectRecord>, IndexError> {
-        let k = keys::object(bucket, key);
-        self.run(move |i| i.get(&k)).await
-    }
-
-    /// Installs `rec` as the current entry of `key` if `cond` holds, freeing the previous entry's
-    /// blobs and removing `intents`, all in one durable batch. Returns the previous entry.
-    pub async fn put_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        rec: ObjectRecord,
-        cond: WriteCondition,
-        intents: Vec<Intent>,
-    ) -> Result<Option<ObjectRecord>, IndexError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |i| {
-            let _b = i.bucket_lock.read().expect("bucket lock");
-            let _k = i.key_lock(&bucket, &key);
-            i.require_bucket(&bucket)?;
-            let okey = keys::object(&bucket, &key);
-            let old: Option<ObjectRecord> = i.get(&okey)?;
-            i.check(old.as_ref(), &cond)?;
-            let mut ops = vec![WriteOp::Put(okey, records::encode(&rec))];
-            if let Some(o) = &old {
-                ops.extend(i.free(&o.data.stored_blobs(), "overwrite"));
-            }
-            ops.extend(intents.into_iter().map(|t| WriteOp::Delete(t.0)));
-            i.engine.write(ops)?;
-            Ok(old)
-        })
-        .await
-    }
-
-    /// Removes the current entry of `key` (if `cond` holds) and frees its blobs.
-    pub async fn delete_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        cond: WriteCondition,
-    ) -> Result<Option<ObjectRecord>, IndexError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |i| {
-            let _b = i.bucket_lock.read().expect("bucket lock");
-            let _k = i.key_lock(&bucket, &key);
-            i.require_bucket(&bucket)?;
-            let okey = keys::object(&bucket, &key);
-            let old: Option<ObjectRecord> = i.get(&okey)?;
-            if cond != WriteCondition::None {
-                i.check(old.as_ref(), &cond)?;
-            }
-            if let Some(o) = &old {
-                let mut ops = vec![WriteOp::Delete(okey)];
-                ops.extend(i.free(&o.data.stored_blobs(), "delete"));
-                i.engine.write(ops)?;
-            }
-            Ok(old)
-        })
-        .await
-    }
-
-    /// One page of a bucket's current objects.
-    pub async fn list_objects(
-        &self,
-        bucket: &str,
-        q: ListQuery,
-    ) -> Result<ListPage<ObjectRecord>, IndexError> {
+    /// Sets the versioning state (`Enabled` or `Suspended`; never back to `Unversioned`).
+    pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<(), IndexError> {
         let bucket = bucket.to_string();
         self.run(move |i| {
-            i.require_bucket(&bucket)?;
-            list::list(i.engine.as_ref(), &keys::objects_of(&bucket), &q, |v| {
-                records::decode::<ObjectRecord>(v).map_err(IndexError::from)
-            })
+            // Exclusive: every write commits under the state it read.
+            let _g = i.bucket_lock.write().expect("bucket lock");
+            let mut b = i.bucket_record(&bucket)?;
+            if state == Versioning::Unversioned {
+                if b.versioning == Versioning::Unversioned {
+                    return Ok(());
+                }
+                return Err(IndexError::VersioningIrreversible(bucket));
+            }
+            if state == Versioning::Suspended
+                && i.engine.get(&keys::config(&bucket, REPLICATION))?.is_some()
+            {
+                return Err(IndexError::ReplicationBlocksSuspend(bucket));
+            }
+            if b.versioning != state {
+                b.versioning = state;
+                i.engine.write(vec![WriteOp::Put(
+                    keys::bucket(&bucket),
+                    records::encode(&b),
+                )])?;
+            }
+            Ok(())
         })
         .await
+    }
+
+    // ---- bucket configuration documents ----
+
+    async fn put_config<T>(
+        &self,
+        bucket: &str,
+        name: &'static str,
+        doc: &T,
+    ) -> Result<(), IndexError>
+    where
+        T: serde::Serialize + Sync,
+    {
+        let (bucket, key, value) = (
+            bucket.to_string(),
+            keys::config(bucket, name),
+            records::encode(doc),
+        );
+        self.run(move |i| {
+            let _g = i.bucket_lock.write().expect("bucket lock");
+            let mut b = i.bucket_record(&bucket)?;
+            if name == REPLICATION && b.versioning != Versioning::Enabled {
+                return Err(IndexError::ReplicationNeedsVersioning(bucket));
+            }
+            let mut ops = vec![WriteOp::Put(key, value)];
+            if name == LIFECYCLE && !b.lifecycle {
+                b.lifecycle = true;
+                ops.push(WriteOp::Put(keys::bucket(&bucket), records::encode(&b)));
+            }
+            i.engine.write(ops)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_config<T>(&self, bucket: &str, name: &str) -> Result<Option<T>, IndexError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let (bucket, key) = (bucket.to_string(), keys::config(bucket, name));
+        self.run(move |i| {
+            i.require_bucket(&bucket)?;
+            i.get(&key)
+        })
+        .await
+    }
+
+    async fn delete_config(&self, bucket: &str, name: &'static str) -> Result<bool, IndexError> {
+        let (bucket, key) = (bucket.to_string(), keys::config(bucket, name));
+        self.run(move |i| {
+            let _g = i.bucket_lock.write().expect("bucket lock");
+            let mut b = i.bucket_record(&bucket)?;
+            let existed = i.engine.get(&key)?.is_some();
+            let mut ops = Vec::new();
+            if existed {
+                ops.push(WriteOp::Delete(key));
+            }
+            if name == LIFECYCLE && b.lifecycle {
+                b.lifecycle = false;
+                ops.push(WriteOp::Put(keys::bucket(&bucket), records::encode(&b)));
+            }
+            if !ops.is_empty() {
+                i.engine.write(ops)?;
+            }
+            Ok(existed)
+        })
+        .await
+    }
+
+    /// Stores a bucket's (validated) lifecycle configuration, replacing any previous one.
+    pub async fn put_lifecycle(
+        &self,
+        bucket: &str,
+        cfg: &LifecycleConfiguration,
+    ) -> Result<(), IndexError> {
+        self.put_config(bucket, LIFECYCLE, cfg).await
+    }
+
+    /// A bucket's lifecycle configuration, if it has one.
+    pub async fn get_lifecycle(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<LifecycleConfiguration>, IndexError> {
+        self.get_config(bucket, LIFECYCLE).await
+    }
+
+    /// Removes a bucket's lifecycle configuration; `false` if it had none.
+    pub async fn delete_lifecycle(&self, bucket: &str) -> Result<bool, IndexError> {
+        self.delete_config(bucket, LIFECYCLE).await
+    }
+
+    /// Stores a bucket's (validated) replication configuration; the bucket's versioning must be
+    /// enabled.
+    pub async fn put_replication(
+        &self,
+        bucket: &str,
+        cfg: &ReplicationConfiguration,
+    ) -> Result<(), IndexError> {
+        self.put_config(bucket, REPLICATION, cfg).await
+    }
+
+    /// A bucket's replication configuration, if it has one.
+    pub async fn get_replication(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<ReplicationConfiguration>, IndexError> {
+        self.get_config(bucket, REPLICATION).await
+    }
+
+    /// Removes a bucket's replication configuration; `false` if it had none.
+    pub async fn delete_replication(&self, bucket: &str) -> Result<bool, IndexError> {
+        self.delete_config(bucket, REPLICATION).await
     }
 
     // ---- intents and garbage ----
 
     /// Records that `blob`'s shards are about to be written: if the upload never commits, the
     /// garbage collector deletes them once the intent is due.
-    pub async fn record_intent(&self, blob: &StoredBlob) -> Result<Intent, IndexError> {
-        let blob = blob.clone();
+    pub async fn record_intent(
+        &self,
+        blob: &StoredBlob,
+        now_ms: i64,
+    ) -> Result<Intent, IndexError> {
+        let intent = self.intent_for(blob, now_ms);
+        self.record_intent_as(&intent, blob).await?;
+        Ok(intent)
+    }
+
+    /// The intent that [`Index::record_intent`] at `now_ms` would record for `blob`, without
+    /// recording it (a task can note it before the record exists).
+    pub fn intent_for(&self, blob: &StoredBlob, now_ms: i64) -> Intent {
+        let due = now_ms.max(0) as u64 + self.inner.options.intent_ttl_ms;
+        Intent(keys::garbage(due, blob.object_id.as_bytes()))
+    }
+
+    /// Records `intent` (from [`Index::intent_for`]) for `blob`.
+    pub async fn record_intent_as(
+        &self,
+        intent: &Intent,
+        blob: &StoredBlob,
+    ) -> Result<(), IndexError> {
+        let (key, blob) = (intent.0.clone(), blob.clone());
         self.run(move |i| {
-            let due = now_ms() as u64 + i.options.intent_ttl_ms;
-            let key = keys::garbage(due, blob.object_id.as_bytes());
             let rec = GarbageRecord {
                 blob,
                 reason: "intent".into(),
             };
             i.engine
-                .write(vec![WriteOp::Put(key.clone(), records::encode(&rec))])?;
-            Ok(Intent(key))
+                .write(vec![WriteOp::Put(key, records::encode(&rec))])?;
+            Ok(())
         })
         .await
     }
 
     /// Turns an intent into garbage due now (an upload that failed and will not commit).
-    pub async fn abandon(&self, intent: Intent, blob: &StoredBlob) -> Result<(), IndexError> {
+    pub async fn abandon(
+        &self,
+        intent: Intent,
+        blob: &StoredBlob,
+        now_ms: i64,
+    ) -> Result<(), IndexError> {
         let blob = blob.clone();
         self.run(move |i| {
             let mut ops = vec![WriteOp::Delete(intent.0)];
@@ -419,7 +585,7 @@ impl Index {
                 reason: "failed-upload".into(),
             };
             ops.push(WriteOp::Put(
-                keys::garbage(now_ms() as u64, blob.object_id.as_bytes()),
+                keys::garbage(now_ms.max(0) as u64, blob.object_id.as_bytes()),
                 records::encode(&rec),
             ));
             i.engine.write(ops)?;
@@ -514,6 +680,7 @@ impl Index {
         part: PartRecord,
         intents: Vec<Intent>,
     ) -> Result<(), IndexError> {
+        let now = part.last_modified_ms;
         let upload = upload.clone();
         self.run(move |i| {
             let _k = i.key_lock(&upload.bucket, &upload.key);
@@ -527,6 +694,7 @@ impl Index {
                 ops.extend(i.free(
                     &old.blob.stored().into_iter().collect::<Vec<_>>(),
                     "part-overwrite",
+                    now,
                 ));
             }
             ops.push(WriteOp::Put(pkey, records::encode(&part)));
@@ -560,15 +728,16 @@ impl Index {
         .await
     }
 
-    /// Completes an upload: installs `rec` (whose parts are a subset of the uploaded ones) as the
-    /// current object if `cond` holds, frees the parts it does not use and the replaced object's
-    /// blobs, and removes the upload — one durable batch.
+    /// Completes an upload: makes `rec` (whose parts are a subset of the uploaded ones) the current
+    /// version if `cond` holds, as [`Index::put_object`] does, frees the parts it does not use, and
+    /// removes the upload — one durable batch.
     pub async fn complete_upload(
         &self,
         upload: &UploadRecord,
-        rec: ObjectRecord,
+        mut rec: ObjectRecord,
         cond: WriteCondition,
-    ) -> Result<Option<ObjectRecord>, IndexError> {
+        stamp: Stamp,
+    ) -> Result<Written, IndexError> {
         let upload = upload.clone();
         self.run(move |i| {
             let _b = i.bucket_lock.read().expect("bucket lock");
@@ -577,8 +746,8 @@ impl Index {
             if i.engine.get(&ukey)?.is_none() {
                 return Err(IndexError::NoSuchUpload(upload.upload_id));
             }
-            let okey = keys::object(&upload.bucket, &upload.key);
-            let old: Option<ObjectRecord> = i.get(&okey)?;
+            let b = i.bucket_record(&upload.bucket)?;
+            let old: Option<ObjectRecord> = i.get(&keys::object(&upload.bucket, &upload.key))?;
             i.check(old.as_ref(), &cond)?;
             let used: BTreeSet<_> = rec
                 .data
@@ -589,10 +758,7 @@ impl Index {
             let prefix = keys::parts_of(&upload.upload_id);
             let end = keys::prefix_end(&prefix).expect("tagged prefix");
             let parts = i.scan_all::<PartRecord>(&prefix, &end, usize::MAX)?;
-            let mut ops = vec![
-                WriteOp::Delete(ukey),
-                WriteOp::Put(okey, records::encode(&rec)),
-            ];
+            let mut ops = vec![WriteOp::Delete(ukey)];
             let mut unused = Vec::new();
             for (pkey, part) in &parts {
                 ops.push(WriteOp::Delete(pkey.clone()));
@@ -602,18 +768,20 @@ impl Index {
                     unused.push(b);
                 }
             }
-            ops.extend(i.free(&unused, "unused-part"));
-            if let Some(o) = &old {
-                ops.extend(i.free(&o.data.stored_blobs(), "overwrite"));
-            }
+            ops.extend(i.free(&unused, "unused-part", stamp.now_ms));
+            i.install(&b, &upload.key, old.as_ref(), &mut rec, stamp, &mut ops)?;
             i.engine.write(ops)?;
-            Ok(old)
+            Ok(Written {
+                version_id: rec.version_id,
+                versioning: b.versioning,
+                previous: old,
+            })
         })
         .await
     }
 
-    /// Aborts an upload and frees its parts.
-    pub async fn abort_upload(&self, upload: &UploadRecord) -> Result<(), IndexError> {
+    /// Aborts an upload and frees its parts (due the GC delay after `now_ms`).
+    pub async fn abort_upload(&self, upload: &UploadRecord, now_ms: i64) -> Result<(), IndexError> {
         let upload = upload.clone();
         self.run(move |i| {
             let _k = i.key_lock(&upload.bucket, &upload.key);
@@ -627,7 +795,7 @@ impl Index {
             let mut ops = vec![WriteOp::Delete(ukey)];
             let blobs: Vec<&StoredBlob> =
                 parts.iter().filter_map(|(_, p)| p.blob.stored()).collect();
-            ops.extend(i.free(&blobs, "abort"));
+            ops.extend(i.free(&blobs, "abort", now_ms));
             ops.extend(parts.iter().map(|(k, _)| WriteOp::Delete(k.clone())));
             i.engine.write(ops)?;
             Ok(())

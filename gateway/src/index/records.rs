@@ -58,6 +58,22 @@ pub struct StoredBlob {
 }
 
 impl StoredBlob {
+    /// Bytes its shards take on the storage nodes (payload, without the shard file headers).
+    pub fn stored_bytes(&self) -> u64 {
+        let (k, n) = (
+            self.profile.data_shards(),
+            self.profile.total_shards() as u64,
+        );
+        let stripe = u64::from(self.stripe_size.max(1));
+        let shard = |len: u64| cairn_storage_node::codec::shard_len(len as usize, k) as u64;
+        let (full, rest) = (self.length / stripe, self.length % stripe);
+        let mut total = full * shard(stripe) * n;
+        if rest > 0 {
+            total += shard(rest) * n;
+        }
+        total
+    }
+
     /// The shard description of shard `index`.
     pub fn shard_spec(&self, index: usize) -> ShardSpec {
         ShardSpec {
@@ -171,6 +187,18 @@ pub enum ObjectData {
 }
 
 impl ObjectData {
+    /// Bytes the data takes: shards on storage nodes, plus inline bytes (kept in the index).
+    pub fn stored_bytes(&self) -> u64 {
+        let blob = |b: &Blob| match b {
+            Blob::Inline(d) => d.len() as u64,
+            Blob::Stored(s) => s.stored_bytes(),
+        };
+        match self {
+            ObjectData::Single(b) => blob(b),
+            ObjectData::Multipart(parts) => parts.iter().map(|p| blob(&p.blob)).sum(),
+        }
+    }
+
     /// Every stored blob (to free them).
     pub fn stored_blobs(&self) -> Vec<&StoredBlob> {
         match self {
@@ -180,7 +208,7 @@ impl ObjectData {
     }
 }
 
-/// The current entry of an object key.
+/// One version of an object key: the current entry (`O`) or a noncurrent version (`V`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     /// Bytes of the object.
@@ -195,6 +223,18 @@ pub struct ObjectRecord {
     /// `true` for a delete marker (versioned buckets; no data).
     #[serde(default)]
     pub delete_marker: bool,
+    /// Position among the versions of the key, assigned by the index at commit (each new version
+    /// of a key gets the current one's plus one; entries written before versioning have 0).
+    #[serde(default)]
+    pub seq: u64,
+    /// On the current entry only: the sequence number of the noncurrent *null* version of the key,
+    /// if there is one (a key has at most one null version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_version_seq: Option<u64>,
+    /// On noncurrent versions only: when the next newer version replaced it (Unix ms), the clock of
+    /// noncurrent-version lifecycle rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_since_ms: Option<i64>,
     /// The storage class.
     pub storage_class: String,
     /// Content headers.
@@ -205,6 +245,46 @@ pub struct ObjectRecord {
     pub checksum: Option<StoredChecksum>,
     /// The data.
     pub data: ObjectData,
+}
+
+impl ObjectRecord {
+    /// A delete marker made at `now_ms` (the index assigns its sequence and version id).
+    pub fn delete_marker(now_ms: i64) -> Self {
+        Self {
+            size: 0,
+            etag: String::new(),
+            last_modified_ms: now_ms,
+            version_id: None,
+            delete_marker: true,
+            seq: 0,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
+            storage_class: String::new(),
+            headers: ContentHeaders::default(),
+            user_metadata: BTreeMap::new(),
+            checksum: None,
+            data: ObjectData::Single(Blob::Inline(Vec::new())),
+        }
+    }
+
+    /// This version as stored once a newer one (made at `since_ms`) replaced it.
+    pub fn into_noncurrent(mut self, since_ms: i64) -> Self {
+        self.null_version_seq = None;
+        self.noncurrent_since_ms = Some(since_ms);
+        self
+    }
+}
+
+/// The versioning state of a bucket. Once enabled it can be suspended, never unversioned again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Never enabled: one (null) version per key, overwritten in place.
+    #[default]
+    Unversioned,
+    /// Every write makes a new version; deletes make delete markers.
+    Enabled,
+    /// Writes make the null version (replacing the previous null one); older versions are kept.
+    Suspended,
 }
 
 /// A multipart upload in progress.
@@ -255,6 +335,12 @@ pub struct BucketRecord {
     pub created_ms: i64,
     /// Access key id of the creator (the owner).
     pub owner: String,
+    /// Versioning state.
+    #[serde(default)]
+    pub versioning: Versioning,
+    /// The bucket has a lifecycle configuration (so reads need not look for one otherwise).
+    #[serde(default)]
+    pub lifecycle: bool,
 }
 
 /// An access key and what it may touch.
@@ -270,6 +356,96 @@ pub struct AccessKeyRecord {
     pub buckets: Option<Vec<String>>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: i64,
+}
+
+/// Where a bucket's lifecycle runs stand, so a run interrupted by a crash resumes where it was
+/// (stored with the bucket's configuration documents).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleProgress {
+    /// The run under way (absent between runs).
+    #[serde(default)]
+    pub current: Option<LifecycleRun>,
+    /// The last finished run.
+    #[serde(default)]
+    pub last: Option<LifecycleRun>,
+    /// Totals over every finished run.
+    #[serde(default)]
+    pub totals: LifecycleCounters,
+}
+
+/// One pass of a bucket's lifecycle rules over its current versions, then its noncurrent
+/// versions, then its multipart uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRun {
+    /// When the run began (Unix ms).
+    pub started_ms: i64,
+    /// When it ended.
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    /// What it is walking.
+    pub phase: LifecyclePhase,
+    /// The last key done in this phase (current versions, uploads) ...
+    #[serde(default)]
+    pub cursor_key: Option<String>,
+    /// ... and the last version (noncurrent versions) or upload id done.
+    #[serde(default)]
+    pub cursor_seq: Option<u64>,
+    /// Upload id of the last upload done.
+    #[serde(default)]
+    pub cursor_upload: Option<String>,
+    /// Noncurrent versions of `cursor_key` already walked (their count decides which are newer).
+    #[serde(default)]
+    pub cursor_rank: usize,
+    /// What it did so far.
+    #[serde(default)]
+    pub counters: LifecycleCounters,
+    /// Blobs being written by a transition, with their intents: a run resumed after a crash frees
+    /// those whose transition never committed.
+    #[serde(default)]
+    pub in_flight: Vec<(super::Intent, StoredBlob)>,
+}
+
+/// The phases of a lifecycle run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifecyclePhase {
+    /// Current versions (`O`).
+    Current,
+    /// Noncurrent versions (`V`).
+    Noncurrent,
+    /// Multipart uploads (`U`).
+    Uploads,
+}
+
+/// What lifecycle runs did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleCounters {
+    /// Versions and uploads looked at.
+    pub scanned: u64,
+    /// Versions re-encoded into another storage class.
+    pub transitioned: u64,
+    /// Current versions expired (deleted, or hidden by a delete marker).
+    pub expired: u64,
+    /// Noncurrent versions deleted.
+    pub noncurrent_expired: u64,
+    /// Expired delete markers removed.
+    pub markers_removed: u64,
+    /// Incomplete multipart uploads aborted.
+    pub uploads_aborted: u64,
+    /// Object bytes re-encoded by transitions.
+    pub bytes_moved: u64,
+}
+
+impl LifecycleCounters {
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, other: &LifecycleCounters) {
+        self.scanned += other.scanned;
+        self.transitioned += other.transitioned;
+        self.expired += other.expired;
+        self.noncurrent_expired += other.noncurrent_expired;
+        self.markers_removed += other.markers_removed;
+        self.uploads_aborted += other.uploads_aborted;
+        self.bytes_moved += other.bytes_moved;
+    }
 }
 
 /// A blob whose shards are to be deleted once due: freed by an overwrite or delete, or written by
@@ -294,6 +470,9 @@ mod tests {
             last_modified_ms: 1,
             version_id: None,
             delete_marker: false,
+            seq: 0,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
             storage_class: "STANDARD".into(),
             headers: ContentHeaders::default(),
             user_metadata: BTreeMap::from([("a".into(), "b".into())]),
@@ -310,5 +489,26 @@ mod tests {
             Err(RecordError::UnsupportedFormat(9))
         ));
         assert!(decode::<ObjectRecord>(&[]).is_err());
+    }
+
+    #[test]
+    fn records_written_before_versioning_still_decode() {
+        let old = br#"{"size":1,"etag":"e","last_modified_ms":5,"storage_class":"STANDARD","headers":{},"user_metadata":{},"checksum":null,"data":{"single":{"inline":"eA=="}}}"#;
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend_from_slice(old);
+        let rec: ObjectRecord = decode(&bytes).unwrap();
+        assert_eq!(
+            (rec.version_id, rec.seq, rec.delete_marker),
+            (None, 0, false)
+        );
+        let b: BucketRecord = decode(
+            &[
+                &[FORMAT_V1][..],
+                br#"{"name":"b","created_ms":1,"owner":"o"}"#,
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(b.versioning, Versioning::Unversioned);
     }
 }

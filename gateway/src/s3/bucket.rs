@@ -121,6 +121,8 @@ impl CairnS3 {
             name: name.clone(),
             created_ms: crate::index::now_ms(),
             owner: owner.clone(),
+            versioning: Default::default(),
+            lifecycle: false,
         };
         match self.index.create_bucket(rec).await {
             Ok(()) => {

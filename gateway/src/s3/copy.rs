@@ -10,15 +10,20 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksums::{BodyDigests, ChecksumFields, VerifiedBody};
 use super::conditional::{ReadConditions, check_copy_source};
 use super::object_meta::{headers_in, metadata_in, timestamp};
-use super::{CairnS3, MAX_PUT_SIZE, check_key, check_storage_class};
+use super::versioning::{no_such_version, version_header, version_param};
+use super::{CairnS3, MAX_PUT_SIZE, check_key};
 use crate::index::records::{Blob, ObjectData, ObjectRecord};
-use crate::index::{Intent, WriteCondition, now_ms};
+use crate::index::{Intent, Stamp, WriteCondition};
 
 /// The source object of a copy, with its conditions checked.
 pub(super) struct CopySourceObject {
     pub bucket: String,
     pub key: String,
     pub record: ObjectRecord,
+    /// The source's `x-amz-copy-source-version-id`.
+    pub version_header: Option<String>,
+    /// The request named a source version.
+    pub named_version: bool,
 }
 
 impl CairnS3 {
@@ -27,48 +32,63 @@ impl CairnS3 {
         source: &CopySource,
         conditions: ReadConditions<'_>,
     ) -> S3Result<CopySourceObject> {
-        let (bucket, key) = match source {
+        let (bucket, key, version) = match source {
             CopySource::Bucket {
                 bucket,
                 key,
                 version_id,
-            } => {
-                if version_id.as_deref().is_some_and(|v| v != "null") {
-                    return Err(s3_error!(
-                        NoSuchVersion,
-                        "The specified version does not exist."
-                    ));
-                }
-                (bucket.to_string(), key.to_string())
-            }
+            } => (
+                bucket.to_string(),
+                key.to_string(),
+                version_param(version_id.as_deref())?,
+            ),
             CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => {
                 return Err(s3_error!(NotImplemented, "Access points are not supported"));
             }
         };
-        self.require_bucket(&bucket).await?;
-        let record = match self.index.get_object(&bucket, &key).await? {
-            Some(r) if !r.delete_marker => r,
-            _ => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+        let b = self.require_bucket(&bucket).await?;
+        let named_version = version.is_some();
+        let record = match version {
+            None => match self.index.get_object(&bucket, &key).await? {
+                Some(r) if !r.delete_marker => r,
+                _ => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+            },
+            Some(v) => match self.index.get_version(&bucket, &key, v).await? {
+                Some((r, _)) if r.delete_marker => {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        "The source of a copy request may not specifically refer to a delete marker by version id."
+                    ));
+                }
+                Some((r, _)) => r,
+                None => return Err(no_such_version()),
+            },
         };
         check_copy_source(&record, &conditions)?;
         Ok(CopySourceObject {
             bucket,
             key,
+            version_header: version_header(&b, &record),
             record,
+            named_version,
         })
     }
 
-    /// Copies `range` of the source into a new blob, hashing it with `algorithm` if given.
+    /// Copies `range` of the source into a new blob of `storage_class`, hashing it with
+    /// `algorithm` if given.
     pub(super) async fn copy_data(
         &self,
         src: &ObjectRecord,
         range: Range<u64>,
+        storage_class: &str,
         algorithm: Option<&ChecksumAlgorithm>,
     ) -> S3Result<(Blob, Option<Intent>, VerifiedBody)> {
         let mut digests = BodyDigests::new(algorithm, ChecksumFields::default(), None)?;
         let len = range.end - range.start;
         let stream = self.object_stream(src, range);
-        let (blob, intent) = self.store_body(stream, len, |c| digests.update(c)).await?;
+        let (blob, intent) = self
+            .store_body(stream, len, storage_class, |c| digests.update(c))
+            .await?;
         let verified = digests.finish(None)?;
         Ok((blob, intent, verified))
     }
@@ -79,7 +99,7 @@ impl CairnS3 {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        let storage_class = check_storage_class(input.storage_class.as_ref())?;
+        let storage_class = self.storage_class(input.storage_class.as_ref())?;
         let src = self
             .copy_source(
                 &input.copy_source,
@@ -91,7 +111,7 @@ impl CairnS3 {
                 },
             )
             .await?;
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
             None | Some(MetadataDirective::COPY) => false,
             Some(MetadataDirective::REPLACE) => true,
@@ -104,6 +124,7 @@ impl CairnS3 {
         };
         if src.bucket == input.bucket
             && src.key == input.key
+            && !src.named_version
             && !replace
             && input.storage_class.is_none()
         {
@@ -140,14 +161,23 @@ impl CairnS3 {
             (src.record.headers.clone(), src.record.user_metadata.clone())
         };
         let (blob, intent, verified) = self
-            .copy_data(&src.record, 0..src.record.size, algorithm.as_ref())
+            .copy_data(
+                &src.record,
+                0..src.record.size,
+                &storage_class,
+                algorithm.as_ref(),
+            )
             .await?;
+        let stamp = Stamp::now();
         let rec = ObjectRecord {
             size: src.record.size,
             etag: verified.etag.clone(),
-            last_modified_ms: now_ms(),
+            last_modified_ms: stamp.now_ms,
             version_id: None,
             delete_marker: false,
+            seq: 0,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
             storage_class,
             headers,
             user_metadata,
@@ -155,7 +185,7 @@ impl CairnS3 {
             data: ObjectData::Single(blob.clone()),
         };
         let last_modified = rec.last_modified_ms;
-        if let Err(e) = self
+        let written = match self
             .index
             .put_object(
                 &input.bucket,
@@ -163,12 +193,16 @@ impl CairnS3 {
                 rec,
                 WriteCondition::None,
                 intent.iter().cloned().collect(),
+                stamp,
             )
             .await
         {
-            self.discard(&blob, intent).await;
-            return Err(e.into());
-        }
+            Ok(w) => w,
+            Err(e) => {
+                self.discard(&blob, intent).await;
+                return Err(e.into());
+            }
+        };
         let fields = ChecksumFields::from_stored(verified.checksum.as_ref());
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -181,6 +215,11 @@ impl CairnS3 {
                 checksum_crc64nvme: fields.crc64nvme,
                 ..Default::default()
             }),
+            version_id: written.version_header(),
+            expiration: self
+                .expiration_header(&bucket, &input.key, src.record.size, last_modified)
+                .await,
+            copy_source_version_id: src.version_header,
             ..Default::default()
         }))
     }

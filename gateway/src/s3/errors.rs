@@ -2,8 +2,25 @@
 
 use s3s::{S3Error, S3ErrorCode, s3_error};
 
+use crate::bucket_config::ConfigError;
 use crate::data::DataError;
 use crate::index::IndexError;
+
+impl From<ConfigError> for S3Error {
+    fn from(e: ConfigError) -> Self {
+        let code: S3ErrorCode = e.code().parse().unwrap_or(S3ErrorCode::MalformedXML);
+        let mut out = S3Error::with_message(code, e.to_string());
+        out.set_status_code(http::StatusCode::BAD_REQUEST);
+        out
+    }
+}
+use crate::index::version::InvalidVersionId;
+
+impl From<InvalidVersionId> for S3Error {
+    fn from(_: InvalidVersionId) -> Self {
+        s3_error!(InvalidArgument, "Invalid version id specified")
+    }
+}
 
 /// An S3 error whose code s3s does not define, with the status AWS uses.
 pub fn custom(code: &str, status: u16, message: impl Into<String>) -> S3Error {
@@ -34,6 +51,23 @@ impl From<IndexError> for S3Error {
                 PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold"
             ),
+            IndexError::VersioningIrreversible(_) => custom(
+                "IllegalVersioningConfigurationException",
+                400,
+                "Versioning cannot be turned off once enabled; suspend it instead",
+            ),
+            IndexError::ReplicationNeedsVersioning(_) => s3_error!(
+                InvalidRequest,
+                "Versioning must be 'Enabled' on the bucket to apply a replication configuration"
+            ),
+            IndexError::ReplicationBlocksSuspend(_) => custom(
+                "InvalidBucketState",
+                409,
+                "A replication configuration is present on this bucket, so the versioning state cannot be changed.",
+            ),
+            IndexError::UnknownVersionMarker => {
+                s3_error!(InvalidArgument, "Invalid version id specified")
+            }
             other => {
                 tracing::error!(error = %other, "index failure");
                 S3Error::with_message(S3ErrorCode::InternalError, other.to_string())

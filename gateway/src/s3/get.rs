@@ -11,6 +11,7 @@ use super::checksums::{ChecksumFields, checksum_type};
 use super::conditional::{ReadConditions, check_read};
 use super::errors::{custom, data_error};
 use super::object_meta::{etag, metadata_out, parse_http_date, timestamp};
+use super::versioning::version_header;
 use super::{CairnS3, STANDARD};
 use crate::data::DataError;
 use crate::index::records::{Blob, ObjectData, ObjectRecord};
@@ -41,14 +42,6 @@ fn part_range(rec: &ObjectRecord, n: i32) -> S3Result<(Range<u64>, usize)> {
 }
 
 impl CairnS3 {
-    async fn current(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
-        self.require_bucket(bucket).await?;
-        match self.index.get_object(bucket, key).await? {
-            Some(r) if !r.delete_marker => Ok(r),
-            _ => Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
-        }
-    }
-
     /// Streams bytes `range` of an object, part by part for multipart objects.
     pub(super) fn object_stream(&self, rec: &ObjectRecord, range: Range<u64>) -> DataStream {
         let segments: Vec<(Blob, Range<u64>)> = match &rec.data {
@@ -79,7 +72,9 @@ impl CairnS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let rec = self.current(&input.bucket, &input.key).await?;
+        let (rec, bucket, latest) = self
+            .readable(&input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
         check_read(
             &rec,
             &ReadConditions {
@@ -89,6 +84,12 @@ impl CairnS3 {
                 if_unmodified_since: input.if_unmodified_since.as_ref(),
             },
         )?;
+        let expiration = if latest {
+            self.expiration_header(&bucket, &input.key, rec.size, rec.last_modified_ms)
+                .await
+        } else {
+            None
+        };
         let (range, partial, parts_count) = match (&input.range, input.part_number) {
             (Some(_), Some(_)) => {
                 return Err(s3_error!(
@@ -167,6 +168,8 @@ impl CairnS3 {
             checksum_type: checksums
                 .then(|| checksum_type(rec.checksum.as_ref()))
                 .flatten(),
+            version_id: version_header(&bucket, &rec),
+            expiration,
             ..Default::default()
         }))
     }
@@ -176,7 +179,9 @@ impl CairnS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let rec = self.current(&input.bucket, &input.key).await?;
+        let (rec, bucket, latest) = self
+            .readable(&input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
         check_read(
             &rec,
             &ReadConditions {
@@ -186,6 +191,12 @@ impl CairnS3 {
                 if_unmodified_since: input.if_unmodified_since.as_ref(),
             },
         )?;
+        let expiration = if latest {
+            self.expiration_header(&bucket, &input.key, rec.size, rec.last_modified_ms)
+                .await
+        } else {
+            None
+        };
         let (len, parts_count) = match input.part_number {
             Some(n) => {
                 let (r, count) = part_range(&rec, n)?;
@@ -226,6 +237,8 @@ impl CairnS3 {
             checksum_type: checksums
                 .then(|| checksum_type(rec.checksum.as_ref()))
                 .flatten(),
+            version_id: version_header(&bucket, &rec),
+            expiration,
             ..Default::default()
         }))
     }

@@ -13,7 +13,7 @@ use crate::index::records::ObjectRecord;
 /// S3's page size cap.
 const MAX_KEYS: i32 = 1000;
 
-fn max_keys(m: Option<i32>) -> S3Result<usize> {
+pub(super) fn max_keys(m: Option<i32>) -> S3Result<usize> {
     match m {
         None => Ok(MAX_KEYS as usize),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
@@ -21,7 +21,7 @@ fn max_keys(m: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
+pub(super) fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
     match encoding.map(|e| e.as_str()) {
         None => Ok(false),
         Some(e) if e.eq_ignore_ascii_case(EncodingType::URL) => Ok(true),
@@ -33,7 +33,7 @@ fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
 }
 
 /// Percent-encodes like S3's `encoding-type=url` (unreserved characters and `/` stay).
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {

@@ -10,11 +10,15 @@ mod copy;
 mod delete;
 pub mod errors;
 mod get;
+mod lifecycle;
 mod list;
 mod multipart;
 mod object_meta;
 mod put;
+mod replication;
+mod versioning;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,7 +30,9 @@ use crate::data::reader::BlobReader;
 use crate::data::writer::BlobWriter;
 use crate::index::records::{Blob, StoredBlob};
 use crate::index::{Index, Intent};
-use crate::metrics::GatewayMetrics;
+use crate::lifecycle::rules::LifecycleClock;
+use crate::metrics::{ClassLabels, GatewayMetrics};
+use crate::storage_class::StorageClasses;
 
 /// Limits and identity of the S3 front end.
 #[derive(Debug, Clone)]
@@ -39,25 +45,31 @@ pub struct S3Options {
     pub owner_id: String,
 }
 
+/// The writers of the fleet's storage classes, by name (each with its class's erasure profile).
+pub type ClassWriters = BTreeMap<String, BlobWriter>;
+
 /// Largest single PUT (S3: 5 GiB).
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
 /// Largest object key in bytes (S3: 1024).
 pub const MAX_KEY_LEN: usize = 1024;
-/// The only storage class until storage classes become erasure profiles.
-pub const STANDARD: &str = "STANDARD";
+/// The storage class of writes that name none.
+pub const STANDARD: &str = crate::storage_class::STANDARD;
 
 /// The S3 service.
 #[derive(Clone)]
 pub struct CairnS3 {
     index: Index,
-    writer: BlobWriter,
+    classes: Arc<StorageClasses>,
+    writers: Arc<ClassWriters>,
     reader: BlobReader,
     metrics: Arc<GatewayMetrics>,
     options: S3Options,
+    lifecycle_clock: LifecycleClock,
 }
 
 impl CairnS3 {
-    /// The service over `index` and the data path.
+    /// The service over `index` and the data path, with one storage class, `STANDARD`, written
+    /// by `writer`.
     pub fn new(
         index: Index,
         writer: BlobWriter,
@@ -65,12 +77,67 @@ impl CairnS3 {
         metrics: Arc<GatewayMetrics>,
         options: S3Options,
     ) -> Self {
+        let classes =
+            StorageClasses::new(writer.options().profile, Vec::new()).expect("one storage class");
+        let writers = Arc::new(BTreeMap::from([(STANDARD.to_string(), writer)]));
         Self {
             index,
-            writer,
+            classes: Arc::new(classes),
+            writers,
             reader,
             metrics,
             options,
+            lifecycle_clock: LifecycleClock::default(),
+        }
+        .with_overhead_metrics()
+    }
+
+    /// The same service with the fleet's storage classes and a writer for each.
+    pub fn with_storage_classes(
+        mut self,
+        classes: Arc<StorageClasses>,
+        writers: Arc<ClassWriters>,
+    ) -> Self {
+        debug_assert!(classes.iter().all(|c| writers.contains_key(&c.name)));
+        self.classes = classes;
+        self.writers = writers;
+        self.with_overhead_metrics()
+    }
+
+    /// The same service counting lifecycle days with `clock` (for `x-amz-expiration`).
+    pub fn with_lifecycle_clock(mut self, clock: LifecycleClock) -> Self {
+        self.lifecycle_clock = clock;
+        self
+    }
+
+    fn with_overhead_metrics(self) -> Self {
+        for c in self.classes.iter() {
+            self.metrics
+                .class_overhead
+                .get_or_create(&ClassLabels {
+                    class: c.name.clone(),
+                })
+                .set((c.overhead() * 1000.0).round() as i64);
+        }
+        self
+    }
+
+    /// `true` if this fleet has storage class `class`.
+    pub fn storage_class_exists(&self, class: &str) -> bool {
+        self.classes.contains(class) && self.writers.contains_key(class)
+    }
+
+    /// The storage class a write asks for (`STANDARD` when none): `InvalidStorageClass` unless
+    /// the fleet has it.
+    fn storage_class(&self, class: Option<&StorageClass>) -> S3Result<String> {
+        let name = class.map_or(STANDARD, |c| c.as_str());
+        if self.storage_class_exists(name) {
+            Ok(name.to_string())
+        } else {
+            Err(s3_error!(
+                InvalidStorageClass,
+                "The storage class {name} is not configured in this fleet"
+            ))
         }
     }
 
@@ -88,6 +155,7 @@ impl CairnS3 {
         &self,
         mut body: S,
         length: u64,
+        storage_class: &str,
         mut observe: impl FnMut(&[u8]),
     ) -> S3Result<(Blob, Option<Intent>)>
     where
@@ -118,9 +186,18 @@ impl CairnS3 {
             self.metrics.objects_inline.inc();
             return Ok((Blob::Inline(data), None));
         }
-        let blob = self.writer.plan(length).map_err(errors::data_error)?;
-        let intent = self.index.record_intent(&blob).await?;
-        match self.writer.write(&blob, body, observe).await {
+        let writer = self.writers.get(storage_class).ok_or_else(|| {
+            s3_error!(
+                InvalidStorageClass,
+                "The storage class {storage_class} is not configured in this fleet"
+            )
+        })?;
+        let blob = writer.plan(length).map_err(errors::data_error)?;
+        let intent = self
+            .index
+            .record_intent(&blob, crate::index::now_ms())
+            .await?;
+        match writer.write(&blob, body, observe).await {
             Ok(_) => {
                 self.metrics.objects_erasure_coded.inc();
                 Ok((Blob::Stored(blob), Some(intent)))
@@ -140,7 +217,11 @@ impl CairnS3 {
     }
 
     async fn discard_stored(&self, blob: &StoredBlob, intent: Intent) {
-        if let Err(e) = self.index.abandon(intent, blob).await {
+        if let Err(e) = self
+            .index
+            .abandon(intent, blob, crate::index::now_ms())
+            .await
+        {
             // The intent record stays and becomes due later: the shards are still collected.
             tracing::warn!(object = %blob.object_id, error = %e, "could not mark blob as garbage now");
         }
@@ -175,17 +256,6 @@ fn check_key(key: &str) -> S3Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Only STANDARD until storage classes are erasure profiles.
-fn check_storage_class(class: Option<&StorageClass>) -> S3Result<String> {
-    match class.map(|c| c.as_str()) {
-        None | Some(STANDARD) => Ok(STANDARD.to_string()),
-        Some(other) => Err(s3_error!(
-            InvalidStorageClass,
-            "The storage class {other} is not configured in this fleet"
-        )),
-    }
 }
 
 #[async_trait::async_trait]
@@ -328,5 +398,68 @@ impl S3 for CairnS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.list_multipart_uploads_op(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_op(req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.get_bucket_versioning_op(req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.list_object_versions_op(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.put_bucket_lifecycle_configuration_op(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.get_bucket_lifecycle_configuration_op(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.delete_bucket_lifecycle_op(req).await
+    }
+
+    async fn put_bucket_replication(
+        &self,
+        req: S3Request<PutBucketReplicationInput>,
+    ) -> S3Result<S3Response<PutBucketReplicationOutput>> {
+        self.put_bucket_replication_op(req).await
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        self.get_bucket_replication_op(req).await
+    }
+
+    async fn delete_bucket_replication(
+        &self,
+        req: S3Request<DeleteBucketReplicationInput>,
+    ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
+        self.delete_bucket_replication_op(req).await
     }
 }

@@ -10,11 +10,11 @@ use super::checksums::{BodyDigests, ChecksumFields, checksum_type, digest, hex};
 use super::conditional::{ReadConditions, write_condition};
 use super::errors::custom;
 use super::object_meta::{etag, headers_in, metadata_in, timestamp};
-use super::{CairnS3, MAX_PUT_SIZE, check_key, check_storage_class};
+use super::{CairnS3, MAX_PUT_SIZE, check_key};
 use crate::index::records::{
     ObjectData, ObjectRecord, PartRecord, PartRef, StoredChecksum, UploadRecord,
 };
-use crate::index::{IndexError, now_ms};
+use crate::index::{IndexError, Stamp, now_ms};
 
 /// Highest part number (S3: 10,000).
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -60,7 +60,7 @@ impl CairnS3 {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        let storage_class = check_storage_class(input.storage_class.as_ref())?;
+        let storage_class = self.storage_class(input.storage_class.as_ref())?;
         self.require_bucket(&input.bucket).await?;
         let checksum_type = match (&input.checksum_algorithm, &input.checksum_type) {
             (_, Some(t)) if t.as_str() == ChecksumType::FULL_OBJECT => {
@@ -141,7 +141,9 @@ impl CairnS3 {
             input.content_md5,
         )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let (blob, intent) = self.store_body(body, length, |c| digests.update(c)).await?;
+        let (blob, intent) = self
+            .store_body(body, length, &upload.storage_class, |c| digests.update(c))
+            .await?;
         let verified = match digests.finish(trailers.and_then(|t| t.take())) {
             Ok(v) => v,
             Err(e) => {
@@ -219,7 +221,12 @@ impl CairnS3 {
             .as_ref()
             .map(|a| ChecksumAlgorithm::from(a.clone()));
         let (blob, intent, verified) = self
-            .copy_data(&src.record, range, algorithm.as_ref())
+            .copy_data(
+                &src.record,
+                range,
+                &upload.storage_class,
+                algorithm.as_ref(),
+            )
             .await?;
         let part = PartRecord {
             part_number,
@@ -248,6 +255,7 @@ impl CairnS3 {
                 checksum_sha256: fields.sha256,
                 checksum_crc64nvme: fields.crc64nvme,
             }),
+            copy_source_version_id: src.version_header,
             ..Default::default()
         }))
     }
@@ -351,24 +359,30 @@ impl CairnS3 {
                 kind: ChecksumType::COMPOSITE.to_string(),
             });
         let size: u64 = parts.iter().map(|p| p.blob.len()).sum();
+        let stamp = Stamp::now();
         let rec = ObjectRecord {
             size,
             etag: etag_value.clone(),
-            last_modified_ms: now_ms(),
+            last_modified_ms: stamp.now_ms,
             version_id: None,
             delete_marker: false,
+            seq: 0,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
             storage_class: upload.storage_class.clone(),
             headers: upload.headers.clone(),
             user_metadata: upload.user_metadata.clone(),
             checksum: checksum.clone(),
             data: ObjectData::Multipart(parts),
         };
+        let last_modified = rec.last_modified_ms;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let etag_out = etag(&rec);
-        match self.index.complete_upload(&upload, rec, cond).await {
-            Ok(_) => {}
+        let written = match self.index.complete_upload(&upload, rec, cond, stamp).await {
+            Ok(w) => w,
             Err(IndexError::PreconditionFailed) => return Err(s3_error!(PreconditionFailed)),
             Err(e) => return Err(e.into()),
-        }
+        };
         tracing::info!(bucket = %input.bucket, key = %input.key, parts = count, size, "multipart upload completed");
         let fields = ChecksumFields::from_stored(checksum.as_ref());
         Ok(S3Response::new(CompleteMultipartUploadOutput {
@@ -382,6 +396,10 @@ impl CairnS3 {
             checksum_sha256: fields.sha256,
             checksum_crc64nvme: fields.crc64nvme,
             checksum_type: checksum_type(checksum.as_ref()),
+            version_id: written.version_header(),
+            expiration: self
+                .expiration_header(&bucket, &input.key, size, last_modified)
+                .await,
             ..Default::default()
         }))
     }
@@ -394,7 +412,7 @@ impl CairnS3 {
         let upload = self
             .upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        self.index.abort_upload(&upload).await?;
+        self.index.abort_upload(&upload, now_ms()).await?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 

@@ -6,9 +6,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksums::{BodyDigests, ChecksumFields, checksum_type};
 use super::conditional::write_condition;
 use super::object_meta::{headers_in, metadata_in};
-use super::{CairnS3, MAX_PUT_SIZE, check_key, check_storage_class};
+use super::{CairnS3, MAX_PUT_SIZE, check_key};
 use crate::index::records::{ObjectData, ObjectRecord};
-use crate::index::{IndexError, WriteCondition, now_ms};
+use crate::index::{IndexError, Stamp, WriteCondition};
 
 impl CairnS3 {
     pub(super) async fn put_object_op(
@@ -18,7 +18,7 @@ impl CairnS3 {
         let trailers = req.trailing_headers.take();
         let input = req.input;
         check_key(&input.key)?;
-        let storage_class = check_storage_class(input.storage_class.as_ref())?;
+        let storage_class = self.storage_class(input.storage_class.as_ref())?;
         let length = input
             .content_length
             .ok_or_else(|| s3_error!(MissingContentLength))?;
@@ -32,7 +32,7 @@ impl CairnS3 {
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let user_metadata = metadata_in(input.metadata)?;
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         // A cheap early check, so a conditional create of an existing key does not upload first;
         // the commit checks again atomically.
         if cond == WriteCondition::IfAbsent
@@ -57,7 +57,7 @@ impl CairnS3 {
         )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let (blob, intent) = self
-            .store_body(body, length, |chunk| digests.update(chunk))
+            .store_body(body, length, &storage_class, |chunk| digests.update(chunk))
             .await?;
         let verified = match digests.finish(trailers.and_then(|t| t.take())) {
             Ok(v) => v,
@@ -66,12 +66,16 @@ impl CairnS3 {
                 return Err(e);
             }
         };
+        let stamp = Stamp::now();
         let rec = ObjectRecord {
             size: length,
             etag: verified.etag.clone(),
-            last_modified_ms: now_ms(),
+            last_modified_ms: stamp.now_ms,
             version_id: None,
             delete_marker: false,
+            seq: 0,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
             storage_class,
             headers: headers_in(
                 input.content_type.map(|c| c.to_string()),
@@ -86,12 +90,12 @@ impl CairnS3 {
             data: ObjectData::Single(blob.clone()),
         };
         let intents = intent.iter().cloned().collect();
-        match self
+        let written = match self
             .index
-            .put_object(&input.bucket, &input.key, rec, cond, intents)
+            .put_object(&input.bucket, &input.key, rec, cond, intents, stamp)
             .await
         {
-            Ok(_) => {}
+            Ok(w) => w,
             Err(e) => {
                 self.discard(&blob, intent).await;
                 return Err(match e {
@@ -102,7 +106,7 @@ impl CairnS3 {
                     other => other.into(),
                 });
             }
-        }
+        };
         tracing::debug!(bucket = %input.bucket, key = %input.key, size = length, "object stored");
         let fields = ChecksumFields::from_stored(verified.checksum.as_ref());
         Ok(S3Response::new(PutObjectOutput {
@@ -114,6 +118,10 @@ impl CairnS3 {
             checksum_crc64nvme: fields.crc64nvme,
             checksum_type: checksum_type(verified.checksum.as_ref()),
             size: Some(length as i64),
+            version_id: written.version_header(),
+            expiration: self
+                .expiration_header(&bucket, &input.key, length, stamp.now_ms)
+                .await,
             ..Default::default()
         }))
     }
