@@ -518,3 +518,66 @@ fn version_listings_stay_consistent_under_concurrent_writes() {
         writer.await.unwrap();
     });
 }
+
+/// A commit whose intent record was already collected (the upload outlived its timeout) is
+/// refused, so no entry ever points at shards the garbage collector may have deleted.
+#[tokio::test]
+async fn commit_after_the_intent_was_collected_is_refused() {
+    use cairn_gateway::index::IndexError;
+    use cairn_gateway::index::records::StoredBlob;
+    use cairn_storage_node::codec::ErasureProfile;
+    use cairn_storage_node::format::PlacementEntry;
+    use cairn_storage_node::ids::ObjectId;
+
+    let idx = Index::new(Arc::new(MemEngine::default()), IndexOptions::default());
+    idx.create_bucket(bucket("b")).await.unwrap();
+    let blob = StoredBlob {
+        object_id: ObjectId::from_bytes([9; 16]),
+        profile: ErasureProfile::new(4, 2).unwrap(),
+        stripe_size: 1 << 20,
+        length: 100_000,
+        placement: (0..6)
+            .map(|i| PlacementEntry {
+                node: format!("n{i}").parse().unwrap(),
+                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
+            })
+            .collect(),
+    };
+    let mut rec = record(1);
+    rec.data = ObjectData::Single(Blob::Stored(blob.clone()));
+    // A live intent commits.
+    let intent = idx.record_intent(&blob, 0).await.unwrap();
+    idx.put_object(
+        "b",
+        "ok",
+        rec.clone(),
+        WriteCondition::None,
+        vec![intent],
+        Stamp::now(),
+    )
+    .await
+    .unwrap();
+    // An intent the collector already took does not.
+    let intent = idx.record_intent(&blob, 0).await.unwrap();
+    let due: Vec<Vec<u8>> = idx
+        .due_garbage(u64::MAX - 1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    idx.remove_garbage(due).await.unwrap();
+    let err = idx
+        .put_object(
+            "b",
+            "late",
+            rec,
+            WriteCondition::None,
+            vec![intent],
+            Stamp::now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IndexError::IntentExpired), "{err:?}");
+    assert!(idx.get_object("b", "late").await.unwrap().is_none());
+}

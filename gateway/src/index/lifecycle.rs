@@ -223,7 +223,7 @@ impl Index {
             rec.data = new;
             rec.storage_class = class;
             ops.push(WriteOp::Put(slot, records::encode(&rec)));
-            ops.extend(intents.into_iter().map(|t| WriteOp::Delete(t.0)));
+            ops.extend(i.consume_intents(intents)?);
             i.engine.write(ops)?;
             Ok(true)
         })

@@ -66,6 +66,10 @@ pub enum IndexError {
     /// A write condition (If-Match / If-None-Match) did not hold at commit time.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// The upload took so long that its intent record came due and the garbage collector may
+    /// already have deleted its shards: committing it would point at lost data.
+    #[error("the upload outlived its timeout; its data may have been collected")]
+    IntentExpired,
     /// Versioning cannot be turned off once it was enabled or suspended.
     #[error("versioning of bucket {0} cannot be turned off")]
     VersioningIrreversible(String),
@@ -224,6 +228,18 @@ impl Inner {
                         reason: reason.to_string(),
                     }),
                 )
+            })
+            .collect()
+    }
+
+    /// Deletes of the intent records of blobs being committed; `IntentExpired` if one is gone
+    /// (collected), so a commit never refers to shards that may have been deleted.
+    fn consume_intents(&self, intents: Vec<Intent>) -> Result<Vec<WriteOp>, IndexError> {
+        intents
+            .into_iter()
+            .map(|t| match self.engine.get(&t.0)? {
+                Some(_) => Ok(WriteOp::Delete(t.0)),
+                None => Err(IndexError::IntentExpired),
             })
             .collect()
     }
@@ -698,7 +714,7 @@ impl Index {
                 ));
             }
             ops.push(WriteOp::Put(pkey, records::encode(&part)));
-            ops.extend(intents.into_iter().map(|t| WriteOp::Delete(t.0)));
+            ops.extend(i.consume_intents(intents)?);
             i.engine.write(ops)?;
             Ok(())
         })

@@ -201,7 +201,7 @@ impl Index {
             i.check(old.as_ref(), &cond)?;
             let mut ops = Vec::new();
             i.install(&b, &key, old.as_ref(), &mut rec, stamp, &mut ops)?;
-            ops.extend(intents.into_iter().map(|t| WriteOp::Delete(t.0)));
+            ops.extend(i.consume_intents(intents)?);
             i.engine.write(ops)?;
             Ok(Written {
                 version_id: rec.version_id,

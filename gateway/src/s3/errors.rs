@@ -47,6 +47,10 @@ impl From<IndexError> for S3Error {
                 NoSuchUpload,
                 "The specified multipart upload does not exist"
             ),
+            IndexError::IntentExpired => s3_error!(
+                RequestTimeout,
+                "The upload took longer than the gateway's upload timeout; please retry"
+            ),
             IndexError::PreconditionFailed => s3_error!(
                 PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold"
