@@ -170,6 +170,8 @@ pub trait AdminApi: Send + Sync {
     async fn create_key(&self, name: &str, buckets: &[String]) -> Result<CreatedKey, AdminError>;
     /// Deletes an access key; `false` if it was absent.
     async fn delete_key(&self, id: &str) -> Result<bool, AdminError>;
+    /// Sets a bucket's versioning state (`Enabled` or `Suspended`; never back to unversioned).
+    async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError>;
     /// Stores a bucket's lifecycle or replication configuration.
     async fn put_bucket_config(
         &self,
@@ -367,6 +369,12 @@ impl AdminApi for HttpAdmin {
             Err(e) if is_missing(&e, &["NoSuchKey"]) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError> {
+        let path = format!("/admin/v1/buckets/{}/versioning", seg(bucket));
+        let body = serde_json::json!({ "status": status });
+        self.call("PUT", &path, Some(&body)).await.map(|_| ())
     }
 
     async fn put_bucket_config(

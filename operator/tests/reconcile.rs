@@ -489,17 +489,31 @@ async fn bucket_conditions_for_missing_store_and_unsupported_features() {
             .contains("storage/nope")
     );
 
-    let (kube, _admin, ctx) = bucket_setup(json!({"spec": {"versioning": "Enabled"}}));
+    // Versioning is pushed to the gateway; quota is not applied yet and says so.
+    let (kube, admin, ctx) =
+        bucket_setup(json!({"spec": {"versioning": "Enabled", "quota": {"maxSize": "1Gi"}}}));
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
     assert_eq!(cond(&b, "Ready")["status"], "True");
-    assert_eq!(cond(&b, "Degraded")["reason"], "GatewayUnsupported");
-    assert!(
-        cond(&b, "Degraded")["message"]
-            .as_str()
+    assert_eq!(
+        admin
+            .state
+            .lock()
             .unwrap()
-            .contains("versioning")
+            .versioning
+            .get("photos")
+            .map(String::as_str),
+        Some("Enabled")
+    );
+    assert_eq!(cond(&b, "Degraded")["reason"], "GatewayUnsupported");
+    let msg = cond(&b, "Degraded")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("quota") && !msg.contains("versioning"),
+        "{msg}"
     );
 }
 

@@ -84,9 +84,6 @@ pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
 /// Features of the spec the gateway cannot carry out yet.
 pub fn unsupported(bucket: &Bucket) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if bucket.spec.versioning != Versioning::Off {
-        out.push("versioning");
-    }
     if bucket.spec.quota.is_some() {
         out.push("quota");
     }
@@ -225,6 +222,16 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             Err(e) => return Err(e.into()),
         },
     };
+
+    // Versioning: only ever switched on or suspended; the CRD's CEL rule forbids going back to Off.
+    let versioning = match bucket.spec.versioning {
+        Versioning::Off => None,
+        Versioning::Enabled => Some("Enabled"),
+        Versioning::Suspended => Some("Suspended"),
+    };
+    if let Some(v) = versioning {
+        admin.set_versioning(&name, v).await?;
+    }
 
     // The Secret and its key: keep a working pair, else make a new one.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);

@@ -422,16 +422,8 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
             generation,
         );
     }
-    if store.spec.storage_classes.len() > 1 || store.spec.tls.is_some() {
-        let mut parts = Vec::new();
-        if store.spec.storage_classes.len() > 1 {
-            parts.push(
-                "only the default storage class is applied (the gateway has one erasure profile)",
-            );
-        }
-        if store.spec.tls.is_some() {
-            parts.push("spec.tls is not served yet (the gateway has no TLS listener)");
-        }
+    if store.spec.tls.is_some() {
+        let parts = ["spec.tls is not served yet (the gateway has no TLS listener)"];
         if !conditions::is_true(&status.conditions, DEGRADED) {
             conditions::set(
                 &mut status.conditions,

@@ -202,6 +202,27 @@ pub fn node_list(store: &ObjectStore) -> Vec<String> {
     out
 }
 
+/// The storage classes besides the default one, in the gateway's `CAIRN_STORAGE_CLASSES` form
+/// (`NAME=K+M[:zone=ZONE]`, comma-separated; empty when there are none). The default class is
+/// the gateway's STANDARD profile (`CAIRN_DATA_SHARDS`/`CAIRN_PARITY_SHARDS`).
+pub fn extra_storage_classes(spec: &ObjectStoreSpec) -> String {
+    let default = spec.default_storage_class().map(|c| c.name.as_str());
+    spec.storage_classes
+        .iter()
+        .filter(|c| Some(c.name.as_str()) != default)
+        .map(|c| {
+            let mut s = format!("{}={}+{}", c.name, c.data_shards, c.parity_shards);
+            if c.placement == Placement::SingleZone
+                && let Some(z) = &c.zone
+            {
+                s.push_str(&format!(":zone={z}"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Gateway pods actually run: the spec's replicas, capped by the operator setting.
 pub fn gateway_replicas(spec: &ObjectStoreSpec, config: &BuildConfig) -> i32 {
     match config.max_gateway_replicas {
@@ -471,6 +492,7 @@ pub fn gateway_statefulset(
             {"name": "CAIRN_INLINE_THRESHOLD", "value": spec.inline_threshold},
             {"name": "CAIRN_DATA_SHARDS", "value": class.map(|c| c.data_shards).unwrap_or(4).to_string()},
             {"name": "CAIRN_PARITY_SHARDS", "value": class.map(|c| c.parity_shards).unwrap_or(2).to_string()},
+            {"name": "CAIRN_STORAGE_CLASSES", "value": extra_storage_classes(spec)},
             secret_env(ROOT_ACCESS_KEY),
             secret_env(ROOT_SECRET_KEY),
             secret_env(ADMIN_TOKEN),
@@ -777,6 +799,7 @@ mod tests {
         );
         assert_eq!(get("CAIRN_DATA_SHARDS")["value"], "4");
         assert_eq!(get("CAIRN_PARITY_SHARDS")["value"], "2");
+        assert_eq!(get("CAIRN_STORAGE_CLASSES")["value"], "");
         assert_eq!(get("CAIRN_INLINE_THRESHOLD")["value"], "64K");
         // Every node id parses as the gateway's `id@zone=url`.
         for n in nodes {
@@ -854,6 +877,30 @@ mod tests {
         assert_eq!(secret.metadata.name.as_deref(), Some("s3-credentials"));
         assert_eq!(FleetSecrets::from_secret(&secret), Some(secrets));
         assert!(secret.metadata.owner_references.is_some());
+    }
+
+    #[test]
+    fn extra_storage_classes_use_the_gateways_syntax() {
+        let mut s = store(&["a", "b", "c"]);
+        assert_eq!(extra_storage_classes(&s.spec), "");
+        s.spec.storage_classes.push(StorageClassSpec {
+            name: "STANDARD_IA".into(),
+            data_shards: 6,
+            parity_shards: 3,
+            placement: Placement::Spread,
+            zone: None,
+        });
+        s.spec.storage_classes.push(StorageClassSpec {
+            name: "ONEZONE_IA".into(),
+            data_shards: 1,
+            parity_shards: 1,
+            placement: Placement::SingleZone,
+            zone: Some("b".into()),
+        });
+        assert_eq!(
+            extra_storage_classes(&s.spec),
+            "STANDARD_IA=6+3,ONEZONE_IA=1+1:zone=b"
+        );
     }
 
     #[test]

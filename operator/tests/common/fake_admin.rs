@@ -14,6 +14,8 @@ pub struct State {
     pub buckets: BTreeMap<String, u64>,
     pub keys: Vec<(KeyInfo, String)>,
     pub configs: BTreeMap<(String, &'static str), serde_json::Value>,
+    /// Versioning state set per bucket.
+    pub versioning: BTreeMap<String, String>,
     pub health: Option<Health>,
     pub nodes: Vec<NodeReport>,
     /// Answer config calls like a gateway without those endpoints.
@@ -154,6 +156,11 @@ impl AdminApi for FakeAdmin {
         let before = s.keys.len();
         s.keys.retain(|(k, _)| k.access_key_id != id);
         Ok(s.keys.len() < before)
+    }
+    async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.versioning.insert(bucket.into(), status.into());
+        Ok(())
     }
     async fn put_bucket_config(
         &self,
