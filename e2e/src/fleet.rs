@@ -74,6 +74,9 @@ pub struct GatewayEntry {
     pub pid: u32,
     /// Data directory (its index).
     pub data_dir: PathBuf,
+    /// The arguments it was started with (to restart it the same way).
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// `fleet.json`.
@@ -158,10 +161,8 @@ fn wait_for_port(addr: &str, what: &str) -> Result<(), FleetError> {
 
 /// Starts the fleet and writes `DIR/fleet.json`.
 pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
-    if spec.gateways != 1 {
-        return Err(FleetError::Unsupported(
-            "more than one gateway needs the replicated index (issue 4); use --gateways 1".into(),
-        ));
+    if spec.gateways == 0 {
+        return Err(FleetError::Unsupported("a fleet needs a gateway".into()));
     }
     let node_bin = spec.bin_dir.join("cairn-storage-node");
     let gw_bin = spec.bin_dir.join("cairn-gateway");
@@ -209,12 +210,14 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     }
     let (access_key, secret_key, admin_token) = (format!("CF{}", &token()[..18]), token(), token());
     let mut gateways = Vec::new();
-    for g in 0..spec.gateways {
-        let (s3, admin) = (
-            format!("127.0.0.1:{port}"),
-            format!("127.0.0.1:{}", port + 1),
-        );
-        port += 2;
+    // Every gateway's ports first: with more than one, each is told all of its peers.
+    let addrs: Vec<(String, String)> = (0..spec.gateways)
+        .map(|g| {
+            let p = port + 2 * g as u16;
+            (format!("127.0.0.1:{p}"), format!("127.0.0.1:{}", p + 1))
+        })
+        .collect();
+    for (g, (s3, admin)) in addrs.iter().cloned().enumerate() {
         let data_dir = spec.dir.join("gateways").join(format!("gw-{g}"));
         let mut args = vec![
             "serve".to_string(),
@@ -229,19 +232,30 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
             args.push("--node".into());
             args.push(format!("{}@{}={}", n.id, n.zone, n.endpoint));
         }
+        if spec.gateways > 1 {
+            args.push("--gateway-id".into());
+            args.push((g + 1).to_string());
+            for (p, (_, peer_admin)) in addrs.iter().enumerate() {
+                args.push("--peer".into());
+                args.push(format!("{}=http://{peer_admin}", p + 1));
+            }
+        }
         let envs = [
             ("CAIRN_ROOT_ACCESS_KEY", access_key.as_str()),
             ("CAIRN_ROOT_SECRET_KEY", secret_key.as_str()),
             ("CAIRN_ADMIN_TOKEN", admin_token.as_str()),
         ];
         let pid = spawn(&gw_bin, &args, &envs, &logs.join(format!("gw-{g}.log")))?;
-        wait_for_port(&s3, "gateway")?;
         gateways.push(GatewayEntry {
             s3: format!("http://{s3}"),
             admin: format!("http://{admin}"),
             pid,
             data_dir,
+            args,
         });
+    }
+    for (s3, _) in &addrs {
+        wait_for_port(s3, "gateway")?;
     }
     let fleet = FleetFile {
         gateways,
@@ -257,6 +271,29 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     )
     .map_err(io(&path))?;
     Ok(fleet)
+}
+
+/// Starts gateway `g` of the fleet in `dir` again with its original arguments (after it was
+/// killed), waits until it listens, and records its new pid in `fleet.json`.
+pub fn restart_gateway(dir: &Path, fleet: &mut FleetFile, g: usize) -> Result<u32, FleetError> {
+    let gw_bin = default_bin_dir().join("cairn-gateway");
+    let entry = &fleet.gateways[g];
+    let envs = [
+        ("CAIRN_ROOT_ACCESS_KEY", fleet.access_key.as_str()),
+        ("CAIRN_ROOT_SECRET_KEY", fleet.secret_key.as_str()),
+        ("CAIRN_ADMIN_TOKEN", fleet.admin_token.as_str()),
+    ];
+    let log = dir.join("logs").join(format!("gw-{g}.restarted.log"));
+    let pid = spawn(&gw_bin, &entry.args, &envs, &log)?;
+    wait_for_port(entry.s3.trim_start_matches("http://"), "gateway")?;
+    fleet.gateways[g].pid = pid;
+    let path = dir.join("fleet.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&*fleet).expect("serialises"),
+    )
+    .map_err(io(&path))?;
+    Ok(pid)
 }
 
 /// Reads `DIR/fleet.json`.

@@ -96,7 +96,15 @@ impl From<ConfigError> for AdminError {
 type AdminResult<T> = Result<axum::Json<T>, AdminError>;
 
 /// The admin router.
-pub fn router(state: Arc<AdminState>) -> Router {
+/// The admin router; with `consensus`, also the internal endpoints of the replicated index.
+pub fn router(
+    state: Arc<AdminState>,
+    consensus: Option<Arc<crate::consensus::Consensus>>,
+) -> Router {
+    let internal = match consensus {
+        Some(c) => crate::consensus::rpc::router(c),
+        None => Router::new(),
+    };
     let api = Router::new()
         .route("/admin/v1/buckets", get(list_buckets).post(create_bucket))
         .route(
@@ -129,6 +137,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/nodes", get(list_nodes))
         .route("/admin/v1/partitions", get(partitions))
         .route("/admin/v1/health", get(health))
+        .merge(internal)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
@@ -688,10 +697,23 @@ async fn list_nodes(
     Ok(axum::Json(state.nodes.report()))
 }
 
-async fn partitions(
-    State(state): State<Arc<AdminState>>,
-) -> AdminResult<crate::index::partition::PartitionMap> {
-    Ok(axum::Json(state.index.partition_map()))
+/// Reply of `GET /admin/v1/partitions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Partitions {
+    /// The partition map.
+    #[serde(flatten)]
+    pub map: crate::index::partition::PartitionMap,
+    /// This gateway's view of the Raft group that replicates the index (absent when the
+    /// gateway keeps its index alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::consensus::ReplicationStatus>,
+}
+
+async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partitions> {
+    Ok(axum::Json(Partitions {
+        map: state.index.partition_map(),
+        replication: state.index.consensus().map(|c| c.status()),
+    }))
 }
 
 /// Reply of `GET /admin/v1/health`.

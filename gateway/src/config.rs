@@ -101,6 +101,18 @@ pub struct DevArgs {
     pub gateway: GatewayArgs,
 }
 
+impl ServeArgs {
+    /// The replicated index settings, if `--gateway-id` and `--peer` are given.
+    pub fn replication(&self, token: &str) -> Option<crate::consensus::ConsensusConfig> {
+        let id = self.gateway_id?;
+        Some(crate::consensus::ConsensusConfig {
+            id,
+            peers: self.peers.iter().cloned().collect(),
+            token: token.to_string(),
+        })
+    }
+}
+
 /// `cairn-gateway serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -111,6 +123,14 @@ pub struct ServeArgs {
     /// `CAIRN_NODES`).
     #[arg(long = "node", env = "CAIRN_NODES", value_delimiter = ',', value_parser = parse_node, required = true)]
     pub nodes: Vec<NodeConfig>,
+    /// This gateway's id in the replicated index (with `--peer`; unique, stable across restarts).
+    #[arg(long, env = "CAIRN_GATEWAY_ID", requires = "peers")]
+    pub gateway_id: Option<u64>,
+    /// Every gateway sharing the replicated index, this one included, as `ID=ADMIN_URL`
+    /// (e.g. `1=http://10.0.0.1:9001`); repeat for each (or comma-separate in `CAIRN_PEERS`).
+    /// Without it the gateway keeps its index alone.
+    #[arg(long = "peer", env = "CAIRN_PEERS", value_delimiter = ',', value_parser = crate::consensus::parse_peer, requires = "gateway_id")]
+    pub peers: Vec<(u64, String)>,
     /// Gateway settings.
     #[command(flatten)]
     pub gateway: GatewayArgs,
@@ -168,9 +188,57 @@ mod tests {
         ])
         .unwrap();
         match c.command {
-            Command::Serve(s) => assert_eq!(s.nodes.len(), 2),
+            Command::Serve(s) => {
+                assert_eq!(s.nodes.len(), 2);
+                assert_eq!(s.gateway_id, None);
+                assert!(s.peers.is_empty());
+            }
             _ => panic!("serve expected"),
         }
         assert!(Cli::try_parse_from(["g", "serve"]).is_err());
+        let node = ["--node", "n1@a=http://127.0.0.1:1"];
+        let c = Cli::try_parse_from(
+            [
+                "g",
+                "serve",
+                "--gateway-id",
+                "2",
+                "--peer",
+                "1=http://h1:9001/",
+            ]
+            .into_iter()
+            .chain(["--peer", "2=http://h2:9001"])
+            .chain(node),
+        )
+        .unwrap();
+        match c.command {
+            Command::Serve(s) => {
+                assert_eq!(s.gateway_id, Some(2));
+                assert_eq!(
+                    s.peers,
+                    [
+                        (1, "http://h1:9001".to_string()),
+                        (2, "http://h2:9001".into())
+                    ]
+                );
+            }
+            _ => panic!("serve expected"),
+        }
+        // An id without peers, peers without an id, and malformed peers are refused.
+        assert!(
+            Cli::try_parse_from(["g", "serve", "--gateway-id", "1"].into_iter().chain(node))
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(
+                ["g", "serve", "--peer", "1=http://h"]
+                    .into_iter()
+                    .chain(node)
+            )
+            .is_err()
+        );
+        for bad in ["x=http://h", "0=http://h", "1=h:9001", "1"] {
+            assert!(crate::consensus::parse_peer(bad).is_err(), "{bad}");
+        }
     }
 }

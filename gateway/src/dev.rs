@@ -137,7 +137,14 @@ pub async fn start(args: &DevArgs) -> Result<DevFleet, DevError> {
             });
         }
     }
-    let gateway = gateway::start(&args.gateway, &args.data, node_configs, secrets.clone()).await?;
+    let gateway = gateway::start(
+        &args.gateway,
+        &args.data,
+        node_configs,
+        secrets.clone(),
+        None,
+    )
+    .await?;
     Ok(DevFleet {
         gateway,
         nodes,

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminState, router as admin_router};
 use crate::config::GatewayArgs;
+use crate::consensus::{Consensus, ConsensusConfig};
 use crate::credentials::Secrets;
 use crate::data::DataOptions;
 use crate::data::gc::GarbageCollector;
@@ -56,6 +57,7 @@ pub struct RunningGateway {
     /// The index (for tests and the dev launcher).
     pub index: Index,
     stop: watch::Sender<bool>,
+    consensus: Option<Arc<Consensus>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,6 +68,9 @@ impl RunningGateway {
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Some(c) = self.consensus {
+            c.shutdown().await;
+        }
     }
 }
 
@@ -75,6 +80,7 @@ pub async fn start(
     data_dir: &Path,
     nodes: Vec<NodeConfig>,
     secrets: Secrets,
+    replication: Option<ConsensusConfig>,
 ) -> Result<RunningGateway, GatewayError> {
     let profile = ErasureProfile::new(args.data_shards, args.parity_shards)
         .map_err(|e| GatewayError::Config(e.to_string()))?;
@@ -121,19 +127,29 @@ pub async fn start(
         path: index_path.clone(),
         source,
     })?;
-    let index = Index::new(
-        Arc::new(engine),
-        IndexOptions {
-            gc_delay_ms: args.gc_delay.as_millis() as u64,
-            intent_ttl_ms: args.upload_timeout.as_millis() as u64,
-        },
-    );
-    let metrics = Arc::new(GatewayMetrics::new());
+    let engine = Arc::new(engine);
+    let index_options = IndexOptions {
+        gc_delay_ms: args.gc_delay.as_millis() as u64,
+        intent_ttl_ms: args.upload_timeout.as_millis() as u64,
+    };
     let http = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(3))
         .build()
         .map_err(|e| GatewayError::Config(e.to_string()))?;
+    let consensus = match replication {
+        Some(cfg) => Some(
+            Consensus::start(cfg, engine.clone(), http.clone())
+                .await
+                .map_err(|e| GatewayError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let index = match &consensus {
+        Some(c) => Index::replicated(engine, c.clone(), index_options),
+        None => Index::new(engine, index_options),
+    };
+    let metrics = Arc::new(GatewayMetrics::new());
     let registry = NodeRegistry::new(nodes, http);
     registry.probe_all().await;
     let data = DataOptions::new(profile, stripe_size);
@@ -260,8 +276,9 @@ pub async fn start(
     });
     {
         let mut rx = stop_rx.clone();
+        let consensus = consensus.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(admin_listener, admin_router(admin_state))
+            let served = axum::serve(admin_listener, admin_router(admin_state, consensus.clone()))
                 .with_graceful_shutdown(async move {
                     let _ = rx.changed().await;
                 })
@@ -277,6 +294,7 @@ pub async fn start(
         admin_addr,
         index,
         stop,
+        consensus,
         tasks,
     })
 }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod bucket_config;
 pub mod config;
+pub mod consensus;
 pub mod credentials;
 pub mod data;
 pub mod dev;

@@ -62,11 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve(args) => {
             let secrets = cairn_gateway::credentials::from_env()?;
+            let replication = args.replication(&secrets.admin_token);
             let gw = cairn_gateway::gateway::start(
                 &args.gateway,
                 &args.data,
                 args.nodes.clone(),
                 secrets,
+                replication,
             )
             .await?;
             wait_for_signal().await;

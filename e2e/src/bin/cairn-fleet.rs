@@ -1,6 +1,6 @@
 //! `cairn-fleet`: starts and stops a fleet of real processes on 127.0.0.1.
 //!
-//! `cairn-fleet up --dir DIR [--gateways 1] [--zones 3] [--nodes-per-zone 2] [--base-port 9200]`
+//! `cairn-fleet up --dir DIR [--gateways 3] [--zones 3] [--nodes-per-zone 2] [--base-port 9200]`
 //! prints the endpoints and writes DIR/fleet.json; `cairn-fleet down --dir DIR` stops it.
 
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ enum Cmd {
         /// Directory for data, logs and fleet.json.
         #[arg(long)]
         dir: PathBuf,
-        /// Gateways (1 until the index is replicated).
+        /// Gateways (more than one share a replicated index).
         #[arg(long, default_value_t = 1)]
         gateways: usize,
         /// Zones.

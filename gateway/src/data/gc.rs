@@ -49,13 +49,16 @@ impl GarbageCollector {
     /// Runs rounds until `shutdown` turns true.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            match self.round().await {
-                Ok(n) if n > 0 => tracing::debug!(blobs = n, "garbage collected"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "garbage collection round failed"),
-            }
-            if let Ok(len) = self.index.garbage_len(100_000).await {
-                self.metrics.gc_queue.set(len as i64);
+            // With a replicated index the queue is shared: the leader alone works it.
+            if self.index.runs_background_work() {
+                match self.round().await {
+                    Ok(n) if n > 0 => tracing::debug!(blobs = n, "garbage collected"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "garbage collection round failed"),
+                }
+                if let Ok(len) = self.index.garbage_len(100_000).await {
+                    self.metrics.gc_queue.set(len as i64);
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,18 +11,58 @@ pub enum EngineError {
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// A replicated write was refused because something it read changed before it committed
+    /// (another gateway wrote first); the operation is recomputed.
+    #[error("a concurrent write changed what this write read")]
+    Conflict,
+    /// The replicated index could not commit or confirm a read (no leader reachable).
+    #[error("replicated index unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Key-value pairs returned by a scan, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// One mutation of an atomic batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One mutation of an atomic batch (serialisable: replicated batches travel in Raft entries).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
     /// Set `key` to `value`.
-    Put(Vec<u8>, Vec<u8>),
+    Put(
+        #[serde(with = "crate::index::engine::b64")] Vec<u8>,
+        #[serde(with = "crate::index::engine::b64")] Vec<u8>,
+    ),
     /// Remove `key`.
-    Delete(Vec<u8>),
+    Delete(#[serde(with = "crate::index::engine::b64")] Vec<u8>),
+}
+
+/// Byte strings as base64 in JSON (a third of the size of serde's array of numbers).
+pub mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises `bytes` as a base64 string.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    /// Parses a base64 string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A RocksDB batch of `ops`.
+pub fn rocks_batch(ops: Vec<WriteOp>) -> rocksdb::WriteBatch {
+    let mut batch = rocksdb::WriteBatch::default();
+    for op in ops {
+        match op {
+            WriteOp::Put(k, v) => batch.put(k, v),
+            WriteOp::Delete(k) => batch.delete(k),
+        }
+    }
+    batch
 }
 
 /// An ordered key-value store with atomic, durable batches.
@@ -37,9 +77,13 @@ pub trait KvEngine: Send + Sync + 'static {
     fn approximate_size(&self) -> u64;
 }
 
+/// Column families besides the default one (which holds the index): the Raft log and the Raft
+/// state (vote, applied position, membership) of the replicated index.
+pub const RAFT_COLUMN_FAMILIES: [&str; 2] = ["raft_log", "raft_state"];
+
 /// RocksDB with synced writes.
 pub struct RocksEngine {
-    db: rocksdb::DB,
+    db: Arc<rocksdb::DB>,
 }
 
 impl RocksEngine {
@@ -47,10 +91,17 @@ impl RocksEngine {
     pub fn open(path: &Path) -> Result<Self, EngineError> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
         // Index entries are small; a modest block cache and parallelism fit the gateway's budget.
         opts.increase_parallelism(2);
-        let db = rocksdb::DB::open(&opts, path)?;
-        Ok(Self { db })
+        let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(RAFT_COLUMN_FAMILIES);
+        let db = rocksdb::DB::open_cf(&opts, path, cfs)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database (the replicated index keeps its Raft log in the same one).
+    pub fn db(&self) -> Arc<rocksdb::DB> {
+        self.db.clone()
     }
 }
 
@@ -60,13 +111,7 @@ impl KvEngine for RocksEngine {
     }
 
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
-        let mut batch = rocksdb::WriteBatch::default();
-        for op in ops {
-            match op {
-                WriteOp::Put(k, v) => batch.put(k, v),
-                WriteOp::Delete(k) => batch.delete(k),
-            }
-        }
+        let batch = rocks_batch(ops);
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
         Ok(self.db.write_opt(batch, &wo)?)

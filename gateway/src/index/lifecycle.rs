@@ -220,10 +220,10 @@ impl Index {
                 return Ok(false);
             }
             let mut ops = i.free(&old.stored_blobs(), "transition", stamp.now_ms);
-            rec.data = new;
-            rec.storage_class = class;
+            rec.data = new.clone();
+            rec.storage_class = class.clone();
             ops.push(WriteOp::Put(slot, records::encode(&rec)));
-            ops.extend(i.consume_intents(intents)?);
+            ops.extend(i.consume_intents(&intents)?);
             i.engine.write(ops)?;
             Ok(true)
         })
@@ -240,15 +240,15 @@ impl Index {
         self.run(move |i| {
             let mut ops = Vec::new();
             let mut n = 0;
-            for (intent, blob) in pending {
+            for (intent, blob) in &pending {
                 if i.engine.get(&intent.0)?.is_none() {
                     continue;
                 }
-                ops.push(WriteOp::Delete(intent.0));
+                ops.push(WriteOp::Delete(intent.0.clone()));
                 ops.push(WriteOp::Put(
                     keys::garbage(now_ms.max(0) as u64, blob.object_id.as_bytes()),
                     records::encode(&records::GarbageRecord {
-                        blob,
+                        blob: blob.clone(),
                         reason: "abandoned-transition".into(),
                     }),
                 ));

@@ -17,10 +17,12 @@ pub mod list;
 mod objects;
 pub mod partition;
 pub mod records;
+mod txn;
 pub mod version;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +38,8 @@ pub use version::{Stamp, VersionId, VersionRef};
 
 use crate::bucket_config::lifecycle::LifecycleConfiguration;
 use crate::bucket_config::replication::ReplicationConfiguration;
+use crate::consensus::Consensus;
+use txn::Txn;
 
 /// Names of the configuration documents (`keys::config`).
 const LIFECYCLE: &str = "lifecycle";
@@ -161,8 +165,14 @@ pub fn now_ms() -> i64 {
 
 const LOCK_STRIPES: usize = 64;
 
-struct Inner {
+/// How often an operation is recomputed after its replicated write lost a race.
+const CONFLICT_RETRIES: usize = 16;
+
+/// What every operation shares.
+struct Shared {
     engine: Arc<dyn KvEngine>,
+    /// The replicated index this gateway is a replica of (`None`: a gateway alone).
+    consensus: Option<Arc<Consensus>>,
     map: PartitionMap,
     options: IndexOptions,
     /// Serialises read-check-write of one object key (striped by hash).
@@ -172,13 +182,26 @@ struct Inner {
     bucket_lock: RwLock<()>,
 }
 
+/// One operation's context: the shared state, and the engine as the operation sees it.
+struct Inner<'a> {
+    shared: &'a Shared,
+    engine: Txn<'a>,
+}
+
+impl Deref for Inner<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        self.shared
+    }
+}
+
 /// The index. Cheap to clone.
 #[derive(Clone)]
 pub struct Index {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-impl Inner {
+impl Inner<'_> {
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, IndexError> {
         debug_assert!(self.map.lookup(key).contains(key));
         match self.engine.get(key)? {
@@ -234,11 +257,11 @@ impl Inner {
 
     /// Deletes of the intent records of blobs being committed; `IntentExpired` if one is gone
     /// (collected), so a commit never refers to shards that may have been deleted.
-    fn consume_intents(&self, intents: Vec<Intent>) -> Result<Vec<WriteOp>, IndexError> {
+    fn consume_intents(&self, intents: &[Intent]) -> Result<Vec<WriteOp>, IndexError> {
         intents
-            .into_iter()
+            .iter()
             .map(|t| match self.engine.get(&t.0)? {
-                Some(_) => Ok(WriteOp::Delete(t.0)),
+                Some(_) => Ok(WriteOp::Delete(t.0.clone())),
                 None => Err(IndexError::IntentExpired),
             })
             .collect()
@@ -266,9 +289,27 @@ impl Inner {
 impl Index {
     /// An index over `engine` with one partition.
     pub fn new(engine: Arc<dyn KvEngine>, options: IndexOptions) -> Self {
+        Self::build(engine, None, options)
+    }
+
+    /// An index replicated through `consensus` (whose state machine is `engine`).
+    pub fn replicated(
+        engine: Arc<dyn KvEngine>,
+        consensus: Arc<Consensus>,
+        options: IndexOptions,
+    ) -> Self {
+        Self::build(engine, Some(consensus), options)
+    }
+
+    fn build(
+        engine: Arc<dyn KvEngine>,
+        consensus: Option<Arc<Consensus>>,
+        options: IndexOptions,
+    ) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 engine,
+                consensus,
                 map: PartitionMap::single(),
                 options,
                 key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -287,14 +328,49 @@ impl Index {
         self.inner.engine.approximate_size()
     }
 
+    /// The replicated index this gateway belongs to, if any.
+    pub fn consensus(&self) -> Option<&Arc<Consensus>> {
+        self.inner.consensus.as_ref()
+    }
+
+    /// Whether this gateway runs the fleet-wide background work (garbage collection, lifecycle):
+    /// always alone, only as the leader when replicated.
+    pub fn runs_background_work(&self) -> bool {
+        self.inner.consensus.as_ref().is_none_or(|c| c.is_leader())
+    }
+
+    /// Runs one operation on a blocking thread. Replicated, it first waits for the read barrier,
+    /// and runs again (up to [`CONFLICT_RETRIES`] times) if its write lost a race.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+        f: impl Fn(&Inner<'_>) -> Result<T, IndexError> + Send + Sync + 'static,
     ) -> Result<T, IndexError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
+        let f = Arc::new(f);
+        let mut attempt = 0;
+        loop {
+            if let Some(c) = &self.inner.consensus {
+                c.read_barrier()
+                    .await
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            }
+            let (shared, f) = (self.inner.clone(), f.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let inner = Inner {
+                    shared: &shared,
+                    engine: Txn::new(shared.engine.as_ref(), shared.consensus.as_deref()),
+                };
+                f(&inner)
+            })
             .await
-            .map_err(|e| IndexError::Task(e.to_string()))?
+            .map_err(|e| IndexError::Task(e.to_string()))?;
+            match result {
+                Err(IndexError::Engine(EngineError::Conflict)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "index write lost a race; recomputing");
+                }
+                other => return other,
+            }
+        }
     }
 
     // ---- buckets ----
@@ -306,7 +382,7 @@ impl Index {
             let key = keys::bucket(&rec.name);
             if let Some(existing) = i.get::<BucketRecord>(&key)? {
                 return Err(IndexError::BucketExists {
-                    name: rec.name,
+                    name: rec.name.clone(),
                     owner: existing.owner,
                 });
             }
@@ -345,7 +421,7 @@ impl Index {
             for prefix in [keys::objects_of(&name), keys::uploads_of(&name)] {
                 let end = keys::prefix_end(&prefix).expect("tagged prefix");
                 if !i.engine.scan(&prefix, &end, 1)?.is_empty() {
-                    return Err(IndexError::BucketNotEmpty(name));
+                    return Err(IndexError::BucketNotEmpty(name.clone()));
                 }
             }
             let configs = keys::configs_of(&name);
@@ -415,12 +491,12 @@ impl Index {
                 if b.versioning == Versioning::Unversioned {
                     return Ok(());
                 }
-                return Err(IndexError::VersioningIrreversible(bucket));
+                return Err(IndexError::VersioningIrreversible(bucket.clone()));
             }
             if state == Versioning::Suspended
                 && i.engine.get(&keys::config(&bucket, REPLICATION))?.is_some()
             {
-                return Err(IndexError::ReplicationBlocksSuspend(bucket));
+                return Err(IndexError::ReplicationBlocksSuspend(bucket.clone()));
             }
             if b.versioning != state {
                 b.versioning = state;
@@ -454,9 +530,9 @@ impl Index {
             let _g = i.bucket_lock.write().expect("bucket lock");
             let mut b = i.bucket_record(&bucket)?;
             if name == REPLICATION && b.versioning != Versioning::Enabled {
-                return Err(IndexError::ReplicationNeedsVersioning(bucket));
+                return Err(IndexError::ReplicationNeedsVersioning(bucket.clone()));
             }
-            let mut ops = vec![WriteOp::Put(key, value)];
+            let mut ops = vec![WriteOp::Put(key.clone(), value.clone())];
             if name == LIFECYCLE && !b.lifecycle {
                 b.lifecycle = true;
                 ops.push(WriteOp::Put(keys::bucket(&bucket), records::encode(&b)));
@@ -487,7 +563,7 @@ impl Index {
             let existed = i.engine.get(&key)?.is_some();
             let mut ops = Vec::new();
             if existed {
-                ops.push(WriteOp::Delete(key));
+                ops.push(WriteOp::Delete(key.clone()));
             }
             if name == LIFECYCLE && b.lifecycle {
                 b.lifecycle = false;
@@ -576,11 +652,11 @@ impl Index {
         let (key, blob) = (intent.0.clone(), blob.clone());
         self.run(move |i| {
             let rec = GarbageRecord {
-                blob,
+                blob: blob.clone(),
                 reason: "intent".into(),
             };
             i.engine
-                .write(vec![WriteOp::Put(key, records::encode(&rec))])?;
+                .write(vec![WriteOp::Put(key.clone(), records::encode(&rec))])?;
             Ok(())
         })
         .await
@@ -595,7 +671,12 @@ impl Index {
     ) -> Result<(), IndexError> {
         let blob = blob.clone();
         self.run(move |i| {
-            let mut ops = vec![WriteOp::Delete(intent.0)];
+            // No intent: the upload committed after all (its answer was lost on the way back),
+            // or the collector already took the blob. Either way the blob is not ours to free.
+            if i.engine.get(&intent.0)?.is_none() {
+                return Ok(());
+            }
+            let mut ops = vec![WriteOp::Delete(intent.0.clone())];
             let rec = GarbageRecord {
                 blob: blob.clone(),
                 reason: "failed-upload".into(),
@@ -638,7 +719,7 @@ impl Index {
     pub async fn remove_garbage(&self, keys: Vec<Vec<u8>>) -> Result<(), IndexError> {
         self.run(move |i| {
             i.engine
-                .write(keys.into_iter().map(WriteOp::Delete).collect())?;
+                .write(keys.iter().cloned().map(WriteOp::Delete).collect())?;
             Ok(())
         })
         .await
@@ -654,7 +735,7 @@ impl Index {
         self.run(move |i| {
             let new_key = keys::garbage(due_ms, rec.blob.object_id.as_bytes());
             i.engine.write(vec![
-                WriteOp::Delete(key),
+                WriteOp::Delete(key.clone()),
                 WriteOp::Put(new_key, records::encode(&rec)),
             ])?;
             Ok(())
@@ -702,7 +783,7 @@ impl Index {
             let _k = i.key_lock(&upload.bucket, &upload.key);
             let ukey = keys::upload(&upload.bucket, &upload.key, &upload.upload_id);
             if i.engine.get(&ukey)?.is_none() {
-                return Err(IndexError::NoSuchUpload(upload.upload_id));
+                return Err(IndexError::NoSuchUpload(upload.upload_id.clone()));
             }
             let pkey = keys::part(&upload.upload_id, part.part_number);
             let mut ops = Vec::new();
@@ -714,7 +795,7 @@ impl Index {
                 ));
             }
             ops.push(WriteOp::Put(pkey, records::encode(&part)));
-            ops.extend(i.consume_intents(intents)?);
+            ops.extend(i.consume_intents(&intents)?);
             i.engine.write(ops)?;
             Ok(())
         })
@@ -750,7 +831,7 @@ impl Index {
     pub async fn complete_upload(
         &self,
         upload: &UploadRecord,
-        mut rec: ObjectRecord,
+        rec: ObjectRecord,
         cond: WriteCondition,
         stamp: Stamp,
     ) -> Result<Written, IndexError> {
@@ -760,7 +841,7 @@ impl Index {
             let _k = i.key_lock(&upload.bucket, &upload.key);
             let ukey = keys::upload(&upload.bucket, &upload.key, &upload.upload_id);
             if i.engine.get(&ukey)?.is_none() {
-                return Err(IndexError::NoSuchUpload(upload.upload_id));
+                return Err(IndexError::NoSuchUpload(upload.upload_id.clone()));
             }
             let b = i.bucket_record(&upload.bucket)?;
             let old: Option<ObjectRecord> = i.get(&keys::object(&upload.bucket, &upload.key))?;
@@ -785,6 +866,7 @@ impl Index {
                 }
             }
             ops.extend(i.free(&unused, "unused-part", stamp.now_ms));
+            let mut rec = rec.clone();
             i.install(&b, &upload.key, old.as_ref(), &mut rec, stamp, &mut ops)?;
             i.engine.write(ops)?;
             Ok(Written {
@@ -803,7 +885,7 @@ impl Index {
             let _k = i.key_lock(&upload.bucket, &upload.key);
             let ukey = keys::upload(&upload.bucket, &upload.key, &upload.upload_id);
             if i.engine.get(&ukey)?.is_none() {
-                return Err(IndexError::NoSuchUpload(upload.upload_id));
+                return Err(IndexError::NoSuchUpload(upload.upload_id.clone()));
             }
             let prefix = keys::parts_of(&upload.upload_id);
             let end = keys::prefix_end(&prefix).expect("tagged prefix");
@@ -895,7 +977,7 @@ impl Index {
         self.run(move |i| {
             let existed = i.engine.get(&k)?.is_some();
             if existed {
-                i.engine.write(vec![WriteOp::Delete(k)])?;
+                i.engine.write(vec![WriteOp::Delete(k.clone())])?;
             }
             Ok(existed)
         })

@@ -45,7 +45,7 @@ pub enum Deleted {
     },
 }
 
-impl Inner {
+impl Inner<'_> {
     pub(super) fn bucket_record(&self, bucket: &str) -> Result<BucketRecord, IndexError> {
         self.get(&keys::bucket(bucket))?
             .ok_or_else(|| IndexError::NoSuchBucket(bucket.to_string()))
@@ -187,7 +187,7 @@ impl Index {
         &self,
         bucket: &str,
         key: &str,
-        mut rec: ObjectRecord,
+        rec: ObjectRecord,
         cond: WriteCondition,
         intents: Vec<Intent>,
         stamp: Stamp,
@@ -200,8 +200,9 @@ impl Index {
             let old: Option<ObjectRecord> = i.get(&keys::object(&bucket, &key))?;
             i.check(old.as_ref(), &cond)?;
             let mut ops = Vec::new();
+            let mut rec = rec.clone();
             i.install(&b, &key, old.as_ref(), &mut rec, stamp, &mut ops)?;
-            ops.extend(i.consume_intents(intents)?);
+            ops.extend(i.consume_intents(&intents)?);
             i.engine.write(ops)?;
             Ok(Written {
                 version_id: rec.version_id,
@@ -348,7 +349,7 @@ impl Index {
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
-            list::list(i.engine.as_ref(), &keys::objects_of(&bucket), &q, |v| {
+            list::list(i.engine.local(), &keys::objects_of(&bucket), &q, |v| {
                 let r = records::decode::<ObjectRecord>(v)?;
                 Ok::<_, IndexError>((!r.delete_marker).then_some(r))
             })
@@ -365,7 +366,7 @@ impl Index {
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
-            list::list_versions::<IndexError>(i.engine.as_ref(), &bucket, &q)?
+            list::list_versions::<IndexError>(i.engine.local(), &bucket, &q)?
                 .map_err(|_| IndexError::UnknownVersionMarker)
         })
         .await

@@ -195,7 +195,10 @@ impl LifecycleWorker {
             "lifecycle worker started"
         );
         loop {
-            if let Err(e) = self.pass(&shutdown).await {
+            // With a replicated index the leader alone runs lifecycle (one partition today).
+            if self.index.runs_background_work()
+                && let Err(e) = self.pass(&shutdown).await
+            {
                 tracing::warn!(error = %e, "lifecycle pass failed");
             }
             tokio::select! {

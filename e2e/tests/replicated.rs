@@ -1,0 +1,351 @@
+//! Three gateways sharing one replicated index, as real processes: what one acknowledges the
+//! others serve at once; killing the Raft leader in the middle of a stream of PUTs loses no
+//! acknowledged write; restarting every gateway brings every entry back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use cairn_e2e::fleet::{self, FleetFile, FleetSpec};
+
+const BUCKET: &str = "shared";
+
+fn base_port() -> u16 {
+    // Below the ephemeral range, apart from the other fleet test's ports.
+    29_000 + (std::process::id() % 150) as u16 * 20
+}
+
+fn client(endpoint: &str, f: &FleetFile) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            &f.access_key,
+            &f.secret_key,
+            None,
+            None,
+            "t",
+        ))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Gateway `g`'s view of the index group (`GET /admin/v1/partitions`), if it answers.
+async fn replication(f: &FleetFile, g: usize) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    body.get("replication").cloned()
+}
+
+/// The index of the gateway that leads, once all of `alive` agree on one.
+async fn leader(f: &FleetFile, alive: &[usize]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = BTreeSet::new();
+        for &g in alive {
+            let id = replication(f, g).await.and_then(|r| r["leader"].as_u64());
+            seen.insert(id);
+        }
+        if seen.len() == 1
+            && let Some(Some(id)) = seen.first()
+        {
+            return *id as usize - 1;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn body_of(key: &str) -> Vec<u8> {
+    // Small bodies are kept inline in the index, larger ones erasure-coded: both kinds.
+    let len = if key.ends_with('0') { 200_000 } else { 1_000 };
+    key.bytes().cycle().take(len).collect()
+}
+
+async fn list_all(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .max_keys(100)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return keys;
+        }
+    }
+}
+
+/// Every acknowledged key is listed and readable byte-exactly through every gateway in
+/// `through`; the listing is sorted, has no duplicates and nothing never written.
+async fn check_everything(
+    f: &FleetFile,
+    through: &[usize],
+    acked: &BTreeSet<String>,
+    attempted: &BTreeSet<String>,
+) {
+    for &g in through {
+        let s3 = client(&f.gateways[g].s3, f);
+        let listed = list_all(&s3).await;
+        let mut sorted = listed.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            listed, sorted,
+            "gateway {g}: list out of order or duplicated"
+        );
+        let listed: BTreeSet<String> = listed.into_iter().collect();
+        let missing: Vec<_> = acked.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "gateway {g} lost acknowledged keys: {missing:?}"
+        );
+        let unknown: Vec<_> = listed.difference(attempted).collect();
+        assert!(
+            unknown.is_empty(),
+            "gateway {g} lists keys never written: {unknown:?}"
+        );
+        for key in acked.iter().step_by(7) {
+            let got = s3
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert!(bytes == body_of(key), "gateway {g}: {key} differs");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
+    let bin_dir = fleet::default_bin_dir();
+    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
+        eprintln!(
+            "SKIPPED replicated index test: {} lacks the cairn binaries (run cargo test --workspace)",
+            bin_dir.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways: 3,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port: base_port(),
+    })
+    .unwrap();
+    let all = [0, 1, 2];
+    let first_leader = leader(&f, &all).await;
+    eprintln!("leader: gateway {first_leader}");
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[1].create_bucket().bucket(BUCKET).send().await.unwrap();
+
+    // 1. Write through one gateway, read and list through the others at once.
+    let mut acked = BTreeSet::new();
+    for i in 0..30 {
+        let key = format!("a/{i:04}");
+        s3[i % 3]
+            .put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body_of(&key)))
+            .send()
+            .await
+            .unwrap();
+        let got = s3[(i + 1) % 3]
+            .get_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} not readable through the next gateway: {e:?}"));
+        assert!(got.body.collect().await.unwrap().into_bytes() == body_of(&key));
+        let listed = s3[(i + 2) % 3]
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix("a/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.key_count(),
+            Some(i as i32 + 1),
+            "list through gateway {}",
+            (i + 2) % 3
+        );
+        acked.insert(key);
+    }
+    // A delete through one is seen by the others.
+    s3[2]
+        .delete_object()
+        .bucket(BUCKET)
+        .key("a/0000")
+        .send()
+        .await
+        .unwrap();
+    acked.remove("a/0000");
+    assert!(
+        s3[0]
+            .head_object()
+            .bucket(BUCKET)
+            .key("a/0000")
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Racing conditional creates of one key through all three gateways: exactly one wins. Each
+    // gateway checks "absent" on its own replica; the guard on the committed batch is what
+    // refuses the losers.
+    let racers: Vec<_> = (0..24)
+        .map(|i| {
+            let c = s3[i % 3].clone();
+            tokio::spawn(async move {
+                c.put_object()
+                    .bucket(BUCKET)
+                    .key("race")
+                    .if_none_match("*")
+                    .body(ByteStream::from(format!("writer {i}").into_bytes()))
+                    .send()
+                    .await
+                    .map(|_| i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(i) => winners.push(i),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                assert_eq!(status, Some(412), "a losing conditional create: {e:?}");
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let got = s3[0]
+        .get_object()
+        .bucket(BUCKET)
+        .key("race")
+        .send()
+        .await
+        .unwrap();
+    let text = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(text.as_ref(), format!("writer {}", winners[0]).as_bytes());
+    s3[1]
+        .delete_object()
+        .bucket(BUCKET)
+        .key("race")
+        .send()
+        .await
+        .unwrap();
+    let mut attempted = acked.clone();
+
+    // 2. Kill -9 the leader during a stream of PUTs through the other two.
+    let survivors: Vec<usize> = all.iter().copied().filter(|&g| g != first_leader).collect();
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let clients: Vec<_> = survivors.iter().map(|&g| s3[g].clone()).collect();
+        let acked_so_far = acked_so_far.clone();
+        tokio::spawn(async move {
+            let mut acks: BTreeMap<String, Instant> = BTreeMap::new();
+            let mut tried = BTreeSet::new();
+            let started = Instant::now();
+            for i in 0..400 {
+                if started.elapsed() > Duration::from_secs(120) {
+                    break;
+                }
+                let key = format!("b/{i:04}");
+                tried.insert(key.clone());
+                let put = clients[i % clients.len()]
+                    .put_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .body(ByteStream::from(body_of(&key)))
+                    .send()
+                    .await;
+                if put.is_ok() {
+                    acks.insert(key, Instant::now());
+                    acked_so_far.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            (acks, tried)
+        })
+    };
+    let wait_from = Instant::now();
+    while acked_so_far.load(std::sync::atomic::Ordering::SeqCst) < 100 {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(60),
+            "the PUT stream stalled before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed_at = Instant::now();
+    fleet::signal(f.gateways[first_leader].pid, "KILL");
+    let (acks, tried) = writer.await.unwrap();
+    let after = acks.values().filter(|t| **t > killed_at).count();
+    assert!(
+        after >= 200,
+        "only {after} PUTs succeeded after the leader was killed"
+    );
+    // The longest pause between two acknowledgements: the election and the clients' retries.
+    let mut times: Vec<&Instant> = acks.values().collect();
+    times.sort();
+    let pause = times
+        .windows(2)
+        .map(|w| w[1].duration_since(*w[0]))
+        .max()
+        .unwrap();
+    let new_leader = leader(&f, &survivors).await;
+    eprintln!(
+        "leader {first_leader} killed after 100 acknowledged PUTs: {} of {} acknowledged in all, {after} after the kill; longest pause {pause:?}; new leader {new_leader}",
+        acks.len(),
+        tried.len()
+    );
+    assert_ne!(new_leader, first_leader);
+    acked.extend(acks.into_keys());
+    attempted.extend(tried);
+    check_everything(&f, &survivors, &acked, &attempted).await;
+
+    // The killed gateway comes back, catches up and serves everything.
+    fleet::restart_gateway(dir.path(), &mut f, first_leader).unwrap();
+    check_everything(&f, &[first_leader], &acked, &attempted).await;
+
+    // 3. Restart every gateway: the group re-forms and every entry is back.
+    for g in all {
+        fleet::signal(f.gateways[g].pid, "KILL");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for g in all {
+        fleet::restart_gateway(dir.path(), &mut f, g).unwrap();
+    }
+    leader(&f, &all).await;
+    check_everything(&f, &all, &acked, &attempted).await;
+
+    fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
+}

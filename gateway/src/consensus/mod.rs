@@ -1,0 +1,347 @@
+//! The replicated index: the gateways' RocksDB indexes kept identical by Raft (openraft).
+//!
+//! Today the whole keyspace is one Raft group (the partition map's single entry) with a replica
+//! on every gateway listed in `--peer`. An index operation runs on the gateway that received the
+//! request: it first waits until its replica has applied everything the leader had committed
+//! when the operation began (a read barrier, so reads and lists are linearizable through any
+//! gateway), computes its batch locally, and proposes it guarded by what it read
+//! ([`proposal::Proposal`]). The leader orders proposals in the log; a batch commits once a
+//! majority has it on disk, and every replica applies it only if its guard holds.
+
+pub mod network;
+pub mod proposal;
+pub mod rpc;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::index::engine::RocksEngine;
+use network::HttpNetwork;
+use proposal::{Outcome, Proposal};
+use store::{LogStore, StateMachine};
+
+openraft::declare_raft_types!(
+    /// Raft types of the replicated index.
+    pub TypeConfig:
+        D = Proposal,
+        R = Outcome,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// How long an operation waits for a leader (an election after a crash takes about a second).
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
+/// Why the replicated index could not serve an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader could be reached in time.
+    #[error("no index leader reachable within {0:?}: {1}")]
+    NoLeader(Duration, String),
+    /// This replica did not catch up with the leader in time.
+    #[error("index replica did not catch up: {0}")]
+    Lagging(String),
+    /// Raft stopped (a storage error).
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+    /// Raft rejected the configuration or could not start.
+    #[error("raft: {0}")]
+    Setup(String),
+}
+
+/// Where this gateway's index replica sits.
+#[derive(Debug, Clone)]
+pub struct ConsensusConfig {
+    /// This gateway's id (unique, stable across restarts).
+    pub id: u64,
+    /// Every gateway of the fleet (this one too): id → admin API base URL.
+    pub peers: BTreeMap<u64, String>,
+    /// Token peers present (the fleet's admin token).
+    pub token: String,
+}
+
+/// What [`rpc`] answers to a forwarded proposal or read-index request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forwarded<T> {
+    /// Done by the leader.
+    Done(T),
+    /// The receiver is not the leader (any more).
+    NotLeader,
+    /// The leader failed the request.
+    Failed(String),
+}
+
+/// The replication state as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// This gateway's id.
+    pub id: u64,
+    /// Leader, follower, candidate or learner.
+    pub state: String,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Last log index on this replica.
+    pub last_log_index: Option<u64>,
+    /// Last index applied to this replica's index.
+    pub applied_index: Option<u64>,
+    /// Voting members (gateway ids).
+    pub voters: Vec<u64>,
+}
+
+/// This gateway's replica of the replicated index.
+pub struct Consensus {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    peers: BTreeMap<u64, String>,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Consensus {
+    /// Starts the replica over `engine`. The gateway with the smallest id forms the group the
+    /// first time (every gateway must list the same peers).
+    pub async fn start(
+        cfg: ConsensusConfig,
+        engine: Arc<RocksEngine>,
+        http: reqwest::Client,
+    ) -> Result<Arc<Self>, ConsensusError> {
+        if !cfg.peers.contains_key(&cfg.id) {
+            return Err(ConsensusError::Setup(format!(
+                "--gateway-id {} is not among the --peer entries",
+                cfg.id
+            )));
+        }
+        let config = openraft::Config {
+            cluster_name: "cairn-index".into(),
+            heartbeat_interval: 50,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            // The log is kept whole for now: a replica catches up from entries.
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ConsensusError::Setup(e.to_string()))?;
+        let raft = Raft::new(
+            cfg.id,
+            Arc::new(config),
+            HttpNetwork::new(http.clone(), cfg.token.clone()),
+            LogStore::new(&engine),
+            StateMachine::new(engine),
+        )
+        .await
+        .map_err(|e| ConsensusError::Setup(e.to_string()))?;
+        let first = cfg.peers.keys().next().copied();
+        if first == Some(cfg.id)
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| ConsensusError::Fatal(e.to_string()))?
+        {
+            let members: BTreeMap<u64, BasicNode> = cfg
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(id = cfg.id, peers = ?cfg.peers, "formed the index group"),
+                // Another start already did (the log is not empty).
+                Err(RaftError::APIError(e)) => {
+                    tracing::info!(id = cfg.id, reason = %e, "index group already formed")
+                }
+                Err(e) => return Err(ConsensusError::Fatal(e.to_string())),
+            }
+        }
+        Ok(Arc::new(Self {
+            id: cfg.id,
+            raft,
+            peers: cfg.peers,
+            http,
+            token: cfg.token,
+        }))
+    }
+
+    /// This gateway's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The Raft handle (for the RPC endpoints).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The current leader, if one is known.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this gateway leads (it runs the fleet-wide background work: GC, lifecycle).
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// The replication state.
+    pub fn status(&self) -> ReplicationStatus {
+        let m = self.raft.metrics().borrow().clone();
+        ReplicationStatus {
+            id: self.id,
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            voters: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Commits `proposal` through the leader (this gateway or another) and returns whether its
+    /// guard held. Waits through elections for up to [`LEADER_WAIT`].
+    pub async fn propose(&self, proposal: Proposal) -> Result<Outcome, ConsensusError> {
+        let started = Instant::now();
+        let mut last_error = String::from("no leader elected");
+        loop {
+            let attempt = match self.leader() {
+                Some(l) if l == self.id => self.propose_here(proposal.clone()).await,
+                Some(l) => self.forward(l, "propose", &proposal).await,
+                None => Forwarded::NotLeader,
+            };
+            match attempt {
+                Forwarded::Done(outcome) => return Ok(outcome),
+                Forwarded::NotLeader => {}
+                Forwarded::Failed(e) => last_error = e,
+            }
+            if started.elapsed() > LEADER_WAIT {
+                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until this replica has applied everything committed when the call began, as
+    /// confirmed by the current leader: what any gateway acknowledged is then visible here.
+    pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
+        let started = Instant::now();
+        let mut last_error = String::from("no leader elected");
+        let index = loop {
+            let attempt = match self.leader() {
+                Some(l) if l == self.id => self.read_index_here().await,
+                Some(l) => self.forward(l, "read-index", &()).await,
+                None => Forwarded::NotLeader,
+            };
+            match attempt {
+                Forwarded::Done(index) => break index,
+                Forwarded::NotLeader => {}
+                Forwarded::Failed(e) => last_error = e,
+            }
+            if started.elapsed() > LEADER_WAIT {
+                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(index, "read barrier")
+            .await
+            .map_err(|e| ConsensusError::Lagging(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Proposes on this gateway, which believes it leads.
+    pub async fn propose_here(&self, proposal: Proposal) -> Forwarded<Outcome> {
+        match self.raft.client_write(proposal).await {
+            Ok(resp) => Forwarded::Done(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+
+    /// The leader's read index (this gateway believes it leads), once its own replica applied it.
+    pub async fn read_index_here(&self) -> Forwarded<Option<u64>> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Forwarded::Done(log_id.map(|l| l.index)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
+                Forwarded::NotLeader
+            }
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+
+    async fn forward<Req: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        leader: u64,
+        what: &str,
+        body: &Req,
+    ) -> Forwarded<T> {
+        let Some(addr) = self.peer_addr(leader) else {
+            return Forwarded::Failed(format!("leader {leader} has no known address"));
+        };
+        let url = format!("{}/internal/v1/index/{what}", addr.trim_end_matches('/'));
+        let sent = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .json(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => r
+                .json()
+                .await
+                .unwrap_or_else(|e| Forwarded::Failed(format!("{url}: {e}"))),
+            Ok(r) => Forwarded::Failed(format!("{url}: HTTP {}", r.status())),
+            Err(e) => Forwarded::Failed(format!("{url}: {e}")),
+        }
+    }
+
+    fn peer_addr(&self, id: u64) -> Option<String> {
+        if let Some(addr) = self.peers.get(&id) {
+            return Some(addr.clone());
+        }
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Stops Raft (tests that restart a gateway in-process).
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Parses `ID=URL` (a `--peer`).
+pub fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected ID=URL, e.g. 1=http://10.0.0.1:9001"))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| format!("{s:?}: the id must be a positive integer"))?;
+    if id == 0 {
+        return Err(format!("{s:?}: ids start at 1"));
+    }
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: the URL must start with http:// or https://"
+        ));
+    }
+    Ok((id, url.trim_end_matches('/').to_string()))
+}

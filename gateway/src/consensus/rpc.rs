@@ -1,0 +1,67 @@
+//! The internal endpoints gateways call on each other (on the admin port, behind its token):
+//! Raft's own messages, and index proposals and read-index requests forwarded to the leader.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+
+use super::proposal::{Outcome, Proposal};
+use super::{Consensus, Forwarded, TypeConfig};
+
+/// Raft batches carry inline objects; they may be far larger than axum's 2 MiB default.
+const BODY_LIMIT: usize = 256 << 20;
+
+/// The internal routes, for the admin router (which adds the token check).
+pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Router<S> {
+    Router::new()
+        .route("/internal/v1/raft/append", post(append))
+        .route("/internal/v1/raft/vote", post(vote))
+        .route("/internal/v1/raft/snapshot", post(snapshot))
+        .route("/internal/v1/index/propose", post(propose))
+        .route("/internal/v1/index/read-index", post(read_index))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(consensus)
+}
+
+async fn append(
+    State(c): State<Arc<Consensus>>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
+    Json(c.raft().append_entries(req).await)
+}
+
+async fn vote(
+    State(c): State<Arc<Consensus>>,
+    Json(req): Json<VoteRequest<u64>>,
+) -> Json<Result<VoteResponse<u64>, RaftError<u64>>> {
+    Json(c.raft().vote(req).await)
+}
+
+async fn snapshot(
+    State(c): State<Arc<Consensus>>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
+    Json(c.raft().install_snapshot(req).await)
+}
+
+async fn propose(
+    State(c): State<Arc<Consensus>>,
+    Json(proposal): Json<Proposal>,
+) -> Json<Forwarded<Outcome>> {
+    Json(c.propose_here(proposal).await)
+}
+
+async fn read_index(
+    State(c): State<Arc<Consensus>>,
+    Json(()): Json<()>,
+) -> Json<Forwarded<Option<u64>>> {
+    Json(c.read_index_here().await)
+}
