@@ -349,3 +349,181 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
 
     fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
 }
+
+/// The voters gateway `g` reports, once it answers.
+async fn voters(f: &FleetFile, g: usize) -> Option<Vec<u64>> {
+    let r = replication(f, g).await?;
+    Some(
+        r["voters"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .collect(),
+    )
+}
+
+/// Waits until the leader among `alive` reports exactly `want` as voters.
+async fn wait_for_voters(f: &FleetFile, alive: &[usize], want: &[u64]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = leader(f, alive).await;
+        let got = voters(f, l).await;
+        if got.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters stay {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `args` with its `--peer` list replaced by gateways 1..=n at `admin_urls`.
+fn with_peers(args: &[String], admin_urls: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--peer" {
+            it.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    for (i, url) in admin_urls.iter().enumerate() {
+        out.push("--peer".into());
+        out.push(format!("{}={url}", i + 1));
+    }
+    out
+}
+
+fn replace_arg(args: &mut [String], flag: &str, value: &str) {
+    let at = args.iter().position(|a| a == flag).expect("flag present") + 1;
+    args[at] = value.to_string();
+}
+
+/// Stops gateway `g` (SIGTERM, waiting for it to exit) and starts it with `args`.
+async fn roll(dir: &std::path::Path, f: &mut FleetFile, g: usize, args: Vec<String>) {
+    let pid = f.gateways[g].pid;
+    fleet::signal(pid, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gateway {g} ignores SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.gateways[g].args = args;
+    fleet::restart_gateway(dir, f, g).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_the_gateway_list_changes_the_group_membership() {
+    let bin_dir = fleet::default_bin_dir();
+    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
+        eprintln!(
+            "SKIPPED membership test: {} lacks the cairn binaries",
+            bin_dir.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Its own range (below the ephemeral ports), apart from every other test's.
+    let base = 12_000 + (std::process::id() % 400) as u16 * 20;
+    let mut f = fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways: 3,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port: base,
+    })
+    .unwrap();
+    wait_for_voters(&f, &[0, 1, 2], &[1, 2, 3]).await;
+    let s3 = client(&f.gateways[0].s3, &f);
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    for i in 0..20 {
+        let key = format!("k{i:02}");
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body_of(&key)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Scale up: a fourth gateway, then every gateway restarted (one at a time) with four peers.
+    let (s3_4, admin_4) = (
+        format!("127.0.0.1:{}", base + 12),
+        format!("127.0.0.1:{}", base + 13),
+    );
+    let mut admins: Vec<String> = f.gateways.iter().map(|g| g.admin.clone()).collect();
+    admins.push(format!("http://{admin_4}"));
+    let mut args4 = with_peers(&f.gateways[0].args, &admins);
+    replace_arg(&mut args4, "--listen", &s3_4);
+    replace_arg(&mut args4, "--admin-listen", &admin_4);
+    replace_arg(&mut args4, "--gateway-id", "4");
+    let data4 = dir.path().join("gateways").join("gw-3");
+    replace_arg(&mut args4, "--data", &data4.display().to_string());
+    let mut fourth = f.gateways[0].clone();
+    (fourth.s3, fourth.admin, fourth.data_dir, fourth.args) = (
+        format!("http://{s3_4}"),
+        format!("http://{admin_4}"),
+        data4,
+        args4,
+    );
+    f.gateways.push(fourth);
+    fleet::restart_gateway(dir.path(), &mut f, 3).unwrap();
+    for g in 0..3 {
+        let args = with_peers(&f.gateways[g].args, &admins);
+        roll(dir.path(), &mut f, g, args).await;
+    }
+    wait_for_voters(&f, &[0, 1, 2, 3], &[1, 2, 3, 4]).await;
+    eprintln!("scaled up to voters [1, 2, 3, 4]");
+    let s3_new = client(&f.gateways[3].s3, &f);
+    let listed = list_all(&s3_new).await;
+    assert_eq!(listed.len(), 20, "the new gateway lists {listed:?}");
+    s3_new
+        .put_object()
+        .bucket(BUCKET)
+        .key("from-4")
+        .body(ByteStream::from(body_of("from-4")))
+        .send()
+        .await
+        .unwrap();
+    s3.head_object()
+        .bucket(BUCKET)
+        .key("from-4")
+        .send()
+        .await
+        .unwrap();
+
+    // Scale down: every remaining gateway restarted with three peers; the fourth leaves.
+    admins.pop();
+    for g in 0..3 {
+        let args = with_peers(&f.gateways[g].args, &admins);
+        roll(dir.path(), &mut f, g, args).await;
+    }
+    wait_for_voters(&f, &[0, 1, 2], &[1, 2, 3]).await;
+    eprintln!("scaled down to voters [1, 2, 3]");
+    fleet::signal(f.gateways[3].pid, "KILL");
+    // With the fourth really gone from the group, two of three is a quorum: losing one more
+    // gateway still leaves the index writable (with four voters it would not be).
+    let l = leader(&f, &[0, 1, 2]).await;
+    let victim = (l + 1) % 3;
+    fleet::signal(f.gateways[victim].pid, "KILL");
+    let through = client(&f.gateways[l].s3, &f);
+    through
+        .put_object()
+        .bucket(BUCKET)
+        .key("after")
+        .body(ByteStream::from(body_of("after")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list_all(&through).await.len(), 22);
+    fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
+}

@@ -123,7 +123,8 @@ pub struct ServeArgs {
     /// `CAIRN_NODES`).
     #[arg(long = "node", env = "CAIRN_NODES", value_delimiter = ',', value_parser = parse_node, required = true)]
     pub nodes: Vec<NodeConfig>,
-    /// This gateway's id in the replicated index (with `--peer`; unique, stable across restarts).
+    /// This gateway's id in the replicated index (with `--peer`; unique, stable across restarts;
+    /// on Kubernetes the StatefulSet pod's ordinal).
     #[arg(long, env = "CAIRN_GATEWAY_ID", requires = "peers")]
     pub gateway_id: Option<u64>,
     /// Every gateway sharing the replicated index, this one included, as `ID=ADMIN_URL`
@@ -237,7 +238,7 @@ mod tests {
             )
             .is_err()
         );
-        for bad in ["x=http://h", "0=http://h", "1=h:9001", "1"] {
+        for bad in ["x=http://h", "-1=http://h", "1=h:9001", "1"] {
             assert!(crate::consensus::parse_peer(bad).is_err(), "{bad}");
         }
     }

@@ -137,9 +137,10 @@ pub async fn start(
         .connect_timeout(Duration::from_secs(3))
         .build()
         .map_err(|e| GatewayError::Config(e.to_string()))?;
+    let metrics = Arc::new(GatewayMetrics::new());
     let consensus = match replication {
         Some(cfg) => Some(
-            Consensus::start(cfg, engine.clone(), http.clone())
+            Consensus::start(cfg, engine.clone(), http.clone(), metrics.clone())
                 .await
                 .map_err(|e| GatewayError::Config(e.to_string()))?,
         ),
@@ -149,7 +150,6 @@ pub async fn start(
         Some(c) => Index::replicated(engine, c.clone(), index_options),
         None => Index::new(engine, index_options),
     };
-    let metrics = Arc::new(GatewayMetrics::new());
     let registry = NodeRegistry::new(nodes, http);
     registry.probe_all().await;
     let data = DataOptions::new(profile, stripe_size);

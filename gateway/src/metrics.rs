@@ -60,6 +60,98 @@ pub struct LifecycleMetrics {
     pub failures: Family<BucketLabels, Counter>,
 }
 
+/// Labels of replicated-index proposals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `applied`, `conflict` (its guard failed; the operation runs again) or `failed`.
+    pub outcome: String,
+}
+
+/// Metrics of the replicated index (all zero on a gateway that keeps its index alone).
+pub struct RaftMetrics {
+    /// Proposals this gateway made, by outcome.
+    pub proposals: Family<OutcomeLabels, Counter>,
+    /// Time from proposing to the leader's answer (committed on a majority and applied).
+    pub commit_seconds: Histogram,
+    /// Time an operation waited for its read barrier.
+    pub read_barrier_seconds: Histogram,
+    /// Changes of leader seen by this gateway.
+    pub leader_changes: Counter,
+    /// Current Raft term.
+    pub term: Gauge,
+    /// 1 while this gateway leads.
+    pub is_leader: Gauge,
+    /// Last log index applied to this replica.
+    pub applied_index: Gauge,
+    /// Voting members of the group.
+    pub voters: Gauge,
+}
+
+impl Default for RaftMetrics {
+    fn default() -> Self {
+        Self {
+            proposals: Family::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            read_barrier_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            leader_changes: Counter::default(),
+            term: Gauge::default(),
+            is_leader: Gauge::default(),
+            applied_index: Gauge::default(),
+            voters: Gauge::default(),
+        }
+    }
+}
+
+impl RaftMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "index_raft_proposals",
+            "Replicated index batches this gateway proposed, by outcome",
+            self.proposals.clone(),
+        );
+        registry.register(
+            "index_raft_commit_duration_seconds",
+            "Time from proposing a batch to its commit and apply on the leader",
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "index_raft_read_barrier_duration_seconds",
+            "Time an index operation waited until its replica caught up with the leader",
+            self.read_barrier_seconds.clone(),
+        );
+        registry.register(
+            "index_raft_leader_changes",
+            "Leader changes this gateway observed",
+            self.leader_changes.clone(),
+        );
+        let gauges: [(&str, &str, &Gauge); 4] = [
+            (
+                "index_raft_term",
+                "Current Raft term of the index group",
+                &self.term,
+            ),
+            (
+                "index_raft_is_leader",
+                "1 while this gateway leads the index group",
+                &self.is_leader,
+            ),
+            (
+                "index_raft_applied_index",
+                "Last log index applied to this replica",
+                &self.applied_index,
+            ),
+            (
+                "index_raft_voters",
+                "Voting members of the index group",
+                &self.voters,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+    }
+}
+
 /// Every metric the gateway exports.
 pub struct GatewayMetrics {
     registry: Registry,
@@ -97,6 +189,8 @@ pub struct GatewayMetrics {
     pub class_overhead: Family<ClassLabels, Gauge>,
     /// Lifecycle runs.
     pub lifecycle: LifecycleMetrics,
+    /// The replicated index.
+    pub raft: RaftMetrics,
 }
 
 impl GatewayMetrics {
@@ -136,6 +230,7 @@ impl GatewayMetrics {
             nodes_up: Gauge::default(),
             class_overhead: Family::default(),
             lifecycle: LifecycleMetrics::default(),
+            raft: RaftMetrics::default(),
         };
         let counters: [(&str, &str, &Counter); 9] = [
             ("s3_bytes_in", "Object bytes received", &m.bytes_in),
@@ -256,6 +351,7 @@ impl GatewayMetrics {
             "When the last lifecycle run of a bucket finished",
             l.last_run.clone(),
         );
+        m.raft.register(&mut registry);
         Self { registry, ..m }
     }
 

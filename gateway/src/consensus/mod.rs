@@ -8,6 +8,7 @@
 //! ([`proposal::Proposal`]). The leader orders proposals in the log; a batch commits once a
 //! majority has it on disk, and every replica applies it only if its guard holds.
 
+pub mod membership;
 pub mod network;
 pub mod proposal;
 pub mod rpc;
@@ -22,6 +23,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::index::engine::RocksEngine;
+use crate::metrics::{GatewayMetrics, OutcomeLabels};
 use network::HttpNetwork;
 use proposal::{Outcome, Proposal};
 use store::{LogStore, StateMachine};
@@ -102,6 +104,7 @@ pub struct Consensus {
     peers: BTreeMap<u64, String>,
     http: reqwest::Client,
     token: String,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl Consensus {
@@ -111,6 +114,7 @@ impl Consensus {
         cfg: ConsensusConfig,
         engine: Arc<RocksEngine>,
         http: reqwest::Client,
+        metrics: Arc<GatewayMetrics>,
     ) -> Result<Arc<Self>, ConsensusError> {
         if !cfg.peers.contains_key(&cfg.id) {
             return Err(ConsensusError::Setup(format!(
@@ -159,12 +163,19 @@ impl Consensus {
                 Err(e) => return Err(ConsensusError::Fatal(e.to_string())),
             }
         }
+        tokio::spawn(observe(cfg.id, raft.clone(), metrics.clone()));
+        tokio::spawn(reconcile_membership(
+            raft.clone(),
+            cfg.id,
+            cfg.peers.clone(),
+        ));
         Ok(Arc::new(Self {
             id: cfg.id,
             raft,
             peers: cfg.peers,
             http,
             token: cfg.token,
+            metrics,
         }))
     }
 
@@ -215,6 +226,15 @@ impl Consensus {
     pub async fn propose(&self, proposal: Proposal) -> Result<Outcome, ConsensusError> {
         let started = Instant::now();
         let mut last_error = String::from("no leader elected");
+        let raft_metrics = &self.metrics.raft;
+        let count = |outcome: &str| {
+            raft_metrics
+                .proposals
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc();
+        };
         loop {
             let attempt = match self.leader() {
                 Some(l) if l == self.id => self.propose_here(proposal.clone()).await,
@@ -222,11 +242,21 @@ impl Consensus {
                 None => Forwarded::NotLeader,
             };
             match attempt {
-                Forwarded::Done(outcome) => return Ok(outcome),
+                Forwarded::Done(outcome) => {
+                    raft_metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    count(match outcome {
+                        Outcome::Applied => "applied",
+                        Outcome::Conflict => "conflict",
+                    });
+                    return Ok(outcome);
+                }
                 Forwarded::NotLeader => {}
                 Forwarded::Failed(e) => last_error = e,
             }
             if started.elapsed() > LEADER_WAIT {
+                count("failed");
                 return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -259,6 +289,10 @@ impl Consensus {
             .applied_index_at_least(index, "read barrier")
             .await
             .map_err(|e| ConsensusError::Lagging(e.to_string()))?;
+        self.metrics
+            .raft
+            .read_barrier_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -327,17 +361,113 @@ impl Consensus {
     }
 }
 
+/// Follows Raft's state into the metrics, and logs every change of leader.
+async fn observe(id: u64, raft: Raft<TypeConfig>, metrics: Arc<GatewayMetrics>) {
+    let mut rx = raft.metrics();
+    drop(raft);
+    let mut leader = None;
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            let r = &metrics.raft;
+            r.term.set(m.current_term as i64);
+            r.is_leader.set(i64::from(m.current_leader == Some(id)));
+            r.applied_index
+                .set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
+            r.voters
+                .set(m.membership_config.membership().voter_ids().count() as i64);
+            if m.current_leader != leader {
+                if m.current_leader.is_some() {
+                    r.leader_changes.inc();
+                }
+                tracing::info!(
+                    gateway = id,
+                    term = m.current_term,
+                    leader = ?m.current_leader,
+                    previous = ?leader,
+                    "index leader changed"
+                );
+                leader = m.current_leader;
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader, moves the membership one step at a time towards the configured peers (see
+/// [`membership`]). Ends when Raft stops.
+async fn reconcile_membership(raft: Raft<TypeConfig>, id: u64, desired: BTreeMap<u64, String>) {
+    use openraft::ChangeMembers;
+    /// A learner this close to the leader's log votes without stalling commits.
+    const CAUGHT_UP_SLACK: u64 = 64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let m = raft.metrics().borrow().clone();
+        if m.running_state.is_err() {
+            return;
+        }
+        if m.current_leader != Some(id) || m.state != ServerState::Leader {
+            continue;
+        }
+        let config = m.membership_config.membership();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        let current = membership::Current {
+            voters: config.voter_ids().collect(),
+            learners: config.learner_ids().collect(),
+            caught_up: matched
+                .iter()
+                .filter(|(_, log)| {
+                    log.map(|l| l.index + CAUGHT_UP_SLACK >= last)
+                        .unwrap_or(false)
+                })
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        let Some(step) = membership::next_step(&desired, &current) else {
+            continue;
+        };
+        tracing::info!(?step, "changing the index group's membership");
+        let done = match step.clone() {
+            membership::Step::AddLearner(peer, addr) => raft
+                .add_learner(peer, BasicNode { addr }, false)
+                .await
+                .map(|_| ()),
+            membership::Step::Promote(ids) => raft
+                .change_membership(ChangeMembers::AddVoterIds(ids), false)
+                .await
+                .map(|_| ()),
+            membership::Step::RemoveVoters(ids) => raft
+                .change_membership(ChangeMembers::RemoveVoters(ids), false)
+                .await
+                .map(|_| ()),
+            membership::Step::RemoveLearners(ids) => raft
+                .change_membership(ChangeMembers::RemoveNodes(ids), false)
+                .await
+                .map(|_| ()),
+        };
+        match done {
+            Ok(()) => tracing::info!(?step, "index group membership changed"),
+            Err(RaftError::Fatal(e)) => {
+                tracing::debug!(error = %e, "raft stopped; membership reconciler ends");
+                return;
+            }
+            Err(e) => tracing::warn!(?step, error = %e, "membership change failed; will retry"),
+        }
+    }
+}
+
 /// Parses `ID=URL` (a `--peer`).
 pub fn parse_peer(s: &str) -> Result<(u64, String), String> {
     let (id, url) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected ID=URL, e.g. 1=http://10.0.0.1:9001"))?;
+    // Any unsigned integer: on Kubernetes it is the StatefulSet pod's ordinal, from 0.
     let id: u64 = id
         .parse()
-        .map_err(|_| format!("{s:?}: the id must be a positive integer"))?;
-    if id == 0 {
-        return Err(format!("{s:?}: ids start at 1"));
-    }
+        .map_err(|_| format!("{s:?}: the id must be an unsigned integer"))?;
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(format!(
             "{s:?}: the URL must start with http:// or https://"
