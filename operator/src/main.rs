@@ -36,9 +36,9 @@ struct Config {
     /// Storage-node image for ObjectStores that name none.
     #[arg(long, env = "CAIRN_STORAGE_NODE_IMAGE")]
     storage_node_image: Option<String>,
-    /// Most gateway pods per ObjectStore (0 = no limit). 1 until the gateway's index is
-    /// replicated: separate gateways would keep separate indexes.
-    #[arg(long, env = "CAIRN_MAX_GATEWAY_REPLICAS", default_value_t = 1)]
+    /// Most gateway pods per ObjectStore (0 = no limit, the default). The gateways of a fleet
+    /// share one replicated index, so this is only an optional limit.
+    #[arg(long, env = "CAIRN_MAX_GATEWAY_REPLICAS", default_value_t = 0)]
     max_gateway_replicas: i32,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]

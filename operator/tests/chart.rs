@@ -292,6 +292,16 @@ fn helm_chart_lints_renders_and_validates() {
         } else {
             assert!(!kinds.contains("ObjectStore") && !kinds.contains("PrometheusRule"));
         }
+        // The gateway cap reaches the operator: none by default (0), 5 in everything-values.
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        let cap = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "CAIRN_MAX_GATEWAY_REPLICAS")
+            .map(|e| e["value"].clone());
+        let want = if label == "everything" { "5" } else { "0" };
+        assert_eq!(cap, Some(Value::from(want)), "{label}");
         for d in &docs {
             validate_against_crd(d);
         }

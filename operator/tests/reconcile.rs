@@ -174,6 +174,102 @@ async fn objectstore_ready_when_pods_ready_and_fleet_healthy() {
 }
 
 #[tokio::test]
+async fn gateways_share_an_index_and_a_cap_is_only_what_the_operator_sets() {
+    use cairn_operator::metrics::Metrics;
+    use cairn_operator::resources::objectstore::BuildConfig;
+
+    let gw_env = |kube: &FakeKube| -> Value {
+        kube.get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .clone()
+    };
+    let env_value = |env: &Value, name: &str| -> Value {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+
+    // The default operator runs every gateway the spec asks for, as one replicated index.
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let default_ctx = Context::new(
+        kube.client(),
+        Arc::new(common::FixedConnector(admin.clone())),
+        Arc::new(Metrics::default()),
+        BuildConfig::default(),
+    );
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &default_ctx).await.unwrap();
+    reconcile_store(&kube, &default_ctx).await.unwrap();
+    let gw = kube
+        .get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+        .unwrap();
+    assert_eq!(gw["spec"]["replicas"], 3);
+    assert_eq!(gw["spec"]["serviceName"], "s3-gateway");
+    let env = gw_env(&kube);
+    assert_eq!(
+        env_value(&env, "CAIRN_PEERS")["value"],
+        "0=http://s3-gateway-0.s3-gateway.storage.svc:9001,1=http://s3-gateway-1.s3-gateway.storage.svc:9001,2=http://s3-gateway-2.s3-gateway.storage.svc:9001"
+    );
+    assert_eq!(
+        env_value(&env, "CAIRN_GATEWAY_ID")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let headless = kube
+        .get("/api/v1/namespaces/storage/services/s3-gateway")
+        .unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    let store = kube.get(&path_store()).unwrap();
+    assert_ne!(cond(&store, "Degraded")["reason"], "GatewayReplicasCapped");
+
+    // An operator capped at 2: two gateways listed as peers, and a Degraded condition says so.
+    let capped = Context::new(
+        kube.client(),
+        Arc::new(common::FixedConnector(admin.clone())),
+        Arc::new(Metrics::default()),
+        BuildConfig {
+            max_gateway_replicas: Some(2),
+            ..Default::default()
+        },
+    );
+    reconcile_store(&kube, &capped).await.unwrap();
+    let gw = kube
+        .get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+        .unwrap();
+    assert_eq!(gw["spec"]["replicas"], 2);
+    assert_eq!(
+        env_value(&gw_env(&kube), "CAIRN_PEERS")["value"],
+        "0=http://s3-gateway-0.s3-gateway.storage.svc:9001,1=http://s3-gateway-1.s3-gateway.storage.svc:9001"
+    );
+    let store = kube.get(&path_store()).unwrap();
+    let degraded = cond(&store, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "GatewayReplicasCapped");
+    let msg = degraded["message"].as_str().unwrap();
+    assert!(msg.contains("running 2 gateway(s) instead of 3"), "{msg}");
+    assert!(msg.contains("--max-gateway-replicas"), "{msg}");
+    assert!(!msg.contains("unreplicated"), "{msg}");
+
+    // One gateway: no peers, the gateway keeps its index alone.
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(1)
+    });
+    reconcile_store(&kube, &default_ctx).await.unwrap();
+    let env = gw_env(&kube);
+    assert_eq!(env_value(&env, "CAIRN_PEERS"), Value::Null);
+    assert_eq!(env_value(&env, "CAIRN_GATEWAY_ID"), Value::Null);
+    let store = kube.get(&path_store()).unwrap();
+    assert_ne!(cond(&store, "Degraded")["reason"], "GatewayReplicasCapped");
+}
+
+#[tokio::test]
 async fn objectstore_bad_spec_is_a_condition_not_a_crash_loop() {
     let kube = FakeKube::new();
     let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));

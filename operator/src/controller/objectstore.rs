@@ -416,7 +416,7 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
             true,
             "GatewayReplicasCapped",
             format!(
-                "running {gw_wanted} gateway(s) instead of {}: this gateway version keeps an unreplicated index per pod (operator flag --max-gateway-replicas)",
+                "running {gw_wanted} gateway(s) instead of {}: capped by the operator (flag --max-gateway-replicas, chart value operator.maxGatewayReplicas)",
                 store.spec.gateway.replicas
             ),
             generation,

@@ -143,7 +143,8 @@ impl Default for StorageSpec {
 #[derive(kube::KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
-    /// Gateway pods, spread over the zones.
+    /// Gateway pods, spread over the zones. Several share one replicated index (a write needs a
+    /// majority of them: 3 keep serving with one down); 1 keeps its index alone.
     #[serde(default = "default_gateway_replicas")]
     #[schemars(range(min = 1, max = 64))]
     pub replicas: i32,

@@ -40,8 +40,8 @@ pub struct BuildConfig {
     pub gateway_image: String,
     /// Storage-node image when the ObjectStore names none.
     pub storage_node_image: String,
-    /// Most gateway pods to run. `Some(1)` while each gateway keeps its own unreplicated index:
-    /// two gateways would each see only the buckets created through them.
+    /// Most gateway pods to run (`None`: as many as the ObjectStore asks). Several gateways
+    /// share one replicated index, so this is only an optional limit set by the cluster admin.
     pub max_gateway_replicas: Option<i32>,
 }
 
@@ -51,7 +51,7 @@ impl Default for BuildConfig {
         Self {
             gateway_image: format!("ghcr.io/cairn-io/cairn-gateway:{tag}"),
             storage_node_image: format!("ghcr.io/cairn-io/cairn-storage-node:{tag}"),
-            max_gateway_replicas: Some(1),
+            max_gateway_replicas: None,
         }
     }
 }
@@ -219,6 +219,27 @@ pub fn extra_storage_classes(spec: &ObjectStoreSpec) -> String {
             }
             s
         })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Env var with a gateway's id in the replicated index (its StatefulSet ordinal).
+pub const GATEWAY_ID_ENV: &str = "CAIRN_GATEWAY_ID";
+/// Env var listing every gateway of the fleet as `ID=ADMIN_URL`, comma-separated.
+pub const PEERS_ENV: &str = "CAIRN_PEERS";
+/// Pod label Kubernetes (>= 1.28) sets on StatefulSet pods to their ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// Every gateway of a fleet of `replicas` gateways as the gateway's `CAIRN_PEERS` wants it:
+/// `ORDINAL=http://POD.HEADLESS.NAMESPACE.svc:ADMIN_PORT`, comma-separated, the pod DNS name
+/// coming from the gateway StatefulSet's headless Service.
+pub fn gateway_peers(store: &ObjectStore, replicas: i32) -> String {
+    let name = store_name(store);
+    let ns = store_ns(store);
+    // The StatefulSet and its governing headless Service share this name.
+    let set = names::gateway(&name);
+    (0..replicas)
+        .map(|i| format!("{i}=http://{set}-{i}.{set}.{ns}.svc:{GATEWAY_ADMIN_PORT}"))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -464,7 +485,10 @@ pub fn node_statefulset(
 }
 
 /// The gateway StatefulSet: spread over the zones (`maxSkew` 1), a PVC for the index, the node
-/// list, and the credentials from the Secret.
+/// list, and the credentials from the Secret. With more than one gateway, each pod also gets its
+/// id in the replicated index (`CAIRN_GATEWAY_ID`, its ordinal from the downward API) and the list
+/// of every gateway (`CAIRN_PEERS`, stable DNS names under the headless Service); with one, neither
+/// (the gateway keeps its index alone).
 pub fn gateway_statefulset(
     store: &ObjectStore,
     config: &BuildConfig,
@@ -509,6 +533,14 @@ pub fn gateway_statefulset(
     if let Some(r) = &spec.gateway.resources {
         container["resources"] = serde_json::to_value(r).expect("resources");
     }
+    let replicas = gateway_replicas(spec, config);
+    if replicas > 1 {
+        let env = container["env"].as_array_mut().expect("env");
+        env.push(json!({"name": GATEWAY_ID_ENV, "valueFrom": {"fieldRef": {
+            "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']")
+        }}}));
+        env.push(json!({"name": PEERS_ENV, "value": gateway_peers(store, replicas)}));
+    }
     let index_class = spec
         .gateway
         .storage_class_name
@@ -519,8 +551,16 @@ pub fn gateway_statefulset(
         "kind": "StatefulSet",
         "metadata": meta(&set, store, l.clone(), owner),
         "spec": {
-            "replicas": gateway_replicas(spec, config),
+            "replicas": replicas,
+            // The headless Service of the same name (see `services`): it gives each pod the DNS
+            // name listed in `CAIRN_PEERS`.
             "serviceName": set,
+            // Parallel, whatever the replica count (the field cannot change on an existing
+            // StatefulSet, so it must not depend on `replicas`): with OrderedReady, pod 1 would
+            // wait for pod 0 to be Ready. The readiness probe (`/healthz` on the admin port)
+            // answers without the index today, but a probe that needed it would deadlock, since
+            // pod 0 alone cannot win an election among several listed peers (it needs a
+            // majority). Rolling updates still replace one pod at a time.
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
@@ -563,9 +603,9 @@ fn service(
     }))
 }
 
-/// Every Service: a headless one per StatefulSet (stable pod DNS names; storage nodes published
-/// before they are ready, because peers repair through them), the S3 Service and the internal
-/// admin Service.
+/// Every Service: a headless one per StatefulSet (stable pod DNS names, published before the pods
+/// are ready: storage nodes repair through each other, and gateways replicate their index to
+/// peers whatever the peers' readiness), the S3 Service and the internal admin Service.
 pub fn services(store: &ObjectStore, owner: &OwnerReference) -> Vec<Service> {
     let name = store_name(store);
     let mut out = Vec::new();
@@ -591,7 +631,7 @@ pub fn services(store: &ObjectStore, owner: &OwnerReference) -> Vec<Service> {
         &names::gateway(&name),
         meta_l,
         &gl,
-        json!({"clusterIP": "None",
+        json!({"clusterIP": "None", "publishNotReadyAddresses": true,
                "ports": [{"name": "s3", "port": GATEWAY_S3_PORT, "targetPort": "s3", "protocol": "TCP"},
                          {"name": "admin", "port": GATEWAY_ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"}]}),
         owner,
@@ -814,14 +854,106 @@ mod tests {
     }
 
     #[test]
-    fn gateway_replicas_capped_while_the_index_is_per_pod() {
+    fn gateway_replicas_capped_only_when_the_operator_says_so() {
         let s = store(&["a"]);
-        let capped = BuildConfig::default();
+        // No cap by default: the gateways share a replicated index.
+        assert_eq!(BuildConfig::default().max_gateway_replicas, None);
+        assert_eq!(gateway_replicas(&s.spec, &BuildConfig::default()), 3);
+        let capped = BuildConfig {
+            max_gateway_replicas: Some(1),
+            ..Default::default()
+        };
         assert_eq!(gateway_replicas(&s.spec, &capped), 1);
-        assert_eq!(gateway_replicas(&s.spec, &config()), 3);
         // No gateway PDB for a single gateway (it would block every drain).
         let pdbs = disruption_budgets(&s, &capped, &owner_ref(&s));
         assert_eq!(pdbs.len(), 1);
+        // The capped count is what the peer list holds.
+        let two = BuildConfig {
+            max_gateway_replicas: Some(2),
+            ..Default::default()
+        };
+        let sts = v(&gateway_statefulset(&s, &two, &owner_ref(&s)));
+        assert_eq!(sts["spec"]["replicas"], 2);
+        assert_eq!(
+            env_of(&sts, PEERS_ENV)["value"],
+            "0=http://s3-gateway-0.s3-gateway.storage.svc:9001,\
+             1=http://s3-gateway-1.s3-gateway.storage.svc:9001"
+        );
+    }
+
+    fn env_of(sts: &Value, name: &str) -> Value {
+        sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn one_gateway_keeps_its_index_alone() {
+        let mut s = store(&["a", "b", "c"]);
+        s.spec.gateway.replicas = 1;
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(sts["spec"]["replicas"], 1);
+        assert_eq!(env_of(&sts, GATEWAY_ID_ENV), Value::Null);
+        assert_eq!(env_of(&sts, PEERS_ENV), Value::Null);
+        assert_eq!(
+            gateway_peers(&s, 1),
+            "0=http://s3-gateway-0.s3-gateway.storage.svc:9001"
+        );
+    }
+
+    #[test]
+    fn several_gateways_share_one_index_through_the_headless_service() {
+        let s = store(&["a", "b", "c"]);
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        let spec = &sts["spec"];
+        assert_eq!(spec["replicas"], 3);
+        assert_eq!(spec["podManagementPolicy"], "Parallel");
+        assert_eq!(
+            env_of(&sts, "CAIRN_GATEWAY_ID")["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+        assert_eq!(
+            env_of(&sts, "CAIRN_PEERS")["value"],
+            "0=http://s3-gateway-0.s3-gateway.storage.svc:9001,\
+             1=http://s3-gateway-1.s3-gateway.storage.svc:9001,\
+             2=http://s3-gateway-2.s3-gateway.storage.svc:9001"
+        );
+        // Every peer parses as the gateway's `ID=URL` (unsigned id, http:// URL).
+        for p in env_of(&sts, "CAIRN_PEERS")["value"]
+            .as_str()
+            .unwrap()
+            .split(',')
+        {
+            let (id, url) = p.split_once('=').unwrap();
+            id.parse::<u64>().unwrap();
+            assert!(url.starts_with("http://") && !url.ends_with('/'), "{url}");
+        }
+        // The peer URLs name the admin port of the pods.
+        let ports = spec["template"]["spec"]["containers"][0]["ports"]
+            .as_array()
+            .unwrap();
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["name"] == "admin" && p["containerPort"] == GATEWAY_ADMIN_PORT)
+        );
+        // The governing Service is headless, publishes pods before they are ready, and
+        // selects the gateway pods.
+        let svcs: Vec<Value> = services(&s, &owner_ref(&s)).iter().map(v).collect();
+        let headless = svcs
+            .iter()
+            .find(|svc| svc["metadata"]["name"] == spec["serviceName"])
+            .unwrap();
+        assert_eq!(spec["serviceName"], "s3-gateway");
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+        for (k, val) in headless["spec"]["selector"].as_object().unwrap() {
+            assert_eq!(&spec["template"]["metadata"]["labels"][k], val);
+        }
     }
 
     #[test]
