@@ -74,6 +74,33 @@ impl RunningGateway {
     }
 }
 
+/// Refuses to switch an index between kept-alone and replicated: entries written alone are not in
+/// any Raft log, so a group would never carry them to the other gateways; and a replica started
+/// alone would fork from its group.
+fn check_index_mode(
+    engine: &RocksEngine,
+    path: &Path,
+    replicated: bool,
+) -> Result<(), GatewayError> {
+    let was_replicated = engine.holds_raft_state();
+    if replicated && !was_replicated && engine.holds_entries() {
+        return Err(GatewayError::Config(format!(
+            "the index in {} was written by a gateway running alone (no --peer); a replicated group \
+             cannot hand its entries to other gateways. Run this gateway alone, or start the group \
+             on an empty data directory",
+            path.display()
+        )));
+    }
+    if !replicated && was_replicated {
+        return Err(GatewayError::Config(format!(
+            "the index in {} belongs to a replicated group; start this gateway with --gateway-id \
+             and --peer (a group of one is allowed)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Starts a gateway with its index under `data_dir` and the given storage nodes.
 pub async fn start(
     args: &GatewayArgs,
@@ -127,6 +154,7 @@ pub async fn start(
         path: index_path.clone(),
         source,
     })?;
+    check_index_mode(&engine, &index_path, replication.is_some())?;
     let engine = Arc::new(engine);
     let index_options = IndexOptions {
         gc_delay_ms: args.gc_delay.as_millis() as u64,
@@ -297,4 +325,33 @@ pub async fn start(
         consensus,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::engine::{KvEngine, WriteOp};
+
+    #[test]
+    fn an_index_never_switches_between_alone_and_replicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(dir.path()).unwrap();
+        // Empty: either way.
+        assert!(check_index_mode(&engine, dir.path(), true).is_ok());
+        assert!(check_index_mode(&engine, dir.path(), false).is_ok());
+        // Entries written alone: alone only.
+        engine
+            .write(vec![WriteOp::Put(b"k".to_vec(), b"v".to_vec())])
+            .unwrap();
+        assert!(check_index_mode(&engine, dir.path(), false).is_ok());
+        let e = check_index_mode(&engine, dir.path(), true).unwrap_err();
+        assert!(e.to_string().contains("running alone"), "{e}");
+        // A replica (Raft state present): replicated only.
+        let db = engine.db();
+        let cf = db.cf_handle("raft_state").unwrap();
+        db.put_cf(cf, b"vote", b"{}").unwrap();
+        assert!(check_index_mode(&engine, dir.path(), true).is_ok());
+        let e = check_index_mode(&engine, dir.path(), false).unwrap_err();
+        assert!(e.to_string().contains("belongs to a replicated group"), "{e}");
+    }
 }

@@ -257,14 +257,17 @@ async fn gateways_share_an_index_and_a_cap_is_only_what_the_operator_sets() {
     assert!(msg.contains("--max-gateway-replicas"), "{msg}");
     assert!(!msg.contains("unreplicated"), "{msg}");
 
-    // One gateway: no peers, the gateway keeps its index alone.
+    // One gateway: a group of one (its log lets it grow to several later).
     kube.edit(&path_store(), |s| {
         s["spec"]["gateway"]["replicas"] = json!(1)
     });
     reconcile_store(&kube, &default_ctx).await.unwrap();
     let env = gw_env(&kube);
-    assert_eq!(env_value(&env, "CAIRN_PEERS"), Value::Null);
-    assert_eq!(env_value(&env, "CAIRN_GATEWAY_ID"), Value::Null);
+    assert_eq!(
+        env_value(&env, "CAIRN_PEERS")["value"],
+        "0=http://s3-gateway-0.s3-gateway.storage.svc:9001"
+    );
+    assert!(env_value(&env, "CAIRN_GATEWAY_ID")["valueFrom"].is_object());
     let store = kube.get(&path_store()).unwrap();
     assert_ne!(cond(&store, "Degraded")["reason"], "GatewayReplicasCapped");
 }

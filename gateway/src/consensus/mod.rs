@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::index::engine::RocksEngine;
 use crate::metrics::{GatewayMetrics, OutcomeLabels};
@@ -40,7 +41,7 @@ openraft::declare_raft_types!(
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 
 /// Why the replicated index could not serve an operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConsensusError {
     /// No leader could be reached in time.
     #[error("no index leader reachable within {0:?}: {1}")]
@@ -105,7 +106,12 @@ pub struct Consensus {
     http: reqwest::Client,
     token: String,
     metrics: Arc<GatewayMetrics>,
+    /// Read barriers waiting for the next read-index round (see [`read_index_rounds`]).
+    read_index_waiters: mpsc::UnboundedSender<ReadIndexWaiter>,
 }
+
+/// Where a read-index round delivers the index (or why there is none).
+type ReadIndexWaiter = oneshot::Sender<Result<Option<u64>, ConsensusError>>;
 
 impl Consensus {
     /// Starts the replica over `engine`. The gateway with the smallest id forms the group the
@@ -169,14 +175,18 @@ impl Consensus {
             cfg.id,
             cfg.peers.clone(),
         ));
-        Ok(Arc::new(Self {
+        let (read_index_waiters, rounds) = mpsc::unbounded_channel();
+        let consensus = Arc::new(Self {
             id: cfg.id,
             raft,
             peers: cfg.peers,
             http,
             token: cfg.token,
             metrics,
-        }))
+            read_index_waiters,
+        });
+        tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
+        Ok(consensus)
     }
 
     /// This gateway's id.
@@ -267,23 +277,13 @@ impl Consensus {
     /// confirmed by the current leader: what any gateway acknowledged is then visible here.
     pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
         let started = Instant::now();
-        let mut last_error = String::from("no leader elected");
-        let index = loop {
-            let attempt = match self.leader() {
-                Some(l) if l == self.id => self.read_index_here().await,
-                Some(l) => self.forward(l, "read-index", &()).await,
-                None => Forwarded::NotLeader,
-            };
-            match attempt {
-                Forwarded::Done(index) => break index,
-                Forwarded::NotLeader => {}
-                Forwarded::Failed(e) => last_error = e,
-            }
-            if started.elapsed() > LEADER_WAIT {
-                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (tx, rx) = oneshot::channel();
+        self.read_index_waiters
+            .send(tx)
+            .map_err(|_| ConsensusError::Fatal("read-index rounds stopped".into()))?;
+        let index = rx
+            .await
+            .map_err(|_| ConsensusError::Fatal("read-index rounds stopped".into()))??;
         self.raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(index, "read barrier")
@@ -294,6 +294,29 @@ impl Consensus {
             .read_barrier_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// The leader's read index, asked now (from this gateway if it leads, else forwarded),
+    /// waiting through elections for up to [`LEADER_WAIT`].
+    async fn fetch_read_index(&self) -> Result<Option<u64>, ConsensusError> {
+        let started = Instant::now();
+        let mut last_error = String::from("no leader elected");
+        loop {
+            let attempt = match self.leader() {
+                Some(l) if l == self.id => self.read_index_here().await,
+                Some(l) => self.forward(l, "read-index", &()).await,
+                None => Forwarded::NotLeader,
+            };
+            match attempt {
+                Forwarded::Done(index) => return Ok(index),
+                Forwarded::NotLeader => {}
+                Forwarded::Failed(e) => last_error = e,
+            }
+            if started.elapsed() > LEADER_WAIT {
+                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Proposes on this gateway, which believes it leads.
@@ -358,6 +381,29 @@ impl Consensus {
     /// Stops Raft (tests that restart a gateway in-process).
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Serves read barriers in rounds: every barrier waiting when a round starts shares that
+/// round's read index. That is still linearizable (the index is asked after each of them began)
+/// and costs one leader confirmation per round instead of one per operation.
+async fn read_index_rounds(
+    consensus: std::sync::Weak<Consensus>,
+    mut waiting: mpsc::UnboundedReceiver<ReadIndexWaiter>,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut round = vec![first];
+        while let Ok(w) = waiting.try_recv() {
+            round.push(w);
+        }
+        let Some(c) = consensus.upgrade() else {
+            return;
+        };
+        let index = c.fetch_read_index().await;
+        drop(c);
+        for w in round {
+            let _ = w.send(index.clone());
+        }
     }
 }
 

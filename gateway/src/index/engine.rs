@@ -103,6 +103,26 @@ impl RocksEngine {
     pub fn db(&self) -> Arc<rocksdb::DB> {
         self.db.clone()
     }
+
+    /// Whether the index holds any entry.
+    pub fn holds_entries(&self) -> bool {
+        self.db
+            .iterator(rocksdb::IteratorMode::Start)
+            .next()
+            .is_some()
+    }
+
+    /// Whether this index has been a replica of a replicated group (it holds Raft state).
+    pub fn holds_raft_state(&self) -> bool {
+        RAFT_COLUMN_FAMILIES.iter().any(|name| {
+            self.db.cf_handle(name).is_some_and(|cf| {
+                self.db
+                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                    .next()
+                    .is_some()
+            })
+        })
+    }
 }
 
 impl KvEngine for RocksEngine {

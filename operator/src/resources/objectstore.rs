@@ -534,7 +534,10 @@ pub fn gateway_statefulset(
         container["resources"] = serde_json::to_value(r).expect("resources");
     }
     let replicas = gateway_replicas(spec, config);
-    if replicas > 1 {
+    // Even one gateway runs as a (one-member) replicated group: everything it indexes is then
+    // in the Raft log, so scaling to several later hands every entry to the new gateways. A
+    // gateway started alone keeps no log, and would refuse to join a group later.
+    {
         let env = container["env"].as_array_mut().expect("env");
         env.push(json!({"name": GATEWAY_ID_ENV, "valueFrom": {"fieldRef": {
             "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']")
@@ -892,15 +895,17 @@ mod tests {
     }
 
     #[test]
-    fn one_gateway_keeps_its_index_alone() {
+    fn one_gateway_is_a_group_of_one_so_it_can_grow() {
         let mut s = store(&["a", "b", "c"]);
         s.spec.gateway.replicas = 1;
         let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
         assert_eq!(sts["spec"]["replicas"], 1);
-        assert_eq!(env_of(&sts, GATEWAY_ID_ENV), Value::Null);
-        assert_eq!(env_of(&sts, PEERS_ENV), Value::Null);
         assert_eq!(
-            gateway_peers(&s, 1),
+            env_of(&sts, GATEWAY_ID_ENV)["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+        assert_eq!(
+            env_of(&sts, PEERS_ENV)["value"],
             "0=http://s3-gateway-0.s3-gateway.storage.svc:9001"
         );
     }
