@@ -46,6 +46,8 @@ pub struct FleetSpec {
     pub nodes_per_zone: usize,
     /// First port; the fleet uses consecutive ports from here.
     pub base_port: u16,
+    /// Extra arguments for every `cairn-gateway serve`.
+    pub gateway_args: Vec<String>,
 }
 
 /// One storage node of a running fleet.
@@ -232,6 +234,7 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
             args.push("--node".into());
             args.push(format!("{}@{}={}", n.id, n.zone, n.endpoint));
         }
+        args.extend(spec.gateway_args.iter().cloned());
         if spec.gateways > 1 {
             args.push("--gateway-id".into());
             args.push((g + 1).to_string());

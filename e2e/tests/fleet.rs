@@ -31,6 +31,7 @@ async fn up_serves_s3_and_down_stops_everything() {
         zones: 3,
         nodes_per_zone: 2,
         base_port: base_port(),
+        gateway_args: Vec::new(),
     };
     assert!(fleet::up(&spec(0)).is_err(), "a fleet needs a gateway");
     let f = fleet::up(&spec(1)).unwrap();

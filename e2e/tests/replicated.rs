@@ -49,7 +49,8 @@ async fn replication(f: &FleetFile, g: usize) -> Option<serde_json::Value> {
 
 /// The index of the gateway that leads, once all of `alive` agree on one.
 async fn leader(f: &FleetFile, alive: &[usize]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: debug builds on two shared cores, and CI runs these fleets side by side.
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut seen = BTreeSet::new();
         for &g in alive {
@@ -157,6 +158,9 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
         zones: 3,
         nodes_per_zone: 2,
         base_port: base_port(),
+        // Snapshots every 50 entries: the killed leader, down while 300 PUTs commit, must catch
+        // up from a snapshot, the log behind it being purged.
+        gateway_args: vec!["--raft-snapshot-every".into(), "50".into()],
     })
     .unwrap();
     let all = [0, 1, 2];
@@ -332,9 +336,24 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     attempted.extend(tried);
     check_everything(&f, &survivors, &acked, &attempted).await;
 
-    // The killed gateway comes back, catches up and serves everything.
+    // The killed gateway comes back, catches up and serves everything. The log it missed was
+    // purged behind the survivors' snapshots, so it caught up from one.
+    let survivor = replication(&f, new_leader).await.unwrap();
+    let purged = survivor["purged_index"].as_u64().unwrap_or(0);
+    let before = replication(&f, first_leader).await;
+    assert!(before.is_none(), "the killed gateway still answers");
     fleet::restart_gateway(dir.path(), &mut f, first_leader).unwrap();
     check_everything(&f, &[first_leader], &acked, &attempted).await;
+    let back = replication(&f, first_leader).await.unwrap();
+    eprintln!(
+        "leader's log purged up to {purged}; the restarted gateway's snapshot: {}",
+        back["snapshot_index"]
+    );
+    assert!(purged > 100, "the survivors purged only up to {purged}");
+    assert!(
+        back["snapshot_index"].as_u64().unwrap_or(0) >= 100,
+        "the restarted gateway did not install a snapshot: {back}"
+    );
 
     // 3. Restart every gateway: the group re-forms and every entry is back.
     for g in all {
@@ -439,6 +458,7 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         zones: 3,
         nodes_per_zone: 2,
         base_port: base,
+        gateway_args: Vec::new(),
     })
     .unwrap();
     wait_for_voters(&f, &[0, 1, 2], &[1, 2, 3]).await;

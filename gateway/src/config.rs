@@ -109,6 +109,7 @@ impl ServeArgs {
             id,
             peers: self.peers.iter().cloned().collect(),
             token: token.to_string(),
+            snapshot_every: self.raft_snapshot_every,
         })
     }
 }
@@ -132,6 +133,10 @@ pub struct ServeArgs {
     /// Without it the gateway keeps its index alone.
     #[arg(long = "peer", env = "CAIRN_PEERS", value_delimiter = ',', value_parser = crate::consensus::parse_peer, requires = "gateway_id")]
     pub peers: Vec<(u64, String)>,
+    /// The replicated index takes a snapshot every this many log entries and purges the log
+    /// before it (a replica further behind catches up from the snapshot).
+    #[arg(long, env = "CAIRN_RAFT_SNAPSHOT_EVERY", default_value_t = 50_000)]
+    pub raft_snapshot_every: u64,
     /// Gateway settings.
     #[command(flatten)]
     pub gateway: GatewayArgs,

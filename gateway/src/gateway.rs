@@ -352,6 +352,9 @@ mod tests {
         db.put_cf(cf, b"vote", b"{}").unwrap();
         assert!(check_index_mode(&engine, dir.path(), true).is_ok());
         let e = check_index_mode(&engine, dir.path(), false).unwrap_err();
-        assert!(e.to_string().contains("belongs to a replicated group"), "{e}");
+        assert!(
+            e.to_string().contains("belongs to a replicated group"),
+            "{e}"
+        );
     }
 }

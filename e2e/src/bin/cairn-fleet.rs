@@ -39,6 +39,9 @@ enum Cmd {
         /// Where the cairn binaries are (default: next to this one).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Extra arguments for every gateway, after `--` (e.g. `-- --gc-delay 1m`).
+        #[arg(last = true)]
+        gateway_args: Vec<String>,
     },
     /// Stop the fleet described by DIR/fleet.json.
     Down {
@@ -57,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             nodes_per_zone,
             base_port,
             bin_dir,
+            gateway_args,
         } => {
             let f = fleet::up(&FleetSpec {
                 dir: dir.clone(),
@@ -65,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 zones,
                 nodes_per_zone,
                 base_port,
+                gateway_args,
             })?;
             for g in &f.gateways {
                 println!("gateway  s3={} admin={} pid={}", g.s3, g.admin, g.pid);

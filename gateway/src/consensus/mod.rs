@@ -66,6 +66,9 @@ pub struct ConsensusConfig {
     pub peers: BTreeMap<u64, String>,
     /// Token peers present (the fleet's admin token).
     pub token: String,
+    /// A snapshot of the index is taken every this many log entries, and the log before it
+    /// purged; a replica that fell further behind catches up from the snapshot.
+    pub snapshot_every: u64,
 }
 
 /// What [`rpc`] answers to a forwarded proposal or read-index request.
@@ -96,6 +99,10 @@ pub struct ReplicationStatus {
     pub applied_index: Option<u64>,
     /// Voting members (gateway ids).
     pub voters: Vec<u64>,
+    /// Last log index covered by this replica's newest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index are purged from this replica's log.
+    pub purged_index: Option<u64>,
 }
 
 /// This gateway's replica of the replicated index.
@@ -133,8 +140,12 @@ impl Consensus {
             heartbeat_interval: 50,
             election_timeout_min: 400,
             election_timeout_max: 800,
-            // The log is kept whole for now: a replica catches up from entries.
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+            // Entries kept behind a snapshot, so a replica a little behind needs no snapshot.
+            max_in_snapshot_log_to_keep: cfg.snapshot_every.clamp(1, 1000),
+            // Snapshot chunks travel as JSON; give each one time, and keep them modest.
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         }
         .validate()
@@ -228,6 +239,8 @@ impl Consensus {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
         }
     }
 

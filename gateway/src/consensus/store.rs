@@ -4,8 +4,10 @@
 //! Durability: a log append is synced before Raft counts it, so a committed entry is on disk on
 //! a majority before any S3 response. Applying an entry writes the index keys and the applied
 //! position in one atomic batch without its own sync: after a crash the index is a consistent
-//! prefix of the log, and Raft re-applies the rest from the (synced) log. The log is never
-//! purged yet, so a lagging or new replica always catches up from entries, never a snapshot.
+//! prefix of the log, and Raft re-applies the rest from the (synced) log. A snapshot syncs the
+//! WAL before it counts, because Raft then purges the entries it covers. Snapshots are the whole
+//! index in one blob (in memory while built and sent): fine for indexes of some hundred MB,
+//! to be streamed for larger ones.
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); the helpers
 // here return it too.
@@ -262,6 +264,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StoreError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
+        // Raft purges the log this snapshot covers: what was applied without a sync must be on
+        // disk first.
+        self.db
+            .flush_wal(true)
+            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         // The iterator reads a consistent view; the applied position is read from the same one.
         let snap = self.db.snapshot();
         let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
