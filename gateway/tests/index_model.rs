@@ -63,6 +63,7 @@ fn record(v: u8) -> ObjectRecord {
         headers: ContentHeaders::default(),
         user_metadata: BTreeMap::new(),
         checksum: None,
+        tags: Default::default(),
         data: ObjectData::Single(Blob::Inline(vec![v])),
     }
 }

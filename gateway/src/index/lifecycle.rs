@@ -7,7 +7,9 @@
 //! a bucket and a cursor, and a partition would bound them by its range.
 
 use super::engine::WriteOp;
-use super::records::{self, LifecycleProgress, ObjectData, ObjectRecord, StoredBlob, Versioning};
+use super::records::{
+    self, LifecycleProgress, ObjectData, ObjectRecord, ObjectTags, StoredBlob, Versioning,
+};
 use super::version::Stamp;
 use super::{Index, IndexError, Intent, LIFECYCLE_PROGRESS, keys};
 
@@ -83,17 +85,18 @@ impl Index {
         .await
     }
 
-    /// Expires the current version of `key` if it is still version `seq` and not a delete
-    /// marker: removes it (unversioned bucket) or makes a delete marker current. `false` if the
-    /// key changed since.
+    /// Expires the current version of `key` if it is still version `seq` with `tags` (what the
+    /// rules saw) and not a delete marker: removes it (unversioned bucket) or makes a delete
+    /// marker current. `false` if the key changed since.
     pub async fn expire_current(
         &self,
         bucket: &str,
         key: &str,
         seq: u64,
+        tags: &ObjectTags,
         stamp: Stamp,
     ) -> Result<bool, IndexError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let (bucket, key, tags) = (bucket.to_string(), key.to_string(), tags.clone());
         self.run(move |i| {
             let _b = i.bucket_lock.read().expect("bucket lock");
             let _k = i.key_lock(&bucket, &key);
@@ -102,7 +105,7 @@ impl Index {
             let Some(cur) = i.get::<ObjectRecord>(&okey)? else {
                 return Ok(false);
             };
-            if cur.seq != seq || cur.delete_marker {
+            if cur.seq != seq || cur.delete_marker || cur.tags != tags {
                 return Ok(false);
             }
             let mut ops = Vec::new();
@@ -147,16 +150,17 @@ impl Index {
     }
 
     /// Deletes noncurrent version `seq` of `key` if it is still noncurrent and still has
-    /// `version_id`, freeing its blobs. `false` otherwise.
+    /// `version_id` and `tags`, freeing its blobs. `false` otherwise.
     pub async fn expire_noncurrent(
         &self,
         bucket: &str,
         key: &str,
         seq: u64,
         version_id: Option<String>,
+        tags: &ObjectTags,
         stamp: Stamp,
     ) -> Result<bool, IndexError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let (bucket, key, tags) = (bucket.to_string(), key.to_string(), tags.clone());
         self.run(move |i| {
             let _b = i.bucket_lock.read().expect("bucket lock");
             let _k = i.key_lock(&bucket, &key);
@@ -164,7 +168,7 @@ impl Index {
             let Some(v) = i.get::<ObjectRecord>(&vk)? else {
                 return Ok(false);
             };
-            if v.version_id != version_id {
+            if v.version_id != version_id || v.tags != tags {
                 return Ok(false);
             }
             let mut ops = vec![WriteOp::Delete(vk)];
@@ -183,8 +187,9 @@ impl Index {
     }
 
     /// Replaces the data of version `seq` of `key` (current or not) by `new` in `storage_class`,
-    /// if its data is still `old`: frees the old blobs and removes `intents`, one batch. `false`
-    /// (nothing written) if the version is gone or changed; the caller then frees `new`.
+    /// if its data is still `old` and its tags still `tags`: frees the old blobs and removes
+    /// `intents`, one batch. `false` (nothing written) if the version is gone or changed; the
+    /// caller then frees `new`.
     #[allow(clippy::too_many_arguments)]
     pub async fn transition_version(
         &self,
@@ -192,15 +197,17 @@ impl Index {
         key: &str,
         seq: u64,
         old: ObjectData,
+        tags: &ObjectTags,
         new: ObjectData,
         storage_class: &str,
         intents: Vec<Intent>,
         stamp: Stamp,
     ) -> Result<bool, IndexError> {
-        let (bucket, key, class) = (
+        let (bucket, key, class, tags) = (
             bucket.to_string(),
             key.to_string(),
             storage_class.to_string(),
+            tags.clone(),
         );
         self.run(move |i| {
             let _b = i.bucket_lock.read().expect("bucket lock");
@@ -216,7 +223,7 @@ impl Index {
                     }
                 }
             };
-            if rec.data != old {
+            if rec.data != old || rec.tags != tags {
                 return Ok(false);
             }
             let mut ops = i.free(&old.stored_blobs(), "transition", stamp.now_ms);

@@ -17,6 +17,7 @@ pub mod list;
 mod objects;
 pub mod partition;
 pub mod records;
+mod tagging;
 mod txn;
 pub mod version;
 
@@ -34,6 +35,7 @@ use records::{
     AccessKeyRecord, BucketRecord, GarbageRecord, ObjectRecord, PartRecord, RecordError,
     StoredBlob, UploadRecord, Versioning,
 };
+pub use tagging::Tagged;
 pub use version::{Stamp, VersionId, VersionRef};
 
 use crate::bucket_config::lifecycle::LifecycleConfiguration;

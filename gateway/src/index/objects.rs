@@ -123,7 +123,8 @@ impl Inner<'_> {
         Ok(())
     }
 
-    fn find_version(
+    /// Version `v` of `key`, and whether it is the current one.
+    pub(super) fn find_version(
         &self,
         bucket: &str,
         key: &str,

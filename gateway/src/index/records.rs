@@ -208,6 +208,9 @@ impl ObjectData {
     }
 }
 
+/// The tags of an object version, key → value (at most 10, validated by the S3 layer).
+pub type ObjectTags = BTreeMap<String, String>;
+
 /// One version of an object key: the current entry (`O`) or a noncurrent version (`V`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
@@ -243,6 +246,9 @@ pub struct ObjectRecord {
     pub user_metadata: BTreeMap<String, String>,
     /// Additional checksum, if the client sent one.
     pub checksum: Option<StoredChecksum>,
+    /// Object tags; changed in place by PutObjectTagging (no new version). Absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: ObjectTags,
     /// The data.
     pub data: ObjectData,
 }
@@ -263,6 +269,7 @@ impl ObjectRecord {
             headers: ContentHeaders::default(),
             user_metadata: BTreeMap::new(),
             checksum: None,
+            tags: ObjectTags::new(),
             data: ObjectData::Single(Blob::Inline(Vec::new())),
         }
     }
@@ -309,6 +316,9 @@ pub struct UploadRecord {
     /// `COMPOSITE` or `FULL_OBJECT`, when an algorithm was chosen.
     #[serde(default)]
     pub checksum_type: Option<String>,
+    /// Tags of the object to be (`x-amz-tagging`), applied on Complete.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: ObjectTags,
 }
 
 /// An uploaded part.
@@ -477,6 +487,7 @@ mod tests {
             headers: ContentHeaders::default(),
             user_metadata: BTreeMap::from([("a".into(), "b".into())]),
             checksum: None,
+            tags: ObjectTags::from([("tier".into(), "cold".into())]),
             data: ObjectData::Single(Blob::Inline(vec![1, 2, 3])),
         };
         let bytes = encode(&rec);
@@ -497,6 +508,12 @@ mod tests {
         let mut bytes = vec![FORMAT_V1];
         bytes.extend_from_slice(old);
         let rec: ObjectRecord = decode(&bytes).unwrap();
+        assert!(
+            rec.tags.is_empty(),
+            "records written before tagging have no tags"
+        );
+        // Untagged records are written as before (no `tags` field).
+        assert!(!String::from_utf8_lossy(&encode(&rec)).contains("\"tags\""));
         assert_eq!(
             (rec.version_id, rec.seq, rec.delete_marker),
             (None, 0, false)

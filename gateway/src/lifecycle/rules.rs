@@ -10,8 +10,9 @@
 //! Precedence, as in S3: an expiration that is due wins over a transition; among due transitions
 //! the one due last (the furthest along the rule's schedule) is taken.
 
+use crate::bucket_config::RuleStatus;
 use crate::bucket_config::lifecycle::{LifecycleConfiguration, LifecycleRule, ObjectFilter};
-use crate::bucket_config::{RuleStatus, Tag};
+use crate::index::records::ObjectTags;
 
 /// The length of a lifecycle day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +53,8 @@ pub struct VersionFacts<'a> {
     pub key: &'a str,
     /// Bytes.
     pub size: u64,
-    /// The version's tags (none until object tagging exists).
-    pub tags: &'a [Tag],
+    /// The version's tags.
+    pub tags: &'a ObjectTags,
     /// Its storage class.
     pub storage_class: &'a str,
     /// When it was written.
@@ -107,7 +108,9 @@ fn rule_id(r: &LifecycleRule) -> String {
     r.id.clone().unwrap_or_default()
 }
 
-/// `true` if `filter` selects the version (delete markers are matched on their key only).
+/// `true` if `filter` selects the version: its prefix, sizes, and every tag of the filter (`Tag`,
+/// or `And` `Tags`) present with an equal value. Delete markers are matched on their key only, so
+/// a filter with tags never selects them.
 pub fn matches(filter: &ObjectFilter, v: &VersionFacts<'_>) -> bool {
     if !v.key.starts_with(&filter.prefix) {
         return false;
@@ -115,7 +118,10 @@ pub fn matches(filter: &ObjectFilter, v: &VersionFacts<'_>) -> bool {
     if v.delete_marker {
         return filter.tags.is_empty();
     }
-    filter.tags.iter().all(|t| v.tags.contains(t))
+    filter
+        .tags
+        .iter()
+        .all(|t| v.tags.get(&t.key) == Some(&t.value))
         && filter.size_greater_than.is_none_or(|n| v.size > n)
         && filter.size_less_than.is_none_or(|n| v.size < n)
 }
@@ -281,6 +287,7 @@ mod tests {
     use super::*;
 
     const DAY: i64 = 1000;
+    static NO_TAGS: ObjectTags = ObjectTags::new();
 
     fn clock() -> LifecycleClock {
         LifecycleClock { day_ms: DAY }
@@ -297,7 +304,7 @@ mod tests {
         VersionFacts {
             key,
             size: 100_000,
-            tags: &[],
+            tags: &NO_TAGS,
             storage_class: "STANDARD",
             last_modified_ms: written,
             delete_marker: false,
@@ -375,10 +382,7 @@ mod tests {
                 rule_id: "big".into()
             })
         );
-        let tags = [Tag {
-            key: "t".into(),
-            value: "v".into(),
-        }];
+        let tags = ObjectTags::from([("t".into(), "v".into())]);
         let mut tagged = small;
         tagged.tags = &tags;
         assert_eq!(
@@ -387,6 +391,55 @@ mod tests {
                 rule_id: "tagged".into()
             })
         );
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> ObjectTags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tag_filters_need_every_tag_with_its_value() {
+        let filter = |f: serde_json::Value| {
+            cfg(serde_json::json!({"Rules": [{"Status": "Enabled", "Filter": f, "Expiration": {"Days": 1}}]}))
+                .rules[0]
+                .object_filter()
+                .unwrap()
+        };
+        let one = filter(serde_json::json!({"Tag": {"Key": "tier", "Value": "cold"}}));
+        let and = filter(serde_json::json!({"And": {"Prefix": "logs/", "Tags": [
+            {"Key": "tier", "Value": "cold"}, {"Key": "team", "Value": "a"}]}}));
+        let sees = |f: &ObjectFilter, key: &str, t: &ObjectTags| {
+            let mut v = obj(key, 0);
+            v.tags = t;
+            matches(f, &v)
+        };
+        let cold = tags(&[("tier", "cold")]);
+        let both = tags(&[("tier", "cold"), ("team", "a"), ("extra", "x")]);
+        assert!(sees(&one, "k", &cold));
+        assert!(sees(&one, "k", &both), "extra tags do not matter");
+        assert!(!sees(&one, "k", &NO_TAGS));
+        assert!(
+            !sees(&one, "k", &tags(&[("tier", "hot")])),
+            "values must be equal"
+        );
+        assert!(
+            !sees(&one, "k", &tags(&[("Tier", "cold")])),
+            "keys are case-sensitive"
+        );
+        assert!(sees(&and, "logs/x", &both));
+        assert!(
+            !sees(&and, "logs/x", &cold),
+            "every tag of And must be present"
+        );
+        assert!(!sees(&and, "other/x", &both), "and the prefix must match");
+        // Delete markers have no tags: a tag filter never selects them.
+        let mut marker = obj("k", 0);
+        marker.delete_marker = true;
+        marker.tags = &cold;
+        assert!(!matches(&one, &marker));
     }
 
     #[test]

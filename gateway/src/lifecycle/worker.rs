@@ -138,7 +138,7 @@ fn facts<'a>(key: &'a str, r: &'a ObjectRecord) -> VersionFacts<'a> {
     VersionFacts {
         key,
         size: r.size,
-        tags: &[],
+        tags: &r.tags,
         storage_class: &r.storage_class,
         last_modified_ms: r.last_modified_ms,
         delete_marker: r.delete_marker,
@@ -359,7 +359,13 @@ impl LifecycleWorker {
                 Some(CurrentAction::Expire { rule_id }) => {
                     let done = self
                         .index
-                        .expire_current(r.bucket, &e.key, e.record.seq, Stamp::now())
+                        .expire_current(
+                            r.bucket,
+                            &e.key,
+                            e.record.seq,
+                            &e.record.tags,
+                            Stamp::now(),
+                        )
                         .await?;
                     if done {
                         tracing::debug!(bucket = r.bucket, key = %e.key, %rule_id, "expired");
@@ -432,6 +438,7 @@ impl LifecycleWorker {
                             &key,
                             rec.seq,
                             rec.version_id.clone(),
+                            &rec.tags,
                             Stamp::now(),
                         )
                         .await?;
@@ -597,6 +604,7 @@ impl LifecycleWorker {
                 key,
                 rec.seq,
                 rec.data.clone(),
+                &rec.tags,
                 new,
                 class,
                 intents,

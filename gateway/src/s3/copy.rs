@@ -11,7 +11,7 @@ use super::checksums::{BodyDigests, ChecksumFields, VerifiedBody};
 use super::conditional::{ReadConditions, check_copy_source};
 use super::object_meta::{headers_in, metadata_in, timestamp};
 use super::versioning::{no_such_version, version_header, version_param};
-use super::{CairnS3, MAX_PUT_SIZE, check_key};
+use super::{CairnS3, MAX_PUT_SIZE, check_key, tag_set};
 use crate::index::records::{Blob, ObjectData, ObjectRecord};
 use crate::index::{Intent, Stamp, WriteCondition};
 
@@ -100,6 +100,19 @@ impl CairnS3 {
         let input = req.input;
         check_key(&input.key)?;
         let storage_class = self.storage_class(input.storage_class.as_ref())?;
+        // REPLACE takes the request's tags (none without `x-amz-tagging`); COPY keeps the source's.
+        let replaced_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(TaggingDirective::COPY) => None,
+            Some(TaggingDirective::REPLACE) => {
+                Some(tag_set::from_header(input.tagging.as_deref())?)
+            }
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Unknown tagging directive {other}"
+                ));
+            }
+        };
         let src = self
             .copy_source(
                 &input.copy_source,
@@ -182,9 +195,10 @@ impl CairnS3 {
             headers,
             user_metadata,
             checksum: verified.checksum.clone(),
+            tags: replaced_tags.unwrap_or_else(|| src.record.tags.clone()),
             data: ObjectData::Single(blob.clone()),
         };
-        let last_modified = rec.last_modified_ms;
+        let (last_modified, tags) = (rec.last_modified_ms, rec.tags.clone());
         let written = match self
             .index
             .put_object(
@@ -217,7 +231,7 @@ impl CairnS3 {
             }),
             version_id: written.version_header(),
             expiration: self
-                .expiration_header(&bucket, &input.key, src.record.size, last_modified)
+                .expiration_header(&bucket, &input.key, src.record.size, last_modified, &tags)
                 .await,
             copy_source_version_id: src.version_header,
             ..Default::default()

@@ -15,6 +15,22 @@ impl From<ConfigError> for S3Error {
     }
 }
 use crate::index::version::InvalidVersionId;
+use crate::s3::tag_set::TagError;
+
+impl From<TagError> for S3Error {
+    fn from(e: TagError) -> Self {
+        let msg = e.to_string();
+        match e {
+            TagError::TooMany => custom("BadRequest", 400, msg),
+            TagError::InvalidKey
+            | TagError::InvalidValue
+            | TagError::SystemKey
+            | TagError::DuplicateKey => S3Error::with_message(S3ErrorCode::InvalidTag, msg),
+            TagError::MalformedHeader => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
+            TagError::MalformedXml => S3Error::with_message(S3ErrorCode::MalformedXML, msg),
+        }
+    }
+}
 
 impl From<InvalidVersionId> for S3Error {
     fn from(_: InvalidVersionId) -> Self {

@@ -85,8 +85,14 @@ impl CairnS3 {
             },
         )?;
         let expiration = if latest {
-            self.expiration_header(&bucket, &input.key, rec.size, rec.last_modified_ms)
-                .await
+            self.expiration_header(
+                &bucket,
+                &input.key,
+                rec.size,
+                rec.last_modified_ms,
+                &rec.tags,
+            )
+            .await
         } else {
             None
         };
@@ -170,6 +176,7 @@ impl CairnS3 {
                 .flatten(),
             version_id: version_header(&bucket, &rec),
             expiration,
+            tag_count: Self::tag_count(&rec.tags),
             ..Default::default()
         }))
     }
@@ -192,8 +199,14 @@ impl CairnS3 {
             },
         )?;
         let expiration = if latest {
-            self.expiration_header(&bucket, &input.key, rec.size, rec.last_modified_ms)
-                .await
+            self.expiration_header(
+                &bucket,
+                &input.key,
+                rec.size,
+                rec.last_modified_ms,
+                &rec.tags,
+            )
+            .await
         } else {
             None
         };
@@ -214,7 +227,7 @@ impl CairnS3 {
             ChecksumFields::default()
         };
         let h = &rec.headers;
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut resp = S3Response::new(HeadObjectOutput {
             content_length: Some(len as i64),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&rec)),
@@ -240,6 +253,12 @@ impl CairnS3 {
             version_id: version_header(&bucket, &rec),
             expiration,
             ..Default::default()
-        }))
+        });
+        // s3s's HeadObjectOutput has no tag count; S3 sends it on HEAD as on GET.
+        if let Some(n) = Self::tag_count(&rec.tags) {
+            resp.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(n));
+        }
+        Ok(resp)
     }
 }

@@ -8,7 +8,7 @@ use super::object_meta::{http_date, millis, timestamp};
 use super::{CairnS3, STANDARD};
 use crate::bucket_config::lifecycle as lc;
 use crate::bucket_config::{ConfigError, RuleStatus, Tag as CfgTag};
-use crate::index::records::BucketRecord;
+use crate::index::records::{BucketRecord, ObjectTags};
 use crate::lifecycle::rules::{self, VersionFacts};
 
 fn tag_in(t: Tag) -> Result<CfgTag, ConfigError> {
@@ -188,13 +188,15 @@ pub(super) fn to_dto(c: &lc::LifecycleConfiguration) -> Vec<LifecycleRule> {
 
 impl CairnS3 {
     /// `x-amz-expiration` for the current version of `key` (`size` bytes, written at
-    /// `last_modified_ms`): when the bucket's lifecycle rules expire it, and which rule.
+    /// `last_modified_ms`, with `tags`): when the bucket's lifecycle rules expire it, and which
+    /// rule.
     pub(super) async fn expiration_header(
         &self,
         bucket: &BucketRecord,
         key: &str,
         size: u64,
         last_modified_ms: i64,
+        tags: &ObjectTags,
     ) -> Option<String> {
         if !bucket.lifecycle {
             return None;
@@ -209,7 +211,7 @@ impl CairnS3 {
         let facts = VersionFacts {
             key,
             size,
-            tags: &[],
+            tags,
             storage_class: "",
             last_modified_ms,
             delete_marker: false,

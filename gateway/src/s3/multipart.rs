@@ -10,7 +10,7 @@ use super::checksums::{BodyDigests, ChecksumFields, checksum_type, digest, hex};
 use super::conditional::{ReadConditions, write_condition};
 use super::errors::custom;
 use super::object_meta::{etag, headers_in, metadata_in, timestamp};
-use super::{CairnS3, MAX_PUT_SIZE, check_key};
+use super::{CairnS3, MAX_PUT_SIZE, check_key, tag_set};
 use crate::index::records::{
     ObjectData, ObjectRecord, PartRecord, PartRef, StoredChecksum, UploadRecord,
 };
@@ -92,6 +92,7 @@ impl CairnS3 {
                 .as_ref()
                 .map(|a| a.as_str().to_string()),
             checksum_type: checksum_type.clone(),
+            tags: tag_set::from_header(input.tagging.as_deref())?,
         };
         let upload_id = rec.upload_id.clone();
         self.index.create_upload(rec).await?;
@@ -373,6 +374,7 @@ impl CairnS3 {
             headers: upload.headers.clone(),
             user_metadata: upload.user_metadata.clone(),
             checksum: checksum.clone(),
+            tags: upload.tags.clone(),
             data: ObjectData::Multipart(parts),
         };
         let last_modified = rec.last_modified_ms;
@@ -398,7 +400,7 @@ impl CairnS3 {
             checksum_type: checksum_type(checksum.as_ref()),
             version_id: written.version_header(),
             expiration: self
-                .expiration_header(&bucket, &input.key, size, last_modified)
+                .expiration_header(&bucket, &input.key, size, last_modified, &upload.tags)
                 .await,
             ..Default::default()
         }))

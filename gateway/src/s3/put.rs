@@ -6,7 +6,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksums::{BodyDigests, ChecksumFields, checksum_type};
 use super::conditional::write_condition;
 use super::object_meta::{headers_in, metadata_in};
-use super::{CairnS3, MAX_PUT_SIZE, check_key};
+use super::{CairnS3, MAX_PUT_SIZE, check_key, tag_set};
 use crate::index::records::{ObjectData, ObjectRecord};
 use crate::index::{IndexError, Stamp, WriteCondition};
 
@@ -32,6 +32,7 @@ impl CairnS3 {
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let user_metadata = metadata_in(input.metadata)?;
+        let tags = tag_set::from_header(input.tagging.as_deref())?;
         let bucket = self.require_bucket(&input.bucket).await?;
         // A cheap early check, so a conditional create of an existing key does not upload first;
         // the commit checks again atomically.
@@ -87,8 +88,10 @@ impl CairnS3 {
             ),
             user_metadata,
             checksum: verified.checksum.clone(),
+            tags,
             data: ObjectData::Single(blob.clone()),
         };
+        let tags = rec.tags.clone();
         let intents = intent.iter().cloned().collect();
         let written = match self
             .index
@@ -120,7 +123,7 @@ impl CairnS3 {
             size: Some(length as i64),
             version_id: written.version_header(),
             expiration: self
-                .expiration_header(&bucket, &input.key, length, stamp.now_ms)
+                .expiration_header(&bucket, &input.key, length, stamp.now_ms, &tags)
                 .await,
             ..Default::default()
         }))
