@@ -79,6 +79,13 @@ pub struct GatewayArgs {
     /// Requests to other host names and to IP addresses are path-style.
     #[arg(long, env = "CAIRN_DOMAIN")]
     pub domain: Option<String>,
+    /// PEM certificate chain: the S3 API is served over HTTPS (with `--tls-key`). The admin API
+    /// stays plain HTTP (in-cluster, token-protected). Read at start; restart to rotate.
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `cairn-gateway dev`.

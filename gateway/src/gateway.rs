@@ -233,6 +233,12 @@ pub async fn start(
             metrics.nodes_up.set(registry.up_count() as i64);
         })
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::acceptor(cert, key).map_err(|e| GatewayError::Config(e.to_string()))?)
+        }
+        _ => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
@@ -285,7 +291,7 @@ pub async fn start(
         let (metrics, refresh, rx) = (metrics.clone(), refresh.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) =
-                crate::server::serve_s3(s3_listener, service, metrics, refresh, rx).await
+                crate::server::serve_s3(s3_listener, service, metrics, refresh, tls, rx).await
             {
                 tracing::error!(error = %e, "S3 server stopped");
             }
@@ -316,7 +322,7 @@ pub async fn start(
             }
         }));
     }
-    tracing::info!(%s3_addr, %admin_addr, profile = %profile, "gateway listening");
+    tracing::info!(%s3_addr, %admin_addr, profile = %profile, https = args.tls_cert.is_some(), "gateway listening");
     Ok(RunningGateway {
         s3_addr,
         admin_addr,

@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod s3;
 pub mod server;
 pub mod storage_class;
+pub mod tls;

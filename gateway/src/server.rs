@@ -30,11 +30,13 @@ fn unsigned(req: &http::Request<Incoming>) -> bool {
 
 /// Serves `s3` on `listener` until `shutdown` turns true; connections already open finish their
 /// current request.
+/// With `tls`, connections are HTTPS.
 pub async fn serve_s3(
     listener: tokio::net::TcpListener,
     s3: S3Service,
     metrics: Arc<GatewayMetrics>,
     refresh_metrics: Arc<dyn Fn() + Send + Sync>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     loop {
@@ -48,10 +50,21 @@ pub async fn serve_s3(
             let (s3, metrics, refresh) = (s3.clone(), metrics.clone(), refresh.clone());
             async move { handle(req, s3, metrics, refresh).await }
         });
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(socket), service);
-            if let Err(e) = conn.await {
+            let http = hyper::server::conn::http1::Builder::new();
+            let served = match tls {
+                None => http.serve_connection(TokioIo::new(socket), service).await,
+                // The handshake runs in the connection's task, so a slow client holds up no one.
+                Some(acceptor) => match acceptor.accept(socket).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -247,6 +247,22 @@ impl CairnS3 {
 }
 
 /// Validates an object key: 1..=1024 bytes.
+/// The length of an upload's object bytes: `Content-Length`, or for an `aws-chunked` body sent
+/// with `Transfer-Encoding: chunked` (boto3 over HTTPS does so) `x-amz-decoded-content-length`,
+/// which s3s enforces while it decodes the chunks.
+fn upload_length(content_length: Option<i64>, headers: &http::HeaderMap) -> S3Result<u64> {
+    let length = match content_length {
+        Some(n) => n,
+        None => headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| s3_error!(MissingContentLength))?,
+    };
+    u64::try_from(length)
+        .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative"))
+}
+
 fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() {
         return Err(s3_error!(InvalidArgument, "Object key must not be empty"));

@@ -111,16 +111,12 @@ impl CairnS3 {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let trailers = req.trailing_headers.take();
+        let length = super::upload_length(req.input.content_length, &req.headers)?;
         let input = req.input;
         let part_number = check_part_number(input.part_number)?;
         let upload = self
             .upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        let length = input
-            .content_length
-            .ok_or_else(|| s3_error!(MissingContentLength))?;
-        let length = u64::try_from(length)
-            .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative"))?;
         if length > MAX_PUT_SIZE {
             return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB"));
         }

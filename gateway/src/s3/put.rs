@@ -16,14 +16,10 @@ impl CairnS3 {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailers = req.trailing_headers.take();
+        let length = super::upload_length(req.input.content_length, &req.headers)?;
         let input = req.input;
         check_key(&input.key)?;
         let storage_class = self.storage_class(input.storage_class.as_ref())?;
-        let length = input
-            .content_length
-            .ok_or_else(|| s3_error!(MissingContentLength))?;
-        let length = u64::try_from(length)
-            .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative"))?;
         if length > MAX_PUT_SIZE {
             return Err(s3_error!(
                 EntityTooLarge,

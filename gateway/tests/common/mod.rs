@@ -52,6 +52,8 @@ pub fn dev_args(data: PathBuf) -> DevArgs {
             storage_classes: Vec::new(),
             lifecycle_day_length: std::time::Duration::from_secs(86_400),
             lifecycle_rate: 1000,
+            tls_cert: None,
+            tls_key: None,
             gc_delay: std::time::Duration::from_millis(200),
             gc_interval: std::time::Duration::from_millis(200),
             upload_timeout: std::time::Duration::from_secs(3600),

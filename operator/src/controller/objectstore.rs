@@ -422,19 +422,6 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
             generation,
         );
     }
-    if store.spec.tls.is_some() {
-        let parts = ["spec.tls is not served yet (the gateway has no TLS listener)"];
-        if !conditions::is_true(&status.conditions, DEGRADED) {
-            conditions::set(
-                &mut status.conditions,
-                DEGRADED,
-                true,
-                "GatewayUnsupported",
-                parts.join("; "),
-                generation,
-            );
-        }
-    }
     let was_ready = store
         .status
         .as_ref()

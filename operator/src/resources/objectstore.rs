@@ -227,6 +227,8 @@ pub fn extra_storage_classes(spec: &ObjectStoreSpec) -> String {
 pub const GATEWAY_ID_ENV: &str = "CAIRN_GATEWAY_ID";
 /// Env var listing every gateway of the fleet as `ID=ADMIN_URL`, comma-separated.
 pub const PEERS_ENV: &str = "CAIRN_PEERS";
+/// Where the gateway pods mount the TLS Secret.
+pub const TLS_MOUNT: &str = "/tls";
 /// Pod label Kubernetes (>= 1.28) sets on StatefulSet pods to their ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
@@ -544,6 +546,20 @@ pub fn gateway_statefulset(
         }}}));
         env.push(json!({"name": PEERS_ENV, "value": gateway_peers(store, replicas)}));
     }
+    // HTTPS on the S3 port from the `kubernetes.io/tls` Secret (read at start: a renewed
+    // certificate takes effect when the pods restart).
+    let mut volumes = Vec::new();
+    if let Some(tls) = &spec.tls {
+        container["env"].as_array_mut().expect("env").extend([
+            json!({"name": "CAIRN_TLS_CERT", "value": format!("{TLS_MOUNT}/tls.crt")}),
+            json!({"name": "CAIRN_TLS_KEY", "value": format!("{TLS_MOUNT}/tls.key")}),
+        ]);
+        container["volumeMounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(json!({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": true}));
+        volumes.push(json!({"name": "tls", "secret": {"secretName": tls.secret_name}}));
+    }
     let index_class = spec
         .gateway
         .storage_class_name
@@ -581,6 +597,7 @@ pub fn gateway_statefulset(
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
+                    "volumes": volumes,
                 }
             },
             "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class)],
@@ -1063,6 +1080,27 @@ mod tests {
             zone: Some("a".into()),
         });
         assert!(validate(&s.spec)[0].contains("ONEZONE_IA needs 3 storage nodes in zone a"));
+    }
+
+    #[test]
+    fn a_tls_secret_is_mounted_and_handed_to_the_gateway() {
+        let mut s = store(&["a", "b", "c"]);
+        let plain = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(env_of(&plain, "CAIRN_TLS_CERT"), Value::Null);
+        assert_eq!(plain["spec"]["template"]["spec"]["volumes"], json!([]));
+        s.spec.tls = Some(TlsSpec {
+            secret_name: "s3-cert".into(),
+        });
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(env_of(&sts, "CAIRN_TLS_CERT")["value"], "/tls/tls.crt");
+        assert_eq!(env_of(&sts, "CAIRN_TLS_KEY")["value"], "/tls/tls.key");
+        let pod = &sts["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "tls", "secret": {"secretName": "s3-cert"}}])
+        );
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(mounts.contains(&json!({"name": "tls", "mountPath": "/tls", "readOnly": true})));
     }
 
     #[test]
