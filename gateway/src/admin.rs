@@ -18,7 +18,7 @@ use crate::bucket_config::replication::ReplicationConfiguration;
 use crate::data::nodes::NodeRegistry;
 use crate::index::list::{ListEntry, VersionQuery};
 use crate::index::records::{
-    AccessKeyRecord, BucketRecord, LifecycleCounters, LifecycleRun, Versioning,
+    AccessKeyRecord, BucketRecord, LifecycleCounters, LifecycleRun, Quota, Versioning,
 };
 use crate::index::{BucketUsage, Index, IndexError, Stamp, now_ms};
 use crate::metrics::GatewayMetrics;
@@ -125,6 +125,10 @@ pub fn router(
             "/admin/v1/buckets/{name}/lifecycle/status",
             get(lifecycle_status),
         )
+        .route(
+            "/admin/v1/buckets/{name}/quota",
+            get(get_quota).put(put_quota).delete(delete_quota),
+        )
         .route("/admin/v1/storage-classes", get(storage_classes))
         .route(
             "/admin/v1/buckets/{name}/replication",
@@ -207,6 +211,9 @@ pub struct BucketInfo {
     /// Versions per storage class, with the bytes they take on disk (only in single-bucket info).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_classes: Option<std::collections::BTreeMap<String, ClassInfo>>,
+    /// The bucket's quota, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
 }
 
 /// What one storage class holds of a bucket.
@@ -238,6 +245,7 @@ fn info(b: BucketRecord, usage: Option<BucketUsage>) -> BucketInfo {
         created_ms: b.created_ms,
         owner: b.owner,
         versioning: versioning_name(b.versioning).to_string(),
+        quota: b.quota,
         objects: u.map(|u| u.objects),
         bytes: u.map(|u| u.bytes),
         noncurrent_versions: u.map(|u| u.noncurrent_versions),
@@ -298,6 +306,7 @@ async fn create_bucket(
         owner: state.owner.clone(),
         versioning: Versioning::Unversioned,
         lifecycle: false,
+        quota: None,
     };
     match state.index.create_bucket(rec.clone()).await {
         Ok(()) => Ok((
@@ -398,6 +407,43 @@ pub struct VersioningStatus {
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, "MalformedJSON", e.to_string()))
+}
+
+async fn get_quota(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<Quota> {
+    let b = state
+        .index
+        .get_bucket(&name)
+        .await?
+        .ok_or(IndexError::NoSuchBucket(name))?;
+    Ok(axum::Json(b.quota.unwrap_or_default()))
+}
+
+async fn put_quota(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<Quota> {
+    let quota: Quota = json_body(&body)?;
+    if quota.max_bytes.is_none() && quota.max_objects.is_none() {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "InvalidQuota",
+            "a quota needs maxBytes or maxObjects (DELETE removes it)".into(),
+        ));
+    }
+    state.index.set_quota(&name, Some(quota)).await?;
+    Ok(axum::Json(quota))
+}
+
+async fn delete_quota(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    state.index.set_quota(&name, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_versioning(

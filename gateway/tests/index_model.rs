@@ -75,6 +75,7 @@ fn bucket(name: &str) -> BucketRecord {
         owner: "o".into(),
         versioning: Versioning::Unversioned,
         lifecycle: false,
+        quota: None,
     }
 }
 

@@ -172,6 +172,12 @@ pub trait AdminApi: Send + Sync {
     async fn delete_key(&self, id: &str) -> Result<bool, AdminError>;
     /// Sets a bucket's versioning state (`Enabled` or `Suspended`; never back to unversioned).
     async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError>;
+    /// Sets a bucket's quota (`{"maxBytes": .., "maxObjects": ..}`), or removes it with `None`.
+    async fn set_quota(
+        &self,
+        bucket: &str,
+        quota: Option<&serde_json::Value>,
+    ) -> Result<(), AdminError>;
     /// Stores a bucket's lifecycle or replication configuration.
     async fn put_bucket_config(
         &self,
@@ -375,6 +381,18 @@ impl AdminApi for HttpAdmin {
         let path = format!("/admin/v1/buckets/{}/versioning", seg(bucket));
         let body = serde_json::json!({ "status": status });
         self.call("PUT", &path, Some(&body)).await.map(|_| ())
+    }
+
+    async fn set_quota(
+        &self,
+        bucket: &str,
+        quota: Option<&serde_json::Value>,
+    ) -> Result<(), AdminError> {
+        let path = format!("/admin/v1/buckets/{}/quota", seg(bucket));
+        match quota {
+            Some(q) => self.call("PUT", &path, Some(q)).await.map(|_| ()),
+            None => self.call("DELETE", &path, None).await.map(|_| ()),
+        }
     }
 
     async fn put_bucket_config(

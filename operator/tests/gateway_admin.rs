@@ -185,6 +185,50 @@ async fn bucket_reconciler_against_a_real_gateway() {
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
     assert!(app.create_bucket().bucket("mine").send().await.is_err());
 
+    // A quota in the Bucket's spec reaches the gateway and limits the bucket.
+    kube.edit(
+        "/apis/cairn.io/v1alpha1/namespaces/app/buckets/photos",
+        |b| b["spec"]["quota"] = json!({"maxObjects": 1}),
+    );
+    let b = buckets.get("photos").await.unwrap();
+    bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    let err = app
+        .put_object()
+        .bucket("photos")
+        .key("b.txt")
+        .body(ByteStream::from_static(b"over"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("QuotaExceeded")
+    );
+    // Overwriting the one object is still allowed; removing the quota lifts the limit.
+    app.put_object()
+        .bucket("photos")
+        .key("a.txt")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    kube.edit(
+        "/apis/cairn.io/v1alpha1/namespaces/app/buckets/photos",
+        |b| {
+            b["spec"].as_object_mut().unwrap().remove("quota");
+        },
+    );
+    let b = buckets.get("photos").await.unwrap();
+    bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    app.put_object()
+        .bucket("photos")
+        .key("b.txt")
+        .body(ByteStream::from_static(b"fits"))
+        .send()
+        .await
+        .unwrap();
+
     // Lifecycle: this gateway has no lifecycle endpoint yet, which the condition says.
     kube.insert("/apis/cairn.io/v1alpha1/namespaces/app/lifecyclepolicies", json!({
         "apiVersion": "cairn.io/v1alpha1", "kind": "LifecyclePolicy",

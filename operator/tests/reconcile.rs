@@ -588,9 +588,13 @@ async fn bucket_conditions_for_missing_store_and_unsupported_features() {
             .contains("storage/nope")
     );
 
-    // Versioning is pushed to the gateway; quota is not applied yet and says so.
-    let (kube, admin, ctx) =
-        bucket_setup(json!({"spec": {"versioning": "Enabled", "quota": {"maxSize": "1Gi"}}}));
+    // Versioning and the quota are pushed to the gateway; a default storage class is not
+    // applied yet and says so.
+    let (kube, admin, ctx) = bucket_setup(json!({"spec": {
+        "versioning": "Enabled",
+        "quota": {"maxSize": "1Gi", "maxObjects": 5},
+        "defaultStorageClass": "STANDARD_IA",
+    }}));
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
@@ -611,8 +615,14 @@ async fn bucket_conditions_for_missing_store_and_unsupported_features() {
         .unwrap()
         .to_string();
     assert!(
-        msg.contains("quota") && !msg.contains("versioning"),
+        msg.contains("defaultStorageClass")
+            && !msg.contains("quota")
+            && !msg.contains("versioning"),
         "{msg}"
+    );
+    assert_eq!(
+        admin.state.lock().unwrap().quota.get("photos"),
+        Some(&json!({"maxBytes": 1u64 << 30, "maxObjects": 5}))
     );
 }
 

@@ -482,6 +482,28 @@ impl Index {
         .await
     }
 
+    /// Sets (or with `None` removes) the bucket's quota.
+    pub async fn set_quota(
+        &self,
+        bucket: &str,
+        quota: Option<records::Quota>,
+    ) -> Result<(), IndexError> {
+        let bucket = bucket.to_string();
+        self.run(move |i| {
+            let _g = i.bucket_lock.write().expect("bucket lock");
+            let mut b = i.bucket_record(&bucket)?;
+            if b.quota != quota {
+                b.quota = quota;
+                i.engine.write(vec![WriteOp::Put(
+                    keys::bucket(&bucket),
+                    records::encode(&b),
+                )])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Sets the versioning state (`Enabled` or `Suspended`; never back to `Unversioned`).
     pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<(), IndexError> {
         let bucket = bucket.to_string();

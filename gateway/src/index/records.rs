@@ -351,6 +351,22 @@ pub struct BucketRecord {
     /// The bucket has a lifecycle configuration (so reads need not look for one otherwise).
     #[serde(default)]
     pub lifecycle: bool,
+    /// Limits of the bucket itself (whoever writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// Limits of a bucket's current objects. Enforced against a usage figure a few seconds old, as
+/// MinIO does, so concurrent writers through several gateways can overshoot a little.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    /// Most bytes of current objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Most current objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_objects: Option<u64>,
 }
 
 /// An access key and what it may touch.

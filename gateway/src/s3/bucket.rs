@@ -123,6 +123,7 @@ impl CairnS3 {
             owner: owner.clone(),
             versioning: Default::default(),
             lifecycle: false,
+            quota: None,
         };
         match self.index.create_bucket(rec).await {
             Ok(()) => {

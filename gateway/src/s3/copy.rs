@@ -146,6 +146,7 @@ impl CairnS3 {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
+        self.admit(&bucket, &input.key, src.record.size).await?;
         if src.record.size > MAX_PUT_SIZE {
             return Err(s3_error!(
                 InvalidRequest,

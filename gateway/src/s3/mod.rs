@@ -15,6 +15,7 @@ mod list;
 mod multipart;
 mod object_meta;
 mod put;
+mod quota;
 mod replication;
 mod tag_set;
 mod tagging;
@@ -30,7 +31,7 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::data::reader::BlobReader;
 use crate::data::writer::BlobWriter;
-use crate::index::records::{Blob, StoredBlob};
+use crate::index::records::{Blob, BucketRecord, StoredBlob};
 use crate::index::{Index, Intent};
 use crate::lifecycle::rules::LifecycleClock;
 use crate::metrics::{ClassLabels, GatewayMetrics};
@@ -67,6 +68,7 @@ pub struct CairnS3 {
     metrics: Arc<GatewayMetrics>,
     options: S3Options,
     lifecycle_clock: LifecycleClock,
+    usage: Arc<quota::UsageCache>,
 }
 
 impl CairnS3 {
@@ -90,6 +92,7 @@ impl CairnS3 {
             metrics,
             options,
             lifecycle_clock: LifecycleClock::default(),
+            usage: Arc::default(),
         }
         .with_overhead_metrics()
     }
@@ -247,6 +250,24 @@ impl CairnS3 {
 }
 
 /// Validates an object key: 1..=1024 bytes.
+impl CairnS3 {
+    /// Refuses `bytes` more into `key` of `bucket` if that passes the bucket's quota (a key
+    /// without a current object counts as one more object).
+    async fn admit(&self, bucket: &BucketRecord, key: &str, bytes: u64) -> S3Result<()> {
+        if bucket.quota.is_none() {
+            return Ok(());
+        }
+        let new_key = self
+            .index
+            .get_object(&bucket.name, key)
+            .await?
+            .is_none_or(|r| r.delete_marker);
+        self.usage
+            .admit(&self.index, bucket, bytes, u64::from(new_key))
+            .await
+    }
+}
+
 /// The length of an upload's object bytes: `Content-Length`, or for an `aws-chunked` body sent
 /// with `Transfer-Encoding: chunked` (boto3 over HTTPS does so) `x-amz-decoded-content-length`,
 /// which s3s enforces while it decodes the chunks.

@@ -117,6 +117,11 @@ impl CairnS3 {
         let upload = self
             .upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
+        if bucket.quota.is_some() {
+            // Parts add bytes; the object itself counts when the upload completes.
+            self.usage.admit(&self.index, &bucket, length, 0).await?;
+        }
         if length > MAX_PUT_SIZE {
             return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB"));
         }

@@ -84,9 +84,6 @@ pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
 /// Features of the spec the gateway cannot carry out yet.
 pub fn unsupported(bucket: &Bucket) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if bucket.spec.quota.is_some() {
-        out.push("quota");
-    }
     if bucket.spec.default_storage_class.is_some() {
         out.push("defaultStorageClass");
     }
@@ -231,6 +228,22 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     };
     if let Some(v) = versioning {
         admin.set_versioning(&name, v).await?;
+    }
+
+    // The quota limits the bucket itself; removing it from the spec removes it from the bucket.
+    let quota = bucket.spec.quota.as_ref().map(|q| {
+        let max_bytes = q
+            .max_size
+            .as_deref()
+            .and_then(crate::resources::quantity::parse_bytes)
+            .map(|b| u64::try_from(b).unwrap_or(u64::MAX));
+        serde_json::json!({"maxBytes": max_bytes, "maxObjects": q.max_objects})
+    });
+    match admin.set_quota(&name, quota.as_ref()).await {
+        Ok(()) => {}
+        // A gateway without quotas: nothing to remove; a wanted quota is reported below.
+        Err(crate::admin::AdminError::Unsupported { .. }) if quota.is_none() => {}
+        Err(e) => return Err(e.into()),
     }
 
     // The Secret and its key: keep a working pair, else make a new one.

@@ -16,6 +16,7 @@ pub struct State {
     pub configs: BTreeMap<(String, &'static str), serde_json::Value>,
     /// Versioning state set per bucket.
     pub versioning: BTreeMap<String, String>,
+    pub quota: BTreeMap<String, serde_json::Value>,
     pub health: Option<Health>,
     pub nodes: Vec<NodeReport>,
     /// Answer config calls like a gateway without those endpoints.
@@ -156,6 +157,18 @@ impl AdminApi for FakeAdmin {
         let before = s.keys.len();
         s.keys.retain(|(k, _)| k.access_key_id != id);
         Ok(s.keys.len() < before)
+    }
+    async fn set_quota(
+        &self,
+        bucket: &str,
+        quota: Option<&serde_json::Value>,
+    ) -> Result<(), AdminError> {
+        let mut s = self.state.lock().unwrap();
+        match quota {
+            Some(q) => s.quota.insert(bucket.into(), q.clone()),
+            None => s.quota.remove(bucket),
+        };
+        Ok(())
     }
     async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError> {
         let mut s = self.state.lock().unwrap();
