@@ -129,6 +129,12 @@ pub fn router(
             "/admin/v1/buckets/{name}/quota",
             get(get_quota).put(put_quota).delete(delete_quota),
         )
+        .route(
+            "/admin/v1/buckets/{name}/storage-class",
+            get(get_default_class)
+                .put(put_default_class)
+                .delete(delete_default_class),
+        )
         .route("/admin/v1/storage-classes", get(storage_classes))
         .route(
             "/admin/v1/buckets/{name}/replication",
@@ -214,6 +220,9 @@ pub struct BucketInfo {
     /// The bucket's quota, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// The storage class of writes that name none, if not STANDARD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_storage_class: Option<String>,
 }
 
 /// What one storage class holds of a bucket.
@@ -246,6 +255,7 @@ fn info(b: BucketRecord, usage: Option<BucketUsage>) -> BucketInfo {
         owner: b.owner,
         versioning: versioning_name(b.versioning).to_string(),
         quota: b.quota,
+        default_storage_class: b.default_storage_class,
         objects: u.map(|u| u.objects),
         bytes: u.map(|u| u.bytes),
         noncurrent_versions: u.map(|u| u.noncurrent_versions),
@@ -307,6 +317,7 @@ async fn create_bucket(
         versioning: Versioning::Unversioned,
         lifecycle: false,
         quota: None,
+        default_storage_class: None,
     };
     match state.index.create_bucket(rec.clone()).await {
         Ok(()) => Ok((
@@ -407,6 +418,58 @@ pub struct VersioningStatus {
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, "MalformedJSON", e.to_string()))
+}
+
+/// Body of `/admin/v1/buckets/{name}/storage-class`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultClass {
+    /// The class of writes that name none (`null`: STANDARD).
+    pub storage_class: Option<String>,
+}
+
+async fn get_default_class(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> AdminResult<DefaultClass> {
+    let b = state
+        .index
+        .get_bucket(&name)
+        .await?
+        .ok_or(IndexError::NoSuchBucket(name))?;
+    Ok(axum::Json(DefaultClass {
+        storage_class: b.default_storage_class,
+    }))
+}
+
+async fn put_default_class(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<DefaultClass> {
+    let req: DefaultClass = json_body(&body)?;
+    if let Some(class) = &req.storage_class
+        && !state.storage_classes.contains(class)
+    {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "InvalidStorageClass",
+            format!("the storage class {class} is not configured in this fleet"),
+        ));
+    }
+    state
+        .index
+        .set_default_storage_class(&name, req.storage_class.clone())
+        .await?;
+    Ok(axum::Json(req))
+}
+
+async fn delete_default_class(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    state.index.set_default_storage_class(&name, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_quota(

@@ -76,6 +76,7 @@ fn bucket(name: &str) -> BucketRecord {
         versioning: Versioning::Unversioned,
         lifecycle: false,
         quota: None,
+        default_storage_class: None,
     }
 }
 

@@ -104,3 +104,74 @@ async fn uploads_past_a_bucket_quota_are_refused() {
     put(&s3, "e", 1).await.unwrap();
     assert_eq!(put(&s3, "f", 1).await.unwrap_err(), REFUSED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_default_storage_class_applies_to_writes_that_name_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::dev_args(dir.path().join("data"));
+    args.gateway.storage_classes =
+        vec![cairn_gateway::storage_class::parse_storage_class("COLD=2+1").unwrap()];
+    let fleet = common::TestFleet::start_with(dir, args).await;
+    let s3 = fleet.client();
+    s3.create_bucket().bucket("classy").send().await.unwrap();
+    let admin = reqwest::Client::new();
+    let url = format!("{}/admin/v1/buckets/classy/storage-class", fleet.admin());
+    let token = fleet.fleet.secrets.admin_token.clone();
+    let r = admin
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"storageClass": "NOPE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "an unknown class is refused");
+    let r = admin
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"storageClass": "COLD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let class_of = |key: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            let h = s3
+                .head_object()
+                .bucket("classy")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            h.storage_class().map(|c| c.as_str().to_string())
+        }
+    };
+    let body = || ByteStream::from(vec![3u8; 100_000]);
+    s3.put_object()
+        .bucket("classy")
+        .key("default")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(class_of("default").await.as_deref(), Some("COLD"));
+    s3.put_object()
+        .bucket("classy")
+        .key("asked")
+        .storage_class(aws_sdk_s3::types::StorageClass::Standard)
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(class_of("asked").await.as_deref(), Some("COLD"));
+    let r = admin.delete(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    s3.put_object()
+        .bucket("classy")
+        .key("after")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(class_of("after").await.as_deref(), Some("COLD"));
+}

@@ -172,6 +172,12 @@ pub trait AdminApi: Send + Sync {
     async fn delete_key(&self, id: &str) -> Result<bool, AdminError>;
     /// Sets a bucket's versioning state (`Enabled` or `Suspended`; never back to unversioned).
     async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError>;
+    /// Sets the storage class of a bucket's writes that name none, or resets it with `None`.
+    async fn set_default_storage_class(
+        &self,
+        bucket: &str,
+        class: Option<&str>,
+    ) -> Result<(), AdminError>;
     /// Sets a bucket's quota (`{"maxBytes": .., "maxObjects": ..}`), or removes it with `None`.
     async fn set_quota(
         &self,
@@ -381,6 +387,21 @@ impl AdminApi for HttpAdmin {
         let path = format!("/admin/v1/buckets/{}/versioning", seg(bucket));
         let body = serde_json::json!({ "status": status });
         self.call("PUT", &path, Some(&body)).await.map(|_| ())
+    }
+
+    async fn set_default_storage_class(
+        &self,
+        bucket: &str,
+        class: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let path = format!("/admin/v1/buckets/{}/storage-class", seg(bucket));
+        match class {
+            Some(c) => {
+                let body = serde_json::json!({ "storageClass": c });
+                self.call("PUT", &path, Some(&body)).await.map(|_| ())
+            }
+            None => self.call("DELETE", &path, None).await.map(|_| ()),
+        }
     }
 
     async fn set_quota(

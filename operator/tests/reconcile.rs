@@ -588,8 +588,7 @@ async fn bucket_conditions_for_missing_store_and_unsupported_features() {
             .contains("storage/nope")
     );
 
-    // Versioning and the quota are pushed to the gateway; a default storage class is not
-    // applied yet and says so.
+    // Versioning, the quota and the default storage class are pushed to the gateway.
     let (kube, admin, ctx) = bucket_setup(json!({"spec": {
         "versioning": "Enabled",
         "quota": {"maxSize": "1Gi", "maxObjects": 5},
@@ -599,30 +598,19 @@ async fn bucket_conditions_for_missing_store_and_unsupported_features() {
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
     assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(cond(&b, "Degraded")["status"], "False");
+    let state = admin.state.lock().unwrap();
     assert_eq!(
-        admin
-            .state
-            .lock()
-            .unwrap()
-            .versioning
-            .get("photos")
-            .map(String::as_str),
+        state.versioning.get("photos").map(String::as_str),
         Some("Enabled")
     );
-    assert_eq!(cond(&b, "Degraded")["reason"], "GatewayUnsupported");
-    let msg = cond(&b, "Degraded")["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        msg.contains("defaultStorageClass")
-            && !msg.contains("quota")
-            && !msg.contains("versioning"),
-        "{msg}"
+    assert_eq!(
+        state.quota.get("photos"),
+        Some(&json!({"maxBytes": 1u64 << 30, "maxObjects": 5}))
     );
     assert_eq!(
-        admin.state.lock().unwrap().quota.get("photos"),
-        Some(&json!({"maxBytes": 1u64 << 30, "maxObjects": 5}))
+        state.default_class.get("photos").map(String::as_str),
+        Some("STANDARD_IA")
     );
 }
 

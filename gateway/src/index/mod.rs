@@ -482,6 +482,28 @@ impl Index {
         .await
     }
 
+    /// Sets (or with `None` removes) the storage class of writes that name none.
+    pub async fn set_default_storage_class(
+        &self,
+        bucket: &str,
+        class: Option<String>,
+    ) -> Result<(), IndexError> {
+        let bucket = bucket.to_string();
+        self.run(move |i| {
+            let _g = i.bucket_lock.write().expect("bucket lock");
+            let mut b = i.bucket_record(&bucket)?;
+            if b.default_storage_class != class {
+                b.default_storage_class = class.clone();
+                i.engine.write(vec![WriteOp::Put(
+                    keys::bucket(&bucket),
+                    records::encode(&b),
+                )])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Sets (or with `None` removes) the bucket's quota.
     pub async fn set_quota(
         &self,

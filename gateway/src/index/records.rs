@@ -354,6 +354,9 @@ pub struct BucketRecord {
     /// Limits of the bucket itself (whoever writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// The storage class of writes that name none (`None`: STANDARD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_storage_class: Option<String>,
 }
 
 /// Limits of a bucket's current objects. Enforced against a usage figure a few seconds old, as

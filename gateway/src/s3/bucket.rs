@@ -124,6 +124,7 @@ impl CairnS3 {
             versioning: Default::default(),
             lifecycle: false,
             quota: None,
+            default_storage_class: None,
         };
         match self.index.create_bucket(rec).await {
             Ok(()) => {

@@ -125,6 +125,8 @@ impl CairnS3 {
             )
             .await?;
         let bucket = self.require_bucket(&input.bucket).await?;
+        let storage_class =
+            self.with_bucket_default(storage_class, input.storage_class.is_some(), &bucket)?;
         let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
             None | Some(MetadataDirective::COPY) => false,
             Some(MetadataDirective::REPLACE) => true,

@@ -146,6 +146,21 @@ impl CairnS3 {
         }
     }
 
+    /// `chosen` (from the request), or the bucket's default class when the request named none.
+    fn with_bucket_default(
+        &self,
+        chosen: String,
+        asked: bool,
+        bucket: &BucketRecord,
+    ) -> S3Result<String> {
+        match &bucket.default_storage_class {
+            Some(default) if !asked => {
+                self.storage_class(Some(&StorageClass::from(default.clone())))
+            }
+            _ => Ok(chosen),
+        }
+    }
+
     fn owner(&self) -> Owner {
         Owner {
             display_name: Some(self.options.owner_id.clone()),

@@ -61,7 +61,9 @@ impl CairnS3 {
         let input = req.input;
         check_key(&input.key)?;
         let storage_class = self.storage_class(input.storage_class.as_ref())?;
-        self.require_bucket(&input.bucket).await?;
+        let bucket_rec = self.require_bucket(&input.bucket).await?;
+        let storage_class =
+            self.with_bucket_default(storage_class, input.storage_class.is_some(), &bucket_rec)?;
         let checksum_type = match (&input.checksum_algorithm, &input.checksum_type) {
             (_, Some(t)) if t.as_str() == ChecksumType::FULL_OBJECT => {
                 return Err(s3_error!(

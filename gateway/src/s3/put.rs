@@ -30,6 +30,8 @@ impl CairnS3 {
         let user_metadata = metadata_in(input.metadata)?;
         let tags = tag_set::from_header(input.tagging.as_deref())?;
         let bucket = self.require_bucket(&input.bucket).await?;
+        let storage_class =
+            self.with_bucket_default(storage_class, input.storage_class.is_some(), &bucket)?;
         self.admit(&bucket, &input.key, length).await?;
         // A cheap early check, so a conditional create of an existing key does not upload first;
         // the commit checks again atomically.

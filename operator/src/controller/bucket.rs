@@ -81,15 +81,6 @@ pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
     Ok(Fleet::Ready(Box::new(store), admin))
 }
 
-/// Features of the spec the gateway cannot carry out yet.
-pub fn unsupported(bucket: &Bucket) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if bucket.spec.default_storage_class.is_some() {
-        out.push("defaultStorageClass");
-    }
-    out
-}
-
 async fn set_not_ready(
     bucket: &Bucket,
     ctx: &Context,
@@ -239,10 +230,30 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             .map(|b| u64::try_from(b).unwrap_or(u64::MAX));
         serde_json::json!({"maxBytes": max_bytes, "maxObjects": q.max_objects})
     });
+    // What the gateway could not apply; the bucket works without, and a condition says so.
+    let mut not_applied: Vec<String> = Vec::new();
     match admin.set_quota(&name, quota.as_ref()).await {
         Ok(()) => {}
-        // A gateway without quotas: nothing to remove; a wanted quota is reported below.
-        Err(crate::admin::AdminError::Unsupported { .. }) if quota.is_none() => {}
+        Err(crate::admin::AdminError::Unsupported { .. }) => {
+            if quota.is_some() {
+                not_applied.push("quota (the gateway does not support quotas)".into());
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let default_class = bucket.spec.default_storage_class.as_deref();
+    match admin.set_default_storage_class(&name, default_class).await {
+        Ok(()) => {}
+        Err(crate::admin::AdminError::Unsupported { .. }) => {
+            if default_class.is_some() {
+                not_applied.push("defaultStorageClass (the gateway does not support it)".into());
+            }
+        }
+        Err(crate::admin::AdminError::Api { code, message, .. })
+            if code == "InvalidStorageClass" =>
+        {
+            not_applied.push(format!("defaultStorageClass: {message}"));
+        }
         Err(e) => return Err(e.into()),
     }
 
@@ -348,8 +359,7 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         "",
         generation,
     );
-    let missing = unsupported(bucket);
-    if missing.is_empty() {
+    if not_applied.is_empty() {
         conditions::set(
             &mut status.conditions,
             DEGRADED,
@@ -364,10 +374,10 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             &mut status.conditions,
             DEGRADED,
             true,
-            "GatewayUnsupported",
+            "NotApplied",
             format!(
-                "the gateway cannot apply {} yet; the bucket works without",
-                missing.join(", ")
+                "not applied: {}; the bucket works without",
+                not_applied.join("; ")
             ),
             generation,
         );

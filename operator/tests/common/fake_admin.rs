@@ -17,6 +17,7 @@ pub struct State {
     /// Versioning state set per bucket.
     pub versioning: BTreeMap<String, String>,
     pub quota: BTreeMap<String, serde_json::Value>,
+    pub default_class: BTreeMap<String, String>,
     pub health: Option<Health>,
     pub nodes: Vec<NodeReport>,
     /// Answer config calls like a gateway without those endpoints.
@@ -157,6 +158,18 @@ impl AdminApi for FakeAdmin {
         let before = s.keys.len();
         s.keys.retain(|(k, _)| k.access_key_id != id);
         Ok(s.keys.len() < before)
+    }
+    async fn set_default_storage_class(
+        &self,
+        bucket: &str,
+        class: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let mut s = self.state.lock().unwrap();
+        match class {
+            Some(c) => s.default_class.insert(bucket.into(), c.into()),
+            None => s.default_class.remove(bucket),
+        };
+        Ok(())
     }
     async fn set_quota(
         &self,
