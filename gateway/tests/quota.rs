@@ -32,6 +32,19 @@ async fn uploads_past_a_bucket_quota_are_refused() {
     let url = format!("{}/admin/v1/buckets/quota/quota", fleet.admin());
     let token = fleet.fleet.secrets.admin_token.clone();
     let set = |body: serde_json::Value| admin.put(&url).bearer_auth(&token).json(&body).send();
+    // (The fleet's health, with the scrubbers' repair backlog, while at it.)
+    let health: serde_json::Value = admin
+        .get(format!("{}/admin/v1/health", fleet.admin()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["repair_backlog"], 0, "{health}");
+    assert_eq!(health["unrepairable_shards"], 0, "{health}");
     let r = set(serde_json::json!({})).await.unwrap();
     assert_eq!(r.status(), 400, "an empty quota is refused");
     let r = set(serde_json::json!({"maxBytes": 10_000, "maxObjects": 3}))

@@ -71,6 +71,12 @@ pub struct Health {
     pub nodes_total: usize,
     /// Whether writes can reach their quorum.
     pub writable: bool,
+    /// Damaged shards found and not yet repaired (the gateway reports `ok` only at 0).
+    #[serde(default)]
+    pub repair_backlog: u64,
+    /// Shards the scrubbers could not repair (lost stripes).
+    #[serde(default)]
+    pub unrepairable_shards: u64,
 }
 
 /// One storage node as the gateway sees it.

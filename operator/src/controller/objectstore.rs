@@ -223,8 +223,8 @@ pub fn next_node_to_roll(
     match health {
         None => RollDecision::Wait("fleet health unknown (admin API unreachable)".into()),
         Some(h) if h.status != "ok" => RollDecision::Wait(format!(
-            "fleet is {}: {} of {} storage nodes up",
-            h.status, h.nodes_up, h.nodes_total
+            "fleet is {}: {} of {} storage nodes up, {} shards waiting for repair",
+            h.status, h.nodes_up, h.nodes_total, h.repair_backlog
         )),
         Some(_) => {
             outdated.sort_by_key(|p| p.name_any());
@@ -541,8 +541,13 @@ fn fill_status(
             true,
             "NodesDown",
             format!(
-                "fleet {}: {} of {} storage nodes up, writable={}",
-                h.status, h.nodes_up, h.nodes_total, h.writable
+                "fleet {}: {} of {} storage nodes up, writable={}, {} shards waiting for repair, {} unrepairable",
+                h.status,
+                h.nodes_up,
+                h.nodes_total,
+                h.writable,
+                h.repair_backlog,
+                h.unrepairable_shards
             ),
         ),
     };

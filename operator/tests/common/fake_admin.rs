@@ -43,6 +43,8 @@ impl FakeAdmin {
                 nodes_up: nodes,
                 nodes_total: nodes,
                 writable: true,
+                repair_backlog: 0,
+                unrepairable_shards: 0,
             });
             s.nodes = (0..nodes)
                 .map(|i| NodeReport {
