@@ -16,6 +16,40 @@ fn base_port() -> u16 {
     29_000 + (std::process::id() % 150) as u16 * 20
 }
 
+/// The fleet's directory. Dropped (also when a test fails), it stops every process of the fleet
+/// before the directory goes, so a failing test leaves nothing running.
+struct FleetDir {
+    dir: tempfile::TempDir,
+    stopped: bool,
+}
+
+impl FleetDir {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            stopped: false,
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the fleet, checking that it stopped.
+    fn down(&mut self) {
+        self.stopped = true;
+        fleet::down(self.path(), Duration::from_secs(10)).unwrap();
+    }
+}
+
+impl Drop for FleetDir {
+    fn drop(&mut self) {
+        if !self.stopped && self.path().join("fleet.json").exists() {
+            let _ = fleet::down(self.path(), Duration::from_secs(5));
+        }
+    }
+}
+
 fn client(endpoint: &str, f: &FleetFile) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -150,7 +184,7 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = FleetDir::new();
     let mut f = fleet::up(&FleetSpec {
         dir: dir.path().to_path_buf(),
         bin_dir,
@@ -366,7 +400,7 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     leader(&f, &all).await;
     check_everything(&f, &all, &acked, &attempted).await;
 
-    fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
+    dir.down();
 }
 
 /// The voters gateway `g` reports, once it answers.
@@ -448,7 +482,7 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = FleetDir::new();
     // Its own range (below the ephemeral ports), apart from every other test's.
     let base = 12_000 + (std::process::id() % 400) as u16 * 20;
     let mut f = fleet::up(&FleetSpec {
@@ -545,5 +579,5 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         .await
         .unwrap();
     assert_eq!(list_all(&through).await.len(), 22);
-    fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
+    dir.down();
 }
