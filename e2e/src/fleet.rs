@@ -309,7 +309,8 @@ pub fn read(dir: &Path) -> Result<FleetFile, FleetError> {
     })
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether process `pid` still runs (a zombie does not).
+pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))

@@ -460,11 +460,7 @@ async fn roll(dir: &std::path::Path, f: &mut FleetFile, g: usize, args: Vec<Stri
     let pid = f.gateways[g].pid;
     fleet::signal(pid, "TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z") {
-            break;
-        }
+    while fleet::alive(pid) {
         assert!(Instant::now() < deadline, "gateway {g} ignores SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

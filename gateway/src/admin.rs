@@ -415,6 +415,15 @@ pub struct VersioningStatus {
 }
 
 /// Parses a JSON body into `T`, answering 400 `MalformedJSON` with serde's reason.
+/// The bucket's record, or `NoSuchBucket`.
+async fn bucket_record(state: &AdminState, name: String) -> Result<BucketRecord, AdminError> {
+    Ok(state
+        .index
+        .get_bucket(&name)
+        .await?
+        .ok_or(IndexError::NoSuchBucket(name))?)
+}
+
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, "MalformedJSON", e.to_string()))
@@ -432,11 +441,7 @@ async fn get_default_class(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> AdminResult<DefaultClass> {
-    let b = state
-        .index
-        .get_bucket(&name)
-        .await?
-        .ok_or(IndexError::NoSuchBucket(name))?;
+    let b = bucket_record(&state, name).await?;
     Ok(axum::Json(DefaultClass {
         storage_class: b.default_storage_class,
     }))
@@ -476,11 +481,7 @@ async fn get_quota(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> AdminResult<Quota> {
-    let b = state
-        .index
-        .get_bucket(&name)
-        .await?
-        .ok_or(IndexError::NoSuchBucket(name))?;
+    let b = bucket_record(&state, name).await?;
     Ok(axum::Json(b.quota.unwrap_or_default()))
 }
 
@@ -513,11 +514,7 @@ async fn get_versioning(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> AdminResult<VersioningStatus> {
-    let b = state
-        .index
-        .get_bucket(&name)
-        .await?
-        .ok_or(IndexError::NoSuchBucket(name))?;
+    let b = bucket_record(&state, name).await?;
     Ok(axum::Json(VersioningStatus {
         status: versioning_name(b.versioning).to_string(),
     }))

@@ -248,38 +248,58 @@ impl Consensus {
     /// guard held. Waits through elections for up to [`LEADER_WAIT`].
     pub async fn propose(&self, proposal: Proposal) -> Result<Outcome, ConsensusError> {
         let started = Instant::now();
-        let mut last_error = String::from("no leader elected");
-        let raft_metrics = &self.metrics.raft;
-        let count = |outcome: &str| {
-            raft_metrics
-                .proposals
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.into(),
-                })
-                .inc();
+        let answer = self
+            .at_leader("propose", &proposal, || self.propose_here(proposal.clone()))
+            .await;
+        let outcome = match &answer {
+            Ok(Outcome::Applied) => "applied",
+            Ok(Outcome::Conflict) => "conflict",
+            Err(_) => "failed",
         };
+        let raft_metrics = &self.metrics.raft;
+        if answer.is_ok() {
+            raft_metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        raft_metrics
+            .proposals
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        answer
+    }
+
+    /// Runs a request on the leader: `here` when this gateway leads, else forwarded to the
+    /// leader's `/internal/v1/index/{what}`; retried through elections for up to
+    /// [`LEADER_WAIT`].
+    async fn at_leader<Req, T, F, Fut>(
+        &self,
+        what: &str,
+        body: &Req,
+        here: F,
+    ) -> Result<T, ConsensusError>
+    where
+        Req: Serialize,
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Forwarded<T>>,
+    {
+        let started = Instant::now();
+        let mut last_error = String::from("no leader elected");
         loop {
             let attempt = match self.leader() {
-                Some(l) if l == self.id => self.propose_here(proposal.clone()).await,
-                Some(l) => self.forward(l, "propose", &proposal).await,
+                Some(l) if l == self.id => here().await,
+                Some(l) => self.forward(l, what, body).await,
                 None => Forwarded::NotLeader,
             };
             match attempt {
-                Forwarded::Done(outcome) => {
-                    raft_metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    count(match outcome {
-                        Outcome::Applied => "applied",
-                        Outcome::Conflict => "conflict",
-                    });
-                    return Ok(outcome);
-                }
+                Forwarded::Done(answer) => return Ok(answer),
                 Forwarded::NotLeader => {}
                 Forwarded::Failed(e) => last_error = e,
             }
             if started.elapsed() > LEADER_WAIT {
-                count("failed");
                 return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -312,24 +332,8 @@ impl Consensus {
     /// The leader's read index, asked now (from this gateway if it leads, else forwarded),
     /// waiting through elections for up to [`LEADER_WAIT`].
     async fn fetch_read_index(&self) -> Result<Option<u64>, ConsensusError> {
-        let started = Instant::now();
-        let mut last_error = String::from("no leader elected");
-        loop {
-            let attempt = match self.leader() {
-                Some(l) if l == self.id => self.read_index_here().await,
-                Some(l) => self.forward(l, "read-index", &()).await,
-                None => Forwarded::NotLeader,
-            };
-            match attempt {
-                Forwarded::Done(index) => return Ok(index),
-                Forwarded::NotLeader => {}
-                Forwarded::Failed(e) => last_error = e,
-            }
-            if started.elapsed() > LEADER_WAIT {
-                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.at_leader("read-index", &(), || self.read_index_here())
+            .await
     }
 
     /// Proposes on this gateway, which believes it leads.

@@ -488,20 +488,8 @@ impl Index {
         bucket: &str,
         class: Option<String>,
     ) -> Result<(), IndexError> {
-        let bucket = bucket.to_string();
-        self.run(move |i| {
-            let _g = i.bucket_lock.write().expect("bucket lock");
-            let mut b = i.bucket_record(&bucket)?;
-            if b.default_storage_class != class {
-                b.default_storage_class = class.clone();
-                i.engine.write(vec![WriteOp::Put(
-                    keys::bucket(&bucket),
-                    records::encode(&b),
-                )])?;
-            }
-            Ok(())
-        })
-        .await
+        self.update_bucket(bucket, move |b| b.default_storage_class = class.clone())
+            .await
     }
 
     /// Sets (or with `None` removes) the bucket's quota.
@@ -510,12 +498,23 @@ impl Index {
         bucket: &str,
         quota: Option<records::Quota>,
     ) -> Result<(), IndexError> {
+        self.update_bucket(bucket, move |b| b.quota = quota).await
+    }
+
+    /// Rewrites the bucket's record with `change` applied (nothing if it changes nothing), under
+    /// the exclusive bucket lock.
+    async fn update_bucket(
+        &self,
+        bucket: &str,
+        change: impl Fn(&mut BucketRecord) + Send + Sync + 'static,
+    ) -> Result<(), IndexError> {
         let bucket = bucket.to_string();
         self.run(move |i| {
             let _g = i.bucket_lock.write().expect("bucket lock");
-            let mut b = i.bucket_record(&bucket)?;
-            if b.quota != quota {
-                b.quota = quota;
+            let old = i.bucket_record(&bucket)?;
+            let mut b = old.clone();
+            change(&mut b);
+            if b != old {
                 i.engine.write(vec![WriteOp::Put(
                     keys::bucket(&bucket),
                     records::encode(&b),
