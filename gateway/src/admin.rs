@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::bucket_config::ConfigError;
@@ -77,6 +77,9 @@ impl From<IndexError> for AdminError {
             }
             IndexError::ReplicationBlocksSuspend(_) => {
                 AdminError(StatusCode::CONFLICT, "InvalidBucketState", e.to_string())
+            }
+            IndexError::Partition(_) => {
+                AdminError(StatusCode::CONFLICT, "PartitionMapConflict", e.to_string())
             }
             other => AdminError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +149,8 @@ pub fn router(
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
         .route("/admin/v1/nodes", get(list_nodes))
         .route("/admin/v1/partitions", get(partitions))
+        .route("/admin/v1/partitions/{id}/split", post(split_partition))
+        .route("/admin/v1/partitions/{id}/merge", post(merge_partition))
         .route("/admin/v1/health", get(health))
         .merge(internal)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -813,13 +818,91 @@ pub struct Partitions {
     /// gateway keeps its index alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<crate::consensus::ReplicationStatus>,
+    /// Each partition's measured load and size, as this gateway sees it (writes: the whole
+    /// group's, counted as applied; reads: those served through this gateway).
+    #[serde(default)]
+    pub load: Vec<PartitionLoad>,
+}
+
+/// One partition's load in `GET /admin/v1/partitions`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLoad {
+    /// Partition id.
+    pub id: u64,
+    /// Reads per second (decayed).
+    pub reads_per_second: f64,
+    /// Committed writes per second (decayed).
+    pub writes_per_second: f64,
+    /// Requests in the key sample a split key is chosen from.
+    pub sampled_keys: usize,
+    /// Approximate bytes on disk (flushed data only).
+    pub approximate_bytes: u64,
 }
 
 async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partitions> {
+    // The committed map, not a cached one, so a split through another gateway shows at once;
+    // without a reachable leader, the map as last read (the replication status says why).
+    let refresh = state.index.refresh_partition_map();
+    let map = match tokio::time::timeout(std::time::Duration::from_secs(1), refresh).await {
+        Ok(Ok(map)) => map,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "partition map not refreshed");
+            state.index.partition_map()
+        }
+        Err(_) => state.index.partition_map(),
+    };
     Ok(axum::Json(Partitions {
-        map: state.index.partition_map(),
+        map,
         replication: state.index.consensus().map(|c| c.status()),
+        load: state
+            .index
+            .partition_stats()
+            .into_iter()
+            .map(|s| PartitionLoad {
+                id: s.id.0,
+                reads_per_second: s.reads_per_second,
+                writes_per_second: s.writes_per_second,
+                sampled_keys: s.sampled_keys,
+                approximate_bytes: s.approximate_bytes,
+            })
+            .collect(),
     }))
+}
+
+/// Body of `POST /admin/v1/partitions/{id}/split`: the first object key of the right half.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitRequest {
+    /// Bucket of the split key.
+    pub bucket: String,
+    /// Object key where the right half starts.
+    pub key: String,
+}
+
+async fn split_partition(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<u64>,
+    axum::Json(req): axum::Json<SplitRequest>,
+) -> AdminResult<crate::index::partition::PartitionMap> {
+    let at = crate::index::keys::object(&req.bucket, &req.key);
+    let change = state
+        .index
+        .split_partition(crate::index::partition::PartitionId(id), at)
+        .await?;
+    crate::rebalancer::record(&state.metrics, &change);
+    Ok(axum::Json(state.index.partition_map()))
+}
+
+async fn merge_partition(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<u64>,
+) -> AdminResult<crate::index::partition::PartitionMap> {
+    let change = state
+        .index
+        .merge_partitions(crate::index::partition::PartitionId(id))
+        .await?;
+    crate::rebalancer::record(&state.metrics, &change);
+    Ok(axum::Json(state.index.partition_map()))
 }
 
 /// Reply of `GET /admin/v1/health`.

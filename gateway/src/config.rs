@@ -28,6 +28,21 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+impl GatewayArgs {
+    /// When index partitions split and merge.
+    pub fn split_policy(&self) -> crate::index::partition::policy::SplitPolicy {
+        crate::index::partition::policy::SplitPolicy {
+            write_threshold: self.split_write_threshold,
+            read_threshold: self.split_read_threshold,
+            size_limit: self.split_size_limit,
+            cooldown_ms: self.split_cooldown.as_millis() as u64,
+            quiet_ms: self.merge_quiet_period.as_millis() as u64,
+            half_life_ms: self.partition_load_half_life.as_millis() as u64,
+            ..Default::default()
+        }
+    }
+}
+
 /// Settings shared by `dev` and `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct GatewayArgs {
@@ -86,6 +101,24 @@ pub struct GatewayArgs {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Split an index partition taking more committed writes per second than this.
+    #[arg(long, env = "CAIRN_SPLIT_WRITE_THRESHOLD", default_value_t = 3500.0)]
+    pub split_write_threshold: f64,
+    /// Split an index partition serving more reads per second than this.
+    #[arg(long, env = "CAIRN_SPLIT_READ_THRESHOLD", default_value_t = 5500.0)]
+    pub split_read_threshold: f64,
+    /// Split an index partition larger than this on disk.
+    #[arg(long, env = "CAIRN_SPLIT_SIZE_LIMIT", default_value = "512M", value_parser = parse_byte_size)]
+    pub split_size_limit: u64,
+    /// A partition just split or merged is left alone this long.
+    #[arg(long, env = "CAIRN_SPLIT_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub split_cooldown: Duration,
+    /// Neighbouring partitions below a tenth of the thresholds merge after staying so this long.
+    #[arg(long, env = "CAIRN_MERGE_QUIET_PERIOD", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub merge_quiet_period: Duration,
+    /// Half-life of the measured partition rates.
+    #[arg(long, env = "CAIRN_PARTITION_LOAD_HALF_LIFE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub partition_load_half_life: Duration,
 }
 
 /// `cairn-gateway dev`.

@@ -159,6 +159,7 @@ pub async fn start(
     let index_options = IndexOptions {
         gc_delay_ms: args.gc_delay.as_millis() as u64,
         intent_ttl_ms: args.upload_timeout.as_millis() as u64,
+        split: args.split_policy(),
     };
     let http = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))
@@ -287,6 +288,9 @@ pub async fn start(
         lifecycle_options,
     );
     tasks.push(tokio::spawn(lifecycle.run(stop_rx.clone())));
+    let rebalancer =
+        crate::rebalancer::Rebalancer::new(index.clone(), metrics.clone(), Duration::from_secs(1));
+    tasks.push(tokio::spawn(rebalancer.run(stop_rx.clone())));
     {
         let (metrics, refresh, rx) = (metrics.clone(), refresh.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {

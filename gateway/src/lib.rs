@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod index;
 pub mod lifecycle;
 pub mod metrics;
+pub mod rebalancer;
 pub mod s3;
 pub mod server;
 pub mod storage_class;

@@ -67,6 +67,61 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of a partition split.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SplitLabels {
+    /// `load`, `size` or `manual`.
+    pub reason: String,
+}
+
+/// Labels of per-partition gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Partition id.
+    pub partition: String,
+}
+
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Metrics of the index partitions (splits and merges count where they were committed).
+#[derive(Default)]
+pub struct PartitionMetrics {
+    /// Splits committed by this gateway, by reason.
+    pub splits: Family<SplitLabels, Counter>,
+    /// Merges committed by this gateway.
+    pub merges: Counter,
+    /// Reads per second (decayed) each partition served through this gateway.
+    pub reads_per_second: Family<PartitionLabels, FloatGauge>,
+    /// Committed writes per second (decayed) of each partition.
+    pub writes_per_second: Family<PartitionLabels, FloatGauge>,
+}
+
+impl PartitionMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "index_partition_splits",
+            "Index partition splits this gateway committed, by reason",
+            self.splits.clone(),
+        );
+        registry.register(
+            "index_partition_merges",
+            "Index partition merges this gateway committed",
+            self.merges.clone(),
+        );
+        registry.register(
+            "index_partition_reads_per_second",
+            "Reads per second (decayed) of each index partition, served through this gateway",
+            self.reads_per_second.clone(),
+        );
+        registry.register(
+            "index_partition_writes_per_second",
+            "Committed writes per second (decayed) of each index partition",
+            self.writes_per_second.clone(),
+        );
+    }
+}
+
 /// Metrics of the replicated index (all zero on a gateway that keeps its index alone).
 pub struct RaftMetrics {
     /// Proposals this gateway made, by outcome.
@@ -191,6 +246,8 @@ pub struct GatewayMetrics {
     pub lifecycle: LifecycleMetrics,
     /// The replicated index.
     pub raft: RaftMetrics,
+    /// Index partitions: splits, merges, per-partition rates.
+    pub partition: PartitionMetrics,
 }
 
 impl GatewayMetrics {
@@ -231,6 +288,7 @@ impl GatewayMetrics {
             class_overhead: Family::default(),
             lifecycle: LifecycleMetrics::default(),
             raft: RaftMetrics::default(),
+            partition: PartitionMetrics::default(),
         };
         let counters: [(&str, &str, &Counter); 9] = [
             ("s3_bytes_in", "Object bytes received", &m.bytes_in),
@@ -352,6 +410,7 @@ impl GatewayMetrics {
             l.last_run.clone(),
         );
         m.raft.register(&mut registry);
+        m.partition.register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -1,12 +1,14 @@
 //! Random sequences of operations against the index agree with a `BTreeMap` model: put / delete /
-//! list (with prefixes, delimiters and pagination) in an unversioned bucket, and the same plus
+//! list (with prefixes, delimiters and pagination) and partition splits and merges in an
+//! unversioned bucket, and the same plus
 //! versioning changes, version reads, permanent deletes, version listings and restarts in a
 //! bucket whose versioning state changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use cairn_gateway::index::engine::MemEngine;
+use cairn_gateway::index::engine::{KvEngine, MemEngine};
+use cairn_gateway::index::keys;
 use cairn_gateway::index::list::{ListEntry, ListQuery, VersionQuery};
 use cairn_gateway::index::records::{
     Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord, Versioning,
@@ -25,6 +27,10 @@ enum Op {
         delimiter: Option<String>,
         page: usize,
     },
+    /// Split the partition holding this key there.
+    Split(String),
+    /// Merge the `n`th object partition (modulo their count) with its right neighbour.
+    Merge(usize),
 }
 
 fn key() -> impl Strategy<Value = String> {
@@ -46,7 +52,31 @@ fn op() -> impl Strategy<Value = Op> {
                 delimiter: d.map(str::to_string),
                 page
             }),
+        1 => key().prop_map(Op::Split),
+        1 => (0usize..8).prop_map(Op::Merge),
     ]
+}
+
+/// Every partition's range scanned on its own: together they hold exactly the model's keys, each
+/// once, in order (a split or merge never loses or duplicates a key); and the map survives a
+/// reopen.
+fn check_partitions(engine: &Arc<MemEngine>, idx: &Index, model: &BTreeMap<String, u8>) {
+    let map = idx.partition_map();
+    map.validate().unwrap();
+    let bucket_prefix = keys::objects_of("b");
+    let mut seen = Vec::new();
+    for p in &map.partitions {
+        for (k, _) in engine.scan(&p.start, &p.end_bound(), usize::MAX).unwrap() {
+            assert!(p.contains(&k));
+            if k.starts_with(&bucket_prefix) {
+                seen.push(k);
+            }
+        }
+    }
+    let expected: Vec<Vec<u8>> = model.keys().map(|k| keys::object("b", k)).collect();
+    assert_eq!(seen, expected);
+    let reopened = Index::new(engine.clone(), IndexOptions::default());
+    assert_eq!(reopened.partition_map(), map);
 }
 
 fn record(v: u8) -> ObjectRecord {
@@ -140,7 +170,8 @@ proptest! {
     fn index_agrees_with_model(ops in proptest::collection::vec(op(), 1..60)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let idx = Index::new(Arc::new(MemEngine::default()), IndexOptions::default());
+            let engine = Arc::new(MemEngine::default());
+            let idx = Index::new(engine.clone(), IndexOptions::default());
             idx.create_bucket(bucket("b")).await.unwrap();
             // A neighbouring bucket whose keys must never show up.
             idx.create_bucket(bucket("b-x")).await.unwrap();
@@ -162,8 +193,24 @@ proptest! {
                         let got = index_list(&idx, &prefix, delimiter.as_deref(), page).await;
                         assert_eq!(got, model_list(&model, &prefix, delimiter.as_deref()), "prefix {prefix:?} delimiter {delimiter:?} page {page}");
                     }
+                    Op::Split(k) => {
+                        let at = keys::object("b", &k);
+                        let p = idx.partition_map().lookup(&at).clone();
+                        let done = idx.split_partition(p.id, at.clone()).await;
+                        assert_eq!(done.is_ok(), at != p.start, "{done:?}");
+                        check_partitions(&engine, &idx, &model);
+                    }
+                    Op::Merge(n) => {
+                        let map = idx.partition_map();
+                        let objects: Vec<_> = map.partitions.iter().filter(|p| !p.is_meta()).collect();
+                        let left = objects[n % objects.len()];
+                        let done = idx.merge_partitions(left.id).await;
+                        assert_eq!(done.is_ok(), left.end.is_some(), "{done:?}");
+                        check_partitions(&engine, &idx, &model);
+                    }
                 }
             }
+            check_partitions(&engine, &idx, &model);
             Ok::<(), TestCaseError>(())
         })?;
     }

@@ -50,6 +50,12 @@ fn dev_args(data: std::path::PathBuf) -> DevArgs {
             upload_timeout: std::time::Duration::from_secs(3600),
             region: "us-east-1".into(),
             domain: None,
+            split_write_threshold: 3500.0,
+            split_read_threshold: 5500.0,
+            split_size_limit: 512 << 20,
+            split_cooldown: std::time::Duration::from_secs(30),
+            merge_quiet_period: std::time::Duration::from_secs(600),
+            partition_load_half_life: std::time::Duration::from_secs(10),
         },
     }
 }

@@ -115,6 +115,8 @@ pub struct Consensus {
     metrics: Arc<GatewayMetrics>,
     /// Read barriers waiting for the next read-index round (see [`read_index_rounds`]).
     read_index_waiters: mpsc::UnboundedSender<ReadIndexWaiter>,
+    /// Told of every applied write (the index counts partition load with it).
+    apply_observer: Arc<std::sync::OnceLock<store::ApplyObserver>>,
 }
 
 /// Where a read-index round delivers the index (or why there is none).
@@ -150,12 +152,13 @@ impl Consensus {
         }
         .validate()
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
+        let apply_observer = Arc::new(std::sync::OnceLock::new());
         let raft = Raft::new(
             cfg.id,
             Arc::new(config),
             HttpNetwork::new(http.clone(), cfg.token.clone()),
             LogStore::new(&engine),
-            StateMachine::new(engine),
+            StateMachine::new(engine, apply_observer.clone()),
         )
         .await
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
@@ -195,9 +198,16 @@ impl Consensus {
             token: cfg.token,
             metrics,
             read_index_waiters,
+            apply_observer,
         });
         tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
         Ok(consensus)
+    }
+
+    /// Has `observer` told the load key of every write batch this replica applies from now on
+    /// (once; later calls are ignored).
+    pub fn observe_applied(&self, observer: store::ApplyObserver) {
+        let _ = self.apply_observer.set(observer);
     }
 
     /// This gateway's id.

@@ -231,18 +231,31 @@ struct SnapshotBody {
     entries: Vec<(String, String)>,
 }
 
+/// Told the load key of every applied write batch (see `index::partition::load_key`), so that
+/// every replica, the leader included, counts the whole group's writes per partition.
+pub type ApplyObserver = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// The index as a Raft state machine. Cloning shares the database.
 #[derive(Clone)]
 pub struct StateMachine {
     engine: Arc<RocksEngine>,
     db: Arc<DB>,
+    observer: Arc<std::sync::OnceLock<ApplyObserver>>,
 }
 
 impl StateMachine {
-    /// The state machine over `engine` (the index itself).
-    pub fn new(engine: Arc<RocksEngine>) -> Self {
+    /// The state machine over `engine` (the index itself); `observer` is set once the index
+    /// exists.
+    pub fn new(
+        engine: Arc<RocksEngine>,
+        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+    ) -> Self {
         let db = engine.db();
-        Self { engine, db }
+        Self {
+            engine,
+            db,
+            observer,
+        }
     }
 
     fn applied(&self) -> Result<AppliedState, StoreError> {
@@ -329,6 +342,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .holds(self.engine.as_ref() as &dyn KvEngine)
                         .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
                     if holds {
+                        if let Some(observe) = self.observer.get()
+                            && let Some(key) = crate::index::partition::load_key(&proposal.ops)
+                        {
+                            observe(key);
+                        }
                         (rocks_batch(proposal.ops), Outcome::Applied)
                     } else {
                         (WriteBatch::default(), Outcome::Conflict)

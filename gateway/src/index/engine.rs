@@ -75,6 +75,8 @@ pub trait KvEngine: Send + Sync + 'static {
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Entries, EngineError>;
     /// Approximate bytes on disk (for metrics).
     fn approximate_size(&self) -> u64;
+    /// Approximate bytes of the entries with `start <= key < end` (for size-based splits).
+    fn approximate_range_size(&self, start: &[u8], end: &[u8]) -> u64;
 }
 
 /// Column families besides the default one (which holds the index): the Raft log and the Raft
@@ -159,6 +161,15 @@ impl KvEngine for RocksEngine {
             .flatten()
             .unwrap_or(0)
     }
+
+    /// Flushed data only: RocksDB's estimate leaves out the memtable.
+    fn approximate_range_size(&self, start: &[u8], end: &[u8]) -> u64 {
+        self.db
+            .get_approximate_sizes(&[rocksdb::Range::new(start, end)])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// An in-memory engine for tests and models.
@@ -202,6 +213,16 @@ impl KvEngine for MemEngine {
     fn approximate_size(&self) -> u64 {
         let map = self.map.lock().expect("mem engine lock");
         map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+
+    fn approximate_range_size(&self, start: &[u8], end: &[u8]) -> u64 {
+        if start >= end {
+            return 0;
+        }
+        let map = self.map.lock().expect("mem engine lock");
+        map.range(start.to_vec()..end.to_vec())
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
     }
 }
 

@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod list;
 mod objects;
 pub mod partition;
+mod rebalance;
 pub mod records;
 mod tagging;
 mod txn;
@@ -31,6 +32,9 @@ use engine::{EngineError, KvEngine, WriteOp};
 pub use lifecycle::CurrentEntry;
 pub use objects::{Deleted, Written};
 use partition::PartitionMap;
+use partition::load::Access;
+use partition::policy::{LoadBook, SplitPolicy};
+pub use rebalance::Rebalanced;
 use records::{
     AccessKeyRecord, BucketRecord, GarbageRecord, ObjectRecord, PartRecord, RecordError,
     StoredBlob, UploadRecord, Versioning,
@@ -88,6 +92,9 @@ pub enum IndexError {
     /// A version-id marker names no version of its key.
     #[error("the version-id marker names no version")]
     UnknownVersionMarker,
+    /// A split or merge does not fit the partition map (it changed, or the request is wrong).
+    #[error(transparent)]
+    Partition(#[from] partition::MapError),
     /// The blocking task running the operation failed.
     #[error("index task failed: {0}")]
     Task(String),
@@ -141,6 +148,8 @@ pub struct IndexOptions {
     /// An upload's intent record (its blob's shards, if the upload never commits) becomes due
     /// this long after the upload began.
     pub intent_ttl_ms: u64,
+    /// When partitions split and merge.
+    pub split: SplitPolicy,
 }
 
 impl Default for IndexOptions {
@@ -148,6 +157,7 @@ impl Default for IndexOptions {
         Self {
             gc_delay_ms: 10 * 60 * 1000,
             intent_ttl_ms: 6 * 60 * 60 * 1000,
+            split: SplitPolicy::default(),
         }
     }
 }
@@ -175,7 +185,10 @@ struct Shared {
     engine: Arc<dyn KvEngine>,
     /// The replicated index this gateway is a replica of (`None`: a gateway alone).
     consensus: Option<Arc<Consensus>>,
-    map: PartitionMap,
+    /// The partition map as last read, with each partition's measured load.
+    book: Mutex<LoadBook>,
+    /// Origin of the load clock.
+    clock: std::time::Instant,
     options: IndexOptions,
     /// Serialises read-check-write of one object key (striped by hash).
     key_locks: Vec<Mutex<()>>,
@@ -203,9 +216,24 @@ pub struct Index {
     inner: Arc<Shared>,
 }
 
+impl Shared {
+    /// Milliseconds on the load clock.
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Counts one request for index key `key` against its partition.
+    fn count(&self, key: &[u8], kind: Access) {
+        let now = self.now_ms();
+        self.book
+            .lock()
+            .expect("load book")
+            .record(key, kind, now, 1.0);
+    }
+}
+
 impl Inner<'_> {
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, IndexError> {
-        debug_assert!(self.map.lookup(key).contains(key));
         match self.engine.get(key)? {
             Some(bytes) => Ok(Some(records::decode(&bytes)?)),
             None => Ok(None),
@@ -308,21 +336,33 @@ impl Index {
         consensus: Option<Arc<Consensus>>,
         options: IndexOptions,
     ) -> Self {
-        Self {
-            inner: Arc::new(Shared {
-                engine,
-                consensus,
-                map: PartitionMap::single(),
-                options,
-                key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                bucket_lock: RwLock::new(()),
-            }),
+        let map = rebalance::stored_map(engine.as_ref()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "partition map unreadable; starting from the initial map");
+            PartitionMap::initial()
+        });
+        let inner = Arc::new(Shared {
+            engine,
+            consensus,
+            book: Mutex::new(LoadBook::new(options.split.clone(), map, 0)),
+            clock: std::time::Instant::now(),
+            options,
+            key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            bucket_lock: RwLock::new(()),
+        });
+        if let Some(c) = &inner.consensus {
+            let shared = Arc::downgrade(&inner);
+            c.observe_applied(Arc::new(move |key: &[u8]| {
+                if let Some(shared) = shared.upgrade() {
+                    shared.count(key, Access::Write);
+                }
+            }));
         }
+        Self { inner }
     }
 
-    /// The partition map.
+    /// The partition map as this gateway last read it.
     pub fn partition_map(&self) -> PartitionMap {
-        self.inner.map.clone()
+        self.inner.book.lock().expect("load book").map().clone()
     }
 
     /// Approximate bytes of the index on disk.
@@ -357,9 +397,14 @@ impl Index {
             }
             let (shared, f) = (self.inner.clone(), f.clone());
             let result = tokio::task::spawn_blocking(move || {
+                let on_write = |key: &[u8]| shared.count(key, Access::Write);
                 let inner = Inner {
                     shared: &shared,
-                    engine: Txn::new(shared.engine.as_ref(), shared.consensus.as_deref()),
+                    engine: Txn::new(
+                        shared.engine.as_ref(),
+                        shared.consensus.as_deref(),
+                        &on_write,
+                    ),
                 };
                 f(&inner)
             })

@@ -9,6 +9,7 @@
 
 use super::engine::WriteOp;
 use super::list::{self, ListPage, ListQuery, VersionPage, VersionQuery};
+use super::partition::load::Access;
 use super::records::{self, BucketRecord, ObjectRecord, Versioning};
 use super::version::{self, Stamp, VersionId, VersionRef};
 use super::{Index, IndexError, Inner, Intent, WriteCondition, keys};
@@ -158,6 +159,7 @@ impl Index {
         key: &str,
     ) -> Result<Option<ObjectRecord>, IndexError> {
         let k = keys::object(bucket, key);
+        self.inner.count(&k, Access::Read);
         self.run(move |i| i.get(&k)).await
     }
 
@@ -168,6 +170,7 @@ impl Index {
         key: &str,
         v: VersionRef,
     ) -> Result<Option<(ObjectRecord, bool)>, IndexError> {
+        self.inner.count(&keys::object(bucket, key), Access::Read);
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.run(move |i| match i.find_version(&bucket, &key, &v)? {
             Some(found) => Ok(Some(found)),
@@ -347,6 +350,7 @@ impl Index {
         bucket: &str,
         q: ListQuery,
     ) -> Result<ListPage<ObjectRecord>, IndexError> {
+        self.count_list(bucket, &q.prefix, q.marker.as_deref());
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
@@ -364,6 +368,7 @@ impl Index {
         bucket: &str,
         q: VersionQuery,
     ) -> Result<VersionPage, IndexError> {
+        self.count_list(bucket, &q.prefix, q.key_marker.as_deref());
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
@@ -371,5 +376,11 @@ impl Index {
                 .map_err(|_| IndexError::UnknownVersionMarker)
         })
         .await
+    }
+
+    /// Counts a list as one read at the key it starts from.
+    fn count_list(&self, bucket: &str, prefix: &str, marker: Option<&str>) {
+        let from = marker.filter(|m| *m > prefix).unwrap_or(prefix);
+        self.inner.count(&keys::object(bucket, from), Access::Read);
     }
 }

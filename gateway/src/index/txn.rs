@@ -17,15 +17,22 @@ pub(crate) struct Txn<'a> {
     local: &'a dyn KvEngine,
     consensus: Option<&'a Consensus>,
     reads: RefCell<Vec<ReadCheck>>,
+    /// Told the load key of a local write (replicated, the state machine tells it at apply).
+    on_write: &'a dyn Fn(&[u8]),
 }
 
 impl<'a> Txn<'a> {
     /// A view of `local`, replicated through `consensus` if there is one.
-    pub(crate) fn new(local: &'a dyn KvEngine, consensus: Option<&'a Consensus>) -> Self {
+    pub(crate) fn new(
+        local: &'a dyn KvEngine,
+        consensus: Option<&'a Consensus>,
+        on_write: &'a dyn Fn(&[u8]),
+    ) -> Self {
         Self {
             local,
             consensus,
             reads: RefCell::new(Vec::new()),
+            on_write,
         }
     }
 
@@ -65,7 +72,12 @@ impl<'a> Txn<'a> {
     /// Must run on a blocking thread of the runtime (index operations do).
     pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
         let Some(consensus) = self.consensus else {
-            return self.local.write(ops);
+            let key = crate::index::partition::load_key(&ops).map(<[u8]>::to_vec);
+            self.local.write(ops)?;
+            if let Some(key) = key {
+                (self.on_write)(&key);
+            }
+            return Ok(());
         };
         let proposal = Proposal {
             checks: self.reads.borrow().clone(),

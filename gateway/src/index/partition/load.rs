@@ -1,0 +1,349 @@
+//! What a partition's leader measures to decide splits: read and write rates (exponentially
+//! decayed, so a burst fades and a steady load holds) and a sample of the keys it served, from
+//! which a split key is chosen so that each half carries about half of the *load* (not half of the
+//! keys).
+//!
+//! Everything takes the time as an argument (milliseconds on any monotonic clock), so the same
+//! code runs in the gateway and in the deterministic scaling simulation.
+
+use std::collections::VecDeque;
+
+/// An event rate decayed exponentially with a half-life: after a step change, the estimate has
+/// moved halfway to the new rate one half-life later.
+#[derive(Debug, Clone)]
+pub struct DecayedRate {
+    /// Decayed event count (events x exp(-age / tau)).
+    acc: f64,
+    last_ms: u64,
+    tau_ms: f64,
+}
+
+impl DecayedRate {
+    /// A rate with this half-life (at least 1 ms).
+    pub fn new(half_life_ms: u64) -> Self {
+        Self {
+            acc: 0.0,
+            last_ms: 0,
+            tau_ms: half_life_ms.max(1) as f64 / std::f64::consts::LN_2,
+        }
+    }
+
+    fn decay_to(&mut self, now_ms: u64) {
+        if now_ms > self.last_ms {
+            self.acc *= (-((now_ms - self.last_ms) as f64) / self.tau_ms).exp();
+            self.last_ms = now_ms;
+        }
+    }
+
+    /// Counts `n` events at `now_ms`.
+    pub fn record(&mut self, now_ms: u64, n: f64) {
+        self.decay_to(now_ms);
+        self.acc += n;
+    }
+
+    /// Events per second at `now_ms`.
+    pub fn per_second(&mut self, now_ms: u64) -> f64 {
+        self.decay_to(now_ms);
+        self.acc / self.tau_ms * 1000.0
+    }
+
+    /// Scales the rate (a split hands each half its share).
+    pub fn scale(&mut self, factor: f64) {
+        self.acc *= factor;
+    }
+}
+
+/// The most recent requests' keys with their weights (a request counted once has weight 1; a
+/// simulation sampling 1 request in N passes N). A bounded ring: memory is fixed per partition.
+#[derive(Debug, Clone, Default)]
+pub struct KeySample {
+    recent: VecDeque<(Vec<u8>, f64)>,
+}
+
+/// Keys kept per partition.
+pub const SAMPLE_SIZE: usize = 512;
+
+/// A split must leave at least this share of the sampled load on its lighter side; otherwise one
+/// key carries the load and no cut can divide it.
+pub const MIN_LIGHTER_SHARE: f64 = 0.2;
+
+/// When at least this share of consecutive sampled keys increase, the load is an append stream
+/// (timestamps, sequence numbers).
+pub const SEQUENTIAL_SHARE: f64 = 0.9;
+
+impl KeySample {
+    /// Notes a request for `key`.
+    pub fn record(&mut self, key: &[u8], weight: f64) {
+        if self.recent.len() == SAMPLE_SIZE {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((key.to_vec(), weight));
+    }
+
+    /// Sampled requests.
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// `true` before any request.
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    /// The sample restricted to keys `>= at` (`right`) or `< at`.
+    pub fn side(&self, at: &[u8], right: bool) -> KeySample {
+        KeySample {
+            recent: self
+                .recent
+                .iter()
+                .filter(|(k, _)| (k.as_slice() >= at) == right)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Share of the sampled weight on keys `>= at`.
+    pub fn share_from(&self, at: &[u8]) -> f64 {
+        let total: f64 = self.recent.iter().map(|(_, w)| w).sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let right: f64 = self
+            .recent
+            .iter()
+            .filter(|(k, _)| k.as_slice() >= at)
+            .map(|(_, w)| w)
+            .sum();
+        right / total
+    }
+
+    /// Whether the keys arrive in increasing order (an append stream).
+    pub fn is_sequential(&self) -> bool {
+        if self.recent.len() < 16 {
+            return false;
+        }
+        let rising = self
+            .recent
+            .iter()
+            .zip(self.recent.iter().skip(1))
+            .filter(|(a, b)| b.0 > a.0)
+            .count();
+        rising as f64 >= SEQUENTIAL_SHARE * (self.recent.len() - 1) as f64
+    }
+
+    /// A key strictly after `start` that divides the sampled load about evenly, or `None` when no
+    /// cut leaves [`MIN_LIGHTER_SHARE`] on both sides (one hot key).
+    ///
+    /// An append stream is cut just past its newest key: no cut divides future appends, so the
+    /// partition that keeps taking them starts empty (cheap to move to another leader) while
+    /// everything already written, and read, stays behind.
+    pub fn split_key(&self, start: &[u8]) -> Option<Vec<u8>> {
+        if self.is_sequential() {
+            let newest = self.recent.iter().map(|(k, _)| k).max()?;
+            let at = super::keys::after(newest);
+            return (at.as_slice() > start).then_some(at);
+        }
+        let mut weighted: Vec<(&[u8], f64)> = self
+            .recent
+            .iter()
+            .map(|(k, w)| (k.as_slice(), *w))
+            .collect();
+        weighted.sort_by(|a, b| a.0.cmp(b.0));
+        let total: f64 = weighted.iter().map(|(_, w)| w).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        // Each distinct key is a candidate cut (the cut puts that key on the right); take the one
+        // whose left share is closest to half.
+        let mut best: Option<(&[u8], f64)> = None;
+        let mut left = 0.0;
+        let mut i = 0;
+        while i < weighted.len() {
+            let key = weighted[i].0;
+            if key > start {
+                let share = left / total;
+                let lighter = share.min(1.0 - share);
+                if best.is_none_or(|(_, b)| lighter > b) {
+                    best = Some((key, lighter));
+                }
+            }
+            while i < weighted.len() && weighted[i].0 == key {
+                left += weighted[i].1;
+                i += 1;
+            }
+        }
+        best.filter(|(_, lighter)| *lighter >= MIN_LIGHTER_SHARE)
+            .map(|(k, _)| k.to_vec())
+    }
+}
+
+/// What one partition's leader measures.
+#[derive(Debug, Clone)]
+pub struct RangeLoad {
+    /// Reads (GET, HEAD, LIST) per second, decayed.
+    pub reads: DecayedRate,
+    /// Committed writes per second, decayed.
+    pub writes: DecayedRate,
+    /// Recent keys, reads and writes alike.
+    pub sample: KeySample,
+}
+
+/// Kind of a request, for [`RangeLoad::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// GET, HEAD, LIST.
+    Read,
+    /// A committed write.
+    Write,
+}
+
+impl RangeLoad {
+    /// No load yet, with rates of this half-life.
+    pub fn new(half_life_ms: u64) -> Self {
+        Self {
+            reads: DecayedRate::new(half_life_ms),
+            writes: DecayedRate::new(half_life_ms),
+            sample: KeySample::default(),
+        }
+    }
+
+    /// Counts `weight` requests of `kind` for `key` at `now_ms`.
+    pub fn record(&mut self, key: &[u8], kind: Access, now_ms: u64, weight: f64) {
+        match kind {
+            Access::Read => self.reads.record(now_ms, weight),
+            Access::Write => self.writes.record(now_ms, weight),
+        }
+        self.sample.record(key, weight);
+    }
+
+    /// The two halves of a split at `at`, each with its share of the rates and its sampled keys.
+    pub fn split(&self, at: &[u8]) -> (RangeLoad, RangeLoad) {
+        let right_share = self.sample.share_from(at);
+        let mut left = self.clone();
+        let mut right = self.clone();
+        for (rate, share) in [
+            (&mut left.reads, 1.0 - right_share),
+            (&mut left.writes, 1.0 - right_share),
+            (&mut right.reads, right_share),
+            (&mut right.writes, right_share),
+        ] {
+            rate.scale(share);
+        }
+        left.sample = self.sample.side(at, false);
+        right.sample = self.sample.side(at, true);
+        (left, right)
+    }
+
+    /// The load of two neighbours joined.
+    pub fn merged(&self, right: &RangeLoad) -> RangeLoad {
+        let mut joined = self.clone();
+        joined.reads.acc += right.reads.acc * decay_between(&right.reads, &self.reads);
+        joined.writes.acc += right.writes.acc * decay_between(&right.writes, &self.writes);
+        for (k, w) in &right.sample.recent {
+            joined.sample.record(k, *w);
+        }
+        joined
+    }
+}
+
+/// The factor bringing `from`'s accumulator to `to`'s time.
+fn decay_between(from: &DecayedRate, to: &DecayedRate) -> f64 {
+    if to.last_ms > from.last_ms {
+        (-((to.last_ms - from.last_ms) as f64) / from.tau_ms).exp()
+    } else {
+        1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steady_rate_is_measured_and_a_stopped_one_fades() {
+        let mut r = DecayedRate::new(10_000);
+        // 100 events per second for 100 s (ten half-lives).
+        for ms in (0..100_000).step_by(10) {
+            r.record(ms, 1.0);
+        }
+        let measured = r.per_second(100_000);
+        assert!((measured - 100.0).abs() < 2.0, "{measured}");
+        // One half-life of silence halves it.
+        let later = r.per_second(110_000);
+        assert!((later - measured / 2.0).abs() < 1.0, "{later}");
+    }
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("Ob\0k{i:06}").into_bytes()
+    }
+
+    #[test]
+    fn a_uniform_load_is_cut_near_its_middle() {
+        let mut s = KeySample::default();
+        // Shuffled, so not an append stream.
+        for i in 0..SAMPLE_SIZE as u32 {
+            s.record(&key((i * 7919) % 1000), 1.0);
+        }
+        assert!(!s.is_sequential());
+        let at = s.split_key(b"O").unwrap();
+        let share = s.share_from(&at);
+        assert!((share - 0.5).abs() < 0.05, "{share}");
+    }
+
+    #[test]
+    fn the_cut_follows_the_load_not_the_keys() {
+        let mut s = KeySample::default();
+        // 3 hot keys carry 3/4 of the load; 400 cold keys the rest.
+        for i in 0..SAMPLE_SIZE as u32 {
+            let k = if i % 4 == 3 {
+                key(1000 + (i * 37) % 400)
+            } else {
+                key(10 + (i % 3) * 100)
+            };
+            s.record(&k, 1.0);
+        }
+        let at = s.split_key(b"O").unwrap();
+        let share = s.share_from(&at);
+        assert!(share >= MIN_LIGHTER_SHARE && share <= 1.0 - MIN_LIGHTER_SHARE);
+        // Half the load is among the 3 hot keys, so the cut is among them, far from the middle of
+        // the key range (the cold keys).
+        assert!(at <= key(210), "{:?}", String::from_utf8_lossy(&at));
+    }
+
+    #[test]
+    fn one_hot_key_cannot_be_split() {
+        let mut s = KeySample::default();
+        for i in 0..SAMPLE_SIZE as u32 {
+            let k = if i % 10 == 0 { key(i) } else { key(500) };
+            s.record(&k, 1.0);
+        }
+        assert_eq!(s.split_key(b"O"), None);
+    }
+
+    #[test]
+    fn an_append_stream_is_cut_past_its_newest_key() {
+        let mut s = KeySample::default();
+        for i in 0..2000 {
+            s.record(&key(i), 1.0);
+        }
+        assert!(s.is_sequential());
+        let at = s.split_key(b"O").unwrap();
+        assert!(at > key(1999) && at < key(2000));
+    }
+
+    #[test]
+    fn a_split_hands_each_half_its_share_and_a_merge_joins_them() {
+        let mut load = RangeLoad::new(10_000);
+        for i in 0..400u32 {
+            let k = if i % 4 == 0 { key(900) } else { key(100) };
+            load.record(&k, Access::Write, 1000 + u64::from(i), 1.0);
+        }
+        let total = load.writes.per_second(2000);
+        let (mut left, mut right) = load.split(&key(500));
+        let (l, r) = (left.writes.per_second(2000), right.writes.per_second(2000));
+        assert!((l - 0.75 * total).abs() < 1e-6 && (r - 0.25 * total).abs() < 1e-6);
+        assert_eq!(left.sample.len() + right.sample.len(), 400);
+        let mut joined = left.merged(&right);
+        assert!((joined.writes.per_second(2000) - total).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,378 @@
+//! When to split and merge: a [`LoadBook`] holds each partition's measured load next to the
+//! partition map and turns it into at most one [`Action`] per tick. Pure (time is an argument), so
+//! the gateway and the scaling simulation (`cairn-scale-sim`) run the same decisions.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::load::{Access, RangeLoad};
+use super::{Partition, PartitionId, PartitionMap};
+
+/// Thresholds of load-based splitting and merging.
+#[derive(Debug, Clone)]
+pub struct SplitPolicy {
+    /// Split a partition taking more committed writes per second than this (S3 documents about
+    /// 3,500 writes/s per prefix partition).
+    pub write_threshold: f64,
+    /// Split a partition serving more reads per second than this (S3: about 5,500).
+    pub read_threshold: f64,
+    /// Split a partition holding more bytes than this (approximate, on disk).
+    pub size_limit: u64,
+    /// Neighbours both below this share of both thresholds are cold.
+    pub merge_share: f64,
+    /// Neighbours merge after staying cold this long.
+    pub quiet_ms: u64,
+    /// A partition just split or merged is left alone this long, so its rates settle.
+    pub cooldown_ms: u64,
+    /// Half-life of the measured rates.
+    pub half_life_ms: u64,
+    /// Sampled requests needed before a load split.
+    pub min_samples: usize,
+}
+
+impl Default for SplitPolicy {
+    fn default() -> Self {
+        Self {
+            write_threshold: 3500.0,
+            read_threshold: 5500.0,
+            size_limit: 512 << 20,
+            merge_share: 0.1,
+            quiet_ms: 10 * 60 * 1000,
+            cooldown_ms: 30 * 1000,
+            half_life_ms: 10 * 1000,
+            min_samples: 64,
+        }
+    }
+}
+
+/// A change of the partition map the policy asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Cut partition `id` at `at` (load: the sampled keys chose `at`).
+    Split { id: PartitionId, at: Vec<u8> },
+    /// Cut partition `id` in the middle of its keys (it outgrew the size limit).
+    SplitBySize { id: PartitionId },
+    /// Join partition `left` with its right neighbour.
+    Merge { left: PartitionId },
+}
+
+/// One partition's range and measured load, for the admin API and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStats {
+    /// The partition.
+    pub id: PartitionId,
+    /// Reads per second (decayed) served through this gateway.
+    pub reads_per_second: f64,
+    /// Committed writes per second (decayed), counted as applied, so every replica sees them all.
+    pub writes_per_second: f64,
+    /// Requests in the key sample.
+    pub sampled_keys: usize,
+    /// Approximate bytes on disk (0 until flushed).
+    pub approximate_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    load: RangeLoad,
+    epoch: u64,
+    /// Last split or merge (or when this book first saw the partition).
+    changed_ms: u64,
+    /// Since when the partition has been cold.
+    cold_since_ms: Option<u64>,
+}
+
+/// Each partition's load next to the map it was measured against.
+#[derive(Debug, Clone)]
+pub struct LoadBook {
+    policy: SplitPolicy,
+    map: PartitionMap,
+    ranges: HashMap<PartitionId, Tracked>,
+}
+
+impl LoadBook {
+    /// A book for `map` with no load measured yet.
+    pub fn new(policy: SplitPolicy, map: PartitionMap, now_ms: u64) -> Self {
+        let mut book = Self {
+            policy,
+            map: PartitionMap::initial(),
+            ranges: HashMap::new(),
+        };
+        book.set_map(map, now_ms);
+        book
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &SplitPolicy {
+        &self.policy
+    }
+
+    /// The map the loads are measured against.
+    pub fn map(&self) -> &PartitionMap {
+        &self.map
+    }
+
+    fn fresh(&self, epoch: u64, now_ms: u64) -> Tracked {
+        Tracked {
+            load: RangeLoad::new(self.policy.half_life_ms),
+            epoch,
+            changed_ms: now_ms,
+            cold_since_ms: None,
+        }
+    }
+
+    /// Adopts a newer map (one this book did not make, e.g. committed by another leader): ranges
+    /// that are unchanged keep their load; changed ones start afresh.
+    pub fn set_map(&mut self, map: PartitionMap, now_ms: u64) {
+        if map.version < self.map.version && !self.ranges.is_empty() {
+            return;
+        }
+        let mut ranges = HashMap::new();
+        for p in &map.partitions {
+            let kept = self.ranges.remove(&p.id).filter(|t| t.epoch == p.epoch);
+            ranges.insert(p.id, kept.unwrap_or_else(|| self.fresh(p.epoch, now_ms)));
+        }
+        self.ranges = ranges;
+        self.map = map;
+    }
+
+    /// Counts `weight` requests of `kind` for index key `key`.
+    pub fn record(&mut self, key: &[u8], kind: Access, now_ms: u64, weight: f64) {
+        let id = self.map.lookup(key).id;
+        if let Some(t) = self.ranges.get_mut(&id) {
+            t.load.record(key, kind, now_ms, weight);
+        }
+    }
+
+    /// Applies a split this book's [`decide`](Self::decide) asked for and that was committed as
+    /// `next`: each half inherits its share of the load.
+    pub fn split_done(&mut self, id: PartitionId, at: &[u8], next: PartitionMap, now_ms: u64) {
+        let halves = self.ranges.get(&id).map(|t| t.load.split(at));
+        self.set_map(next, now_ms);
+        if let Some((left, right)) = halves {
+            let right_id = self.map.lookup(at).id;
+            for (pid, load) in [(id, left), (right_id, right)] {
+                if let Some(t) = self.ranges.get_mut(&pid) {
+                    t.load = load;
+                }
+            }
+        }
+    }
+
+    /// Applies a committed merge of `left` and its right neighbour (`next` is the new map).
+    pub fn merge_done(&mut self, left: PartitionId, next: PartitionMap, now_ms: u64) {
+        let right = self
+            .map
+            .partitions
+            .iter()
+            .position(|p| p.id == left)
+            .and_then(|i| self.map.partitions.get(i + 1))
+            .and_then(|p| self.ranges.get(&p.id));
+        let joined = self
+            .ranges
+            .get(&left)
+            .zip(right)
+            .map(|(l, r)| l.load.merged(&r.load));
+        self.set_map(next, now_ms);
+        if let (Some(load), Some(t)) = (joined, self.ranges.get_mut(&left)) {
+            t.load = load;
+        }
+    }
+
+    /// The measured load of every partition (sizes from `size_of`).
+    pub fn stats(
+        &mut self,
+        now_ms: u64,
+        size_of: &dyn Fn(&Partition) -> u64,
+    ) -> Vec<PartitionStats> {
+        let mut out = Vec::with_capacity(self.map.partitions.len());
+        for p in &self.map.partitions {
+            let Some(t) = self.ranges.get_mut(&p.id) else {
+                continue;
+            };
+            out.push(PartitionStats {
+                id: p.id,
+                reads_per_second: t.load.reads.per_second(now_ms),
+                writes_per_second: t.load.writes.per_second(now_ms),
+                sampled_keys: t.load.sample.len(),
+                approximate_bytes: size_of(p),
+            });
+        }
+        out
+    }
+
+    /// The split or merge to make now, if any: the most overloaded partition past its cooldown is
+    /// split; otherwise two cold neighbours that have been quiet long enough are merged.
+    pub fn decide(&mut self, now_ms: u64, size_of: &dyn Fn(&Partition) -> u64) -> Option<Action> {
+        let policy = self.policy.clone();
+        let stats = self.stats(now_ms, size_of);
+        let mut best: Option<(f64, Action)> = None;
+        let mut cold = Vec::with_capacity(stats.len());
+        for (p, s) in self.map.partitions.iter().zip(&stats) {
+            let t = self.ranges.get_mut(&p.id).expect("tracked");
+            let pressure = (s.writes_per_second / policy.write_threshold)
+                .max(s.reads_per_second / policy.read_threshold);
+            let is_cold = !p.is_meta() && pressure < policy.merge_share;
+            t.cold_since_ms = if is_cold {
+                Some(t.cold_since_ms.unwrap_or(now_ms))
+            } else {
+                None
+            };
+            let quiet = is_cold
+                && t.cold_since_ms
+                    .is_some_and(|c| now_ms.saturating_sub(c) >= policy.quiet_ms)
+                && now_ms.saturating_sub(t.changed_ms) >= policy.quiet_ms;
+            cold.push((quiet, s.approximate_bytes));
+            if p.is_meta() || now_ms.saturating_sub(t.changed_ms) < policy.cooldown_ms {
+                continue;
+            }
+            let action = if pressure > 1.0 && t.load.sample.len() >= policy.min_samples {
+                t.load
+                    .sample
+                    .split_key(&p.start)
+                    .filter(|at| p.contains(at))
+                    .map(|at| (pressure, Action::Split { id: p.id, at }))
+            } else if s.approximate_bytes > policy.size_limit {
+                Some((1.0, Action::SplitBySize { id: p.id }))
+            } else {
+                None
+            };
+            if let Some((score, action)) = action
+                && best.as_ref().is_none_or(|(b, _)| score > *b)
+            {
+                best = Some((score, action));
+            }
+        }
+        if let Some((_, action)) = best {
+            return Some(action);
+        }
+        self.map
+            .partitions
+            .windows(2)
+            .zip(cold.windows(2))
+            .find(|(_, c)| c[0].0 && c[1].0 && c[0].1 + c[1].1 < policy.size_limit / 2)
+            .map(|(pair, _)| Action::Merge { left: pair[0].id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::keys;
+
+    fn policy() -> SplitPolicy {
+        SplitPolicy {
+            write_threshold: 100.0,
+            read_threshold: 200.0,
+            size_limit: 1 << 30,
+            merge_share: 0.1,
+            quiet_ms: 60_000,
+            cooldown_ms: 5_000,
+            half_life_ms: 2_000,
+            min_samples: 32,
+        }
+    }
+
+    fn no_size(_: &Partition) -> u64 {
+        0
+    }
+
+    /// Drives `book` with `rate` requests per second for `secs` seconds from `start_ms`, keys from
+    /// `key_of(i)`, committing every action it decides; returns the actions.
+    fn drive(
+        book: &mut LoadBook,
+        start_ms: u64,
+        secs: u64,
+        rate: u64,
+        key_of: &dyn Fn(u64) -> Vec<u8>,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut i = 0;
+        for s in 0..secs {
+            for n in 0..rate {
+                let now = start_ms + s * 1000 + n * 1000 / rate;
+                book.record(&key_of(i), Access::Write, now, 1.0);
+                i += 1;
+            }
+            let now = start_ms + (s + 1) * 1000;
+            if let Some(a) = book.decide(now, &no_size) {
+                match &a {
+                    Action::Split { id, at } => {
+                        let next = book.map().split(*id, at).unwrap();
+                        book.split_done(*id, at, next, now);
+                    }
+                    Action::Merge { left } => {
+                        let next = book.map().merge(*left).unwrap();
+                        book.merge_done(*left, next, now);
+                    }
+                    Action::SplitBySize { .. } => unreachable!(),
+                }
+                book.map().validate().unwrap();
+                actions.push(a);
+            }
+        }
+        actions
+    }
+
+    #[test]
+    fn a_uniform_overload_splits_until_every_partition_is_under_the_threshold() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        // 350 writes/s spread over 10,000 keys: 3.5x the threshold.
+        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
+        let actions = drive(&mut book, 0, 120, 350, &spread);
+        assert!(actions.len() >= 2, "{actions:?}");
+        let stats = book.stats(120_000, &no_size);
+        let max = stats
+            .iter()
+            .map(|s| s.writes_per_second)
+            .fold(0.0, f64::max);
+        assert!(max < 100.0, "{stats:?}");
+    }
+
+    #[test]
+    fn cold_neighbours_merge_after_the_quiet_period() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
+        drive(&mut book, 0, 60, 350, &spread);
+        let split = book.map().partitions.len();
+        assert!(split > 2);
+        // Then a trickle: everything merges back into one object partition, one pair at a time.
+        let actions = drive(&mut book, 60_000, 900, 2, &spread);
+        assert!(actions.iter().all(|a| matches!(a, Action::Merge { .. })));
+        assert_eq!(book.map().partitions.len(), 2, "{actions:?}");
+    }
+
+    #[test]
+    fn nothing_happens_below_the_thresholds() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let spread = |i: u64| keys::object("b", &format!("k{i:05}"));
+        assert!(drive(&mut book, 0, 60, 80, &spread).is_empty());
+    }
+
+    #[test]
+    fn a_big_partition_splits_by_size() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let big = |p: &Partition| if p.is_meta() { 0 } else { 2 << 30 };
+        assert_eq!(
+            book.decide(10_000, &big),
+            Some(Action::SplitBySize { id: PartitionId(2) })
+        );
+    }
+
+    #[test]
+    fn a_map_from_elsewhere_keeps_the_load_of_unchanged_ranges() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        for i in 0..100 {
+            book.record(&keys::object("b", &format!("a{i}")), Access::Read, 500, 1.0);
+        }
+        let next = book
+            .map()
+            .split(PartitionId(2), &keys::object("b", "m"))
+            .unwrap();
+        book.set_map(next, 1000);
+        let stats = book.stats(1000, &no_size);
+        assert_eq!(stats.len(), 3);
+        // The split range's load restarts (its epoch changed); the meta partition's is untouched.
+        assert!(stats.iter().all(|s| s.reads_per_second == 0.0));
+    }
+}

@@ -1,0 +1,298 @@
+//! Load-based splitting and merging of the index's partitions. The map is an index record, so a
+//! split or merge is one guarded write: replicated, it commits through the log like any object
+//! write, and a change computed from a map that moved meanwhile is recomputed or refused.
+//!
+//! Only the gateway running background work (alone, or the leader) decides; every gateway
+//! re-reads the map each tick so its admin API and metrics show the committed one.
+
+use super::engine::{KvEngine, WriteOp};
+use super::partition::policy::{Action, PartitionStats};
+use super::partition::{PartitionId, PartitionMap};
+use super::{Index, IndexError, keys, records};
+
+/// Name of the map's record (`keys::meta`).
+const MAP_KEY: &str = "partition-map";
+
+/// Entries read per page while looking for the middle of a partition.
+const PAGE: usize = 1000;
+
+/// The stored partition map (the initial one if none was stored yet).
+pub(super) fn stored_map(engine: &dyn KvEngine) -> Result<PartitionMap, IndexError> {
+    match engine.get(&keys::meta(MAP_KEY))? {
+        Some(bytes) => Ok(records::decode(&bytes)?),
+        None => Ok(PartitionMap::initial()),
+    }
+}
+
+/// Why a partition was split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SplitReason {
+    /// Its request rate passed a threshold.
+    Load,
+    /// Its size passed the limit.
+    Size,
+    /// An operator asked (admin API).
+    Manual,
+}
+
+/// A committed change of the partition map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalanced {
+    /// `id` was cut at `at`; keys from `at` on are in `right`.
+    Split {
+        id: PartitionId,
+        right: PartitionId,
+        at: Vec<u8>,
+        reason: SplitReason,
+        map_version: u64,
+    },
+    /// `right` was joined into `left`.
+    Merged {
+        left: PartitionId,
+        right: PartitionId,
+        map_version: u64,
+    },
+}
+
+impl Index {
+    /// Each partition's measured load and approximate size, as this gateway sees it.
+    pub fn partition_stats(&self) -> Vec<PartitionStats> {
+        let shared = &self.inner;
+        let now = shared.now_ms();
+        let engine = shared.engine.clone();
+        let size_of = move |p: &super::partition::Partition| {
+            engine.approximate_range_size(&p.start, &p.end_bound())
+        };
+        shared.book.lock().expect("load book").stats(now, &size_of)
+    }
+
+    /// Re-reads the committed map (after the read barrier) and adopts it.
+    pub async fn refresh_partition_map(&self) -> Result<PartitionMap, IndexError> {
+        let map = self.run(|i| stored_map(i.engine.local())).await?;
+        let now = self.inner.now_ms();
+        self.inner
+            .book
+            .lock()
+            .expect("load book")
+            .set_map(map.clone(), now);
+        Ok(map)
+    }
+
+    /// One tick of load-based partitioning: refreshes the map, then (on the gateway running
+    /// background work) makes the split or merge the policy asks for, if any.
+    pub async fn rebalance_once(&self) -> Result<Option<Rebalanced>, IndexError> {
+        self.refresh_partition_map().await?;
+        if !self.runs_background_work() {
+            return Ok(None);
+        }
+        let action = {
+            let shared = &self.inner;
+            let now = shared.now_ms();
+            let engine = shared.engine.clone();
+            let size_of = move |p: &super::partition::Partition| {
+                engine.approximate_range_size(&p.start, &p.end_bound())
+            };
+            shared.book.lock().expect("load book").decide(now, &size_of)
+        };
+        match action {
+            None => Ok(None),
+            Some(Action::Split { id, at }) => {
+                self.commit_split(id, at, SplitReason::Load).await.map(Some)
+            }
+            Some(Action::SplitBySize { id }) => match self.middle_key(id).await? {
+                Some(at) => self.commit_split(id, at, SplitReason::Size).await.map(Some),
+                None => Ok(None),
+            },
+            Some(Action::Merge { left }) => self.merge_partitions(left).await.map(Some),
+        }
+    }
+
+    /// Splits partition `id` at index key `at` (the admin API's manual split).
+    pub async fn split_partition(
+        &self,
+        id: PartitionId,
+        at: Vec<u8>,
+    ) -> Result<Rebalanced, IndexError> {
+        self.commit_split(id, at, SplitReason::Manual).await
+    }
+
+    async fn commit_split(
+        &self,
+        id: PartitionId,
+        at: Vec<u8>,
+        reason: SplitReason,
+    ) -> Result<Rebalanced, IndexError> {
+        let key = at.clone();
+        let next = self
+            .commit_map(move |map| map.split(id, &key).map_err(IndexError::from))
+            .await?;
+        let right = next.lookup(&at).id;
+        let map_version = next.version;
+        let now = self.inner.now_ms();
+        self.inner
+            .book
+            .lock()
+            .expect("load book")
+            .split_done(id, &at, next, now);
+        Ok(Rebalanced::Split {
+            id,
+            right,
+            at,
+            reason,
+            map_version,
+        })
+    }
+
+    /// Joins partition `left` with its right neighbour.
+    pub async fn merge_partitions(&self, left: PartitionId) -> Result<Rebalanced, IndexError> {
+        let before = self.refresh_partition_map().await?;
+        let right = before
+            .partitions
+            .iter()
+            .position(|p| p.id == left)
+            .and_then(|i| before.partitions.get(i + 1))
+            .map(|p| p.id);
+        let next = self
+            .commit_map(move |map| match map.merge(left) {
+                // The neighbour must still be the one measured.
+                Ok(next) if map.partitions.iter().any(|p| Some(p.id) == right) => Ok(next),
+                Ok(_) => Err(super::partition::MapError::NoNeighbour(left).into()),
+                Err(e) => Err(e.into()),
+            })
+            .await?;
+        let map_version = next.version;
+        let now = self.inner.now_ms();
+        self.inner
+            .book
+            .lock()
+            .expect("load book")
+            .merge_done(left, next, now);
+        Ok(Rebalanced::Merged {
+            left,
+            right: right.ok_or(super::partition::MapError::NoNeighbour(left))?,
+            map_version,
+        })
+    }
+
+    /// Writes `change(stored map)` as the new map, guarded by the read of the stored one.
+    async fn commit_map(
+        &self,
+        change: impl Fn(&PartitionMap) -> Result<PartitionMap, IndexError> + Send + Sync + 'static,
+    ) -> Result<PartitionMap, IndexError> {
+        self.run(move |i| {
+            let key = keys::meta(MAP_KEY);
+            let current = match i.engine.get(&key)? {
+                Some(bytes) => records::decode(&bytes)?,
+                None => PartitionMap::initial(),
+            };
+            let next = change(&current)?;
+            debug_assert!(next.validate().is_ok());
+            i.engine
+                .write(vec![WriteOp::Put(key, records::encode(&next))])?;
+            Ok(next)
+        })
+        .await
+    }
+
+    /// The key in the middle (by entry count) of partition `id`, for a split by size; `None` if it
+    /// holds fewer than two entries. Two scans of the range, on a blocking thread.
+    async fn middle_key(&self, id: PartitionId) -> Result<Option<Vec<u8>>, IndexError> {
+        let Some(p) = self.partition_map().get(id).cloned() else {
+            return Ok(None);
+        };
+        self.run(move |i| {
+            let engine = i.engine.local();
+            let end = p.end_bound();
+            let walk = |stop_at: Option<u64>| -> Result<(u64, Option<Vec<u8>>), IndexError> {
+                let (mut pos, mut seen) = (p.start.clone(), 0u64);
+                loop {
+                    let page = engine.scan(&pos, &end, PAGE)?;
+                    let Some((last, _)) = page.last() else {
+                        return Ok((seen, None));
+                    };
+                    if let Some(stop) = stop_at
+                        && seen + page.len() as u64 > stop
+                    {
+                        let k = page[(stop - seen) as usize].0.clone();
+                        return Ok((seen, Some(k)));
+                    }
+                    seen += page.len() as u64;
+                    pos = keys::after(last);
+                }
+            };
+            let (count, _) = walk(None)?;
+            if count < 2 {
+                return Ok(None);
+            }
+            let (_, middle) = walk(Some(count / 2))?;
+            Ok(middle.filter(|k| k.as_slice() > p.start.as_slice()))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::index::IndexOptions;
+    use crate::index::engine::MemEngine;
+    use crate::index::partition::policy::SplitPolicy;
+
+    #[tokio::test]
+    async fn splits_and_merges_are_stored_and_survive_a_reopen() {
+        let engine = Arc::new(MemEngine::default());
+        let index = Index::new(engine.clone(), IndexOptions::default());
+        let at = keys::object("b", "m");
+        let split = index
+            .split_partition(PartitionId(2), at.clone())
+            .await
+            .unwrap();
+        assert!(matches!(
+            split,
+            Rebalanced::Split {
+                right: PartitionId(3),
+                ..
+            }
+        ));
+        // A split key outside the partition is refused and changes nothing.
+        let err = index
+            .split_partition(PartitionId(2), keys::object("b", "z"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IndexError::Partition(_)));
+        let reopened = Index::new(engine.clone(), IndexOptions::default());
+        assert_eq!(reopened.partition_map(), index.partition_map());
+        assert_eq!(reopened.partition_map().partitions.len(), 3);
+        reopened.merge_partitions(PartitionId(2)).await.unwrap();
+        let map = index.refresh_partition_map().await.unwrap();
+        assert_eq!(map.partitions.len(), 2);
+        assert_eq!(map, index.partition_map());
+    }
+
+    #[tokio::test]
+    async fn a_partition_over_the_size_limit_splits_in_the_middle_of_its_keys() {
+        let engine = Arc::new(MemEngine::default());
+        let options = IndexOptions {
+            split: SplitPolicy {
+                size_limit: 10_000,
+                cooldown_ms: 0,
+                ..SplitPolicy::default()
+            },
+            ..IndexOptions::default()
+        };
+        let ops = (0..400)
+            .map(|i| WriteOp::Put(keys::object("b", &format!("k{i:04}")), vec![0; 100]))
+            .collect();
+        engine.write(ops).unwrap();
+        let index = Index::new(engine, options);
+        let done = index.rebalance_once().await.unwrap();
+        let Some(Rebalanced::Split { at, reason, .. }) = done else {
+            panic!("{done:?}")
+        };
+        assert_eq!(reason, SplitReason::Size);
+        assert_eq!(at, keys::object("b", "k0200"));
+    }
+}

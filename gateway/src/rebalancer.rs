@@ -1,0 +1,105 @@
+//! The background task that splits and merges index partitions by load (see
+//! `index::partition::policy`), and keeps the per-partition gauges current. Every gateway runs
+//! it; only the one running background work (alone, or the leader) changes the map.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::index::{Index, Rebalanced};
+use crate::metrics::{GatewayMetrics, PartitionLabels, SplitLabels};
+
+/// Splits and merges partitions every `interval`.
+pub struct Rebalancer {
+    index: Index,
+    metrics: Arc<GatewayMetrics>,
+    interval: Duration,
+}
+
+impl Rebalancer {
+    /// A rebalancer of `index`.
+    pub fn new(index: Index, metrics: Arc<GatewayMetrics>, interval: Duration) -> Self {
+        Self {
+            index,
+            metrics,
+            interval,
+        }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            match self.index.rebalance_once().await {
+                Ok(Some(change)) => record(&self.metrics, &change),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "partition rebalancing skipped this tick"),
+            }
+            self.publish_rates();
+        }
+    }
+
+    /// Sets the per-partition gauges (only partitions that exist now).
+    fn publish_rates(&self) {
+        let m = &self.metrics.partition;
+        m.reads_per_second.clear();
+        m.writes_per_second.clear();
+        for s in self.index.partition_stats() {
+            let labels = PartitionLabels {
+                partition: s.id.to_string(),
+            };
+            m.reads_per_second
+                .get_or_create(&labels)
+                .set(s.reads_per_second);
+            m.writes_per_second
+                .get_or_create(&labels)
+                .set(s.writes_per_second);
+        }
+    }
+}
+
+/// Logs and counts a committed split or merge.
+pub fn record(metrics: &GatewayMetrics, change: &Rebalanced) {
+    let m = &metrics.partition;
+    match change {
+        Rebalanced::Split {
+            id,
+            right,
+            at,
+            reason,
+            map_version,
+        } => {
+            let reason = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            m.splits
+                .get_or_create(&SplitLabels {
+                    reason: reason.clone(),
+                })
+                .inc();
+            tracing::info!(
+                partition = %id,
+                new_partition = %right,
+                at = %String::from_utf8_lossy(at),
+                reason,
+                map_version,
+                "index partition split"
+            );
+        }
+        Rebalanced::Merged {
+            left,
+            right,
+            map_version,
+        } => {
+            m.merges.inc();
+            tracing::info!(partition = %left, merged = %right, map_version, "index partitions merged");
+        }
+    }
+}
