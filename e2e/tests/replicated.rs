@@ -193,8 +193,16 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
         nodes_per_zone: 2,
         base_port: base_port(),
         // Snapshots every 50 entries: the killed leader, down while 300 PUTs commit, must catch
-        // up from a snapshot, the log behind it being purged.
-        gateway_args: vec!["--raft-snapshot-every".into(), "50".into()],
+        // up from a snapshot, the log behind it being purged. Partitions split past 10 writes/s,
+        // so the stream of sequential keys below splits the index while the leader changes.
+        gateway_args: [
+            "--raft-snapshot-every=50",
+            "--split-write-threshold=10",
+            "--split-cooldown=2s",
+            "--partition-load-half-life=2s",
+        ]
+        .map(String::from)
+        .to_vec(),
     })
     .unwrap();
     let all = [0, 1, 2];
@@ -369,6 +377,23 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     acked.extend(acks.into_keys());
     attempted.extend(tried);
     check_everything(&f, &survivors, &acked, &attempted).await;
+    // The stream of sequential keys split the index, and the survivors agree on the map (once
+    // the decaying write rate stops splitting).
+    let mut map = partition_map(&f, new_leader).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let again = partition_map(&f, new_leader).await;
+        if again == map {
+            break;
+        }
+        map = again;
+    }
+    let parts = map["partitions"].as_array().unwrap().len();
+    eprintln!("partitions after the stream: {parts} (map version {})", map["version"]);
+    assert!(parts >= 3, "the hot prefix did not split the index: {map}");
+    for &g in &survivors {
+        assert_eq!(partition_map(&f, g).await, map, "gateway {g}'s map");
+    }
 
     // The killed gateway comes back, catches up and serves everything. The log it missed was
     // purged behind the survivors' snapshots, so it caught up from one.
@@ -378,6 +403,7 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     assert!(before.is_none(), "the killed gateway still answers");
     fleet::restart_gateway(dir.path(), &mut f, first_leader).unwrap();
     check_everything(&f, &[first_leader], &acked, &attempted).await;
+    assert_eq!(partition_map(&f, first_leader).await, map, "the restarted gateway's map");
     let back = replication(&f, first_leader).await.unwrap();
     eprintln!(
         "leader's log purged up to {purged}; the restarted gateway's snapshot: {}",
@@ -399,8 +425,34 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     }
     leader(&f, &all).await;
     check_everything(&f, &all, &acked, &attempted).await;
+    for g in all {
+        assert_eq!(partition_map(&f, g).await, map, "gateway {g}'s map after the restart");
+    }
 
     dir.down();
+}
+
+/// Gateway `g`'s partition map (`version`, `next_id`, `partitions`), read after its read barrier.
+async fn partition_map(f: &FleetFile, g: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+            .bearer_auth(&f.admin_token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(resp) = resp
+            && let Ok(mut body) = resp.json::<serde_json::Value>().await
+            && let Some(obj) = body.as_object_mut()
+        {
+            obj.remove("replication");
+            obj.remove("load");
+            return body;
+        }
+        assert!(Instant::now() < deadline, "gateway {g} serves no partition map");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The voters gateway `g` reports, once it answers.
