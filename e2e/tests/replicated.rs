@@ -389,7 +389,10 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
         map = again;
     }
     let parts = map["partitions"].as_array().unwrap().len();
-    eprintln!("partitions after the stream: {parts} (map version {})", map["version"]);
+    eprintln!(
+        "partitions after the stream: {parts} (map version {})",
+        map["version"]
+    );
     assert!(parts >= 3, "the hot prefix did not split the index: {map}");
     for &g in &survivors {
         assert_eq!(partition_map(&f, g).await, map, "gateway {g}'s map");
@@ -403,7 +406,11 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     assert!(before.is_none(), "the killed gateway still answers");
     fleet::restart_gateway(dir.path(), &mut f, first_leader).unwrap();
     check_everything(&f, &[first_leader], &acked, &attempted).await;
-    assert_eq!(partition_map(&f, first_leader).await, map, "the restarted gateway's map");
+    assert_eq!(
+        partition_map(&f, first_leader).await,
+        map,
+        "the restarted gateway's map"
+    );
     let back = replication(&f, first_leader).await.unwrap();
     eprintln!(
         "leader's log purged up to {purged}; the restarted gateway's snapshot: {}",
@@ -426,10 +433,62 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     leader(&f, &all).await;
     check_everything(&f, &all, &acked, &attempted).await;
     for g in all {
-        assert_eq!(partition_map(&f, g).await, map, "gateway {g}'s map after the restart");
+        assert_eq!(
+            partition_map(&f, g).await,
+            map,
+            "gateway {g}'s map after the restart"
+        );
     }
 
+    // Reads served by a follower reach the leader's load figures (which drive read splits).
+    let leader_now = leader(&f, &all).await;
+    let follower = (leader_now + 1) % 3;
+    let leader_reads = || async {
+        let body = partition_load(&f, leader_now).await;
+        body.iter()
+            .map(|l| l["readsPerSecond"].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    let quiet_by = Instant::now() + Duration::from_secs(60);
+    while leader_reads().await > 1.0 {
+        assert!(
+            Instant::now() < quiet_by,
+            "the leader's read rate never decayed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for key in acked.iter().take(300) {
+        s3[follower]
+            .head_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let reported = leader_reads().await;
+    eprintln!("leader's read rate after 300 HEADs through gateway {follower}: {reported:.1}/s");
+    assert!(
+        reported > 10.0,
+        "the follower's reads never reached the leader"
+    );
+
     dir.down();
+}
+
+/// Gateway `g`'s per-partition load (`load` of `GET /admin/v1/partitions`).
+async fn partition_load(f: &FleetFile, g: usize) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["load"].as_array().unwrap().clone()
 }
 
 /// Gateway `g`'s partition map (`version`, `next_id`, `partitions`), read after its read barrier.
@@ -450,7 +509,10 @@ async fn partition_map(f: &FleetFile, g: usize) -> serde_json::Value {
             obj.remove("load");
             return body;
         }
-        assert!(Instant::now() < deadline, "gateway {g} serves no partition map");
+        assert!(
+            Instant::now() < deadline,
+            "gateway {g} serves no partition map"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

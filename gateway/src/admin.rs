@@ -819,7 +819,7 @@ pub struct Partitions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<crate::consensus::ReplicationStatus>,
     /// Each partition's measured load and size, as this gateway sees it (writes: the whole
-    /// group's, counted as applied; reads: those served through this gateway).
+    /// group's, counted as applied; reads: this gateway's, and on the leader every gateway's).
     #[serde(default)]
     pub load: Vec<PartitionLoad>,
 }

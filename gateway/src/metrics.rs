@@ -91,7 +91,8 @@ pub struct PartitionMetrics {
     pub splits: Family<SplitLabels, Counter>,
     /// Merges committed by this gateway.
     pub merges: Counter,
-    /// Reads per second (decayed) each partition served through this gateway.
+    /// Reads per second (decayed) of each partition: this gateway's, plus on the leader the
+    /// reads the others report.
     pub reads_per_second: Family<PartitionLabels, FloatGauge>,
     /// Committed writes per second (decayed) of each partition.
     pub writes_per_second: Family<PartitionLabels, FloatGauge>,
@@ -111,7 +112,7 @@ impl PartitionMetrics {
         );
         registry.register(
             "index_partition_reads_per_second",
-            "Reads per second (decayed) of each index partition, served through this gateway",
+            "Reads per second (decayed) of each index partition: this gateway's, on the leader every gateway's",
             self.reads_per_second.clone(),
         );
         registry.register(

@@ -36,6 +36,9 @@ impl Rebalancer {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
+            if let Err(e) = self.index.report_reads().await {
+                tracing::debug!(error = %e, "read load not reported to the leader");
+            }
             match self.index.rebalance_once().await {
                 Ok(Some(change)) => record(&self.metrics, &change),
                 Ok(None) => {}

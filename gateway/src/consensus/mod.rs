@@ -117,6 +117,8 @@ pub struct Consensus {
     read_index_waiters: mpsc::UnboundedSender<ReadIndexWaiter>,
     /// Told of every applied write (the index counts partition load with it).
     apply_observer: Arc<std::sync::OnceLock<store::ApplyObserver>>,
+    /// Told of the reads other gateways report (while this one leads).
+    read_observer: std::sync::OnceLock<store::ReadObserver>,
 }
 
 /// Where a read-index round delivers the index (or why there is none).
@@ -199,6 +201,7 @@ impl Consensus {
             metrics,
             read_index_waiters,
             apply_observer,
+            read_observer: std::sync::OnceLock::new(),
         });
         tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
         Ok(consensus)
@@ -208,6 +211,34 @@ impl Consensus {
     /// (once; later calls are ignored).
     pub fn observe_applied(&self, observer: store::ApplyObserver) {
         let _ = self.apply_observer.set(observer);
+    }
+
+    /// Has `observer` told the reads other gateways report to this one while it leads (once).
+    pub fn observe_reported_reads(&self, observer: store::ReadObserver) {
+        let _ = self.read_observer.set(observer);
+    }
+
+    /// Sends `report` to the leader, once (a lost report only makes the leader's read rate a
+    /// little low for a tick). Nothing to do on the leader itself, which counts its own reads.
+    pub async fn report_reads(&self, report: &store::ReadReport) -> Result<(), ConsensusError> {
+        match self.leader() {
+            Some(l) if l != self.id => match self.forward::<_, ()>(l, "read-load", report).await {
+                Forwarded::Done(()) | Forwarded::NotLeader => Ok(()),
+                Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// A report from another gateway, handled here if this gateway leads.
+    pub fn reported_reads_here(&self, report: &store::ReadReport) -> Forwarded<()> {
+        if !self.is_leader() {
+            return Forwarded::NotLeader;
+        }
+        if let Some(observe) = self.read_observer.get() {
+            observe(report);
+        }
+        Forwarded::Done(())
     }
 
     /// This gateway's id.

@@ -1,5 +1,6 @@
 //! The internal endpoints gateways call on each other (on the admin port, behind its token):
-//! Raft's own messages, and index proposals and read-index requests forwarded to the leader.
+//! Raft's own messages, index proposals and read-index requests forwarded to the leader, and the
+//! followers' read-load reports.
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/raft/snapshot", post(snapshot))
         .route("/internal/v1/index/propose", post(propose))
         .route("/internal/v1/index/read-index", post(read_index))
+        .route("/internal/v1/index/read-load", post(read_load))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(consensus)
 }
@@ -57,6 +59,13 @@ async fn propose(
     Json(proposal): Json<Proposal>,
 ) -> Json<Forwarded<Outcome>> {
     Json(c.propose_here(proposal).await)
+}
+
+async fn read_load(
+    State(c): State<Arc<Consensus>>,
+    Json(report): Json<super::store::ReadReport>,
+) -> Json<Forwarded<()>> {
+    Json(c.reported_reads_here(&report))
 }
 
 async fn read_index(

@@ -235,6 +235,17 @@ struct SnapshotBody {
 /// every replica, the leader included, counts the whole group's writes per partition.
 pub type ApplyObserver = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Told the reads another gateway served (sampled keys with weights), on the leader.
+pub type ReadObserver = Arc<dyn Fn(&ReadReport) + Send + Sync>;
+
+/// Reads a gateway served since its last report, sent to the leader so that the leader's load
+/// figures (which drive splits) cover every gateway's reads, not just its own.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReadReport {
+    /// Sampled index keys and the reads each stands for.
+    pub samples: Vec<(String, f64)>,
+}
+
 /// The index as a Raft state machine. Cloning shares the database.
 #[derive(Clone)]
 pub struct StateMachine {

@@ -187,6 +187,8 @@ struct Shared {
     consensus: Option<Arc<Consensus>>,
     /// The partition map as last read, with each partition's measured load.
     book: Mutex<LoadBook>,
+    /// Reads to report to the leader (replicated, while not leading).
+    read_outbox: Mutex<partition::load::ReadOutbox>,
     /// Origin of the load clock.
     clock: std::time::Instant,
     options: IndexOptions,
@@ -229,6 +231,9 @@ impl Shared {
             .lock()
             .expect("load book")
             .record(key, kind, now, 1.0);
+        if kind == Access::Read && self.consensus.is_some() {
+            self.read_outbox.lock().expect("read outbox").record(key);
+        }
     }
 }
 
@@ -344,6 +349,7 @@ impl Index {
             engine,
             consensus,
             book: Mutex::new(LoadBook::new(options.split.clone(), map, 0)),
+            read_outbox: Mutex::default(),
             clock: std::time::Instant::now(),
             options,
             key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -354,6 +360,12 @@ impl Index {
             c.observe_applied(Arc::new(move |key: &[u8]| {
                 if let Some(shared) = shared.upgrade() {
                     shared.count(key, Access::Write);
+                }
+            }));
+            let shared = Arc::downgrade(&inner);
+            c.observe_reported_reads(Arc::new(move |report| {
+                if let Some(shared) = shared.upgrade() {
+                    rebalance::count_reported_reads(&shared, report);
                 }
             }));
         }

@@ -6,9 +6,11 @@
 //! re-reads the map each tick so its admin API and metrics show the committed one.
 
 use super::engine::{KvEngine, WriteOp};
+use super::partition::load::Access;
 use super::partition::policy::{Action, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
 use super::{Index, IndexError, keys, records};
+use crate::consensus::store::ReadReport;
 
 /// Name of the map's record (`keys::meta`).
 const MAP_KEY: &str = "partition-map";
@@ -21,6 +23,18 @@ pub(super) fn stored_map(engine: &dyn KvEngine) -> Result<PartitionMap, IndexErr
     match engine.get(&keys::meta(MAP_KEY))? {
         Some(bytes) => Ok(records::decode(&bytes)?),
         None => Ok(PartitionMap::initial()),
+    }
+}
+
+/// Counts the reads another gateway reported (this gateway leads).
+pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) {
+    use base64::Engine as _;
+    let now = shared.now_ms();
+    let mut book = shared.book.lock().expect("load book");
+    for (key, weight) in &report.samples {
+        if let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) {
+            book.record(&key, Access::Read, now, *weight);
+        }
     }
 }
 
@@ -65,6 +79,29 @@ impl Index {
             engine.approximate_range_size(&p.start, &p.end_bound())
         };
         shared.book.lock().expect("load book").stats(now, &size_of)
+    }
+
+    /// Sends the reads served here since the last call to the leader (replicated, not leading),
+    /// so the leader's read rates, which drive splits, cover every gateway.
+    pub async fn report_reads(&self) -> Result<(), IndexError> {
+        use base64::Engine as _;
+        let Some(consensus) = self.consensus().filter(|c| !c.is_leader()) else {
+            return Ok(());
+        };
+        let samples = self.inner.read_outbox.lock().expect("read outbox").take();
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let report = ReadReport {
+            samples: samples
+                .into_iter()
+                .map(|(k, w)| (base64::engine::general_purpose::STANDARD.encode(k), w))
+                .collect(),
+        };
+        consensus
+            .report_reads(&report)
+            .await
+            .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()).into())
     }
 
     /// Re-reads the committed map (after the read barrier) and adopts it.

@@ -177,6 +177,57 @@ impl KeySample {
     }
 }
 
+/// Reads a follower served since its last report to the leader: a uniform sample (reservoir) of
+/// their keys and their count, so a report stays small whatever the read rate.
+#[derive(Debug, Clone)]
+pub struct ReadOutbox {
+    sample: Vec<Vec<u8>>,
+    count: u64,
+    rng: u64,
+}
+
+/// Keys a follower's read report carries at most.
+pub const REPORT_SAMPLES: usize = 128;
+
+impl Default for ReadOutbox {
+    fn default() -> Self {
+        Self {
+            sample: Vec::new(),
+            count: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+impl ReadOutbox {
+    /// Notes one read of `key`.
+    pub fn record(&mut self, key: &[u8]) {
+        self.count += 1;
+        if self.sample.len() < REPORT_SAMPLES {
+            self.sample.push(key.to_vec());
+            return;
+        }
+        // xorshift64: deterministic, no global RNG.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.count;
+        if let Some(s) = self.sample.get_mut(slot as usize) {
+            *s = key.to_vec();
+        }
+    }
+
+    /// The sampled keys, each standing for an equal share of the reads, and an empty outbox.
+    pub fn take(&mut self) -> Vec<(Vec<u8>, f64)> {
+        let weight = self.count as f64 / self.sample.len().max(1) as f64;
+        self.count = 0;
+        std::mem::take(&mut self.sample)
+            .into_iter()
+            .map(|k| (k, weight))
+            .collect()
+    }
+}
+
 /// What one partition's leader measures.
 #[derive(Debug, Clone)]
 pub struct RangeLoad {
@@ -329,6 +380,22 @@ mod tests {
         assert!(s.is_sequential());
         let at = s.split_key(b"O").unwrap();
         assert!(at > key(1999) && at < key(2000));
+    }
+
+    #[test]
+    fn a_read_report_stands_for_every_read_in_a_bounded_sample() {
+        let mut out = ReadOutbox::default();
+        for i in 0..10_000u32 {
+            // Three quarters of the reads on key 1.
+            out.record(&key(if i % 4 == 0 { 2 } else { 1 }));
+        }
+        let report = out.take();
+        assert_eq!(report.len(), REPORT_SAMPLES);
+        let total: f64 = report.iter().map(|(_, w)| w).sum();
+        assert!((total - 10_000.0).abs() < 1e-6);
+        let hot = report.iter().filter(|(k, _)| *k == key(1)).count() as f64;
+        assert!((hot / REPORT_SAMPLES as f64 - 0.75).abs() < 0.15, "{hot}");
+        assert!(out.take().is_empty());
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub enum Action {
 pub struct PartitionStats {
     /// The partition.
     pub id: PartitionId,
-    /// Reads per second (decayed) served through this gateway.
+    /// Reads per second (decayed): this gateway's own, plus (on the leader) those the other
+    /// gateways report every second.
     pub reads_per_second: f64,
     /// Committed writes per second (decayed), counted as applied, so every replica sees them all.
     pub writes_per_second: f64,
