@@ -219,8 +219,9 @@ impl PartitionMap {
     }
 }
 
-/// The key a write batch counts against for load: its first object, version or upload key (the
-/// object the S3 request wrote), else its first key (bucket or garbage bookkeeping).
+/// The key a write batch counts against for load: its first current-object key (the object the
+/// S3 request wrote), else its first version or upload key, else its first key (bucket or garbage
+/// bookkeeping).
 pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<&[u8]> {
     use super::engine::WriteOp;
     fn key(op: &WriteOp) -> &[u8] {
@@ -228,10 +229,13 @@ pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<&[u8]> {
             WriteOp::Put(k, _) | WriteOp::Delete(k) => k,
         }
     }
-    let object_tags = [keys::tag::OBJECT, keys::tag::VERSION, keys::tag::UPLOAD];
-    ops.iter()
-        .map(key)
-        .find(|k| k.first().is_some_and(|t| object_tags.contains(t)))
+    let tagged = |tags: &[u8]| {
+        ops.iter()
+            .map(key)
+            .find(|k| k.first().is_some_and(|t| tags.contains(t)))
+    };
+    tagged(&[keys::tag::OBJECT])
+        .or_else(|| tagged(&[keys::tag::VERSION, keys::tag::UPLOAD]))
         .or_else(|| ops.first().map(key))
 }
 
@@ -322,6 +326,21 @@ mod tests {
             split.split(PartitionId(2), &obj("n")),
             Err(MapError::SplitKeyOutside(PartitionId(2)))
         );
+    }
+
+    #[test]
+    fn a_batch_counts_against_the_object_it_wrote() {
+        use crate::index::engine::WriteOp;
+        let put = |k: Vec<u8>| WriteOp::Put(k, vec![]);
+        let ops = vec![
+            put(keys::version("b", "k", 3)),
+            put(keys::garbage(1, &[0; 16])),
+            put(obj("k")),
+        ];
+        assert_eq!(load_key(&ops), Some(obj("k").as_slice()));
+        let gc = vec![WriteOp::Delete(keys::garbage(1, &[0; 16]))];
+        assert_eq!(load_key(&gc), Some(keys::garbage(1, &[0; 16]).as_slice()));
+        assert_eq!(load_key(&[]), None);
     }
 
     #[test]
