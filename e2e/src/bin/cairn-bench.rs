@@ -31,13 +31,21 @@ enum Op {
 #[derive(Debug, Parser)]
 #[command(name = "cairn-bench", version)]
 struct Args {
-    /// S3 endpoint URL.
+    /// S3 endpoint URL; several (comma-separated) spread the workers over them (one gateway
+    /// each, round robin).
     #[arg(
         long,
         env = "AWS_ENDPOINT_URL_S3",
-        default_value = "http://127.0.0.1:9000"
+        default_value = "http://127.0.0.1:9000",
+        value_delimiter = ','
     )]
-    endpoint: String,
+    endpoint: Vec<String>,
+    /// Prefix of list requests (`--op list`).
+    #[arg(long, default_value = "bench/")]
+    list_prefix: String,
+    /// Delimiter of list requests (`--op list`), e.g. `/`.
+    #[arg(long)]
+    list_delimiter: Option<String>,
     /// Access key id.
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
@@ -86,10 +94,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("not a size: {s}"))
 }
 
-fn client(a: &Args) -> aws_sdk_s3::Client {
+fn client(a: &Args, endpoint: &str) -> aws_sdk_s3::Client {
     let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&a.endpoint)
+        .endpoint_url(endpoint)
         .region(Region::new(a.region.clone()))
         .credentials_provider(Credentials::new(
             &a.access_key,
@@ -154,7 +162,8 @@ async fn one(
         Op::List => {
             s3.list_objects_v2()
                 .bucket(&a.bucket)
-                .prefix("bench/")
+                .prefix(&a.list_prefix)
+                .set_delimiter(a.list_delimiter.clone())
                 .max_keys(100)
                 .send()
                 .await
@@ -186,7 +195,8 @@ fn pick_mixed(i: u64) -> Op {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Arc::new(Args::parse());
-    let s3 = client(&a);
+    let clients: Vec<_> = a.endpoint.iter().map(|e| client(&a, e)).collect();
+    let s3 = clients[0].clone();
     if s3.head_bucket().bucket(&a.bucket).send().await.is_err() {
         s3.create_bucket().bucket(&a.bucket).send().await?;
     }
@@ -210,8 +220,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + a.duration;
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..a.concurrency {
-        let (s3, a, next, body) = (s3.clone(), a.clone(), next.clone(), body.clone());
+    for w in 0..a.concurrency {
+        let s3 = clients[w % clients.len()].clone();
+        let (a, next, body) = (a.clone(), next.clone(), body.clone());
         workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             while Instant::now() < deadline {
