@@ -355,7 +355,7 @@ mod tests {
         }
         let at = s.split_key(b"O").unwrap();
         let share = s.share_from(&at);
-        assert!(share >= MIN_LIGHTER_SHARE && share <= 1.0 - MIN_LIGHTER_SHARE);
+        assert!((MIN_LIGHTER_SHARE..=1.0 - MIN_LIGHTER_SHARE).contains(&share));
         // Half the load is among the 3 hot keys, so the cut is among them, far from the middle of
         // the key range (the cold keys).
         assert!(at <= key(210), "{:?}", String::from_utf8_lossy(&at));
