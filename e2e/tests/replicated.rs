@@ -443,6 +443,10 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
     // Reads served by a follower reach the leader's load figures (which drive read splits).
     let leader_now = leader(&f, &all).await;
     let follower = (leader_now + 1) % 3;
+    for l in partition_load(&f, follower).await {
+        assert_eq!(l["replicas"], serde_json::json!([1, 2, 3]), "{l}");
+        assert!(l["leader"].as_u64().is_some(), "{l}");
+    }
     let leader_reads = || async {
         let body = partition_load(&f, leader_now).await;
         body.iter()

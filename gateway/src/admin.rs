@@ -838,12 +838,20 @@ pub struct PartitionLoad {
     pub sampled_keys: usize,
     /// Approximate bytes on disk (flushed data only).
     pub approximate_bytes: u64,
+    /// The gateway leading the partition (every partition is in the one index group today, so
+    /// all share its leader; absent on a gateway alone, which serves every partition itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
+    /// The gateways holding a replica (the group's voters).
+    #[serde(default)]
+    pub replicas: Vec<u64>,
 }
 
 async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partitions> {
     // The committed map, not a cached one, so a split through another gateway shows at once;
     // without a reachable leader, the map as last read (the replication status says why).
     let refresh = state.index.refresh_partition_map();
+    let replication = state.index.consensus().map(|c| c.status());
     let map = match tokio::time::timeout(std::time::Duration::from_secs(1), refresh).await {
         Ok(Ok(map)) => map,
         Ok(Err(e)) => {
@@ -852,9 +860,13 @@ async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partiti
         }
         Err(_) => state.index.partition_map(),
     };
+    let (leader, replicas) = replication
+        .as_ref()
+        .map(|r| (r.leader, r.voters.clone()))
+        .unwrap_or_default();
     Ok(axum::Json(Partitions {
         map,
-        replication: state.index.consensus().map(|c| c.status()),
+        replication,
         load: state
             .index
             .partition_stats()
@@ -865,6 +877,8 @@ async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partiti
                 writes_per_second: s.writes_per_second,
                 sampled_keys: s.sampled_keys,
                 approximate_bytes: s.approximate_bytes,
+                leader,
+                replicas: replicas.clone(),
             })
             .collect(),
     }))
