@@ -12,6 +12,7 @@ pub mod membership;
 pub mod network;
 pub mod proposal;
 pub mod rpc;
+pub mod snapshot;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +35,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Proposal,
         R = Outcome,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// How long an operation waits for a leader (an election after a crash takes about a second).
@@ -160,7 +161,8 @@ impl Consensus {
             Arc::new(config),
             HttpNetwork::new(http.clone(), cfg.token.clone()),
             LogStore::new(&engine),
-            StateMachine::new(engine, apply_observer.clone()),
+            StateMachine::open(engine, apply_observer.clone())
+                .map_err(|e| ConsensusError::Setup(e.to_string()))?,
         )
         .await
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;

@@ -5,16 +5,14 @@
 //! a majority before any S3 response. Applying an entry writes the index keys and the applied
 //! position in one atomic batch without its own sync: after a crash the index is a consistent
 //! prefix of the log, and Raft re-applies the rest from the (synced) log. A snapshot syncs the
-//! WAL before it counts, because Raft then purges the entries it covers. Snapshots are the whole
-//! index in one blob (in memory while built and sent): fine for indexes of some hundred MB,
-//! to be streamed for larger ones.
+//! WAL before it counts, because Raft then purges the entries it covers. Snapshots are files,
+//! streamed from a consistent view of the index and installed in batches ([`super::snapshot`]).
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); the helpers
 // here return it too.
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -28,6 +26,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::TypeConfig;
 use super::proposal::Outcome;
+use super::snapshot::{self, StoredSnapshot};
 use crate::index::engine::{KvEngine, RocksEngine, rocks_batch};
 
 type NodeId = u64;
@@ -42,6 +41,15 @@ const LAST_PURGED: &[u8] = b"last_purged";
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
 const SNAPSHOT: &[u8] = b"snapshot";
+const INSTALLING: &[u8] = b"installing";
+
+/// The state keys a snapshot install writes.
+const SNAPSHOT_KEYS: snapshot::StateKeys = snapshot::StateKeys {
+    applied: APPLIED,
+    membership: MEMBERSHIP,
+    snapshot: SNAPSHOT,
+    installing: INSTALLING,
+};
 
 fn io_error(
     subject: ErrorSubject<NodeId>,
@@ -76,6 +84,10 @@ fn read_state<T: serde::de::DeserializeOwned>(
             .map_err(|e| io_error(subject, ErrorVerb::Read, e)),
         None => Ok(None),
     }
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> StoreError {
+    io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
 }
 
 fn parse_snapshot_state<T: serde::de::DeserializeOwned>(
@@ -224,13 +236,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// A snapshot as stored: its metadata and every index key-value pair.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SnapshotBody {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    entries: Vec<(String, String)>,
-}
-
 /// Told the load key of every applied write batch (see `index::partition::load_key`), so that
 /// every replica, the leader included, counts the whole group's writes per partition.
 pub type ApplyObserver = Arc<dyn Fn(&[u8]) + Send + Sync>;
@@ -252,21 +257,44 @@ pub struct StateMachine {
     engine: Arc<RocksEngine>,
     db: Arc<DB>,
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+    /// Snapshot files (next to the index).
+    snapshot_dir: std::path::PathBuf,
 }
 
 impl StateMachine {
     /// The state machine over `engine` (the index itself); `observer` is set once the index
-    /// exists.
-    pub fn new(
+    /// exists. Finishes a snapshot install a crash interrupted.
+    pub fn open(
         engine: Arc<RocksEngine>,
         observer: Arc<std::sync::OnceLock<ApplyObserver>>,
-    ) -> Self {
+    ) -> Result<Self, snapshot::SnapshotError> {
         let db = engine.db();
-        Self {
+        let snapshot_dir = snapshot::dir_of(db.path());
+        std::fs::create_dir_all(&snapshot_dir).map_err(|source| snapshot::SnapshotError::Io {
+            path: snapshot_dir.clone(),
+            source,
+        })?;
+        let sm = Self {
             engine,
             db,
             observer,
+            snapshot_dir,
+        };
+        let interrupted = sm
+            .db
+            .get_cf(cf(&sm.db, STATE_CF), INSTALLING)?
+            .and_then(|b| serde_json::from_slice::<StoredSnapshot>(&b).ok());
+        if let Some(stored) = interrupted {
+            tracing::warn!(snapshot = %stored.meta.snapshot_id, "finishing an interrupted snapshot install");
+            let path = sm.snapshot_dir.join(&stored.file);
+            snapshot::install(&sm.db, cf(&sm.db, STATE_CF), &SNAPSHOT_KEYS, &stored, &path)?;
         }
+        Ok(sm)
+    }
+
+    /// Removes snapshot files other than `keep` (older snapshots, finished transfers).
+    fn remove_other_snapshots(&self, keep: &str) {
+        snapshot::remove_others(&self.snapshot_dir, keep);
     }
 
     fn applied(&self) -> Result<AppliedState, StoreError> {
@@ -286,13 +314,9 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StoreError> {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
         // Raft purges the log this snapshot covers: what was applied without a sync must be on
         // disk first.
-        self.db
-            .flush_wal(true)
-            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        self.db.flush_wal(true).map_err(snapshot_error)?;
         // The iterator reads a consistent view; the applied position is read from the same one.
         let snap = self.db.snapshot();
         let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
@@ -302,31 +326,35 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let last_log_id: Option<LogId<NodeId>> = parse_snapshot_state(read(APPLIED)?)?;
         let last_membership: StoredMembership<NodeId, BasicNode> =
             parse_snapshot_state(read(MEMBERSHIP)?)?.unwrap_or_default();
-        let mut entries = Vec::new();
-        for item in snap.iterator(rocksdb::IteratorMode::Start) {
-            let (k, v) =
-                item.map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-            entries.push((b64.encode(k), b64.encode(v)));
-        }
+        let index = last_log_id.map(|l| l.index).unwrap_or(0);
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
-            snapshot_id: format!(
-                "{}-{}",
-                last_log_id.map(|l| l.index).unwrap_or(0),
-                crate::index::now_ms()
-            ),
+            snapshot_id: format!("{index}-{}", crate::index::now_ms()),
         };
-        let body = encode_state(&SnapshotBody {
+        let file = format!("snapshot-{}.bin", meta.snapshot_id);
+        let tmp = self.snapshot_dir.join(format!("building-{file}"));
+        let path = self.snapshot_dir.join(&file);
+        let entries = snapshot::write(&snap, &meta, &tmp).map_err(snapshot_error)?;
+        std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
+        let stored = StoredSnapshot {
             meta: meta.clone(),
-            entries,
-        });
+            file: file.clone(),
+        };
         self.db
-            .put_cf(cf(&self.db, STATE_CF), SNAPSHOT, &body)
-            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            .put_cf_opt(
+                cf(&self.db, STATE_CF),
+                SNAPSHOT,
+                encode_state(&stored),
+                &synced(),
+            )
+            .map_err(snapshot_error)?;
+        self.remove_other_snapshots(&file);
+        tracing::info!(snapshot = %meta.snapshot_id, entries, "index snapshot built");
+        let data = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(body)),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -386,41 +414,59 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StoreError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StoreError> {
+        let path = self
+            .snapshot_dir
+            .join(format!("receiving-{}.bin", crate::index::now_ms()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snapshot_error)?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut received: Box<tokio::fs::File>,
     ) -> Result<(), StoreError> {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
-        let bytes = snapshot.into_inner();
-        let body: SnapshotBody = serde_json::from_slice(&bytes)
-            .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
-        // Replace the whole index with the snapshot's in one batch.
-        let mut batch = WriteBatch::default();
-        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
-            let (k, _) = item.map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
-            batch.delete(k);
-        }
-        for (k, v) in body.entries {
-            let decode = |s: &str| {
-                b64.decode(s)
-                    .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))
-            };
-            batch.put(decode(&k)?, decode(&v)?);
-        }
-        let state = cf(&self.db, STATE_CF);
-        batch.put_cf(state, APPLIED, encode_state(&meta.last_log_id));
-        batch.put_cf(state, MEMBERSHIP, encode_state(&meta.last_membership));
-        batch.put_cf(state, SNAPSHOT, &bytes);
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        let fail = |e: &dyn std::fmt::Display| io_error(subject.clone(), ErrorVerb::Write, e);
+        // The received bytes are copied to a file of a known name, which the install (and a
+        // restart finishing it) reads.
+        let file = format!("snapshot-{}.bin", meta.snapshot_id);
+        let path = self.snapshot_dir.join(&file);
+        received.flush().await.map_err(|e| fail(&e))?;
+        received
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut copy = tokio::fs::File::create(&path).await.map_err(|e| fail(&e))?;
+        tokio::io::copy(&mut received, &mut copy)
+            .await
+            .map_err(|e| fail(&e))?;
+        copy.sync_all().await.map_err(|e| fail(&e))?;
+        drop(received);
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            file: file.clone(),
+        };
+        snapshot::install(
+            &self.db,
+            cf(&self.db, STATE_CF),
+            &SNAPSHOT_KEYS,
+            &stored,
+            &path,
+        )
+        .map_err(|e| fail(&e))?;
+        self.remove_other_snapshots(&file);
+        tracing::info!(snapshot = %meta.snapshot_id, "index snapshot installed");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
@@ -431,11 +477,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         else {
             return Ok(None);
         };
-        let body: SnapshotBody = serde_json::from_slice(&bytes)
-            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
-            meta: body.meta,
-            snapshot: Box::new(Cursor::new(bytes)),
-        }))
+        // A snapshot recorded in an older format (one JSON blob) is not offered; Raft builds
+        // a new one when it needs one.
+        let Ok(stored) = serde_json::from_slice::<StoredSnapshot>(&bytes) else {
+            return Ok(None);
+        };
+        match tokio::fs::File::open(self.snapshot_dir.join(&stored.file)).await {
+            Ok(data) => Ok(Some(Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(data),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+        }
     }
 }

@@ -1,0 +1,382 @@
+//! Snapshots of the replicated index as files, streamed: building one iterates a consistent
+//! RocksDB view into a file, sending it reads the file in chunks, installing one reads it back in
+//! batches. Memory stays bounded whatever the size of the index.
+//!
+//! File format: `CAIRNSNAP1\n`, the metadata (u32 BE length + JSON), then one record per index
+//! entry (u32 BE key length, key, u32 BE value length, value), then an end record (key length
+//! `u32::MAX`, u64 BE entry count, u32 BE CRC32C of every record byte before it). A truncated or
+//! corrupted transfer is refused before the index is touched.
+//!
+//! Installing replaces the whole index, which takes several batches: an `installing` marker (the
+//! snapshot's file, kept until done) is written first, synced, and cleared by the last batch, so a
+//! crash in between is finished from the file when the gateway starts again.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use openraft::{BasicNode, SnapshotMeta};
+use rocksdb::{DB, WriteBatch, WriteOptions};
+
+const MAGIC: &[u8] = b"CAIRNSNAP1\n";
+const END: u32 = u32::MAX;
+/// Entries per batch while installing.
+const INSTALL_BATCH: usize = 10_000;
+
+type Meta = SnapshotMeta<u64, BasicNode>;
+
+/// Why a snapshot file could not be written, read or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// File I/O failed.
+    #[error("snapshot file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The file is not a complete, intact snapshot.
+    #[error("snapshot file {0} is truncated or corrupt: {1}")]
+    Corrupt(PathBuf, String),
+}
+
+/// Where a snapshot lives, as recorded in the Raft state (`snapshot`, `installing`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredSnapshot {
+    /// Its metadata.
+    pub meta: Meta,
+    /// Its file name in the snapshot directory.
+    pub file: String,
+}
+
+/// The directory of snapshot files of the index at `index_path` (a sibling of the index).
+pub fn dir_of(index_path: &Path) -> PathBuf {
+    let name = index_path
+        .file_name()
+        .map(|n| format!("{}-raft-snapshots", n.to_string_lossy()))
+        .unwrap_or_else(|| "raft-snapshots".into());
+    index_path.with_file_name(name)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes every entry of `snap` (the default column family) with `meta` to `path`, synced.
+pub fn write(snap: &rocksdb::Snapshot<'_>, meta: &Meta, path: &Path) -> Result<u64, SnapshotError> {
+    let file = File::create(path).map_err(io(path))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let meta_json = serde_json::to_vec(meta).expect("snapshot meta serialises");
+    out.write_all(MAGIC).map_err(io(path))?;
+    out.write_all(&(meta_json.len() as u32).to_be_bytes())
+        .map_err(io(path))?;
+    out.write_all(&meta_json).map_err(io(path))?;
+    let (mut crc, mut count) = (0u32, 0u64);
+    for item in snap.iterator(rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        for part in [&k[..], &v[..]] {
+            let len = (part.len() as u32).to_be_bytes();
+            crc = crc32c::crc32c_append(crc, &len);
+            crc = crc32c::crc32c_append(crc, part);
+            out.write_all(&len).map_err(io(path))?;
+            out.write_all(part).map_err(io(path))?;
+        }
+        count += 1;
+    }
+    out.write_all(&END.to_be_bytes()).map_err(io(path))?;
+    out.write_all(&count.to_be_bytes()).map_err(io(path))?;
+    out.write_all(&crc.to_be_bytes()).map_err(io(path))?;
+    let file = out.into_inner().map_err(|e| io(path)(e.into_error()))?;
+    file.sync_all().map_err(io(path))?;
+    Ok(count)
+}
+
+/// Reads a snapshot file: its metadata, then each entry through `each`, then checks the end
+/// record. `each` sees entries before the check, so callers that must not act on a corrupt file
+/// run a checking pass first ([`verify`]).
+fn read(
+    path: &Path,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), SnapshotError>,
+) -> Result<Meta, SnapshotError> {
+    let corrupt = |why: &str| SnapshotError::Corrupt(path.to_path_buf(), why.to_string());
+    let file = File::open(path).map_err(io(path))?;
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; MAGIC.len()];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| corrupt("no header"))?;
+    if magic != MAGIC {
+        return Err(corrupt("not a snapshot file"));
+    }
+    let mut u32_buf = [0u8; 4];
+    let mut read_u32 = |input: &mut BufReader<File>| -> Result<u32, SnapshotError> {
+        input
+            .read_exact(&mut u32_buf)
+            .map_err(|_| corrupt("truncated"))?;
+        Ok(u32::from_be_bytes(u32_buf))
+    };
+    let meta_len = read_u32(&mut input)? as usize;
+    let mut meta_json = vec![0u8; meta_len];
+    input
+        .read_exact(&mut meta_json)
+        .map_err(|_| corrupt("truncated metadata"))?;
+    let meta: Meta = serde_json::from_slice(&meta_json).map_err(|e| corrupt(&e.to_string()))?;
+    let (mut crc, mut count) = (0u32, 0u64);
+    loop {
+        let klen = read_u32(&mut input)?;
+        if klen == END {
+            break;
+        }
+        let mut parts = [Vec::new(), Vec::new()];
+        for (i, part) in parts.iter_mut().enumerate() {
+            let len = if i == 0 { klen } else { read_u32(&mut input)? };
+            crc = crc32c::crc32c_append(crc, &len.to_be_bytes());
+            *part = vec![0u8; len as usize];
+            input
+                .read_exact(part)
+                .map_err(|_| corrupt("truncated entry"))?;
+            crc = crc32c::crc32c_append(crc, part);
+        }
+        let [k, v] = parts;
+        each(k, v)?;
+        count += 1;
+    }
+    let mut tail = [0u8; 12];
+    input
+        .read_exact(&mut tail)
+        .map_err(|_| corrupt("truncated end record"))?;
+    let want_count = u64::from_be_bytes(tail[..8].try_into().expect("8 bytes"));
+    let want_crc = u32::from_be_bytes(tail[8..].try_into().expect("4 bytes"));
+    if want_count != count || want_crc != crc {
+        return Err(corrupt("entry count or checksum mismatch"));
+    }
+    Ok(meta)
+}
+
+/// Checks a snapshot file end to end; its metadata.
+pub fn verify(path: &Path) -> Result<Meta, SnapshotError> {
+    read(path, |_, _| Ok(()))
+}
+
+/// Replaces the index (default column family) of `db` with the snapshot in `path` and records
+/// its position; `state` is the Raft state column family, `keys` the state keys to write.
+pub fn install(
+    db: &DB,
+    state: &rocksdb::ColumnFamily,
+    keys: &StateKeys,
+    stored: &StoredSnapshot,
+    path: &Path,
+) -> Result<(), SnapshotError> {
+    verify(path)?;
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.put_cf_opt(state, keys.installing, json(stored), &synced)?;
+    let mut batch = WriteBatch::default();
+    // Index keys start with an ASCII table tag: this range holds all of them.
+    batch.delete_range(&[][..], &[0xff_u8; 8][..]);
+    let mut pending = 0;
+    read(path, |k, v| {
+        batch.put(k, v);
+        pending += 1;
+        if pending >= INSTALL_BATCH {
+            db.write(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+        Ok(())
+    })?;
+    batch.put_cf(state, keys.applied, json(&stored.meta.last_log_id));
+    batch.put_cf(state, keys.membership, json(&stored.meta.last_membership));
+    batch.put_cf(state, keys.snapshot, json(stored));
+    batch.delete_cf(state, keys.installing);
+    db.write_opt(batch, &synced)?;
+    Ok(())
+}
+
+/// The Raft state keys an install writes.
+pub struct StateKeys {
+    /// Last applied log id.
+    pub applied: &'static [u8],
+    /// Membership.
+    pub membership: &'static [u8],
+    /// The current snapshot ([`StoredSnapshot`]).
+    pub snapshot: &'static [u8],
+    /// An install under way ([`StoredSnapshot`]).
+    pub installing: &'static [u8],
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("raft state serialises")
+}
+
+/// Removes the snapshot files in `dir` other than `keep`, and finished or abandoned transfers
+/// (a transfer under way is newer than a minute and stays).
+pub fn remove_others(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        let old_snapshot = name.starts_with("snapshot-") && name != keep;
+        let old_transfer =
+            (name.starts_with("receiving-") || name.starts_with("building-")) && stale;
+        if old_snapshot || old_transfer {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::index::engine::{KvEngine, RocksEngine, WriteOp};
+
+    const STATE: &str = "raft_state";
+    const KEYS: StateKeys = StateKeys {
+        applied: b"applied",
+        membership: b"membership",
+        snapshot: b"snapshot",
+        installing: b"installing",
+    };
+
+    fn entries(n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                // Keys with 0 bytes and values of varied length, as the index has.
+                let k = format!("Ob\0key{i:05}").into_bytes();
+                let v = vec![(i % 251) as u8; (i % 300) as usize];
+                (k, v)
+            })
+            .collect()
+    }
+
+    fn engine_with(dir: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> RocksEngine {
+        let e = RocksEngine::open(dir).unwrap();
+        let ops = rows
+            .iter()
+            .map(|(k, v)| WriteOp::Put(k.clone(), v.clone()))
+            .collect();
+        e.write(ops).unwrap();
+        e
+    }
+
+    fn meta(index: u64) -> Meta {
+        SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                index,
+            )),
+            last_membership: Default::default(),
+            snapshot_id: format!("{index}-1"),
+        }
+    }
+
+    fn all(e: &RocksEngine) -> Vec<(Vec<u8>, Vec<u8>)> {
+        e.scan(b"", &[0xff; 8], usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_index_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rows = entries(25_000);
+        let source = engine_with(&tmp.path().join("a"), &rows);
+        let file = tmp.path().join("snap.bin");
+        let db = source.db();
+        assert_eq!(write(&db.snapshot(), &meta(7), &file).unwrap(), 25_000);
+        assert_eq!(verify(&file).unwrap().snapshot_id, "7-1");
+
+        // The target holds other keys, all of which must go.
+        let target = engine_with(&tmp.path().join("b"), &entries(3)[..1]);
+        target
+            .write(vec![WriteOp::Put(b"Zstale".to_vec(), b"x".to_vec())])
+            .unwrap();
+        let tdb = target.db();
+        let stored = StoredSnapshot {
+            meta: meta(7),
+            file: "snap.bin".into(),
+        };
+        install(&tdb, tdb.cf_handle(STATE).unwrap(), &KEYS, &stored, &file).unwrap();
+        assert_eq!(all(&target), rows);
+        let state = tdb.cf_handle(STATE).unwrap();
+        assert!(tdb.get_cf(state, KEYS.installing).unwrap().is_none());
+        let applied: Option<openraft::LogId<u64>> =
+            serde_json::from_slice(&tdb.get_cf(state, KEYS.applied).unwrap().unwrap()).unwrap();
+        assert_eq!(applied.unwrap().index, 7);
+    }
+
+    #[test]
+    fn a_corrupt_or_truncated_file_is_refused_before_the_index_is_touched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = engine_with(&tmp.path().join("a"), &entries(500));
+        let file = tmp.path().join("snap.bin");
+        write(&source.db().snapshot(), &meta(3), &file).unwrap();
+        let good = std::fs::read(&file).unwrap();
+        let target_rows = entries(2);
+        let target = engine_with(&tmp.path().join("b"), &target_rows);
+        let tdb = target.db();
+        let stored = StoredSnapshot {
+            meta: meta(3),
+            file: "snap.bin".into(),
+        };
+        let mut flipped = good.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x40;
+        for bad in [
+            flipped,
+            good[..good.len() - 5].to_vec(),
+            good[..good.len() / 3].to_vec(),
+        ] {
+            std::fs::write(&file, &bad).unwrap();
+            let err = install(&tdb, tdb.cf_handle(STATE).unwrap(), &KEYS, &stored, &file);
+            assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
+            assert_eq!(all(&target), target_rows);
+        }
+    }
+
+    #[test]
+    fn an_interrupted_install_is_finished_when_the_state_machine_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rows = entries(2_000);
+        let source = engine_with(&tmp.path().join("a"), &rows);
+        let index_path = tmp.path().join("index");
+        let target = engine_with(&index_path, &entries(3));
+        let dir = dir_of(&index_path);
+        std::fs::create_dir_all(&dir).unwrap();
+        write(
+            &source.db().snapshot(),
+            &meta(9),
+            &dir.join("snapshot-9-1.bin"),
+        )
+        .unwrap();
+        // A crash after the marker and part of the entries: the marker, and a half-replaced index.
+        let tdb = target.db();
+        let stored = StoredSnapshot {
+            meta: meta(9),
+            file: "snapshot-9-1.bin".into(),
+        };
+        tdb.put_cf(
+            tdb.cf_handle(STATE).unwrap(),
+            KEYS.installing,
+            json(&stored),
+        )
+        .unwrap();
+        target
+            .write(vec![WriteOp::Put(rows[5].0.clone(), rows[5].1.clone())])
+            .unwrap();
+        let engine = Arc::new(target);
+        crate::consensus::store::StateMachine::open(engine.clone(), Default::default()).unwrap();
+        assert_eq!(all(&engine), rows);
+    }
+}
