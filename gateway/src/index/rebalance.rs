@@ -72,13 +72,19 @@ pub enum Rebalanced {
 impl Index {
     /// Each partition's measured load and approximate size, as this gateway sees it.
     pub fn partition_stats(&self) -> Vec<PartitionStats> {
-        let shared = &self.inner;
-        let now = shared.now_ms();
-        let engine = shared.engine.clone();
-        let size_of = move |p: &super::partition::Partition| {
-            engine.approximate_range_size(&p.start, &p.end_bound())
-        };
-        shared.book.lock().expect("load book").stats(now, &size_of)
+        let now = self.inner.now_ms();
+        let size_of = self.size_of();
+        self.inner
+            .book
+            .lock()
+            .expect("load book")
+            .stats(now, &size_of)
+    }
+
+    /// A partition's approximate size on disk.
+    fn size_of(&self) -> impl Fn(&super::partition::Partition) -> u64 + use<> {
+        let engine = self.inner.engine.clone();
+        move |p| engine.approximate_range_size(&p.start, &p.end_bound())
     }
 
     /// Sends the reads served here since the last call to the leader (replicated, not leading),
