@@ -259,6 +259,8 @@ pub struct StateMachine {
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     /// Snapshot files (next to the index).
     snapshot_dir: std::path::PathBuf,
+    /// The file the snapshot being received is written to (Raft receives one at a time).
+    receiving: Arc<std::sync::Mutex<Option<std::path::PathBuf>>>,
 }
 
 impl StateMachine {
@@ -279,6 +281,7 @@ impl StateMachine {
             db,
             observer,
             snapshot_dir,
+            receiving: Arc::default(),
         };
         let interrupted = sm
             .db
@@ -426,6 +429,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .open(&path)
             .await
             .map_err(snapshot_error)?;
+        *self.receiving.lock().expect("receiving lock") = Some(path);
         Ok(Box::new(file))
     }
 
@@ -434,24 +438,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         mut received: Box<tokio::fs::File>,
     ) -> Result<(), StoreError> {
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         let fail = |e: &dyn std::fmt::Display| io_error(subject.clone(), ErrorVerb::Write, e);
-        // The received bytes are copied to a file of a known name, which the install (and a
-        // restart finishing it) reads.
+        // The received file gets the snapshot's name; the install (and a restart finishing it)
+        // reads it from there.
         let file = format!("snapshot-{}.bin", meta.snapshot_id);
         let path = self.snapshot_dir.join(&file);
         received.flush().await.map_err(|e| fail(&e))?;
-        received
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut copy = tokio::fs::File::create(&path).await.map_err(|e| fail(&e))?;
-        tokio::io::copy(&mut received, &mut copy)
-            .await
-            .map_err(|e| fail(&e))?;
-        copy.sync_all().await.map_err(|e| fail(&e))?;
+        received.sync_all().await.map_err(|e| fail(&e))?;
         drop(received);
+        let receiving = self.receiving.lock().expect("receiving lock").take();
+        let receiving = receiving.ok_or_else(|| fail(&"no snapshot is being received"))?;
+        std::fs::rename(&receiving, &path).map_err(|e| fail(&e))?;
+        // The install's marker names this file: the rename must be durable before it.
+        std::fs::File::open(&self.snapshot_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail(&e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             file: file.clone(),
