@@ -74,6 +74,24 @@ fn exported_metric_names() -> BTreeSet<String> {
             operation: "GetObject".into(),
         })
         .observe(0.1);
+    let partition = cairn_gateway::metrics::PartitionLabels {
+        partition: "2".into(),
+    };
+    gw.partition
+        .reads_per_second
+        .get_or_create(&partition)
+        .set(1.0);
+    gw.partition
+        .writes_per_second
+        .get_or_create(&partition)
+        .set(1.0);
+    gw.partition
+        .splits
+        .get_or_create(&cairn_gateway::metrics::SplitLabels {
+            reason: "load".into(),
+        })
+        .inc();
+    gw.raft.commit_seconds.observe(0.01);
     let node = cairn_storage_node::metrics::NodeMetrics::new();
     node.requests
         .get_or_create(&cairn_storage_node::metrics::RequestLabels {

@@ -158,6 +158,9 @@ pub struct GatewaySpec {
     /// CPU and memory of each gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// When index partitions split and merge (the gateway's defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<PartitioningSpec>,
 }
 
 impl Default for GatewaySpec {
@@ -167,8 +170,31 @@ impl Default for GatewaySpec {
             index_volume_size: default_index_volume_size(),
             storage_class_name: None,
             resources: None,
+            partitioning: None,
         }
     }
+}
+
+/// Load-based splitting of the index partitions. Each field left out keeps the gateway's default.
+#[derive(kube::KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitioningSpec {
+    /// Split a partition taking more writes per second (default 3500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub split_write_threshold: Option<u32>,
+    /// Split a partition serving more reads per second (default 5500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub split_read_threshold: Option<u32>,
+    /// Split a partition larger than this on disk, e.g. `512M` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[KMGT]?$"))]
+    pub split_size_limit: Option<String>,
+    /// Merge neighbours that stayed cold this long, e.g. `10m` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub merge_quiet_period: Option<String>,
 }
 
 /// Container images.

@@ -546,6 +546,26 @@ pub fn gateway_statefulset(
         }}}));
         env.push(json!({"name": PEERS_ENV, "value": gateway_peers(store, replicas)}));
     }
+    if let Some(p) = &spec.gateway.partitioning {
+        let env = container["env"].as_array_mut().expect("env");
+        let settings = [
+            (
+                "CAIRN_SPLIT_WRITE_THRESHOLD",
+                p.split_write_threshold.map(|v| v.to_string()),
+            ),
+            (
+                "CAIRN_SPLIT_READ_THRESHOLD",
+                p.split_read_threshold.map(|v| v.to_string()),
+            ),
+            ("CAIRN_SPLIT_SIZE_LIMIT", p.split_size_limit.clone()),
+            ("CAIRN_MERGE_QUIET_PERIOD", p.merge_quiet_period.clone()),
+        ];
+        for (name, value) in settings {
+            if let Some(value) = value {
+                env.push(json!({"name": name, "value": value}));
+            }
+        }
+    }
     // HTTPS on the S3 port from the `kubernetes.io/tls` Secret (read at start: a renewed
     // certificate takes effect when the pods restart).
     let mut volumes = Vec::new();
@@ -1080,6 +1100,23 @@ mod tests {
             zone: Some("a".into()),
         });
         assert!(validate(&s.spec)[0].contains("ONEZONE_IA needs 3 storage nodes in zone a"));
+    }
+
+    #[test]
+    fn partitioning_settings_reach_the_gateway_and_absent_ones_keep_its_defaults() {
+        let mut s = store(&["a", "b", "c"]);
+        let plain = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(env_of(&plain, "CAIRN_SPLIT_WRITE_THRESHOLD"), Value::Null);
+        s.spec.gateway.partitioning = Some(crate::crd::objectstore::PartitioningSpec {
+            split_write_threshold: Some(1000),
+            merge_quiet_period: Some("30m".into()),
+            ..Default::default()
+        });
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(env_of(&sts, "CAIRN_SPLIT_WRITE_THRESHOLD")["value"], "1000");
+        assert_eq!(env_of(&sts, "CAIRN_MERGE_QUIET_PERIOD")["value"], "30m");
+        assert_eq!(env_of(&sts, "CAIRN_SPLIT_READ_THRESHOLD"), Value::Null);
+        assert_eq!(env_of(&sts, "CAIRN_SPLIT_SIZE_LIMIT"), Value::Null);
     }
 
     #[test]
