@@ -54,10 +54,18 @@ impl DecayedRate {
 }
 
 /// The most recent requests' keys with their weights (a request counted once has weight 1; a
-/// simulation sampling 1 request in N passes N). A bounded ring: memory is fixed per partition.
+/// simulation sampling 1 request in N passes N) and whether each was a write. A bounded ring:
+/// memory is fixed per partition.
 #[derive(Debug, Clone, Default)]
 pub struct KeySample {
-    recent: VecDeque<(Vec<u8>, f64)>,
+    recent: VecDeque<Sampled>,
+}
+
+#[derive(Debug, Clone)]
+struct Sampled {
+    key: Vec<u8>,
+    weight: f64,
+    write: bool,
 }
 
 /// Keys kept per partition.
@@ -72,12 +80,16 @@ pub const MIN_LIGHTER_SHARE: f64 = 0.2;
 pub const SEQUENTIAL_SHARE: f64 = 0.9;
 
 impl KeySample {
-    /// Notes a request for `key`.
-    pub fn record(&mut self, key: &[u8], weight: f64) {
+    /// Notes a request of `kind` for `key`.
+    pub fn record(&mut self, key: &[u8], weight: f64, kind: Access) {
         if self.recent.len() == SAMPLE_SIZE {
             self.recent.pop_front();
         }
-        self.recent.push_back((key.to_vec(), weight));
+        self.recent.push_back(Sampled {
+            key: key.to_vec(),
+            weight,
+            write: kind == Access::Write,
+        });
     }
 
     /// Sampled requests.
@@ -96,7 +108,7 @@ impl KeySample {
             recent: self
                 .recent
                 .iter()
-                .filter(|(k, _)| (k.as_slice() >= at) == right)
+                .filter(|s| (s.key.as_slice() >= at) == right)
                 .cloned()
                 .collect(),
         }
@@ -104,31 +116,35 @@ impl KeySample {
 
     /// Share of the sampled weight on keys `>= at`.
     pub fn share_from(&self, at: &[u8]) -> f64 {
-        let total: f64 = self.recent.iter().map(|(_, w)| w).sum();
+        let total: f64 = self.recent.iter().map(|s| s.weight).sum();
         if total <= 0.0 {
             return 0.0;
         }
         let right: f64 = self
             .recent
             .iter()
-            .filter(|(k, _)| k.as_slice() >= at)
-            .map(|(_, w)| w)
+            .filter(|s| s.key.as_slice() >= at)
+            .map(|s| s.weight)
             .sum();
         right / total
     }
 
-    /// Whether the keys arrive in increasing order (an append stream).
+    /// Whether the written keys arrive in increasing order (an append stream). Reads are left
+    /// out: reads of fresh keys would blur the pattern.
     pub fn is_sequential(&self) -> bool {
-        if self.recent.len() < 16 {
+        let writes: Vec<&[u8]> = self.written().collect();
+        if writes.len() < 16 {
             return false;
         }
-        let rising = self
-            .recent
+        let rising = writes.windows(2).filter(|w| w[1] > w[0]).count();
+        rising as f64 >= SEQUENTIAL_SHARE * (writes.len() - 1) as f64
+    }
+
+    fn written(&self) -> impl Iterator<Item = &[u8]> {
+        self.recent
             .iter()
-            .zip(self.recent.iter().skip(1))
-            .filter(|(a, b)| b.0 > a.0)
-            .count();
-        rising as f64 >= SEQUENTIAL_SHARE * (self.recent.len() - 1) as f64
+            .filter(|s| s.write)
+            .map(|s| s.key.as_slice())
     }
 
     /// A key strictly after `start` that divides the sampled load about evenly, or `None` when no
@@ -139,14 +155,14 @@ impl KeySample {
     /// everything already written, and read, stays behind.
     pub fn split_key(&self, start: &[u8]) -> Option<Vec<u8>> {
         if self.is_sequential() {
-            let newest = self.recent.iter().map(|(k, _)| k).max()?;
+            let newest = self.written().max()?;
             let at = super::keys::after(newest);
             return (at.as_slice() > start).then_some(at);
         }
         let mut weighted: Vec<(&[u8], f64)> = self
             .recent
             .iter()
-            .map(|(k, w)| (k.as_slice(), *w))
+            .map(|s| (s.key.as_slice(), s.weight))
             .collect();
         weighted.sort_by(|a, b| a.0.cmp(b.0));
         let total: f64 = weighted.iter().map(|(_, w)| w).sum();
@@ -264,7 +280,7 @@ impl RangeLoad {
             Access::Read => self.reads.record(now_ms, weight),
             Access::Write => self.writes.record(now_ms, weight),
         }
-        self.sample.record(key, weight);
+        self.sample.record(key, weight, kind);
     }
 
     /// The two halves of a split at `at`, each with its share of the rates and its sampled keys.
@@ -290,8 +306,11 @@ impl RangeLoad {
         let mut joined = self.clone();
         joined.reads.acc += right.reads.acc * decay_between(&right.reads, &self.reads);
         joined.writes.acc += right.writes.acc * decay_between(&right.writes, &self.writes);
-        for (k, w) in &right.sample.recent {
-            joined.sample.record(k, *w);
+        for s in &right.sample.recent {
+            if joined.sample.recent.len() == SAMPLE_SIZE {
+                joined.sample.recent.pop_front();
+            }
+            joined.sample.recent.push_back(s.clone());
         }
         joined
     }
@@ -333,7 +352,7 @@ mod tests {
         let mut s = KeySample::default();
         // Shuffled, so not an append stream.
         for i in 0..SAMPLE_SIZE as u32 {
-            s.record(&key((i * 7919) % 1000), 1.0);
+            s.record(&key((i * 7919) % 1000), 1.0, Access::Read);
         }
         assert!(!s.is_sequential());
         let at = s.split_key(b"O").unwrap();
@@ -351,7 +370,7 @@ mod tests {
             } else {
                 key(10 + (i % 3) * 100)
             };
-            s.record(&k, 1.0);
+            s.record(&k, 1.0, Access::Read);
         }
         let at = s.split_key(b"O").unwrap();
         let share = s.share_from(&at);
@@ -366,7 +385,7 @@ mod tests {
         let mut s = KeySample::default();
         for i in 0..SAMPLE_SIZE as u32 {
             let k = if i % 10 == 0 { key(i) } else { key(500) };
-            s.record(&k, 1.0);
+            s.record(&k, 1.0, Access::Read);
         }
         assert_eq!(s.split_key(b"O"), None);
     }
@@ -375,11 +394,19 @@ mod tests {
     fn an_append_stream_is_cut_past_its_newest_key() {
         let mut s = KeySample::default();
         for i in 0..2000 {
-            s.record(&key(i), 1.0);
+            s.record(&key(i), 1.0, Access::Write);
+            // Reads of the freshest keys, mixed in, do not hide the append stream.
+            s.record(&key(i.saturating_sub(3)), 1.0, Access::Read);
         }
         assert!(s.is_sequential());
         let at = s.split_key(b"O").unwrap();
         assert!(at > key(1999) && at < key(2000));
+        // Sequential reads alone are no append stream (nothing lands past the newest key).
+        let mut reads = KeySample::default();
+        for i in 0..2000 {
+            reads.record(&key(i), 1.0, Access::Read);
+        }
+        assert!(!reads.is_sequential());
     }
 
     #[test]
