@@ -23,7 +23,10 @@ pub struct SplitPolicy {
     pub merge_share: f64,
     /// Neighbours merge after staying cold this long.
     pub quiet_ms: u64,
-    /// A partition just split or merged is left alone this long, so its rates settle.
+    /// A partition just split or merged is left alone this long, so its rates settle; a
+    /// partition k times over a threshold waits only 1/k of it (each split halves its load, so a
+    /// steep overload is divided in a few quick rounds); for an append stream only its read overload
+    /// counts, as a cut cannot divide appends.
     pub cooldown_ms: u64,
     /// Half-life of the measured rates.
     pub half_life_ms: u64,
@@ -169,14 +172,16 @@ impl LoadBook {
             .position(|p| p.id == left)
             .and_then(|i| self.map.partitions.get(i + 1))
             .and_then(|p| self.ranges.get(&p.id));
-        let joined = self
-            .ranges
-            .get(&left)
-            .zip(right)
-            .map(|(l, r)| l.load.merged(&r.load));
+        // The joined range has been cold since both halves were, so merges cascade one
+        // cooldown apart instead of one quiet period apart.
+        let joined = self.ranges.get(&left).zip(right).map(|(l, r)| {
+            let cold_since = l.cold_since_ms.zip(r.cold_since_ms).map(|(a, b)| a.max(b));
+            (l.load.merged(&r.load), cold_since)
+        });
         self.set_map(next, now_ms);
-        if let (Some(load), Some(t)) = (joined, self.ranges.get_mut(&left)) {
+        if let (Some((load, cold_since)), Some(t)) = (joined, self.ranges.get_mut(&left)) {
             t.load = load;
+            t.cold_since_ms = cold_since;
         }
     }
 
@@ -203,7 +208,8 @@ impl LoadBook {
     }
 
     /// The split or merge to make now, if any: the most overloaded partition past its cooldown is
-    /// split; otherwise two cold neighbours that have been quiet long enough are merged.
+    /// split; otherwise two neighbours that have been cold for the quiet period, and unchanged for
+    /// a cooldown, are merged.
     pub fn decide(&mut self, now_ms: u64, size_of: &dyn Fn(&Partition) -> u64) -> Option<Action> {
         let policy = self.policy.clone();
         let stats = self.stats(now_ms, size_of);
@@ -219,12 +225,22 @@ impl LoadBook {
             } else {
                 None
             };
+            let since_change = now_ms.saturating_sub(t.changed_ms);
             let quiet = is_cold
                 && t.cold_since_ms
                     .is_some_and(|c| now_ms.saturating_sub(c) >= policy.quiet_ms)
-                && now_ms.saturating_sub(t.changed_ms) >= policy.quiet_ms;
+                && since_change >= policy.cooldown_ms;
             cold.push((quiet, s.approximate_bytes));
-            if p.is_meta() || now_ms.saturating_sub(t.changed_ms) < policy.cooldown_ms {
+            // A split halves an ordinary load, so a steep overload may split again sooner. An
+            // append stream's cut divides only its reads (the writes stay at the tail), so only
+            // its read overload shortens the wait.
+            let divisible = if t.load.sample.is_sequential() {
+                s.reads_per_second / policy.read_threshold
+            } else {
+                pressure
+            };
+            let cooldown = policy.cooldown_ms as f64 / divisible.max(1.0);
+            if p.is_meta() || (since_change as f64) < cooldown {
                 continue;
             }
             let action = if pressure > 1.0 && t.load.sample.len() >= policy.min_samples {
@@ -337,8 +353,9 @@ mod tests {
         drive(&mut book, 0, 60, 350, &spread);
         let split = book.map().partitions.len();
         assert!(split > 2);
-        // Then a trickle: everything merges back into one object partition, one pair at a time.
-        let actions = drive(&mut book, 60_000, 900, 2, &spread);
+        // Then a trickle: everything merges back into one object partition, the pairs one
+        // cooldown apart once the quiet period has passed.
+        let actions = drive(&mut book, 60_000, 90 + (split as u64) * 5, 2, &spread);
         assert!(actions.iter().all(|a| matches!(a, Action::Merge { .. })));
         assert_eq!(book.map().partitions.len(), 2, "{actions:?}");
     }
