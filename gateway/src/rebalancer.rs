@@ -106,3 +106,28 @@ pub fn record(metrics: &GatewayMetrics, change: &Rebalanced) {
         }
     }
 }
+
+/// An index key for logs: `bucket/key` for an object entry, else the key with bytes escaped.
+fn readable_key(key: &[u8]) -> String {
+    if let Some(rest) = key.strip_prefix(&[crate::index::keys::tag::OBJECT])
+        && let Some(split) = rest.iter().position(|&b| b == 0)
+    {
+        let (bucket, object) = (&rest[..split], &rest[split + 1..]);
+        return format!(
+            "{}/{}",
+            String::from_utf8_lossy(bucket),
+            String::from_utf8_lossy(object)
+        );
+    }
+    key.escape_ascii().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_keys_are_logged_as_bucket_and_key() {
+        let at = crate::index::keys::object("logs", "2026/11/23");
+        assert_eq!(super::readable_key(&at), "logs/2026/11/23");
+        assert_eq!(super::readable_key(&[b'G', 0, 1]), "G\\x00\\x01");
+    }
+}
