@@ -7,8 +7,9 @@
 //! installs the new entry, and a commit removes the *intent* records that protect the new blob's
 //! shards from being leaked by a crash. Mutations are deterministic: the time and the randomness
 //! they need come from the caller ([`Stamp`], record fields), so a replicated index can apply the
-//! same mutation on every replica. Requests are routed through the [`PartitionMap`], which today
-//! holds one partition served by the local engine.
+//! same mutation on every replica. The keyspace is cut into partitions ([`partition`]) whose
+//! load is measured here (reads as served, writes as applied) and which split and merge by it
+//! ([`rebalance`]); every partition is in the one replicated group.
 
 pub mod engine;
 pub mod keys;
@@ -322,7 +323,7 @@ impl Inner<'_> {
 }
 
 impl Index {
-    /// An index over `engine` with one partition.
+    /// An index over `engine`, kept by this gateway alone.
     pub fn new(engine: Arc<dyn KvEngine>, options: IndexOptions) -> Self {
         Self::build(engine, None, options)
     }

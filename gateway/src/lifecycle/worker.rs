@@ -195,7 +195,7 @@ impl LifecycleWorker {
             "lifecycle worker started"
         );
         loop {
-            // With a replicated index the leader alone runs lifecycle (one partition today).
+            // With a replicated index the leader alone runs lifecycle (one Raft group today).
             if self.index.runs_background_work()
                 && let Err(e) = self.pass(&shutdown).await
             {
