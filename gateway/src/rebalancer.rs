@@ -90,7 +90,7 @@ pub fn record(metrics: &GatewayMetrics, change: &Rebalanced) {
             tracing::info!(
                 partition = %id,
                 new_partition = %right,
-                at = %String::from_utf8_lossy(at),
+                at = %readable_key(at),
                 reason,
                 map_version,
                 "index partition split"
