@@ -225,13 +225,15 @@ impl Shared {
         self.clock.elapsed().as_millis() as u64
     }
 
+    /// The partition map and loads.
+    fn book(&self) -> std::sync::MutexGuard<'_, LoadBook> {
+        self.book.lock().expect("load book")
+    }
+
     /// Counts one request for index key `key` against its partition.
     fn count(&self, key: &[u8], kind: Access) {
         let now = self.now_ms();
-        self.book
-            .lock()
-            .expect("load book")
-            .record(key, kind, now, 1.0);
+        self.book().record(key, kind, now, 1.0);
         if kind == Access::Read && self.consensus.is_some() {
             self.read_outbox.lock().expect("read outbox").record(key);
         }
@@ -375,7 +377,7 @@ impl Index {
 
     /// The partition map as this gateway last read it.
     pub fn partition_map(&self) -> PartitionMap {
-        self.inner.book.lock().expect("load book").map().clone()
+        self.inner.book().map().clone()
     }
 
     /// Approximate bytes of the index on disk.

@@ -20,7 +20,12 @@ const PAGE: usize = 1000;
 
 /// The stored partition map (the initial one if none was stored yet).
 pub(super) fn stored_map(engine: &dyn KvEngine) -> Result<PartitionMap, IndexError> {
-    match engine.get(&keys::meta(MAP_KEY))? {
+    decode_map(engine.get(&keys::meta(MAP_KEY))?)
+}
+
+/// The map in a stored record (the initial one when there is none).
+fn decode_map(record: Option<Vec<u8>>) -> Result<PartitionMap, IndexError> {
+    match record {
         Some(bytes) => Ok(records::decode(&bytes)?),
         None => Ok(PartitionMap::initial()),
     }
@@ -30,7 +35,7 @@ pub(super) fn stored_map(engine: &dyn KvEngine) -> Result<PartitionMap, IndexErr
 pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) {
     use base64::Engine as _;
     let now = shared.now_ms();
-    let mut book = shared.book.lock().expect("load book");
+    let mut book = shared.book();
     for (key, weight) in &report.samples {
         if let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) {
             book.record(&key, Access::Read, now, *weight);
@@ -74,11 +79,7 @@ impl Index {
     pub fn partition_stats(&self) -> Vec<PartitionStats> {
         let now = self.inner.now_ms();
         let size_of = self.size_of();
-        self.inner
-            .book
-            .lock()
-            .expect("load book")
-            .stats(now, &size_of)
+        self.inner.book().stats(now, &size_of)
     }
 
     /// A partition's approximate size on disk.
@@ -114,11 +115,7 @@ impl Index {
     pub async fn refresh_partition_map(&self) -> Result<PartitionMap, IndexError> {
         let map = self.run(|i| stored_map(i.engine.local())).await?;
         let now = self.inner.now_ms();
-        self.inner
-            .book
-            .lock()
-            .expect("load book")
-            .set_map(map.clone(), now);
+        self.inner.book().set_map(map.clone(), now);
         Ok(map)
     }
 
@@ -136,7 +133,7 @@ impl Index {
             let size_of = move |p: &super::partition::Partition| {
                 engine.approximate_range_size(&p.start, &p.end_bound())
             };
-            shared.book.lock().expect("load book").decide(now, &size_of)
+            shared.book().decide(now, &size_of)
         };
         match action {
             None => Ok(None),
@@ -173,11 +170,7 @@ impl Index {
         let right = next.lookup(&at).id;
         let map_version = next.version;
         let now = self.inner.now_ms();
-        self.inner
-            .book
-            .lock()
-            .expect("load book")
-            .split_done(id, &at, next, now);
+        self.inner.book().split_done(id, &at, next, now);
         Ok(Rebalanced::Split {
             id,
             right,
@@ -190,27 +183,19 @@ impl Index {
     /// Joins partition `left` with its right neighbour.
     pub async fn merge_partitions(&self, left: PartitionId) -> Result<Rebalanced, IndexError> {
         let before = self.refresh_partition_map().await?;
-        let right = before
-            .partitions
-            .iter()
-            .position(|p| p.id == left)
-            .and_then(|i| before.partitions.get(i + 1))
-            .map(|p| p.id);
+        let right = before.right_of(left).map(|p| p.id);
         let next = self
-            .commit_map(move |map| match map.merge(left) {
+            .commit_map(move |map| {
                 // The neighbour must still be the one measured.
-                Ok(next) if map.partitions.iter().any(|p| Some(p.id) == right) => Ok(next),
-                Ok(_) => Err(super::partition::MapError::NoNeighbour(left).into()),
-                Err(e) => Err(e.into()),
+                if map.right_of(left).map(|p| p.id) != right {
+                    return Err(super::partition::MapError::NoNeighbour(left).into());
+                }
+                Ok(map.merge(left)?)
             })
             .await?;
         let map_version = next.version;
         let now = self.inner.now_ms();
-        self.inner
-            .book
-            .lock()
-            .expect("load book")
-            .merge_done(left, next, now);
+        self.inner.book().merge_done(left, next, now);
         Ok(Rebalanced::Merged {
             left,
             right: right.ok_or(super::partition::MapError::NoNeighbour(left))?,
@@ -225,10 +210,7 @@ impl Index {
     ) -> Result<PartitionMap, IndexError> {
         self.run(move |i| {
             let key = keys::meta(MAP_KEY);
-            let current = match i.engine.get(&key)? {
-                Some(bytes) => records::decode(&bytes)?,
-                None => PartitionMap::initial(),
-            };
+            let current = decode_map(i.engine.get(&key)?)?;
             let next = change(&current)?;
             debug_assert!(next.validate().is_ok());
             i.engine

@@ -132,6 +132,12 @@ impl PartitionMap {
         self.partitions.iter().find(|p| p.id == id)
     }
 
+    /// The right neighbour of partition `id`, if both exist.
+    pub fn right_of(&self, id: PartitionId) -> Option<&Partition> {
+        let i = self.partitions.iter().position(|p| p.id == id)?;
+        self.partitions.get(i + 1)
+    }
+
     fn position(&self, id: PartitionId) -> Result<usize, MapError> {
         self.partitions
             .iter()

@@ -165,13 +165,7 @@ impl LoadBook {
 
     /// Applies a committed merge of `left` and its right neighbour (`next` is the new map).
     pub fn merge_done(&mut self, left: PartitionId, next: PartitionMap, now_ms: u64) {
-        let right = self
-            .map
-            .partitions
-            .iter()
-            .position(|p| p.id == left)
-            .and_then(|i| self.map.partitions.get(i + 1))
-            .and_then(|p| self.ranges.get(&p.id));
+        let right = self.map.right_of(left).and_then(|p| self.ranges.get(&p.id));
         // The joined range has been cold since both halves were, so merges cascade one
         // cooldown apart instead of one quiet period apart.
         let joined = self.ranges.get(&left).zip(right).map(|(l, r)| {
