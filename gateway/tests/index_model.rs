@@ -596,7 +596,7 @@ async fn commit_after_the_intent_was_collected_is_refused() {
     let mut rec = record(1);
     rec.data = ObjectData::Single(Blob::Stored(blob.clone()));
     // A live intent commits.
-    let intent = idx.record_intent(&blob, 0).await.unwrap();
+    let intent = idx.record_intent("b", "ok", &blob, 0).await.unwrap();
     idx.put_object(
         "b",
         "ok",
@@ -608,11 +608,12 @@ async fn commit_after_the_intent_was_collected_is_refused() {
     .await
     .unwrap();
     // An intent the collector already took does not.
-    let intent = idx.record_intent(&blob, 0).await.unwrap();
+    let intent = idx.record_intent("b", "late", &blob, 0).await.unwrap();
     let due: Vec<Vec<u8>> = idx
-        .due_garbage(u64::MAX - 1, 100)
+        .due_garbage(u64::MAX - 1, 100, None, usize::MAX)
         .await
         .unwrap()
+        .due
         .into_iter()
         .map(|(k, _)| k)
         .collect();

@@ -387,7 +387,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if let Some(observe) = self.observer.get()
                             && let Some(key) = crate::index::partition::load_key(&proposal.ops)
                         {
-                            observe(key);
+                            observe(&key);
                         }
                         (rocks_batch(proposal.ops), Outcome::Applied)
                     } else {

@@ -16,6 +16,8 @@ use crate::metrics::GatewayMetrics;
 
 /// Records handled per round.
 const BATCH: usize = 256;
+/// Garbage records looked at per index call.
+const SCAN_PAGE: usize = 10_000;
 /// A blob whose shards could not all be deleted is retried this much later.
 const RETRY_MS: u64 = 60_000;
 /// A shard delete not answered in this time counts as failed (retried later): a hung node must
@@ -67,16 +69,19 @@ impl GarbageCollector {
         }
     }
 
-    /// Collects every due blob; returns how many were freed.
+    /// Collects every due blob; returns how many were freed. Garbage records sit with their
+    /// objects (so each partition owns its own), not in due order: a round walks the whole
+    /// queue, [`SCAN_PAGE`] records per index call.
     pub async fn round(&self) -> Result<usize, crate::index::IndexError> {
         let mut freed = 0;
+        let mut from = None;
         loop {
-            let due = self.index.due_garbage(now_ms() as u64, BATCH).await?;
-            if due.is_empty() {
-                return Ok(freed);
-            }
+            let page = self
+                .index
+                .due_garbage(now_ms() as u64, BATCH, from.take(), SCAN_PAGE)
+                .await?;
             let mut done = Vec::new();
-            for (key, rec) in due {
+            for (key, rec) in page.due {
                 if self.delete_shards(&rec).await {
                     done.push(key);
                     freed += 1;
@@ -87,7 +92,13 @@ impl GarbageCollector {
                         .await?;
                 }
             }
-            self.index.remove_garbage(done).await?;
+            if !done.is_empty() {
+                self.index.remove_garbage(done).await?;
+            }
+            match page.next {
+                Some(next) => from = Some(next),
+                None => return Ok(freed),
+            }
         }
     }
 

@@ -18,7 +18,28 @@ pub enum EngineError {
     /// The replicated index could not commit or confirm a read (no leader reachable).
     #[error("replicated index unavailable: {0}")]
     Unavailable(String),
+    /// The database was written with another key layout (an older Cairn); reading it with
+    /// this one would misread records, so the gateway refuses to start on it.
+    #[error(
+        "the index uses key layout {found}, this gateway reads layout {wanted}; \
+         start it on an empty --data-dir and copy the objects over with any S3 client"
+    )]
+    Layout {
+        /// The layout the database records (1: written before layouts were recorded).
+        found: u32,
+        /// [`KEY_LAYOUT`].
+        wanted: u32,
+    },
 }
+
+/// The version of the index's key layout ([`crate::index::keys`]). 2: every record of an object
+/// (versions, uploads, parts, garbage) carries its bucket and key, so it routes to one partition.
+pub const KEY_LAYOUT: u32 = 2;
+
+/// Column family holding the key layout version (kept out of the index and the Raft state, which
+/// snapshots replace).
+const LAYOUT_CF: &str = "layout";
+const LAYOUT_KEY: &[u8] = b"version";
 
 /// Key-value pairs returned by a scan, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -96,9 +117,40 @@ impl RocksEngine {
         opts.create_missing_column_families(true);
         // Index entries are small; a modest block cache and parallelism fit the gateway's budget.
         opts.increase_parallelism(2);
-        let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(RAFT_COLUMN_FAMILIES);
+        let cfs = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, LAYOUT_CF]
+            .into_iter()
+            .chain(RAFT_COLUMN_FAMILIES);
         let db = rocksdb::DB::open_cf(&opts, path, cfs)?;
-        Ok(Self { db: Arc::new(db) })
+        let engine = Self { db: Arc::new(db) };
+        engine.check_layout()?;
+        Ok(engine)
+    }
+
+    /// Records [`KEY_LAYOUT`] in a new database; refuses one written with another layout.
+    fn check_layout(&self) -> Result<(), EngineError> {
+        let cf = self
+            .db
+            .cf_handle(LAYOUT_CF)
+            .expect("layout column family opened above");
+        let found = match self.db.get_cf(cf, LAYOUT_KEY)? {
+            Some(v) => v.as_slice().try_into().map(u32::from_be_bytes).unwrap_or(0),
+            None if self.holds_entries() || self.holds_raft_state() => 1,
+            None => {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                self.db
+                    .put_cf_opt(cf, LAYOUT_KEY, KEY_LAYOUT.to_be_bytes(), &wo)?;
+                return Ok(());
+            }
+        };
+        if found == KEY_LAYOUT {
+            Ok(())
+        } else {
+            Err(EngineError::Layout {
+                found,
+                wanted: KEY_LAYOUT,
+            })
+        }
     }
 
     /// The database (the replicated index keeps its Raft log in the same one).
@@ -266,5 +318,24 @@ mod tests {
         }
         let e = RocksEngine::open(dir.path()).unwrap();
         assert_eq!(e.get(b"c").unwrap(), Some(b"3".to_vec()));
+    }
+
+    #[test]
+    fn an_index_of_another_key_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // An index written before layouts were recorded: entries, no version.
+            let db = rocksdb::DB::open_default(dir.path()).unwrap();
+            db.put(b"Bold", b"{}").unwrap();
+        }
+        match RocksEngine::open(dir.path()) {
+            Err(EngineError::Layout { found: 1, wanted }) => assert_eq!(wanted, KEY_LAYOUT),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("an index of layout 1 was opened"),
+        }
+        // A new database records the layout and reopens.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(RocksEngine::open(fresh.path()).unwrap());
+        RocksEngine::open(fresh.path()).unwrap();
     }
 }

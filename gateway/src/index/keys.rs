@@ -6,6 +6,15 @@
 //! their own tag (`V`, bucket, 0, escaped key, terminator, inverted sequence), newest first, so the
 //! versions of one key are one contiguous range and a version id (which carries its sequence) is
 //! one point lookup.
+//!
+//! Every record that belongs to one object key — its current entry (`O`), noncurrent versions
+//! (`V`), multipart uploads (`U`) and their parts (`P`), and the garbage and intent records of
+//! its blobs (`G`) — carries the bucket and the key right after its tag, so it has a *route*: the
+//! `O` key of that object ([`route`]). Partitions are ranges of routes, and a range of routes is
+//! one contiguous key range in each of those tables ([`table_ranges`]). So every batch an object
+//! operation writes falls in one partition, whichever table it touches, and a partition's data
+//! can be scanned, snapshotted and measured table by table. Everything else (buckets,
+//! configuration, access keys, index metadata) routes to itself and lives in the meta partition.
 
 /// Table tags (first key byte).
 pub mod tag {
@@ -13,7 +22,8 @@ pub mod tag {
     pub const BUCKET: u8 = b'B';
     /// Bucket configuration documents (lifecycle, replication): `C` bucket 0 name.
     pub const CONFIG: u8 = b'C';
-    /// Garbage (blobs to delete): `G` due-time (u64 BE ms) object-id.
+    /// Garbage and intents (blobs to delete when due): `G` bucket 0 escaped-key 0 0 due-time
+    /// (u64 BE ms) object-id.
     pub const GARBAGE: u8 = b'G';
     /// Access keys: `K` access-key-id.
     pub const ACCESS_KEY: u8 = b'K';
@@ -21,12 +31,15 @@ pub mod tag {
     pub const META: u8 = b'M';
     /// Current object entries: `O` bucket 0 key.
     pub const OBJECT: u8 = b'O';
-    /// Uploaded parts: `P` upload-id part-number (u32 BE).
+    /// Uploaded parts: `P` bucket 0 escaped-key 0 0 upload-id 0 part-number (u32 BE).
     pub const PART: u8 = b'P';
-    /// Multipart uploads in progress: `U` bucket 0 key 0 upload-id.
+    /// Multipart uploads in progress: `U` bucket 0 escaped-key 0 0 upload-id.
     pub const UPLOAD: u8 = b'U';
     /// Noncurrent object versions: `V` bucket 0 escaped-key 0 0 (u64::MAX - sequence, BE).
     pub const VERSION: u8 = b'V';
+
+    /// Tables whose records belong to an object key (and so to a data partition).
+    pub const DATA: [u8; 5] = [GARBAGE, OBJECT, PART, UPLOAD, VERSION];
 }
 
 fn with_tag(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -76,11 +89,42 @@ fn escaped_key(out: &mut Vec<u8>, key: &str) {
     out.extend_from_slice(&[0, 0]);
 }
 
-/// Prefix of every noncurrent version of `key` (newest first under it).
-pub fn versions_of_key(bucket: &str, key: &str) -> Vec<u8> {
-    let mut k = versions_of(bucket);
+/// `tag`, the bucket, a 0 byte and the escaped key with its terminator: the prefix of every
+/// record of the object in table `tag` (other than `O`).
+fn object_prefix(tag: u8, bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = with_tag(tag, &[bucket.as_bytes()]);
+    k.push(0);
     escaped_key(&mut k, key);
     k
+}
+
+/// Splits `bytes` (an escaped key, its terminator, then anything) into the key's bytes and the
+/// rest; `None` if there is no terminator.
+fn unescape_key(bytes: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == 0 {
+            match bytes.get(i + 1) {
+                Some(0) => return Some((key, &bytes[i + 2..])),
+                Some(0xff) => {
+                    key.push(0);
+                    i += 2;
+                    continue;
+                }
+                _ => return None,
+            }
+        }
+        key.push(b);
+        i += 1;
+    }
+    None
+}
+
+/// Prefix of every noncurrent version of `key` (newest first under it).
+pub fn versions_of_key(bucket: &str, key: &str) -> Vec<u8> {
+    object_prefix(tag::VERSION, bucket, key)
 }
 
 /// Key of the noncurrent version of `key` with sequence number `seq`.
@@ -101,16 +145,7 @@ pub fn versions_of(bucket: &str) -> Vec<u8> {
 /// not one).
 pub fn parse_version(bucket: &str, k: &[u8]) -> Option<(String, u64)> {
     let rest = k.strip_prefix(versions_of(bucket).as_slice())?;
-    let (body, seq) = rest.split_at(rest.len().checked_sub(8)?);
-    let body = body.strip_suffix(&[0, 0])?;
-    let mut key = Vec::with_capacity(body.len());
-    let mut it = body.iter();
-    while let Some(&b) = it.next() {
-        key.push(b);
-        if b == 0 && it.next() != Some(&0xff) {
-            return None;
-        }
-    }
+    let (key, seq) = unescape_key(rest)?;
     let inverted = u64::from_be_bytes(seq.try_into().ok()?);
     Some((String::from_utf8(key).ok()?, u64::MAX - inverted))
 }
@@ -129,10 +164,9 @@ pub fn configs_of(bucket: &str) -> Vec<u8> {
 
 /// Key of a multipart upload record.
 pub fn upload(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
-    with_tag(
-        tag::UPLOAD,
-        &[bucket.as_bytes(), key.as_bytes(), upload_id.as_bytes()],
-    )
+    let mut k = uploads_of_key(bucket, key);
+    k.extend_from_slice(upload_id.as_bytes());
+    k
 }
 
 /// Prefix of every upload record of `bucket`.
@@ -142,16 +176,32 @@ pub fn uploads_of(bucket: &str) -> Vec<u8> {
     k
 }
 
+/// Prefix of every upload record of `key` in `bucket`.
+pub fn uploads_of_key(bucket: &str, key: &str) -> Vec<u8> {
+    object_prefix(tag::UPLOAD, bucket, key)
+}
+
+/// Prefix of the upload records of every key of `bucket` that starts with `prefix`.
+pub fn uploads_with_prefix(bucket: &str, prefix: &str) -> Vec<u8> {
+    let mut k = uploads_of(bucket);
+    let mut escaped = Vec::new();
+    escaped_key(&mut escaped, prefix);
+    escaped.truncate(escaped.len() - 2);
+    k.extend_from_slice(&escaped);
+    k
+}
+
 /// Key of one part of an upload.
-pub fn part(upload_id: &str, part_number: u32) -> Vec<u8> {
-    let mut k = parts_of(upload_id);
+pub fn part(bucket: &str, key: &str, upload_id: &str, part_number: u32) -> Vec<u8> {
+    let mut k = parts_of(bucket, key, upload_id);
     k.extend_from_slice(&part_number.to_be_bytes());
     k
 }
 
 /// Prefix of every part of an upload (the id, then a 0, so no upload's prefix covers another's).
-pub fn parts_of(upload_id: &str) -> Vec<u8> {
-    let mut k = with_tag(tag::PART, &[upload_id.as_bytes()]);
+pub fn parts_of(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut k = object_prefix(tag::PART, bucket, key);
+    k.extend_from_slice(upload_id.as_bytes());
     k.push(0);
     k
 }
@@ -161,12 +211,110 @@ pub fn access_key(id: &str) -> Vec<u8> {
     with_tag(tag::ACCESS_KEY, &[id.as_bytes()])
 }
 
-/// Key of a garbage record: due time first, so the collector scans in due order.
-pub fn garbage(due_ms: u64, object_id: &[u8; 16]) -> Vec<u8> {
-    let mut k = vec![tag::GARBAGE];
+/// Key of a garbage (or intent) record of a blob of `key` in `bucket`: it lives with the object,
+/// so the batch that frees or commits the blob stays in the object's partition.
+pub fn garbage(bucket: &str, key: &str, due_ms: u64, object_id: &[u8; 16]) -> Vec<u8> {
+    let mut k = object_prefix(tag::GARBAGE, bucket, key);
     k.extend_from_slice(&due_ms.to_be_bytes());
     k.extend_from_slice(object_id);
     k
+}
+
+/// The garbage record key `k` with its due time changed to `due_ms` (same object, same blob).
+pub fn garbage_due_at(k: &[u8], due_ms: u64) -> Vec<u8> {
+    let mut out = k.to_vec();
+    let at = out.len().saturating_sub(24);
+    out[at..at + 8].copy_from_slice(&due_ms.to_be_bytes());
+    out
+}
+
+/// The due time of a garbage record key.
+pub fn garbage_due(k: &[u8]) -> Option<u64> {
+    let at = k.len().checked_sub(24)?;
+    Some(u64::from_be_bytes(k[at..at + 8].try_into().ok()?))
+}
+
+/// The route of an index key: the `O` key of the object its record belongs to, or the key itself
+/// for records of no object (meta partition). Partitions are ranges of routes.
+pub fn route(k: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    match k.first() {
+        Some(&t) if t != tag::OBJECT && tag::DATA.contains(&t) => {
+            let rest = &k[1..];
+            let Some(sep) = rest.iter().position(|&b| b == 0) else {
+                return Cow::Borrowed(k);
+            };
+            let Some((key, _)) = unescape_key(&rest[sep + 1..]) else {
+                return Cow::Borrowed(k);
+            };
+            let mut r = Vec::with_capacity(2 + sep + key.len());
+            r.push(tag::OBJECT);
+            r.extend_from_slice(&rest[..=sep]);
+            r.extend_from_slice(&key);
+            Cow::Owned(r)
+        }
+        _ => Cow::Borrowed(k),
+    }
+}
+
+/// Where the records of table `t` whose route is at least `route_bound` begin (an `O` key or
+/// the start of the object routes).
+fn table_bound(t: u8, route_bound: &[u8]) -> Vec<u8> {
+    let tail = route_bound.strip_prefix(&[tag::OBJECT]).unwrap_or(&[]);
+    if t == tag::OBJECT {
+        let mut k = vec![tag::OBJECT];
+        k.extend_from_slice(tail);
+        return k;
+    }
+    let mut k = vec![t];
+    match tail.iter().position(|&b| b == 0) {
+        // bucket 0 key: the key is escaped as in the table (without its terminator, so every key
+        // it is a prefix of sorts after).
+        Some(sep) => {
+            k.extend_from_slice(&tail[..=sep]);
+            let key = &tail[sep + 1..];
+            for &b in key {
+                k.push(b);
+                if b == 0 {
+                    k.push(0xff);
+                }
+            }
+        }
+        // A bound inside the bucket names sorts the same in every table.
+        None => k.extend_from_slice(tail),
+    }
+    k
+}
+
+/// The key ranges `[start, end)`, one per data table, holding every record whose route is in
+/// `[start, end)` (`end` `None`: no upper bound). `start` must be at least the first object
+/// route (`O`).
+pub fn table_ranges(start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tag::DATA
+        .iter()
+        .map(|&t| {
+            let s = table_bound(t, start);
+            let e = match end {
+                Some(e) => table_bound(t, e),
+                None => vec![t + 1],
+            };
+            (s, e)
+        })
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
+/// The key ranges of the meta partition: every key outside the data tables.
+pub fn meta_ranges() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut from = Vec::new();
+    for t in tag::DATA {
+        out.push((from, vec![t]));
+        from = vec![t + 1];
+    }
+    out.push((from, vec![0xff; 8]));
+    out.retain(|(s, e)| s < e);
+    out
 }
 
 /// Key of a metadata record.
@@ -254,8 +402,76 @@ mod tests {
 
     #[test]
     fn parts_sort_by_number_and_stay_within_their_upload() {
-        assert!(part("u", 2) < part("u", 10));
-        assert!(part("u", 10000) < prefix_end(&parts_of("u")).unwrap());
-        assert!(!part("uX", 1).starts_with(&parts_of("u")));
+        assert!(part("b", "k", "u", 2) < part("b", "k", "u", 10));
+        assert!(part("b", "k", "u", 10000) < prefix_end(&parts_of("b", "k", "u")).unwrap());
+        assert!(!part("b", "k", "uX", 1).starts_with(&parts_of("b", "k", "u")));
+    }
+
+    /// Every record of an object routes to its `O` key, and a route range selects exactly the
+    /// records whose route is in it, table by table.
+    #[test]
+    fn records_route_to_their_object_and_route_ranges_select_them() {
+        let objects = ["", "a", "a\0", "a\0b", "a\u{1}", "ab", "b", "é", "z\0"];
+        let buckets = ["a", "a-b", "b"];
+        let mut records = Vec::new();
+        for b in buckets {
+            for k in objects {
+                let o = object(b, k);
+                let all = [
+                    o.clone(),
+                    version(b, k, 7),
+                    upload(b, k, "u1"),
+                    part(b, k, "u1", 3),
+                    garbage(b, k, 99, &[7; 16]),
+                ];
+                for r in &all {
+                    assert_eq!(route(r).as_ref(), o.as_slice(), "{b:?} {k:?} {r:?}");
+                }
+                records.extend(all.into_iter().map(|r| (r, o.clone())));
+            }
+        }
+        for meta in [
+            bucket("b"),
+            config("b", "lifecycle"),
+            access_key("k"),
+            meta("m"),
+        ] {
+            assert_eq!(route(&meta).as_ref(), meta.as_slice());
+            assert!(meta_ranges().iter().any(|(s, e)| &meta >= s && &meta < e));
+            assert!(
+                !table_ranges(b"O", None)
+                    .iter()
+                    .any(|(s, e)| &meta >= s && &meta < e)
+            );
+        }
+        let bounds: Vec<Vec<u8>> = vec![
+            b"O".to_vec(),
+            object("a", "a"),
+            object("a", "a\0"),
+            object("a", "ab"),
+            after(&object("a", "a")),
+            object("a-b", ""),
+            b"Oa-".to_vec(),
+            object("b", "z"),
+        ];
+        for (i, s) in bounds.iter().enumerate() {
+            for e in bounds[i..].iter().map(Some).chain([None]) {
+                let ranges = table_ranges(s, e.map(|e| e.as_slice()));
+                for (r, o) in &records {
+                    let want = o >= s && e.is_none_or(|e| o < e);
+                    let got = ranges.iter().any(|(a, z)| r >= a && r < z);
+                    assert_eq!(got, want, "{r:?} (route {o:?}) in [{s:?}, {e:?})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_keys_carry_their_due_time() {
+        let k = garbage("b", "k\0x", 42, &[1; 16]);
+        assert_eq!(garbage_due(&k), Some(42));
+        let later = garbage_due_at(&k, 4242);
+        assert_eq!(garbage_due(&later), Some(4242));
+        assert_eq!(later, garbage("b", "k\0x", 4242, &[1; 16]));
     }
 }

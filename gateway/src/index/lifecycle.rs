@@ -111,7 +111,12 @@ impl Index {
             let mut ops = Vec::new();
             if b.versioning == Versioning::Unversioned {
                 ops.push(WriteOp::Delete(okey));
-                ops.extend(i.free(&cur.data.stored_blobs(), "expire", stamp.now_ms));
+                ops.extend(i.free(
+                    (&bucket, &key),
+                    &cur.data.stored_blobs(),
+                    "expire",
+                    stamp.now_ms,
+                ));
             } else {
                 let mut marker = ObjectRecord::delete_marker(stamp.now_ms);
                 i.install(&b, &key, Some(&cur), &mut marker, stamp, &mut ops)?;
@@ -172,7 +177,12 @@ impl Index {
                 return Ok(false);
             }
             let mut ops = vec![WriteOp::Delete(vk)];
-            ops.extend(i.free(&v.data.stored_blobs(), "expire-noncurrent", stamp.now_ms));
+            ops.extend(i.free(
+                (&bucket, &key),
+                &v.data.stored_blobs(),
+                "expire-noncurrent",
+                stamp.now_ms,
+            ));
             let okey = keys::object(&bucket, &key);
             if v.version_id.is_none()
                 && let Some(mut cur) = i.get::<ObjectRecord>(&okey)?
@@ -226,7 +236,12 @@ impl Index {
             if rec.data != old || rec.tags != tags {
                 return Ok(false);
             }
-            let mut ops = i.free(&old.stored_blobs(), "transition", stamp.now_ms);
+            let mut ops = i.free(
+                (&bucket, &key),
+                &old.stored_blobs(),
+                "transition",
+                stamp.now_ms,
+            );
             rec.data = new.clone();
             rec.storage_class = class.clone();
             ops.push(WriteOp::Put(slot, records::encode(&rec)));
@@ -253,7 +268,7 @@ impl Index {
                 }
                 ops.push(WriteOp::Delete(intent.0.clone()));
                 ops.push(WriteOp::Put(
-                    keys::garbage(now_ms.max(0) as u64, blob.object_id.as_bytes()),
+                    keys::garbage_due_at(&intent.0, now_ms.max(0) as u64),
                     records::encode(&records::GarbageRecord {
                         blob: blob.clone(),
                         reason: "abandoned-transition".into(),

@@ -163,6 +163,15 @@ impl Default for IndexOptions {
     }
 }
 
+/// Garbage records due for collection, and where the scan stopped.
+#[derive(Debug, Clone, Default)]
+pub struct DueGarbage {
+    /// Due records (key, record).
+    pub due: Vec<(Vec<u8>, GarbageRecord)>,
+    /// Where to go on next time (`None`: the queue's end was reached).
+    pub next: Option<Vec<u8>>,
+}
+
 /// Handle to the garbage record protecting a blob under upload; removed at commit. Serialisable,
 /// so a background task can note what it has in flight and clean up after a crash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -276,14 +285,20 @@ impl Inner<'_> {
         }
     }
 
-    /// Garbage records freeing `blobs` the GC delay after `now_ms`.
-    fn free(&self, blobs: &[&StoredBlob], reason: &str, now_ms: i64) -> Vec<WriteOp> {
+    /// Garbage records freeing `blobs` (of `key` in `bucket`) the GC delay after `now_ms`.
+    fn free(
+        &self,
+        (bucket, key): (&str, &str),
+        blobs: &[&StoredBlob],
+        reason: &str,
+        now_ms: i64,
+    ) -> Vec<WriteOp> {
         let due = now_ms.max(0) as u64 + self.options.gc_delay_ms;
         blobs
             .iter()
             .map(|b| {
                 WriteOp::Put(
-                    keys::garbage(due, b.object_id.as_bytes()),
+                    keys::garbage(bucket, key, due, b.object_id.as_bytes()),
                     records::encode(&GarbageRecord {
                         blob: (*b).clone(),
                         reason: reason.to_string(),
@@ -729,23 +744,26 @@ impl Index {
 
     // ---- intents and garbage ----
 
-    /// Records that `blob`'s shards are about to be written: if the upload never commits, the
-    /// garbage collector deletes them once the intent is due.
+    /// Records that `blob`'s shards are about to be written for `key` in `bucket`: if the
+    /// upload never commits, the garbage collector deletes them once the intent is due.
     pub async fn record_intent(
         &self,
+        bucket: &str,
+        key: &str,
         blob: &StoredBlob,
         now_ms: i64,
     ) -> Result<Intent, IndexError> {
-        let intent = self.intent_for(blob, now_ms);
+        let intent = self.intent_for(bucket, key, blob, now_ms);
         self.record_intent_as(&intent, blob).await?;
         Ok(intent)
     }
 
     /// The intent that [`Index::record_intent`] at `now_ms` would record for `blob`, without
-    /// recording it (a task can note it before the record exists).
-    pub fn intent_for(&self, blob: &StoredBlob, now_ms: i64) -> Intent {
+    /// recording it (a task can note it before the record exists). It lives with the object, so
+    /// the commit that consumes it is one partition's batch.
+    pub fn intent_for(&self, bucket: &str, key: &str, blob: &StoredBlob, now_ms: i64) -> Intent {
         let due = now_ms.max(0) as u64 + self.inner.options.intent_ttl_ms;
-        Intent(keys::garbage(due, blob.object_id.as_bytes()))
+        Intent(keys::garbage(bucket, key, due, blob.object_id.as_bytes()))
     }
 
     /// Records `intent` (from [`Index::intent_for`]) for `blob`.
@@ -787,7 +805,7 @@ impl Index {
                 reason: "failed-upload".into(),
             };
             ops.push(WriteOp::Put(
-                keys::garbage(now_ms.max(0) as u64, blob.object_id.as_bytes()),
+                keys::garbage_due_at(&intent.0, now_ms.max(0) as u64),
                 records::encode(&rec),
             ));
             i.engine.write(ops)?;
@@ -796,16 +814,36 @@ impl Index {
         .await
     }
 
-    /// Garbage records due by `now_ms`, oldest first.
+    /// Up to `limit` garbage records due by `now`, found by scanning at most `scan_cap` records
+    /// from `from` on (records sit with their objects, not in due order); also returns where the
+    /// next call should go on (`None`: the scan reached the end of the queue).
     pub async fn due_garbage(
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, GarbageRecord)>, IndexError> {
+        from: Option<Vec<u8>>,
+        scan_cap: usize,
+    ) -> Result<DueGarbage, IndexError> {
         self.run(move |i| {
-            let start = vec![keys::tag::GARBAGE];
-            let end = keys::garbage(now.saturating_add(1), &[0; 16]);
-            i.scan_all(&start, &end, limit)
+            let mut pos = from.clone().unwrap_or_else(|| vec![keys::tag::GARBAGE]);
+            let end = vec![keys::tag::GARBAGE + 1];
+            let (mut due, mut scanned) = (Vec::new(), 0);
+            while due.len() < limit && scanned < scan_cap {
+                let page = i.scan_all::<GarbageRecord>(&pos, &end, 1000)?;
+                let Some((last, _)) = page.last() else {
+                    return Ok(DueGarbage { due, next: None });
+                };
+                pos = keys::after(last);
+                scanned += page.len();
+                due.extend(
+                    page.into_iter()
+                        .filter(|(k, _)| keys::garbage_due(k).is_some_and(|d| d <= now)),
+                );
+            }
+            Ok(DueGarbage {
+                due,
+                next: Some(pos),
+            })
         })
         .await
     }
@@ -838,7 +876,7 @@ impl Index {
         due_ms: u64,
     ) -> Result<(), IndexError> {
         self.run(move |i| {
-            let new_key = keys::garbage(due_ms, rec.blob.object_id.as_bytes());
+            let new_key = keys::garbage_due_at(&key, due_ms);
             i.engine.write(vec![
                 WriteOp::Delete(key.clone()),
                 WriteOp::Put(new_key, records::encode(&rec)),
@@ -890,10 +928,16 @@ impl Index {
             if i.engine.get(&ukey)?.is_none() {
                 return Err(IndexError::NoSuchUpload(upload.upload_id.clone()));
             }
-            let pkey = keys::part(&upload.upload_id, part.part_number);
+            let pkey = keys::part(
+                &upload.bucket,
+                &upload.key,
+                &upload.upload_id,
+                part.part_number,
+            );
             let mut ops = Vec::new();
             if let Some(old) = i.get::<PartRecord>(&pkey)? {
                 ops.extend(i.free(
+                    (&upload.bucket, &upload.key),
                     &old.blob.stored().into_iter().collect::<Vec<_>>(),
                     "part-overwrite",
                     now,
@@ -910,14 +954,14 @@ impl Index {
     /// Parts of an upload with numbers greater than `after`, up to `limit`.
     pub async fn list_parts(
         &self,
-        upload_id: &str,
+        upload: &UploadRecord,
         after: u32,
         limit: usize,
     ) -> Result<Vec<PartRecord>, IndexError> {
-        let upload_id = upload_id.to_string();
+        let u = upload.clone();
         self.run(move |i| {
-            let prefix = keys::parts_of(&upload_id);
-            let start = keys::part(&upload_id, after.saturating_add(1));
+            let prefix = keys::parts_of(&u.bucket, &u.key, &u.upload_id);
+            let start = keys::part(&u.bucket, &u.key, &u.upload_id, after.saturating_add(1));
             let end = keys::prefix_end(&prefix).expect("tagged prefix");
             if after == u32::MAX {
                 return Ok(Vec::new());
@@ -957,7 +1001,7 @@ impl Index {
                 .iter()
                 .map(|b| b.object_id)
                 .collect();
-            let prefix = keys::parts_of(&upload.upload_id);
+            let prefix = keys::parts_of(&upload.bucket, &upload.key, &upload.upload_id);
             let end = keys::prefix_end(&prefix).expect("tagged prefix");
             let parts = i.scan_all::<PartRecord>(&prefix, &end, usize::MAX)?;
             let mut ops = vec![WriteOp::Delete(ukey)];
@@ -970,7 +1014,12 @@ impl Index {
                     unused.push(b);
                 }
             }
-            ops.extend(i.free(&unused, "unused-part", stamp.now_ms));
+            ops.extend(i.free(
+                (&upload.bucket, &upload.key),
+                &unused,
+                "unused-part",
+                stamp.now_ms,
+            ));
             let mut rec = rec.clone();
             i.install(&b, &upload.key, old.as_ref(), &mut rec, stamp, &mut ops)?;
             i.engine.write(ops)?;
@@ -992,13 +1041,13 @@ impl Index {
             if i.engine.get(&ukey)?.is_none() {
                 return Err(IndexError::NoSuchUpload(upload.upload_id.clone()));
             }
-            let prefix = keys::parts_of(&upload.upload_id);
+            let prefix = keys::parts_of(&upload.bucket, &upload.key, &upload.upload_id);
             let end = keys::prefix_end(&prefix).expect("tagged prefix");
             let parts = i.scan_all::<PartRecord>(&prefix, &end, usize::MAX)?;
             let mut ops = vec![WriteOp::Delete(ukey)];
             let blobs: Vec<&StoredBlob> =
                 parts.iter().filter_map(|(_, p)| p.blob.stored()).collect();
-            ops.extend(i.free(&blobs, "abort", now_ms));
+            ops.extend(i.free((&upload.bucket, &upload.key), &blobs, "abort", now_ms));
             ops.extend(parts.iter().map(|(k, _)| WriteOp::Delete(k.clone())));
             i.engine.write(ops)?;
             Ok(())
@@ -1019,22 +1068,19 @@ impl Index {
         let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
         self.run(move |i| {
             i.require_bucket(&bucket)?;
-            let base = keys::uploads_of(&bucket);
-            let mut start = [base.as_slice(), prefix.as_bytes()].concat();
+            let base = keys::uploads_with_prefix(&bucket, &prefix);
+            let mut start = base.clone();
             if let Some(km) = &key_marker {
                 let marker_start = match &upload_id_marker {
                     Some(u) => keys::after(&keys::upload(&bucket, km, u)),
                     // Without an upload-id marker, every upload of the marker key is skipped.
                     None => {
-                        let mut k = [base.as_slice(), km.as_bytes()].concat();
-                        k.push(0);
-                        keys::prefix_end(&k).expect("non-empty")
+                        keys::prefix_end(&keys::uploads_of_key(&bucket, km)).expect("non-empty")
                     }
                 };
                 start = start.max(marker_start);
             }
-            let end = keys::prefix_end(&[base.as_slice(), prefix.as_bytes()].concat())
-                .expect("tagged prefix");
+            let end = keys::prefix_end(&base).expect("tagged prefix");
             Ok(i.scan_all::<UploadRecord>(&start, &end, limit)?
                 .into_iter()
                 .map(|(_, u)| u)

@@ -84,7 +84,12 @@ impl Inner<'_> {
         match versioning {
             Versioning::Unversioned => {
                 if let Some(o) = old {
-                    ops.extend(self.free(&o.data.stored_blobs(), "overwrite", stamp.now_ms));
+                    ops.extend(self.free(
+                        (bucket, key),
+                        &o.data.stored_blobs(),
+                        "overwrite",
+                        stamp.now_ms,
+                    ));
                 }
             }
             Versioning::Enabled | Versioning::Suspended => {
@@ -95,7 +100,12 @@ impl Inner<'_> {
                 let mut null_seq = old.and_then(|o| o.null_version_seq);
                 if let Some(o) = old {
                     if suspended && o.version_id.is_none() {
-                        ops.extend(self.free(&o.data.stored_blobs(), "overwrite", stamp.now_ms));
+                        ops.extend(self.free(
+                            (bucket, key),
+                            &o.data.stored_blobs(),
+                            "overwrite",
+                            stamp.now_ms,
+                        ));
                     } else {
                         if o.version_id.is_none() {
                             null_seq = Some(o.seq);
@@ -110,7 +120,12 @@ impl Inner<'_> {
                     // The new null version replaces the noncurrent one.
                     let vk = keys::version(bucket, key, s);
                     if let Some(v) = self.get::<ObjectRecord>(&vk)? {
-                        ops.extend(self.free(&v.data.stored_blobs(), "overwrite", stamp.now_ms));
+                        ops.extend(self.free(
+                            (bucket, key),
+                            &v.data.stored_blobs(),
+                            "overwrite",
+                            stamp.now_ms,
+                        ));
                     }
                     ops.push(WriteOp::Delete(vk));
                 }
@@ -239,7 +254,12 @@ impl Index {
             if b.versioning == Versioning::Unversioned {
                 if let Some(o) = &old {
                     let mut ops = vec![WriteOp::Delete(okey)];
-                    ops.extend(i.free(&o.data.stored_blobs(), "delete", stamp.now_ms));
+                    ops.extend(i.free(
+                        (&bucket, &key),
+                        &o.data.stored_blobs(),
+                        "delete",
+                        stamp.now_ms,
+                    ));
                     i.engine.write(ops)?;
                 }
                 return Ok(Deleted::Removed(old.map(Box::new)));
@@ -274,7 +294,12 @@ impl Index {
             let Some((found, current)) = i.find_version(&bucket, &key, &v)? else {
                 return Ok(None);
             };
-            let mut ops = i.free(&found.data.stored_blobs(), "delete-version", stamp.now_ms);
+            let mut ops = i.free(
+                (&bucket, &key),
+                &found.data.stored_blobs(),
+                "delete-version",
+                stamp.now_ms,
+            );
             if current {
                 match i.newest_noncurrent(&bucket, &key)? {
                     Some((vk, mut next)) => {
@@ -327,7 +352,12 @@ impl Index {
                 let mut ops = Vec::new();
                 for (vk, v) in &batch {
                     ops.push(WriteOp::Delete(vk.clone()));
-                    ops.extend(i.free(&v.data.stored_blobs(), "delete", stamp.now_ms));
+                    ops.extend(i.free(
+                        (&bucket, &key),
+                        &v.data.stored_blobs(),
+                        "delete",
+                        stamp.now_ms,
+                    ));
                 }
                 i.engine.write(ops)?;
                 removed += batch.len();
@@ -335,7 +365,12 @@ impl Index {
             let okey = keys::object(&bucket, &key);
             if let Some(cur) = i.get::<ObjectRecord>(&okey)? {
                 let mut ops = vec![WriteOp::Delete(okey)];
-                ops.extend(i.free(&cur.data.stored_blobs(), "delete", stamp.now_ms));
+                ops.extend(i.free(
+                    (&bucket, &key),
+                    &cur.data.stored_blobs(),
+                    "delete",
+                    stamp.now_ms,
+                ));
                 i.engine.write(ops)?;
                 removed += 1;
             }

@@ -31,6 +31,14 @@ fn decode_map(record: Option<Vec<u8>>) -> Result<PartitionMap, IndexError> {
     }
 }
 
+/// Approximate bytes on disk of partition `p`'s records, over every table they are in.
+pub(super) fn partition_size(engine: &dyn KvEngine, p: &super::partition::Partition) -> u64 {
+    p.key_ranges()
+        .iter()
+        .map(|(s, e)| engine.approximate_range_size(s, e))
+        .sum()
+}
+
 /// Counts the reads another gateway reported (this gateway leads).
 pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) {
     use base64::Engine as _;
@@ -85,7 +93,7 @@ impl Index {
     /// A partition's approximate size on disk.
     fn size_of(&self) -> impl Fn(&super::partition::Partition) -> u64 + use<> {
         let engine = self.inner.engine.clone();
-        move |p| engine.approximate_range_size(&p.start, &p.end_bound())
+        move |p| partition_size(engine.as_ref(), p)
     }
 
     /// Sends the reads served here since the last call to the leader (replicated, not leading),
@@ -130,9 +138,7 @@ impl Index {
             let shared = &self.inner;
             let now = shared.now_ms();
             let engine = shared.engine.clone();
-            let size_of = move |p: &super::partition::Partition| {
-                engine.approximate_range_size(&p.start, &p.end_bound())
-            };
+            let size_of = move |p: &super::partition::Partition| partition_size(engine.as_ref(), p);
             shared.book().decide(now, &size_of)
         };
         match action {
@@ -228,9 +234,9 @@ impl Index {
         };
         self.run(move |i| {
             let engine = i.engine.local();
-            let end = p.end_bound();
+            let (start, end) = p.object_keys();
             let walk = |stop_at: Option<u64>| -> Result<(u64, Option<Vec<u8>>), IndexError> {
-                let (mut pos, mut seen) = (p.start.clone(), 0u64);
+                let (mut pos, mut seen) = (start.clone(), 0u64);
                 loop {
                     let page = engine.scan(&pos, &end, PAGE)?;
                     let Some((last, _)) = page.last() else {

@@ -72,7 +72,7 @@ impl<'a> Txn<'a> {
     /// Must run on a blocking thread of the runtime (index operations do).
     pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
         let Some(consensus) = self.consensus else {
-            let key = crate::index::partition::load_key(&ops).map(<[u8]>::to_vec);
+            let key = crate::index::partition::load_key(&ops).map(|k| k.into_owned());
             self.local.write(ops)?;
             if let Some(key) = key {
                 (self.on_write)(&key);

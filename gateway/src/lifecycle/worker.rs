@@ -567,7 +567,7 @@ impl LifecycleWorker {
         let new = match &rec.data {
             ObjectData::Single(Blob::Stored(b)) => {
                 let nb = self
-                    .reencode(r, b, writer, Some(&rec.etag), written)
+                    .reencode(r, key, b, writer, Some(&rec.etag), written)
                     .await?;
                 ObjectData::Single(Blob::Stored(nb))
             }
@@ -576,9 +576,10 @@ impl LifecycleWorker {
                 let mut out = Vec::with_capacity(parts.len());
                 for p in parts {
                     let blob = match &p.blob {
-                        Blob::Stored(b) => {
-                            Blob::Stored(self.reencode(r, b, writer, Some(&p.etag), written).await?)
-                        }
+                        Blob::Stored(b) => Blob::Stored(
+                            self.reencode(r, key, b, writer, Some(&p.etag), written)
+                                .await?,
+                        ),
                         inline => inline.clone(),
                     };
                     out.push(PartRef { blob, ..p.clone() });
@@ -618,13 +619,14 @@ impl LifecycleWorker {
     async fn reencode(
         &self,
         r: &mut BucketRun<'_>,
+        key: &str,
         src: &StoredBlob,
         writer: &BlobWriter,
         expected: Option<&str>,
         written: &mut Vec<(Intent, StoredBlob)>,
     ) -> Result<StoredBlob, LifecycleError> {
         let blob = writer.plan(src.length)?;
-        let intent = self.index.intent_for(&blob, now_ms());
+        let intent = self.index.intent_for(r.bucket, key, &blob, now_ms());
         // Noted before the intent exists, so a crash at any point leaves it findable.
         r.run.in_flight.push((intent.clone(), blob.clone()));
         self.save(r).await?;

@@ -78,6 +78,7 @@ impl CairnS3 {
     /// `algorithm` if given.
     pub(super) async fn copy_data(
         &self,
+        target: (&str, &str),
         src: &ObjectRecord,
         range: Range<u64>,
         storage_class: &str,
@@ -87,7 +88,7 @@ impl CairnS3 {
         let len = range.end - range.start;
         let stream = self.object_stream(src, range);
         let (blob, intent) = self
-            .store_body(stream, len, storage_class, |c| digests.update(c))
+            .store_body(target, stream, len, storage_class, |c| digests.update(c))
             .await?;
         let verified = digests.finish(None)?;
         Ok((blob, intent, verified))
@@ -178,6 +179,7 @@ impl CairnS3 {
         };
         let (blob, intent, verified) = self
             .copy_data(
+                (&input.bucket, &input.key),
                 &src.record,
                 0..src.record.size,
                 &storage_class,

@@ -170,9 +170,11 @@ impl CairnS3 {
 
     /// Stores a body of `length` bytes: inline if small, else erasure-coded. `observe` sees every
     /// byte. A stored blob comes with the intent that protects it until the caller commits it (or
-    /// [`CairnS3::discard`]s it).
+    /// [`CairnS3::discard`]s it). `target` (bucket, key) is the object it is written for: its
+    /// intent lives with that object.
     async fn store_body<S, E>(
         &self,
+        target: (&str, &str),
         mut body: S,
         length: u64,
         storage_class: &str,
@@ -215,7 +217,7 @@ impl CairnS3 {
         let blob = writer.plan(length).map_err(errors::data_error)?;
         let intent = self
             .index
-            .record_intent(&blob, crate::index::now_ms())
+            .record_intent(target.0, target.1, &blob, crate::index::now_ms())
             .await?;
         match writer.write(&blob, body, observe).await {
             Ok(_) => {

@@ -146,7 +146,13 @@ impl CairnS3 {
         )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let (blob, intent) = self
-            .store_body(body, length, &upload.storage_class, |c| digests.update(c))
+            .store_body(
+                (&upload.bucket, &upload.key),
+                body,
+                length,
+                &upload.storage_class,
+                |c| digests.update(c),
+            )
             .await?;
         let verified = match digests.finish(trailers.and_then(|t| t.take())) {
             Ok(v) => v,
@@ -226,6 +232,7 @@ impl CairnS3 {
             .map(|a| ChecksumAlgorithm::from(a.clone()));
         let (blob, intent, verified) = self
             .copy_data(
+                (&upload.bucket, &upload.key),
                 &src.record,
                 range,
                 &upload.storage_class,
@@ -289,10 +296,7 @@ impl CairnS3 {
                 "At most 10000 parts are allowed"
             ));
         }
-        let stored = self
-            .index
-            .list_parts(&upload.upload_id, 0, usize::MAX)
-            .await?;
+        let stored = self.index.list_parts(&upload, 0, usize::MAX).await?;
         let by_number: std::collections::HashMap<u32, &PartRecord> =
             stored.iter().map(|p| (p.part_number, p)).collect();
         check_order(&requested)?;
@@ -431,10 +435,7 @@ impl CairnS3 {
             .await?;
         let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
         let after = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
-        let mut parts = self
-            .index
-            .list_parts(&upload.upload_id, after, max + 1)
-            .await?;
+        let mut parts = self.index.list_parts(&upload, after, max + 1).await?;
         let truncated = parts.len() > max;
         parts.truncate(max);
         let next = parts.last().map(|p| p.part_number as i32);

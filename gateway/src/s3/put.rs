@@ -57,7 +57,13 @@ impl CairnS3 {
         )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let (blob, intent) = self
-            .store_body(body, length, &storage_class, |chunk| digests.update(chunk))
+            .store_body(
+                (&input.bucket, &input.key),
+                body,
+                length,
+                &storage_class,
+                |chunk| digests.update(chunk),
+            )
             .await?;
         let verified = match digests.finish(trailers.and_then(|t| t.take())) {
             Ok(v) => v,

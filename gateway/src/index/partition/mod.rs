@@ -71,6 +71,24 @@ impl Partition {
     pub fn end_bound(&self) -> Vec<u8> {
         self.end.clone().unwrap_or_else(|| vec![0xff; 8])
     }
+
+    /// The index key ranges holding this partition's records: one per data table for an object
+    /// range (see [`keys::table_ranges`]), everything outside the data tables for the meta one.
+    pub fn key_ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if self.is_meta() {
+            keys::meta_ranges()
+        } else {
+            keys::table_ranges(&self.start, self.end.as_deref())
+        }
+    }
+
+    /// The range of current-object keys (`O`) in this partition (empty for the meta one).
+    pub fn object_keys(&self) -> (Vec<u8>, Vec<u8>) {
+        let table_end = vec![keys::tag::OBJECT + 1];
+        let start = self.start.clone().max(first_object_key());
+        let end = self.end.clone().unwrap_or(table_end.clone()).min(table_end);
+        (start, end)
+    }
 }
 
 /// The first key of the object ranges (the end of the meta partition).
@@ -225,10 +243,11 @@ impl PartitionMap {
     }
 }
 
-/// The key a write batch counts against for load: its first current-object key (the object the
-/// S3 request wrote), else its first version or upload key, else its first key (bucket or garbage
-/// bookkeeping).
-pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<&[u8]> {
+/// The route (see [`keys::route`]) a write batch counts against for load: its first
+/// current-object key (the object the S3 request wrote), else the route of its first record of
+/// an object (a version, upload, part or garbage record), else its first key (bucket or
+/// configuration bookkeeping).
+pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<std::borrow::Cow<'_, [u8]>> {
     use super::engine::WriteOp;
     fn key(op: &WriteOp) -> &[u8] {
         match op {
@@ -241,8 +260,9 @@ pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<&[u8]> {
             .find(|k| k.first().is_some_and(|t| tags.contains(t)))
     };
     tagged(&[keys::tag::OBJECT])
-        .or_else(|| tagged(&[keys::tag::VERSION, keys::tag::UPLOAD]))
+        .or_else(|| tagged(&keys::tag::DATA))
         .or_else(|| ops.first().map(key))
+        .map(keys::route)
 }
 
 /// `Option<Vec<u8>>` as an optional base64 string.
@@ -340,12 +360,17 @@ mod tests {
         let put = |k: Vec<u8>| WriteOp::Put(k, vec![]);
         let ops = vec![
             put(keys::version("b", "k", 3)),
-            put(keys::garbage(1, &[0; 16])),
+            put(keys::garbage("b", "j", 1, &[0; 16])),
             put(obj("k")),
         ];
-        assert_eq!(load_key(&ops), Some(obj("k").as_slice()));
-        let gc = vec![WriteOp::Delete(keys::garbage(1, &[0; 16]))];
-        assert_eq!(load_key(&gc), Some(keys::garbage(1, &[0; 16]).as_slice()));
+        assert_eq!(load_key(&ops).as_deref(), Some(obj("k").as_slice()));
+        let gc = vec![WriteOp::Delete(keys::garbage("b", "j", 1, &[0; 16]))];
+        assert_eq!(load_key(&gc).as_deref(), Some(obj("j").as_slice()));
+        let bucket = vec![put(keys::bucket("b"))];
+        assert_eq!(
+            load_key(&bucket).as_deref(),
+            Some(keys::bucket("b").as_slice())
+        );
         assert_eq!(load_key(&[]), None);
     }
 
