@@ -28,7 +28,7 @@ use crate::index::engine::RocksEngine;
 use crate::metrics::{GatewayMetrics, OutcomeLabels};
 use network::HttpNetwork;
 use proposal::{Outcome, Proposal};
-use store::{LogStore, StateMachine};
+use store::{GroupId, INDEX_GROUP, LogStore, StateMachine};
 
 openraft::declare_raft_types!(
     /// Raft types of the replicated index.
@@ -159,9 +159,9 @@ impl Consensus {
         let raft = Raft::new(
             cfg.id,
             Arc::new(config),
-            HttpNetwork::new(http.clone(), cfg.token.clone()),
-            LogStore::new(&engine),
-            StateMachine::open(engine, apply_observer.clone())
+            HttpNetwork::new(http.clone(), cfg.token.clone(), INDEX_GROUP),
+            LogStore::new(&engine, INDEX_GROUP),
+            StateMachine::open(engine, INDEX_GROUP, apply_observer.clone())
                 .map_err(|e| ConsensusError::Setup(e.to_string()))?,
         )
         .await
@@ -246,6 +246,11 @@ impl Consensus {
     /// This gateway's id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The Raft group this replica belongs to (the whole index, today).
+    pub fn group(&self) -> GroupId {
+        INDEX_GROUP
     }
 
     /// The Raft handle (for the RPC endpoints).

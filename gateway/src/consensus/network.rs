@@ -1,5 +1,5 @@
-//! Raft messages between gateways: JSON over HTTP to the peer's admin port (`/internal/v1/raft/*`,
-//! with the fleet's admin token), answered by [`super::rpc`].
+//! Raft messages between gateways: JSON over HTTP to the peer's admin port
+//! (`/internal/v1/raft/{group}/*`, with the fleet's admin token), answered by [`super::rpc`].
 
 use std::time::Duration;
 
@@ -16,20 +16,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::TypeConfig;
+use super::store::GroupId;
 
 type NodeId = u64;
 
-/// Makes a client per peer; the HTTP connection pool is shared.
+/// Makes a client per peer of one Raft group; the HTTP connection pool is shared.
 #[derive(Clone)]
 pub struct HttpNetwork {
     http: reqwest::Client,
     token: String,
+    group: GroupId,
 }
 
 impl HttpNetwork {
-    /// Peers are called with `http` and authenticate with `token`.
-    pub fn new(http: reqwest::Client, token: String) -> Self {
-        Self { http, token }
+    /// Peers of `group` are called with `http` and authenticate with `token`.
+    pub fn new(http: reqwest::Client, token: String, group: GroupId) -> Self {
+        Self { http, token, group }
     }
 }
 
@@ -64,7 +66,7 @@ impl HttpPeer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("{}/internal/v1/raft/{what}", self.addr);
+        let url = format!("{}/internal/v1/raft/{}/{what}", self.addr, self.net.group);
         let sent = self
             .net
             .http

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 
@@ -15,6 +16,7 @@ use openraft::raft::{
 };
 
 use super::proposal::{Outcome, Proposal};
+use super::store::GroupId;
 use super::{Consensus, Forwarded, TypeConfig};
 
 /// Raft batches carry inline objects; they may be far larger than axum's 2 MiB default.
@@ -23,9 +25,9 @@ const BODY_LIMIT: usize = 256 << 20;
 /// The internal routes, for the admin router (which adds the token check).
 pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Router<S> {
     Router::new()
-        .route("/internal/v1/raft/append", post(append))
-        .route("/internal/v1/raft/vote", post(vote))
-        .route("/internal/v1/raft/snapshot", post(snapshot))
+        .route("/internal/v1/raft/{group}/append", post(append))
+        .route("/internal/v1/raft/{group}/vote", post(vote))
+        .route("/internal/v1/raft/{group}/snapshot", post(snapshot))
         .route("/internal/v1/index/propose", post(propose))
         .route("/internal/v1/index/read-index", post(read_index))
         .route("/internal/v1/index/read-load", post(read_load))
@@ -33,25 +35,40 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .with_state(consensus)
 }
 
+/// The group a Raft message is for, if this gateway has a replica of it (404 otherwise: the sender
+/// retries, as it does for an unreachable peer).
+fn replica(c: &Consensus, group: GroupId) -> Result<&openraft::Raft<TypeConfig>, StatusCode> {
+    if group == c.group() {
+        Ok(c.raft())
+    } else {
+        Err(StatusCode::NOT_FOUND)
+    }
+}
+
+type Answer<T> = Result<Json<T>, StatusCode>;
+
 async fn append(
     State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
-    Json(c.raft().append_entries(req).await)
+) -> Answer<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
+    Ok(Json(replica(&c, group)?.append_entries(req).await))
 }
 
 async fn vote(
     State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
     Json(req): Json<VoteRequest<u64>>,
-) -> Json<Result<VoteResponse<u64>, RaftError<u64>>> {
-    Json(c.raft().vote(req).await)
+) -> Answer<Result<VoteResponse<u64>, RaftError<u64>>> {
+    Ok(Json(replica(&c, group)?.vote(req).await))
 }
 
 async fn snapshot(
     State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
-    Json(c.raft().install_snapshot(req).await)
+) -> Answer<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
+    Ok(Json(replica(&c, group)?.install_snapshot(req).await))
 }
 
 async fn propose(

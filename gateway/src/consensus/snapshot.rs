@@ -164,7 +164,8 @@ pub fn verify(path: &Path) -> Result<Meta, SnapshotError> {
 }
 
 /// Replaces the index (default column family) of `db` with the snapshot in `path` and records
-/// its position; `state` is the Raft state column family, `keys` the state keys to write.
+/// its position; `state` is the Raft state column family, `keys` the group's state keys to write.
+/// The snapshot replaces the whole index: today one group holds all of it.
 pub fn install(
     db: &DB,
     state: &rocksdb::ColumnFamily,
@@ -175,7 +176,7 @@ pub fn install(
     verify(path)?;
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
-    db.put_cf_opt(state, keys.installing, json(stored), &synced)?;
+    db.put_cf_opt(state, &keys.installing, json(stored), &synced)?;
     let mut batch = WriteBatch::default();
     // Index keys start with an ASCII table tag: this range holds all of them.
     batch.delete_range(&[][..], &[0xff_u8; 8][..]);
@@ -189,33 +190,34 @@ pub fn install(
         }
         Ok(())
     })?;
-    batch.put_cf(state, keys.applied, json(&stored.meta.last_log_id));
-    batch.put_cf(state, keys.membership, json(&stored.meta.last_membership));
-    batch.put_cf(state, keys.snapshot, json(stored));
-    batch.delete_cf(state, keys.installing);
+    batch.put_cf(state, &keys.applied, json(&stored.meta.last_log_id));
+    batch.put_cf(state, &keys.membership, json(&stored.meta.last_membership));
+    batch.put_cf(state, &keys.snapshot, json(stored));
+    batch.delete_cf(state, &keys.installing);
     db.write_opt(batch, &synced)?;
     Ok(())
 }
 
-/// The Raft state keys an install writes.
+/// The Raft state keys (of one group) an install writes.
 pub struct StateKeys {
     /// Last applied log id.
-    pub applied: &'static [u8],
+    pub applied: Vec<u8>,
     /// Membership.
-    pub membership: &'static [u8],
+    pub membership: Vec<u8>,
     /// The current snapshot ([`StoredSnapshot`]).
-    pub snapshot: &'static [u8],
+    pub snapshot: Vec<u8>,
     /// An install under way ([`StoredSnapshot`]).
-    pub installing: &'static [u8],
+    pub installing: Vec<u8>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("raft state serialises")
 }
 
-/// Removes the snapshot files in `dir` other than `keep`, and finished or abandoned transfers
-/// (a transfer under way is newer than a minute and stays).
-pub fn remove_others(dir: &Path, keep: &str) {
+/// Removes the snapshot files of one group (`tag` after the file's kind: `snapshot-{tag}…`) in
+/// `dir` other than `keep`, and its finished or abandoned transfers (a transfer under way is
+/// newer than a minute and stays). Other groups' files are left alone.
+pub fn remove_others(dir: &Path, tag: &str, keep: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -227,9 +229,9 @@ pub fn remove_others(dir: &Path, keep: &str) {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > std::time::Duration::from_secs(60));
-        let old_snapshot = name.starts_with("snapshot-") && name != keep;
-        let old_transfer =
-            (name.starts_with("receiving-") || name.starts_with("building-")) && stale;
+        let of_group = |kind: &str| name.starts_with(&format!("{kind}{tag}"));
+        let old_snapshot = of_group("snapshot-") && name != keep;
+        let old_transfer = (of_group("receiving-") || of_group("building-snapshot-")) && stale;
         if old_snapshot || old_transfer {
             let _ = std::fs::remove_file(e.path());
         }
@@ -244,12 +246,14 @@ mod tests {
     use crate::index::engine::{KvEngine, RocksEngine, WriteOp};
 
     const STATE: &str = "raft_state";
-    const KEYS: StateKeys = StateKeys {
-        applied: b"applied",
-        membership: b"membership",
-        snapshot: b"snapshot",
-        installing: b"installing",
-    };
+    fn keys() -> StateKeys {
+        StateKeys {
+            applied: b"applied".to_vec(),
+            membership: b"membership".to_vec(),
+            snapshot: b"snapshot".to_vec(),
+            installing: b"installing".to_vec(),
+        }
+    }
 
     fn entries(n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
         (0..n)
@@ -307,12 +311,12 @@ mod tests {
             meta: meta(7),
             file: "snap.bin".into(),
         };
-        install(&tdb, tdb.cf_handle(STATE).unwrap(), &KEYS, &stored, &file).unwrap();
+        install(&tdb, tdb.cf_handle(STATE).unwrap(), &keys(), &stored, &file).unwrap();
         assert_eq!(all(&target), rows);
         let state = tdb.cf_handle(STATE).unwrap();
-        assert!(tdb.get_cf(state, KEYS.installing).unwrap().is_none());
+        assert!(tdb.get_cf(state, &keys().installing).unwrap().is_none());
         let applied: Option<openraft::LogId<u64>> =
-            serde_json::from_slice(&tdb.get_cf(state, KEYS.applied).unwrap().unwrap()).unwrap();
+            serde_json::from_slice(&tdb.get_cf(state, &keys().applied).unwrap().unwrap()).unwrap();
         assert_eq!(applied.unwrap().index, 7);
     }
 
@@ -339,7 +343,7 @@ mod tests {
             good[..good.len() / 3].to_vec(),
         ] {
             std::fs::write(&file, &bad).unwrap();
-            let err = install(&tdb, tdb.cf_handle(STATE).unwrap(), &KEYS, &stored, &file);
+            let err = install(&tdb, tdb.cf_handle(STATE).unwrap(), &keys(), &stored, &file);
             assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
             assert_eq!(all(&target), target_rows);
         }
@@ -366,17 +370,21 @@ mod tests {
             meta: meta(9),
             file: "snapshot-9-1.bin".into(),
         };
-        tdb.put_cf(
-            tdb.cf_handle(STATE).unwrap(),
-            KEYS.installing,
-            json(&stored),
-        )
-        .unwrap();
+        // The index group's own marker key, as the state machine writes it.
+        use crate::consensus::store::{GroupKeys, INDEX_GROUP};
+        let marker = GroupKeys::new(INDEX_GROUP).snapshot_keys().installing;
+        tdb.put_cf(tdb.cf_handle(STATE).unwrap(), &marker, json(&stored))
+            .unwrap();
         target
             .write(vec![WriteOp::Put(rows[5].0.clone(), rows[5].1.clone())])
             .unwrap();
         let engine = Arc::new(target);
-        crate::consensus::store::StateMachine::open(engine.clone(), Default::default()).unwrap();
+        crate::consensus::store::StateMachine::open(
+            engine.clone(),
+            INDEX_GROUP,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(all(&engine), rows);
     }
 }
