@@ -236,6 +236,9 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
         }
         args.extend(spec.gateway_args.iter().cloned());
         if spec.gateways > 1 {
+            // Gateways take the zones in turn, as a zone-spread StatefulSet places them.
+            args.push("--zone".into());
+            args.push(((b'a' + (g % spec.zones.max(1)) as u8) as char).to_string());
             args.push("--gateway-id".into());
             args.push((g + 1).to_string());
             for (p, (_, peer_admin)) in addrs.iter().enumerate() {

@@ -523,14 +523,7 @@ async fn partition_map(f: &FleetFile, g: usize) -> serde_json::Value {
 
 /// The voters gateway `g` reports, once it answers.
 async fn voters(f: &FleetFile, g: usize) -> Option<Vec<u64>> {
-    let r = replication(f, g).await?;
-    Some(
-        r["voters"]
-            .as_array()?
-            .iter()
-            .filter_map(|v| v.as_u64())
-            .collect(),
-    )
+    members(f, g).await.map(|(v, _)| v.into_iter().collect())
 }
 
 /// Waits until the leader among `alive` reports exactly `want` as voters.
@@ -606,7 +599,8 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         zones: 3,
         nodes_per_zone: 2,
         base_port: base,
-        gateway_args: Vec::new(),
+        // Every listed gateway votes here (at most five), so scaling changes the voters.
+        gateway_args: vec!["--index-replicas=5".into()],
     })
     .unwrap();
     wait_for_voters(&f, &[0, 1, 2], &[1, 2, 3]).await;
@@ -693,5 +687,132 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         .await
         .unwrap();
     assert_eq!(list_all(&through).await.len(), 22);
+    dir.down();
+}
+
+/// Gateway `g`'s view of `(voters, learners)`, once it answers.
+async fn members(f: &FleetFile, g: usize) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
+    let r = replication(f, g).await?;
+    let ids = |field: &str| -> Option<BTreeSet<u64>> {
+        Some(
+            r[field]
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .collect(),
+        )
+    };
+    Some((ids("voters")?, ids("learners")?))
+}
+
+/// Waits until the leader among `alive` reports members for which `done` holds; returns them.
+async fn wait_for_members(
+    f: &FleetFile,
+    alive: &[usize],
+    what: &str,
+    done: impl Fn(&BTreeSet<u64>, &BTreeSet<u64>) -> bool,
+) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let l = leader(f, alive).await;
+        let got = members(f, l).await;
+        if let Some((voters, learners)) = &got
+            && done(voters, learners)
+        {
+            return (voters.clone(), learners.clone());
+        }
+        assert!(Instant::now() < deadline, "never {what}: {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// PUTs `keys` through `s3` (each must be acknowledged) and returns them.
+async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = String>) -> Vec<String> {
+    let mut done = Vec::new();
+    for key in keys {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body_of(&key)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
+        done.push(key);
+    }
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
+    let bin_dir = fleet::default_bin_dir();
+    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
+        eprintln!(
+            "SKIPPED re-replication test: {} lacks the cairn binaries",
+            bin_dir.display()
+        );
+        return;
+    }
+    let mut dir = FleetDir::new();
+    let base = 16_000 + (std::process::id() % 400) as u16 * 20;
+    // Four gateways in zones a, b, c, a; three vote.
+    let f = fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways: 4,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port: base,
+        gateway_args: vec!["--replica-grace=3s".into()],
+    })
+    .unwrap();
+    let zone = |id: u64| (id - 1) % 3;
+    let all = [0, 1, 2, 3];
+    let (voters, learners) = wait_for_members(&f, &all, "three voters in three zones", |v, l| {
+        v.len() == 3
+            && l.len() == 1
+            && v.iter().map(|id| zone(*id)).collect::<BTreeSet<_>>().len() == 3
+    })
+    .await;
+    eprintln!("voters {voters:?}, learners {learners:?}");
+    let spare = *learners.first().unwrap();
+
+    let l = leader(&f, &all).await;
+    let s3 = client(&f.gateways[l].s3, &f);
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut acked = put_all(&s3, (0..20).map(|i| format!("before/{i:03}"))).await;
+
+    // A voter other than the leader dies; two of three still commit.
+    let first_victim = *voters.iter().find(|id| **id as usize - 1 != l).unwrap();
+    fleet::signal(f.gateways[first_victim as usize - 1].pid, "KILL");
+    acked.extend(put_all(&s3, (0..20).map(|i| format!("during/{i:03}"))).await);
+    // Past the grace period the spare votes in its place.
+    let alive: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|g| *g as u64 + 1 != first_victim)
+        .collect();
+    let (voters, _) = wait_for_members(&f, &alive, "the spare voting", |v, l| {
+        v.len() == 3
+            && v.contains(&spare)
+            && !v.contains(&first_victim)
+            && l.contains(&first_victim)
+    })
+    .await;
+    eprintln!("after gateway {first_victim} was gone: voters {voters:?}");
+
+    // A second voter dies. Without the hand-over, two of the three voters would now be down and
+    // nothing could commit; with it, the leader and the spare still form a majority.
+    let l = leader(&f, &alive).await;
+    let second_victim = *voters
+        .iter()
+        .find(|id| **id as usize - 1 != l && **id != spare)
+        .unwrap();
+    fleet::signal(f.gateways[second_victim as usize - 1].pid, "KILL");
+    let s3 = client(&f.gateways[l].s3, &f);
+    acked.extend(put_all(&s3, (0..20).map(|i| format!("after/{i:03}"))).await);
+
+    // Everything acknowledged is there, through both survivors.
+    let acked: BTreeSet<String> = acked.into_iter().collect();
+    check_everything(&f, &[l, spare as usize - 1], &acked, &acked).await;
     dir.down();
 }

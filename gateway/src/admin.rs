@@ -98,7 +98,6 @@ impl From<ConfigError> for AdminError {
 
 type AdminResult<T> = Result<axum::Json<T>, AdminError>;
 
-/// The admin router.
 /// The admin router; with `consensus`, also the internal endpoints of the replicated index.
 pub fn router(
     state: Arc<AdminState>,

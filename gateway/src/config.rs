@@ -150,6 +150,9 @@ impl ServeArgs {
             peers: self.peers.iter().cloned().collect(),
             token: token.to_string(),
             snapshot_every: self.raft_snapshot_every,
+            zone: self.zone.clone(),
+            replicas: self.index_replicas as usize,
+            replica_grace: self.replica_grace,
         })
     }
 }
@@ -177,6 +180,18 @@ pub struct ServeArgs {
     /// before it (a replica further behind catches up from the snapshot).
     #[arg(long, env = "CAIRN_RAFT_SNAPSHOT_EVERY", default_value_t = 50_000)]
     pub raft_snapshot_every: u64,
+    /// This gateway's zone (on Kubernetes, the node's `topology.kubernetes.io/zone`): the index
+    /// group's voters are spread over zones.
+    #[arg(long, env = "CAIRN_ZONE", default_value = "")]
+    pub zone: String,
+    /// How many gateways vote in the replicated index (the others hold a replica as learners):
+    /// three tolerate one failure, five two; more than the listed gateways means all of them.
+    #[arg(long, env = "CAIRN_INDEX_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub index_replicas: u64,
+    /// How long a voting gateway may be unreachable before another gateway takes its vote (a
+    /// restart within it changes nothing).
+    #[arg(long, env = "CAIRN_REPLICA_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub replica_grace: Duration,
     /// Gateway settings.
     #[command(flatten)]
     pub gateway: GatewayArgs,
@@ -267,9 +282,41 @@ mod tests {
                         (2, "http://h2:9001".into())
                     ]
                 );
+                let r = s.replication("t").unwrap();
+                assert_eq!((r.replicas, r.zone.as_str()), (3, ""));
+                assert_eq!(r.replica_grace, Duration::from_secs(300));
             }
             _ => panic!("serve expected"),
         }
+        let placed = ["g", "serve", "--gateway-id", "1", "--peer", "1=http://h1"];
+        let c = Cli::try_parse_from(
+            placed
+                .into_iter()
+                .chain([
+                    "--zone",
+                    "b",
+                    "--index-replicas",
+                    "5",
+                    "--replica-grace",
+                    "30s",
+                ])
+                .chain(node),
+        )
+        .unwrap();
+        match c.command {
+            Command::Serve(s) => {
+                let r = s.replication("t").unwrap();
+                assert_eq!((r.replicas, r.zone.as_str()), (5, "b"));
+                assert_eq!(r.replica_grace, Duration::from_secs(30));
+            }
+            _ => panic!("serve expected"),
+        }
+        // A group needs a voter.
+        let none = placed
+            .into_iter()
+            .chain(["--index-replicas", "0"])
+            .chain(node);
+        assert!(Cli::try_parse_from(none).is_err());
         // An id without peers, peers without an id, and malformed peers are refused.
         assert!(
             Cli::try_parse_from(["g", "serve", "--gateway-id", "1"].into_iter().chain(node))

@@ -141,6 +141,11 @@ pub struct RaftMetrics {
     pub applied_index: Gauge,
     /// Voting members of the group.
     pub voters: Gauge,
+    /// Members holding a replica without a vote.
+    pub learners: Gauge,
+    /// Listed gateways the leader has not heard from for longer than the grace period (0 on
+    /// other gateways).
+    pub gone_peers: Gauge,
 }
 
 impl Default for RaftMetrics {
@@ -154,6 +159,8 @@ impl Default for RaftMetrics {
             is_leader: Gauge::default(),
             applied_index: Gauge::default(),
             voters: Gauge::default(),
+            learners: Gauge::default(),
+            gone_peers: Gauge::default(),
         }
     }
 }
@@ -180,7 +187,7 @@ impl RaftMetrics {
             "Leader changes this gateway observed",
             self.leader_changes.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 4] = [
+        let gauges: [(&str, &str, &Gauge); 6] = [
             (
                 "index_raft_term",
                 "Current Raft term of the index group",
@@ -200,6 +207,16 @@ impl RaftMetrics {
                 "index_raft_voters",
                 "Voting members of the index group",
                 &self.voters,
+            ),
+            (
+                "index_raft_learners",
+                "Members of the index group holding a replica without a vote",
+                &self.learners,
+            ),
+            (
+                "index_raft_gone_peers",
+                "Listed gateways unreachable for longer than the grace period (on the leader)",
+                &self.gone_peers,
             ),
         ];
         for (name, help, g) in gauges {

@@ -1,22 +1,51 @@
-//! Keeps the index group's membership equal to the configured gateways (`--peer`), so scaling
-//! the fleet is a configuration change: the leader adds a listed gateway as a learner, promotes
-//! it to voter once it has caught up, and removes members that are no longer listed. Members
-//! that are listed but down are never removed: that is an outage, not a change of shape.
+//! Shapes the index group from the configured gateways (`--peer`): every listed gateway holds a
+//! replica, `--index-replicas` of them vote, spread over as many zones as the fleet has, and a
+//! voter gone for longer than the grace period is replaced by a live gateway.
+//!
+//! The leader computes one [`Step`] at a time with [`next_step`] (pure, so every rule is unit
+//! tested) and commits it before asking again. Two rules keep the group safe while it changes:
+//! replacements vote before anyone stops voting, so the number of healthy voters never drops;
+//! and a voter that is merely unreachable stays a voter until the grace period has passed (a
+//! restart is not a change of shape), and even then only if a live replacement exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// One membership change, in the order the leader makes them: new replicas join before any
-/// leaves, so the group never shrinks below what it was while it changes shape.
+/// One membership change, in the order the leader makes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Start replicating to a listed gateway that is not a member yet.
     AddLearner(u64, String),
     /// Make caught-up learners voters.
     Promote(BTreeSet<u64>),
-    /// Remove voters that are no longer listed.
-    RemoveVoters(BTreeSet<u64>),
+    /// Make voters learners: gone ones once their replacements vote, extra ones beyond the
+    /// replica count, and voters that are no longer listed.
+    Demote(BTreeSet<u64>),
     /// Stop replicating to learners that are no longer listed.
     RemoveLearners(BTreeSet<u64>),
+}
+
+/// A listed gateway as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Admin API base URL.
+    pub addr: String,
+    /// Its zone once it has answered (`""` when it runs without `--zone`).
+    pub zone: Option<String>,
+    /// Whether it answered the leader's last probe.
+    pub reachable: bool,
+    /// Whether it has not answered for longer than the grace period.
+    pub gone: bool,
+}
+
+/// What the group should look like.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// The listed gateways by id.
+    pub peers: BTreeMap<u64, Peer>,
+    /// How many of them vote (fewer when fewer are listed).
+    pub replicas: usize,
+    /// The leader (kept voting when voters are dropped, so the group keeps its leader).
+    pub leader: u64,
 }
 
 /// The membership as the leader sees it.
@@ -30,110 +59,288 @@ pub struct Current {
     pub caught_up: BTreeSet<u64>,
 }
 
-/// The next change towards `desired` (gateway id → admin URL), if any.
-pub fn next_step(desired: &BTreeMap<u64, String>, current: &Current) -> Option<Step> {
+/// The next change towards `desired`, if any.
+pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
+    let peers = &desired.peers;
     let members: BTreeSet<u64> = current.voters.union(&current.learners).copied().collect();
-    if let Some((id, addr)) = desired.iter().find(|(id, _)| !members.contains(id)) {
-        return Some(Step::AddLearner(*id, addr.clone()));
+    if let Some((id, peer)) = peers.iter().find(|(id, _)| !members.contains(id)) {
+        return Some(Step::AddLearner(*id, peer.addr.clone()));
     }
-    let promote: BTreeSet<u64> = current
-        .learners
-        .iter()
-        .filter(|id| desired.contains_key(id) && current.caught_up.contains(id))
-        .copied()
-        .collect();
-    if !promote.is_empty() {
-        return Some(Step::Promote(promote));
-    }
-    // Only once every listed gateway votes: removing first could leave too few voters.
-    let listed_voting = desired.keys().all(|id| current.voters.contains(id));
-    let gone: BTreeSet<u64> = current
+    let target = desired.replicas.clamp(1, peers.len().max(1));
+    let healthy: BTreeSet<u64> = current
         .voters
         .iter()
-        .filter(|id| !desired.contains_key(id))
+        .filter(|id| peers.get(id).is_some_and(|p| !p.gone))
         .copied()
         .collect();
-    if listed_voting && !gone.is_empty() && gone.len() < current.voters.len() {
-        return Some(Step::RemoveVoters(gone));
+    let zones_of = |ids: &BTreeSet<u64>| -> BTreeSet<String> {
+        ids.iter()
+            .filter_map(|id| peers.get(id).and_then(|p| p.zone.clone()))
+            .collect()
+    };
+    let healthy_zones = zones_of(&healthy);
+    // Learners that could vote now, those in zones without a healthy voter first.
+    let mut candidates: Vec<(bool, u64)> = current
+        .learners
+        .iter()
+        .filter(|id| current.caught_up.contains(id))
+        .filter_map(|id| {
+            let p = peers.get(id)?;
+            let zone = p.zone.as_ref().filter(|_| p.reachable && !p.gone)?;
+            Some((healthy_zones.contains(zone), *id))
+        })
+        .collect();
+    candidates.sort();
+    if healthy.len() < target {
+        // Too few healthy voters: promote one (nothing may stop voting until this is repaired).
+        if let Some((_, id)) = candidates.first() {
+            return Some(Step::Promote(BTreeSet::from([*id])));
+        }
+    } else {
+        let departing: BTreeSet<u64> = current.voters.difference(&healthy).copied().collect();
+        if !departing.is_empty() {
+            return Some(Step::Demote(departing));
+        }
+        // Zones are compared only once every voter has told its own.
+        let zones_known = healthy.iter().all(|id| peers[id].zone.is_some());
+        if healthy.len() > target && zones_known {
+            let keep = spread(&healthy, target, desired.leader, peers);
+            return Some(Step::Demote(healthy.difference(&keep).copied().collect()));
+        }
+        // Voters share a zone while a caught-up learner sits in a zone without one: add it
+        // (the step above then drops a voter of the doubled zone).
+        if zones_known
+            && healthy_zones.len() < healthy.len()
+            && let Some((false, id)) = candidates.first()
+        {
+            return Some(Step::Promote(BTreeSet::from([*id])));
+        }
     }
     let stale: BTreeSet<u64> = current
         .learners
         .iter()
-        .filter(|id| !desired.contains_key(id))
+        .filter(|id| !peers.contains_key(id))
         .copied()
         .collect();
     (!stale.is_empty()).then_some(Step::RemoveLearners(stale))
+}
+
+/// `count` of `voters` covering as many zones as possible: the leader first, then by id, one per
+/// zone before any zone gets a second.
+fn spread(
+    voters: &BTreeSet<u64>,
+    count: usize,
+    leader: u64,
+    peers: &BTreeMap<u64, Peer>,
+) -> BTreeSet<u64> {
+    let mut order: Vec<u64> = voters.iter().copied().collect();
+    order.sort_by_key(|id| (*id != leader, *id));
+    let mut keep = BTreeSet::new();
+    let mut zones = BTreeSet::new();
+    for id in &order {
+        if keep.len() < count && zones.insert(peers[id].zone.clone()) {
+            keep.insert(*id);
+        }
+    }
+    for id in &order {
+        if keep.len() < count {
+            keep.insert(*id);
+        }
+    }
+    keep
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn desired(ids: &[u64]) -> BTreeMap<u64, String> {
-        ids.iter().map(|i| (*i, format!("http://g{i}"))).collect()
+    /// Listed gateways as `(id, zone)`, all reachable.
+    fn desired(peers: &[(u64, &str)], replicas: usize, leader: u64) -> Desired {
+        Desired {
+            peers: peers
+                .iter()
+                .map(|(id, zone)| {
+                    let peer = Peer {
+                        addr: format!("http://g{id}"),
+                        zone: Some(zone.to_string()),
+                        reachable: true,
+                        gone: false,
+                    };
+                    (*id, peer)
+                })
+                .collect(),
+            replicas,
+            leader,
+        }
     }
 
     fn set(ids: &[u64]) -> BTreeSet<u64> {
         ids.iter().copied().collect()
     }
 
-    #[test]
-    fn scale_up_adds_then_promotes_only_caught_up_learners() {
-        let mut cur = Current {
-            voters: set(&[0, 1, 2]),
-            ..Default::default()
-        };
-        assert_eq!(next_step(&desired(&[0, 1, 2]), &cur), None);
-        let want = desired(&[0, 1, 2, 3, 4]);
-        assert_eq!(
-            next_step(&want, &cur),
-            Some(Step::AddLearner(3, "http://g3".into()))
-        );
-        cur.learners = set(&[3]);
-        assert_eq!(
-            next_step(&want, &cur),
-            Some(Step::AddLearner(4, "http://g4".into()))
-        );
-        cur.learners = set(&[3, 4]);
-        // Nobody caught up yet: wait.
-        assert_eq!(next_step(&want, &cur), None);
-        cur.caught_up = set(&[4]);
-        assert_eq!(next_step(&want, &cur), Some(Step::Promote(set(&[4]))));
+    fn current(voters: &[u64], learners: &[u64], caught_up: &[u64]) -> Current {
+        Current {
+            voters: set(voters),
+            learners: set(learners),
+            caught_up: set(caught_up),
+        }
+    }
+
+    /// Applies `step` to `cur` as Raft would (a new learner counts as caught up at once).
+    fn apply(cur: &mut Current, step: &Step) {
+        match step {
+            Step::AddLearner(id, _) => {
+                cur.learners.insert(*id);
+                cur.caught_up.insert(*id);
+            }
+            Step::Promote(ids) => {
+                for id in ids {
+                    cur.learners.remove(id);
+                    cur.voters.insert(*id);
+                }
+            }
+            Step::Demote(ids) => {
+                for id in ids {
+                    cur.voters.remove(id);
+                    cur.learners.insert(*id);
+                }
+            }
+            Step::RemoveLearners(ids) => {
+                for id in ids {
+                    cur.learners.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Runs steps until none is left (bounded), checking that the healthy voters never shrink.
+    fn converge(d: &Desired, mut cur: Current) -> Current {
+        for _ in 0..20 {
+            let healthy_before = cur
+                .voters
+                .iter()
+                .filter(|id| d.peers.get(id).is_some_and(|p| !p.gone))
+                .count();
+            let Some(step) = next_step(d, &cur) else {
+                return cur;
+            };
+            apply(&mut cur, &step);
+            let healthy_after = cur
+                .voters
+                .iter()
+                .filter(|id| d.peers.get(id).is_some_and(|p| !p.gone))
+                .count();
+            let target = d.replicas.min(d.peers.len());
+            assert!(
+                healthy_after >= healthy_before.min(target),
+                "{step:?} dropped healthy voters: {cur:?}"
+            );
+        }
+        panic!("no fixed point: {cur:?}");
     }
 
     #[test]
-    fn scale_down_removes_unlisted_members_never_listed_ones_that_are_down() {
-        let cur = Current {
-            voters: set(&[0, 1, 2, 3, 4]),
-            ..Default::default()
-        };
+    fn scale_up_adds_then_promotes_only_caught_up_learners() {
+        let mut cur = current(&[0, 1], &[], &[]);
+        let d = desired(&[(0, "a"), (1, "b"), (2, "c"), (3, "a")], 3, 0);
         assert_eq!(
-            next_step(&desired(&[0, 1, 2]), &cur),
-            Some(Step::RemoveVoters(set(&[3, 4])))
+            next_step(&d, &cur),
+            Some(Step::AddLearner(2, "http://g2".into()))
         );
-        // A listed gateway that still has to join blocks removals.
-        let cur = Current {
-            voters: set(&[0, 1, 3]),
-            learners: set(&[2]),
-            caught_up: BTreeSet::new(),
-        };
-        assert_eq!(next_step(&desired(&[0, 1, 2]), &cur), None);
+        cur.learners = set(&[2, 3]);
+        // Nobody caught up yet: wait.
+        assert_eq!(next_step(&d, &cur), None);
+        cur.caught_up = set(&[3]);
+        assert_eq!(next_step(&d, &cur), Some(Step::Promote(set(&[3]))));
+        // A learner in a zone without a voter goes first.
+        cur.caught_up = set(&[2, 3]);
+        assert_eq!(next_step(&d, &cur), Some(Step::Promote(set(&[2]))));
+        // Three voters in three zones; the fourth gateway stays a learner.
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[0, 1, 2]));
+        assert_eq!(end.learners, set(&[3]));
+    }
+
+    #[test]
+    fn a_group_formed_with_every_gateway_voting_shrinks_to_one_voter_per_zone() {
+        let d = desired(&[(1, "a"), (2, "a"), (3, "b"), (4, "c"), (5, "b")], 3, 2);
+        let end = converge(&d, current(&[1, 2, 3, 4, 5], &[], &[]));
+        // The leader (2) keeps voting; one voter per zone.
+        assert_eq!(end.voters, set(&[2, 3, 4]));
+        assert_eq!(end.learners, set(&[1, 5]));
+        // With fewer zones than replicas, zones repeat.
+        let d = desired(&[(1, "a"), (2, "a"), (3, "b"), (4, "b")], 3, 1);
+        let end = converge(&d, current(&[1, 2, 3, 4], &[], &[]));
+        assert_eq!(end.voters, set(&[1, 2, 3]));
+        // Until every voter told its zone, extras are kept.
+        let mut d = desired(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")], 3, 1);
+        d.peers.get_mut(&4).unwrap().zone = None;
+        assert_eq!(next_step(&d, &current(&[1, 2, 3, 4], &[], &[])), None);
+    }
+
+    #[test]
+    fn voters_sharing_a_zone_make_room_for_a_learner_in_a_missing_zone() {
+        let d = desired(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")], 3, 1);
+        let cur = current(&[1, 2, 3], &[4], &[4]);
+        assert_eq!(next_step(&d, &cur), Some(Step::Promote(set(&[4]))));
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 3, 4]));
+        assert_eq!(end.learners, set(&[2]));
+    }
+
+    #[test]
+    fn a_voter_gone_past_the_grace_period_is_replaced_then_demoted() {
+        let mut d = desired(&[(1, "a"), (2, "b"), (3, "c"), (4, "a")], 3, 1);
+        let cur = current(&[1, 2, 3], &[4], &[4]);
+        // Unreachable but within the grace period: nothing changes.
+        d.peers.get_mut(&3).unwrap().reachable = false;
+        assert_eq!(next_step(&d, &cur), None);
+        // Gone: the learner votes first, then the gone voter stops.
+        d.peers.get_mut(&3).unwrap().gone = true;
+        assert_eq!(next_step(&d, &cur), Some(Step::Promote(set(&[4]))));
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 2, 4]));
+        // It stays a learner (it is still listed) and catches up when it is back.
+        assert_eq!(end.learners, set(&[3]));
+    }
+
+    #[test]
+    fn a_gone_voter_without_a_live_replacement_keeps_its_vote() {
+        let mut d = desired(&[(1, "a"), (2, "b"), (3, "c"), (4, "a")], 3, 1);
+        d.peers.get_mut(&3).unwrap().gone = true;
+        // The only learner is unreachable, or not caught up: no change.
+        d.peers.get_mut(&4).unwrap().reachable = false;
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[4], &[4])), None);
+        d.peers.get_mut(&4).unwrap().reachable = true;
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[4], &[])), None);
+        // No learner at all (three gateways, one gone): still three voters.
+        let mut d = desired(&[(1, "a"), (2, "b"), (3, "c")], 3, 1);
+        d.peers.get_mut(&3).unwrap().gone = true;
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[], &[])), None);
+    }
+
+    #[test]
+    fn scale_down_demotes_then_removes_unlisted_members() {
+        let d = desired(&[(0, "a"), (1, "b"), (2, "c")], 3, 0);
+        let end = converge(&d, current(&[0, 1, 2, 3, 4], &[], &[]));
+        assert_eq!(end.voters, set(&[0, 1, 2]));
+        assert!(end.learners.is_empty(), "{end:?}");
+        // A listed gateway that still has to catch up blocks removing an unlisted voter.
+        let cur = current(&[0, 1, 3], &[2], &[]);
+        assert_eq!(next_step(&d, &cur), None);
         // Never every voter at once (a misconfigured list).
-        let cur = Current {
-            voters: set(&[5, 6]),
-            ..Default::default()
-        };
+        let d = desired(&[(0, "a")], 3, 5);
         assert_eq!(
-            next_step(&desired(&[0]), &cur),
+            next_step(&d, &current(&[5, 6], &[], &[])),
             Some(Step::AddLearner(0, "http://g0".into()))
         );
-        let cur = Current {
-            voters: set(&[5, 6]),
-            learners: set(&[7]),
-            caught_up: BTreeSet::new(),
+        assert_eq!(next_step(&d, &current(&[5, 6], &[0], &[])), None);
+        let d = Desired {
+            leader: 5,
+            ..Default::default()
         };
         assert_eq!(
-            next_step(&BTreeMap::new(), &cur),
+            next_step(&d, &current(&[5, 6], &[7], &[])),
             Some(Step::RemoveLearners(set(&[7])))
         );
     }

@@ -1,7 +1,9 @@
 //! The replicated index: the gateways' RocksDB indexes kept identical by Raft (openraft).
 //!
-//! Today the whole keyspace is one Raft group (the partition map's single entry) with a replica
-//! on every gateway listed in `--peer`. An index operation runs on the gateway that received the
+//! Today the whole keyspace is one Raft group with a replica on every gateway listed in `--peer`;
+//! `--index-replicas` of them (three by default) vote, spread over zones, and a voter gone for
+//! longer than `--replica-grace` hands its vote to another gateway ([`membership`]). An index
+//! operation runs on the gateway that received the
 //! request: it first waits until its replica has applied everything the leader had committed
 //! when the operation began (a read barrier, so reads and lists are linearizable through any
 //! gateway), computes its batch locally, and proposes it guarded by what it read
@@ -70,6 +72,12 @@ pub struct ConsensusConfig {
     /// A snapshot of the index is taken every this many log entries, and the log before it
     /// purged; a replica that fell further behind catches up from the snapshot.
     pub snapshot_every: u64,
+    /// This gateway's zone (`""` when unknown); voters are spread over zones.
+    pub zone: String,
+    /// How many gateways vote in the group (the others hold a replica as learners).
+    pub replicas: usize,
+    /// How long a voter may be unreachable before another gateway takes its vote.
+    pub replica_grace: Duration,
 }
 
 /// What [`rpc`] answers to a forwarded proposal or read-index request.
@@ -98,17 +106,49 @@ pub struct ReplicationStatus {
     pub last_log_index: Option<u64>,
     /// Last index applied to this replica's index.
     pub applied_index: Option<u64>,
+    /// This gateway's zone.
+    pub zone: String,
     /// Voting members (gateway ids).
     pub voters: Vec<u64>,
+    /// Members holding a replica without a vote.
+    pub learners: Vec<u64>,
+    /// The listed gateways as the leader probes them (empty on other gateways).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerStatus>,
     /// Last log index covered by this replica's newest snapshot.
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index are purged from this replica's log.
     pub purged_index: Option<u64>,
 }
 
+/// A listed gateway as the leader's membership reconciler last saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Gateway id.
+    pub id: u64,
+    /// Its zone, once it answered.
+    pub zone: Option<String>,
+    /// Whether it answered the last probe.
+    pub reachable: bool,
+    /// Seconds since it last answered (or since this leader took over).
+    pub unseen_seconds: f64,
+    /// Whether it has been unreachable for longer than the grace period.
+    pub gone: bool,
+}
+
+/// What a gateway tells the leader's probe (`GET /internal/v1/index/hello`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// Its gateway id.
+    pub id: u64,
+    /// Its zone.
+    pub zone: String,
+}
+
 /// This gateway's replica of the replicated index.
 pub struct Consensus {
     id: u64,
+    zone: String,
     raft: Raft<TypeConfig>,
     peers: BTreeMap<u64, String>,
     http: reqwest::Client,
@@ -120,6 +160,8 @@ pub struct Consensus {
     apply_observer: Arc<std::sync::OnceLock<store::ApplyObserver>>,
     /// Told of the reads other gateways report (while this one leads).
     read_observer: std::sync::OnceLock<store::ReadObserver>,
+    /// The listed gateways as this gateway's membership reconciler sees them while it leads.
+    peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
 }
 
 /// Where a read-index round delivers the index (or why there is none).
@@ -188,14 +230,25 @@ impl Consensus {
             }
         }
         tokio::spawn(observe(cfg.id, raft.clone(), metrics.clone()));
+        let peer_views = Arc::new(std::sync::Mutex::new(Vec::new()));
         tokio::spawn(reconcile_membership(
-            raft.clone(),
-            cfg.id,
-            cfg.peers.clone(),
+            Reconciler {
+                raft: raft.clone(),
+                id: cfg.id,
+                zone: cfg.zone.clone(),
+                peers: cfg.peers.clone(),
+                replicas: cfg.replicas,
+                grace: cfg.replica_grace,
+                http: http.clone(),
+                token: cfg.token.clone(),
+                metrics: metrics.clone(),
+            },
+            peer_views.clone(),
         ));
         let (read_index_waiters, rounds) = mpsc::unbounded_channel();
         let consensus = Arc::new(Self {
             id: cfg.id,
+            zone: cfg.zone,
             raft,
             peers: cfg.peers,
             http,
@@ -204,6 +257,7 @@ impl Consensus {
             read_index_waiters,
             apply_observer,
             read_observer: std::sync::OnceLock::new(),
+            peer_views,
         });
         tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
         Ok(consensus)
@@ -248,6 +302,14 @@ impl Consensus {
         self.id
     }
 
+    /// What this gateway answers the leader's probe.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            id: self.id,
+            zone: self.zone.clone(),
+        }
+    }
+
     /// The Raft group this replica belongs to (the whole index, today).
     pub fn group(&self) -> GroupId {
         INDEX_GROUP
@@ -273,6 +335,15 @@ impl Consensus {
     /// The replication state.
     pub fn status(&self) -> ReplicationStatus {
         let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let peers = if self.is_leader() {
+            self.peer_views
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        } else {
+            Vec::new()
+        };
         ReplicationStatus {
             id: self.id,
             state: format!("{:?}", m.state),
@@ -280,13 +351,18 @@ impl Consensus {
             term: m.current_term,
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
-            voters: m
-                .membership_config
-                .membership()
+            zone: self.zone.clone(),
+            voters: membership
                 .voter_ids()
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
+            learners: membership
+                .learner_ids()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            peers,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
         }
@@ -487,6 +563,8 @@ async fn observe(id: u64, raft: Raft<TypeConfig>, metrics: Arc<GatewayMetrics>) 
                 .set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
             r.voters
                 .set(m.membership_config.membership().voter_ids().count() as i64);
+            r.learners
+                .set(m.membership_config.membership().learner_ids().count() as i64);
             if m.current_leader != leader {
                 if m.current_leader.is_some() {
                     r.leader_changes.inc();
@@ -507,21 +585,140 @@ async fn observe(id: u64, raft: Raft<TypeConfig>, metrics: Arc<GatewayMetrics>) 
     }
 }
 
-/// On the leader, moves the membership one step at a time towards the configured peers (see
-/// [`membership`]). Ends when Raft stops.
-async fn reconcile_membership(raft: Raft<TypeConfig>, id: u64, desired: BTreeMap<u64, String>) {
+/// What the membership reconciler works from.
+struct Reconciler {
+    raft: Raft<TypeConfig>,
+    id: u64,
+    zone: String,
+    /// The listed gateways: id → admin URL.
+    peers: BTreeMap<u64, String>,
+    replicas: usize,
+    grace: Duration,
+    http: reqwest::Client,
+    token: String,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl Reconciler {
+    /// Asks every other listed gateway for its zone at once; `None` for those that do not answer
+    /// within a short timeout.
+    async fn probe(&self) -> BTreeMap<u64, Option<String>> {
+        let asks =
+            self.peers
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, addr)| async move {
+                    let url = format!("{addr}/internal/v1/index/hello");
+                    let answer = self
+                        .http
+                        .get(&url)
+                        .bearer_auth(&self.token)
+                        .timeout(Duration::from_millis(800))
+                        .send()
+                        .await;
+                    let hello = match answer {
+                        Ok(r) if r.status().is_success() => r.json::<Hello>().await.ok(),
+                        _ => None,
+                    };
+                    // A gateway answering with another id is misconfigured: it does not count as seen.
+                    (*id, hello.filter(|h| h.id == *id).map(|h| h.zone))
+                });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+/// What the leader remembers of a listed gateway between ticks.
+#[derive(Debug, Clone)]
+struct Sighting {
+    zone: Option<String>,
+    reachable: bool,
+    /// When it last answered, or when this gateway started leading (a new leader gives every
+    /// gateway a full grace period).
+    seen: Instant,
+}
+
+/// On the leader, moves the membership one step at a time towards the shape [`membership`]
+/// derives from the listed gateways, their zones and their liveness. Ends when Raft stops.
+async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<PeerStatus>>>) {
     use openraft::ChangeMembers;
     /// A learner this close to the leader's log votes without stalling commits.
     const CAUGHT_UP_SLACK: u64 = 64;
+    let mut sightings: BTreeMap<u64, Sighting> = BTreeMap::new();
+    let mut leading = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let m = raft.metrics().borrow().clone();
+        let m = r.raft.metrics().borrow().clone();
         if m.running_state.is_err() {
             return;
         }
-        if m.current_leader != Some(id) || m.state != ServerState::Leader {
+        if m.current_leader != Some(r.id) || m.state != ServerState::Leader {
+            leading = false;
+            r.metrics.raft.gone_peers.set(0);
             continue;
         }
+        let now = Instant::now();
+        if !leading {
+            leading = true;
+            for s in sightings.values_mut() {
+                s.seen = now;
+            }
+        }
+        let answers = r.probe().await;
+        let now = Instant::now();
+        for (id, answer) in answers {
+            let s = sightings.entry(id).or_insert(Sighting {
+                zone: None,
+                reachable: false,
+                seen: now,
+            });
+            s.reachable = answer.is_some();
+            if let Some(zone) = answer {
+                s.zone = Some(zone);
+                s.seen = now;
+            }
+        }
+        sightings.insert(
+            r.id,
+            Sighting {
+                zone: Some(r.zone.clone()),
+                reachable: true,
+                seen: now,
+            },
+        );
+        let desired = membership::Desired {
+            peers: r
+                .peers
+                .iter()
+                .map(|(id, addr)| {
+                    let s = &sightings[id];
+                    let peer = membership::Peer {
+                        addr: addr.clone(),
+                        zone: s.zone.clone(),
+                        reachable: s.reachable,
+                        gone: now.duration_since(s.seen) > r.grace,
+                    };
+                    (*id, peer)
+                })
+                .collect(),
+            replicas: r.replicas,
+            leader: r.id,
+        };
+        let gone = desired.peers.values().filter(|p| p.gone).count();
+        r.metrics.raft.gone_peers.set(gone as i64);
+        *views.lock().unwrap_or_else(|e| e.into_inner()) = desired
+            .peers
+            .iter()
+            .map(|(id, p)| PeerStatus {
+                id: *id,
+                zone: p.zone.clone(),
+                reachable: p.reachable,
+                unseen_seconds: now.duration_since(sightings[id].seen).as_secs_f64(),
+                gone: p.gone,
+            })
+            .collect();
         let config = m.membership_config.membership();
         let last = m.last_log_index.unwrap_or(0);
         let matched = m.replication.clone().unwrap_or_default();
@@ -541,6 +738,7 @@ async fn reconcile_membership(raft: Raft<TypeConfig>, id: u64, desired: BTreeMap
             continue;
         };
         tracing::info!(?step, "changing the index group's membership");
+        let raft = &r.raft;
         let done = match step.clone() {
             membership::Step::AddLearner(peer, addr) => raft
                 .add_learner(peer, BasicNode { addr }, false)
@@ -550,8 +748,9 @@ async fn reconcile_membership(raft: Raft<TypeConfig>, id: u64, desired: BTreeMap
                 .change_membership(ChangeMembers::AddVoterIds(ids), false)
                 .await
                 .map(|_| ()),
-            membership::Step::RemoveVoters(ids) => raft
-                .change_membership(ChangeMembers::RemoveVoters(ids), false)
+            // `retain`: a demoted voter stays a learner, so it keeps a replica.
+            membership::Step::Demote(ids) => raft
+                .change_membership(ChangeMembers::RemoveVoters(ids), true)
                 .await
                 .map(|_| ()),
             membership::Step::RemoveLearners(ids) => raft

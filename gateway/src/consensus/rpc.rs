@@ -1,12 +1,12 @@
 //! The internal endpoints gateways call on each other (on the admin port, behind its token):
 //! Raft's own messages, index proposals and read-index requests forwarded to the leader, and the
-//! followers' read-load reports.
+//! followers' read-load reports, and the leader's liveness probe.
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -17,7 +17,7 @@ use openraft::raft::{
 
 use super::proposal::{Outcome, Proposal};
 use super::store::GroupId;
-use super::{Consensus, Forwarded, TypeConfig};
+use super::{Consensus, Forwarded, Hello, TypeConfig};
 
 /// Raft batches carry inline objects; they may be far larger than axum's 2 MiB default.
 const BODY_LIMIT: usize = 256 << 20;
@@ -31,6 +31,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/propose", post(propose))
         .route("/internal/v1/index/read-index", post(read_index))
         .route("/internal/v1/index/read-load", post(read_load))
+        .route("/internal/v1/index/hello", get(hello))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(consensus)
 }
@@ -90,4 +91,9 @@ async fn read_index(
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
     Json(c.read_index_here().await)
+}
+
+/// The leader's liveness and zone probe.
+async fn hello(State(c): State<Arc<Consensus>>) -> Json<Hello> {
+    Json(c.hello())
 }

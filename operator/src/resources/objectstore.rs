@@ -227,6 +227,10 @@ pub fn extra_storage_classes(spec: &ObjectStoreSpec) -> String {
 pub const GATEWAY_ID_ENV: &str = "CAIRN_GATEWAY_ID";
 /// Env var listing every gateway of the fleet as `ID=ADMIN_URL`, comma-separated.
 pub const PEERS_ENV: &str = "CAIRN_PEERS";
+/// Env var with the number of voting gateways.
+pub const INDEX_REPLICAS_ENV: &str = "CAIRN_INDEX_REPLICAS";
+/// Env var with a gateway's zone.
+pub const ZONE_ENV: &str = "CAIRN_ZONE";
 /// Where the gateway pods mount the TLS Secret.
 pub const TLS_MOUNT: &str = "/tls";
 /// Pod label Kubernetes (>= 1.28) sets on StatefulSet pods to their ordinal.
@@ -545,6 +549,16 @@ pub fn gateway_statefulset(
             "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']")
         }}}));
         env.push(json!({"name": PEERS_ENV, "value": gateway_peers(store, replicas)}));
+        // Every gateway votes: a scale-down deletes the highest ordinals at once, and with fewer
+        // voters than gateways those could be most of the voters. (Voting by three needs the
+        // operator to move votes off the leaving pods before it shrinks the StatefulSet.)
+        env.push(json!({"name": INDEX_REPLICAS_ENV, "value": replicas.max(1).to_string()}));
+        // The gateway's zone, so the index group's voters spread over zones: Kubernetes copies
+        // the node's zone label onto the pod (node topology labels via the downward API, beta
+        // since 1.35); on older clusters the value is empty and voters are placed by count only.
+        env.push(json!({"name": ZONE_ENV, "valueFrom": {"fieldRef": {
+            "fieldPath": format!("metadata.labels['{}']", super::TOPOLOGY_ZONE)
+        }}}));
     }
     if let Some(p) = &spec.gateway.partitioning {
         let env = container["env"].as_array_mut().expect("env");
@@ -957,6 +971,11 @@ mod tests {
         assert_eq!(
             env_of(&sts, "CAIRN_GATEWAY_ID")["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+        assert_eq!(env_of(&sts, "CAIRN_INDEX_REPLICAS")["value"], "3");
+        assert_eq!(
+            env_of(&sts, "CAIRN_ZONE")["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['topology.kubernetes.io/zone']"
         );
         assert_eq!(
             env_of(&sts, "CAIRN_PEERS")["value"],
