@@ -780,6 +780,22 @@ async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
     let s3 = client(&f.gateways[l].s3, &f);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     let mut acked = put_all(&s3, (0..20).map(|i| format!("before/{i:03}"))).await;
+    // The learner serves what the voters committed, at once.
+    let learner = client(&f.gateways[spare as usize - 1].s3, &f);
+    assert_eq!(
+        list_all(&learner).await,
+        acked,
+        "listed through the learner"
+    );
+    let last = acked.last().unwrap();
+    let got = learner
+        .get_object()
+        .bucket(BUCKET)
+        .key(last)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == body_of(last));
 
     // A voter other than the leader dies; two of three still commit.
     let first_victim = *voters.iter().find(|id| **id as usize - 1 != l).unwrap();
