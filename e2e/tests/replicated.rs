@@ -50,6 +50,19 @@ impl Drop for FleetDir {
     }
 }
 
+/// The directory with the cairn binaries, or `None` (saying that `test` is skipped) without them.
+fn fleet_binaries(test: &str) -> Option<std::path::PathBuf> {
+    let bin_dir = fleet::default_bin_dir();
+    if bin_dir.join("cairn-gateway").exists() && bin_dir.join("cairn-storage-node").exists() {
+        return Some(bin_dir);
+    }
+    eprintln!(
+        "SKIPPED {test} test: {} lacks the cairn binaries (run cargo test --workspace)",
+        bin_dir.display()
+    );
+    None
+}
+
 fn client(endpoint: &str, f: &FleetFile) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -176,14 +189,9 @@ async fn check_everything(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
-    let bin_dir = fleet::default_bin_dir();
-    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
-        eprintln!(
-            "SKIPPED replicated index test: {} lacks the cairn binaries (run cargo test --workspace)",
-            bin_dir.display()
-        );
+    let Some(bin_dir) = fleet_binaries("replicated index") else {
         return;
-    }
+    };
     let mut dir = FleetDir::new();
     let mut f = fleet::up(&FleetSpec {
         dir: dir.path().to_path_buf(),
@@ -581,14 +589,9 @@ async fn roll(dir: &std::path::Path, f: &mut FleetFile, g: usize, args: Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scaling_the_gateway_list_changes_the_group_membership() {
-    let bin_dir = fleet::default_bin_dir();
-    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
-        eprintln!(
-            "SKIPPED membership test: {} lacks the cairn binaries",
-            bin_dir.display()
-        );
+    let Some(bin_dir) = fleet_binaries("membership") else {
         return;
-    }
+    };
     let mut dir = FleetDir::new();
     // Its own range (below the ephemeral ports), apart from every other test's.
     let base = 12_000 + (std::process::id() % 400) as u16 * 20;
@@ -744,14 +747,9 @@ async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = String>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
-    let bin_dir = fleet::default_bin_dir();
-    if !bin_dir.join("cairn-gateway").exists() || !bin_dir.join("cairn-storage-node").exists() {
-        eprintln!(
-            "SKIPPED re-replication test: {} lacks the cairn binaries",
-            bin_dir.display()
-        );
+    let Some(bin_dir) = fleet_binaries("re-replication") else {
         return;
-    }
+    };
     let mut dir = FleetDir::new();
     let base = 16_000 + (std::process::id() % 400) as u16 * 20;
     // Four gateways in zones a, b, c, a; three vote.

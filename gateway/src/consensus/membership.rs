@@ -215,21 +215,19 @@ mod tests {
 
     /// Runs steps until none is left (bounded), checking that the healthy voters never shrink.
     fn converge(d: &Desired, mut cur: Current) -> Current {
-        for _ in 0..20 {
-            let healthy_before = cur
-                .voters
+        let healthy = |cur: &Current| {
+            cur.voters
                 .iter()
                 .filter(|id| d.peers.get(id).is_some_and(|p| !p.gone))
-                .count();
+                .count()
+        };
+        for _ in 0..20 {
+            let healthy_before = healthy(&cur);
             let Some(step) = next_step(d, &cur) else {
                 return cur;
             };
             apply(&mut cur, &step);
-            let healthy_after = cur
-                .voters
-                .iter()
-                .filter(|id| d.peers.get(id).is_some_and(|p| !p.gone))
-                .count();
+            let healthy_after = healthy(&cur);
             let target = d.replicas.min(d.peers.len());
             assert!(
                 healthy_after >= healthy_before.min(target),
