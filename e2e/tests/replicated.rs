@@ -729,6 +729,35 @@ async fn wait_for_members(
     }
 }
 
+/// Four gateways in zones a, b, c, a with `args`, once three of them vote, one per zone; the
+/// fleet, the voters and the learner.
+async fn four_gateways_three_voting(
+    dir: &FleetDir,
+    bin_dir: std::path::PathBuf,
+    base_port: u16,
+    gateway_args: Vec<String>,
+) -> (FleetFile, BTreeSet<u64>, BTreeSet<u64>) {
+    let f = fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways: 4,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port,
+        gateway_args,
+    })
+    .unwrap();
+    let zone = |id: u64| (id - 1) % 3;
+    let (voters, learners) =
+        wait_for_members(&f, &[0, 1, 2, 3], "three voters in three zones", |v, l| {
+            v.len() == 3
+                && l.len() == 1
+                && v.iter().map(|id| zone(*id)).collect::<BTreeSet<_>>().len() == 3
+        })
+        .await;
+    (f, voters, learners)
+}
+
 /// PUTs `keys` through `s3` (each must be acknowledged) and returns them.
 async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = String>) -> Vec<String> {
     let mut done = Vec::new();
@@ -752,25 +781,9 @@ async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
     };
     let mut dir = FleetDir::new();
     let base = 16_000 + (std::process::id() % 400) as u16 * 20;
-    // Four gateways in zones a, b, c, a; three vote.
-    let f = fleet::up(&FleetSpec {
-        dir: dir.path().to_path_buf(),
-        bin_dir,
-        gateways: 4,
-        zones: 3,
-        nodes_per_zone: 2,
-        base_port: base,
-        gateway_args: vec!["--replica-grace=3s".into()],
-    })
-    .unwrap();
-    let zone = |id: u64| (id - 1) % 3;
     let all = [0, 1, 2, 3];
-    let (voters, learners) = wait_for_members(&f, &all, "three voters in three zones", |v, l| {
-        v.len() == 3
-            && l.len() == 1
-            && v.iter().map(|id| zone(*id)).collect::<BTreeSet<_>>().len() == 3
-    })
-    .await;
+    let (f, voters, learners) =
+        four_gateways_three_voting(&dir, bin_dir, base, vec!["--replica-grace=3s".into()]).await;
     eprintln!("voters {voters:?}, learners {learners:?}");
     let spare = *learners.first().unwrap();
 
@@ -828,5 +841,93 @@ async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
     // Everything acknowledged is there, through both survivors.
     let acked: BTreeSet<String> = acked.into_iter().collect();
     check_everything(&f, &[l, spare as usize - 1], &acked, &acked).await;
+    dir.down();
+}
+
+/// `PUT /admin/v1/index/retiring` through gateway `g` (as the operator drains before a
+/// scale-down); its replication status after, if it answers.
+async fn retire(f: &FleetFile, g: usize, ids: &BTreeSet<u64>) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .put(format!("{}/admin/v1/index/retiring", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .json(&serde_json::json!({ "ids": ids }))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    assert!(
+        resp.status().is_success(),
+        "retiring: HTTP {}",
+        resp.status()
+    );
+    resp.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn draining_gateways_hand_their_votes_and_the_leadership_to_the_others() {
+    let Some(bin_dir) = fleet_binaries("drain") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let base = 4_000 + (std::process::id() % 400) as u16 * 20;
+    // The grace period stays at its default (minutes), so nothing but the drain moves a vote.
+    let all = [0, 1, 2, 3];
+    let (f, voters, learners) = four_gateways_three_voting(&dir, bin_dir, base, vec![]).await;
+    let l = leader(&f, &all).await as u64 + 1;
+    // Drain the leader and one other voter: without the drain, killing them leaves one of three
+    // voters and nothing commits.
+    let other = *voters.iter().find(|id| **id != l).unwrap();
+    let retiring = BTreeSet::from([l, other]);
+    let staying: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|g| !retiring.contains(&(*g as u64 + 1)))
+        .collect();
+    eprintln!("voters {voters:?}, learners {learners:?}, leader {l}; retiring {retiring:?}");
+
+    let s3 = client(&f.gateways[staying[0]].s3, &f);
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut acked = put_all(&s3, (0..10).map(|i| format!("before/{i:03}"))).await;
+    // Writes go on during the drain (bounded: 60 keys).
+    let writer = {
+        let s3 = s3.clone();
+        tokio::spawn(async move { put_all(&s3, (0..60).map(|i| format!("during/{i:03}"))).await })
+    };
+    // Repeated until done, as the operator does, through a staying gateway.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let status = retire(&f, staying[1], &retiring).await;
+        if let Some(s) = &status {
+            let ids = |field: &str| -> BTreeSet<u64> {
+                s[field]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+                    .unwrap_or_default()
+            };
+            let leader = s["leader"].as_u64();
+            if ids("voters").is_disjoint(&retiring)
+                && leader.is_some_and(|l| !retiring.contains(&l))
+            {
+                assert_eq!(ids("retiring"), retiring);
+                break status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drain never finished: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!("drained: {status:?}");
+    acked.extend(writer.await.unwrap());
+
+    // The drained gateways die at once (a StatefulSet scale-down); the others still commit.
+    for id in &retiring {
+        fleet::signal(f.gateways[*id as usize - 1].pid, "KILL");
+    }
+    let s3 = client(&f.gateways[staying[1]].s3, &f);
+    acked.extend(put_all(&s3, (0..10).map(|i| format!("after/{i:03}"))).await);
+    let acked: BTreeSet<String> = acked.into_iter().collect();
+    check_everything(&f, &staying, &acked, &acked).await;
     dir.down();
 }

@@ -150,6 +150,7 @@ pub fn router(
         .route("/admin/v1/partitions", get(partitions))
         .route("/admin/v1/partitions/{id}/split", post(split_partition))
         .route("/admin/v1/partitions/{id}/merge", post(merge_partition))
+        .route("/admin/v1/index/retiring", axum::routing::put(put_retiring))
         .route("/admin/v1/health", get(health))
         .merge(internal)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -904,6 +905,30 @@ async fn split_partition(
         .await?;
     crate::rebalancer::record(&state.metrics, &change);
     Ok(axum::Json(state.index.partition_map()))
+}
+
+/// Which gateways to drain of their index votes before they are removed.
+#[derive(Debug, serde::Deserialize)]
+struct RetiringRequest {
+    /// Gateway ids (`[]` cancels a drain).
+    ids: std::collections::BTreeSet<u64>,
+}
+
+/// `PUT /admin/v1/index/retiring`: the listed gateways hand their votes and the leadership to
+/// the others (the operator calls it, and waits for `voters` and `leader` to exclude them,
+/// before it shrinks the gateway StatefulSet). Answers this gateway's replication status.
+async fn put_retiring(
+    State(state): State<Arc<AdminState>>,
+    axum::Json(req): axum::Json<RetiringRequest>,
+) -> AdminResult<crate::consensus::ReplicationStatus> {
+    let Some(consensus) = state.index.consensus() else {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            "NotReplicated",
+            "this gateway keeps its index alone (no --peer): there are no votes to move".into(),
+        ));
+    };
+    Ok(axum::Json(consensus.retire(req.ids).await))
 }
 
 async fn merge_partition(

@@ -138,6 +138,30 @@ pub struct CreatedKey {
     pub secret_key: String,
 }
 
+/// The index group's membership as a gateway reports it after `PUT /admin/v1/index/retiring`
+/// (the fields of its `ReplicationStatus` the operator reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexMembers {
+    /// The current leader, if known.
+    #[serde(default)]
+    pub leader: Option<u64>,
+    /// Voting gateways.
+    #[serde(default)]
+    pub voters: Vec<u64>,
+    /// Gateways the answering gateway holds as retiring.
+    #[serde(default)]
+    pub retiring: Vec<u64>,
+}
+
+impl IndexMembers {
+    /// Whether none of `retiring` votes or leads any more: they can be removed without taking
+    /// the index's majority with them.
+    pub fn drained(&self, retiring: &std::collections::BTreeSet<u64>) -> bool {
+        self.leader.is_some_and(|l| !retiring.contains(&l))
+            && self.voters.iter().all(|v| !retiring.contains(v))
+    }
+}
+
 /// A per-bucket configuration document the gateway stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BucketConfig {
@@ -203,6 +227,12 @@ pub trait AdminApi: Send + Sync {
         bucket: &str,
         which: BucketConfig,
     ) -> Result<(), AdminError>;
+    /// Tells the gateways which of them are about to be removed (`[]`: none), so they hand
+    /// their index votes and leadership to the others; the index membership after.
+    async fn retire_gateways(
+        &self,
+        ids: &std::collections::BTreeSet<u64>,
+    ) -> Result<IndexMembers, AdminError>;
 }
 
 /// The admin API over HTTP.
@@ -454,5 +484,14 @@ impl AdminApi for HttpAdmin {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn retire_gateways(
+        &self,
+        ids: &std::collections::BTreeSet<u64>,
+    ) -> Result<IndexMembers, AdminError> {
+        let body = serde_json::json!({ "ids": ids });
+        self.json("PUT", "/admin/v1/index/retiring", Some(&body))
+            .await
     }
 }

@@ -273,6 +273,73 @@ async fn gateways_share_an_index_and_a_cap_is_only_what_the_operator_sets() {
 }
 
 #[tokio::test]
+async fn a_gateway_scale_down_waits_until_the_leaving_gateways_no_longer_vote() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"gateway": {"replicas": 5}}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let gateway = "/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway";
+    assert_eq!(kube.get(gateway).unwrap()["spec"]["replicas"], 5);
+    {
+        let mut s = admin.state.lock().unwrap();
+        // Gateway 4 leads, 3 votes: deleting both at once would leave one of three voters.
+        s.index.leader = Some(4);
+        s.index.voters = vec![0, 3, 4];
+        s.drain_stuck = true;
+    }
+
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(3)
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    // Still five gateways, all listed, while 3 and 4 hand their votes over.
+    let gw = kube.get(gateway).unwrap();
+    assert_eq!(gw["spec"]["replicas"], 5);
+    let peers = gw["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CAIRN_PEERS")
+        .unwrap()["value"]
+        .clone();
+    assert_eq!(peers.as_str().unwrap().split(',').count(), 5);
+    let store = kube.get(&path_store()).unwrap();
+    let progressing = cond(&store, "Progressing");
+    assert_eq!(progressing["status"], "True");
+    assert_eq!(progressing["reason"], "DrainingGateways");
+    let msg = progressing["message"].as_str().unwrap();
+    assert!(msg.contains("{3, 4}") && msg.contains("5 -> 3"), "{msg}");
+    assert!(
+        admin
+            .state
+            .lock()
+            .unwrap()
+            .calls
+            .contains(&"retire {3, 4}".to_string())
+    );
+
+    // Once they no longer vote or lead, the StatefulSet shrinks.
+    admin.state.lock().unwrap().drain_stuck = false;
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let gw = kube.get(gateway).unwrap();
+    assert_eq!(gw["spec"]["replicas"], 3);
+    let index = admin.state.lock().unwrap().index.clone();
+    assert_eq!(index.voters, vec![0]);
+    assert_eq!(index.leader, Some(0));
+    // Settled (no gateway pod beyond the count): nothing is retiring any more.
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert!(admin.state.lock().unwrap().index.retiring.is_empty());
+    let store = kube.get(&path_store()).unwrap();
+    assert_ne!(cond(&store, "Progressing")["reason"], "DrainingGateways");
+}
+
+#[tokio::test]
 async fn objectstore_bad_spec_is_a_condition_not_a_crash_loop() {
     let kube = FakeKube::new();
     let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));

@@ -22,6 +22,9 @@ pub enum Step {
     Demote(BTreeSet<u64>),
     /// Stop replicating to learners that are no longer listed.
     RemoveLearners(BTreeSet<u64>),
+    /// The leader is retiring and every other change is made: let another voter take over
+    /// (openraft 0.9 has no leader transfer, and a leader that removes itself keeps leading).
+    StepDown,
 }
 
 /// A listed gateway as the leader sees it.
@@ -46,6 +49,9 @@ pub struct Desired {
     pub replicas: usize,
     /// The leader (kept voting when voters are dropped, so the group keeps its leader).
     pub leader: u64,
+    /// Listed gateways about to leave (the operator drains them before a scale-down): they keep
+    /// a replica but hand their votes, and the leadership, to the others.
+    pub retiring: BTreeSet<u64>,
 }
 
 /// The membership as the leader sees it.
@@ -66,11 +72,14 @@ pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
     if let Some((id, peer)) = peers.iter().find(|(id, _)| !members.contains(id)) {
         return Some(Step::AddLearner(*id, peer.addr.clone()));
     }
-    let target = desired.replicas.clamp(1, peers.len().max(1));
+    let retiring = &desired.retiring;
+    let staying = peers.keys().filter(|id| !retiring.contains(id)).count();
+    let target = desired.replicas.clamp(1, staying.max(1));
+    // Voters that will keep their vote: listed, not gone, not retiring.
     let healthy: BTreeSet<u64> = current
         .voters
         .iter()
-        .filter(|id| peers.get(id).is_some_and(|p| !p.gone))
+        .filter(|id| peers.get(id).is_some_and(|p| !p.gone) && !retiring.contains(id))
         .copied()
         .collect();
     let zones_of = |ids: &BTreeSet<u64>| -> BTreeSet<String> {
@@ -83,7 +92,7 @@ pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
     let mut candidates: Vec<(bool, u64)> = current
         .learners
         .iter()
-        .filter(|id| current.caught_up.contains(id))
+        .filter(|id| current.caught_up.contains(id) && !retiring.contains(id))
         .filter_map(|id| {
             let p = peers.get(id)?;
             let zone = p.zone.as_ref().filter(|_| p.reachable && !p.gone)?;
@@ -97,9 +106,19 @@ pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
             return Some(Step::Promote(BTreeSet::from([*id])));
         }
     } else {
-        let departing: BTreeSet<u64> = current.voters.difference(&healthy).copied().collect();
+        // A retiring leader is not demoted by itself: it steps down once the rest is done.
+        let leader_retires = retiring.contains(&desired.leader);
+        let departing: BTreeSet<u64> = current
+            .voters
+            .difference(&healthy)
+            .filter(|id| !(leader_retires && **id == desired.leader))
+            .copied()
+            .collect();
         if !departing.is_empty() {
             return Some(Step::Demote(departing));
+        }
+        if leader_retires && current.voters.contains(&desired.leader) {
+            return Some(Step::StepDown);
         }
         // Zones are compared only once every voter has told its own.
         let zones_known = healthy.iter().all(|id| peers[id].zone.is_some());
@@ -171,6 +190,7 @@ mod tests {
                 .collect(),
             replicas,
             leader,
+            retiring: BTreeSet::new(),
         }
     }
 
@@ -210,25 +230,38 @@ mod tests {
                     cur.learners.remove(id);
                 }
             }
+            Step::StepDown => panic!("a step-down changes the leader, not the membership"),
         }
     }
 
     /// Runs steps until none is left (bounded), checking that the healthy voters never shrink.
-    fn converge(d: &Desired, mut cur: Current) -> Current {
-        let healthy = |cur: &Current| {
-            cur.voters
-                .iter()
-                .filter(|id| d.peers.get(id).is_some_and(|p| !p.gone))
-                .count()
+    /// A step-down hands the leadership to the lowest staying voter.
+    fn converge(d: &Desired, cur: Current) -> Current {
+        converge_leader(d, cur).0
+    }
+
+    /// [`converge`], also returning the leader at the end.
+    fn converge_leader(d: &Desired, mut cur: Current) -> (Current, u64) {
+        let mut d = d.clone();
+        let staying = |d: &Desired, id: &u64| {
+            d.peers.get(id).is_some_and(|p| !p.gone) && !d.retiring.contains(id)
         };
+        let healthy =
+            |d: &Desired, cur: &Current| cur.voters.iter().filter(|id| staying(d, id)).count();
+        let eligible = d.peers.keys().filter(|id| !d.retiring.contains(id)).count();
+        let target = d.replicas.min(eligible);
         for _ in 0..20 {
-            let healthy_before = healthy(&cur);
-            let Some(step) = next_step(d, &cur) else {
-                return cur;
+            let healthy_before = healthy(&d, &cur);
+            let Some(step) = next_step(&d, &cur) else {
+                return (cur, d.leader);
             };
+            if step == Step::StepDown {
+                let next = cur.voters.iter().find(|id| staying(&d, id));
+                d.leader = *next.expect("a staying voter to take over");
+                continue;
+            }
             apply(&mut cur, &step);
-            let healthy_after = healthy(&cur);
-            let target = d.replicas.min(d.peers.len());
+            let healthy_after = healthy(&d, &cur);
             assert!(
                 healthy_after >= healthy_before.min(target),
                 "{step:?} dropped healthy voters: {cur:?}"
@@ -341,5 +374,51 @@ mod tests {
             next_step(&d, &current(&[5, 6], &[7], &[])),
             Some(Step::RemoveLearners(set(&[7])))
         );
+    }
+
+    #[test]
+    fn retiring_gateways_hand_their_votes_and_the_leadership_to_the_others() {
+        // Five gateways, three voting; the operator drains 3 and 4 (the leader) before shrinking
+        // to three.
+        let mut d = desired(&[(0, "a"), (1, "b"), (2, "c"), (3, "a"), (4, "b")], 3, 4);
+        d.retiring = set(&[3, 4]);
+        let cur = current(&[1, 3, 4], &[0, 2], &[0, 2]);
+        // Replacements vote first (a zone without a staying voter first), ...
+        assert_eq!(next_step(&d, &cur), Some(Step::Promote(set(&[0]))));
+        let (end, leader) = converge_leader(&d, cur);
+        // ... then the retiring voters stop voting, the leader last, after stepping down.
+        assert_eq!(end.voters, set(&[0, 1, 2]));
+        assert_eq!(
+            end.learners,
+            set(&[3, 4]),
+            "they keep a replica until they are gone"
+        );
+        assert!(!d.retiring.contains(&leader));
+        // The leader does not demote itself; with everything else done it steps down.
+        let cur = current(&[0, 1, 2, 4], &[3], &[3]);
+        assert_eq!(next_step(&d, &cur), Some(Step::StepDown));
+    }
+
+    #[test]
+    fn retiring_never_leaves_the_group_without_a_voter_or_a_replacement() {
+        // Shrinking to two gateways: the third voter goes without a replacement (two remain).
+        let mut d = desired(&[(0, "a"), (1, "b"), (2, "c")], 3, 0);
+        d.retiring = set(&[2]);
+        assert_eq!(
+            next_step(&d, &current(&[0, 1, 2], &[], &[])),
+            Some(Step::Demote(set(&[2])))
+        );
+        // A replacement that has not caught up is waited for.
+        let mut d = desired(&[(0, "a"), (1, "b"), (2, "c"), (3, "c")], 3, 0);
+        d.retiring = set(&[2]);
+        assert_eq!(next_step(&d, &current(&[0, 1, 2], &[3], &[])), None);
+        // Everyone retiring: nothing changes (there would be no voter left).
+        d.retiring = set(&[0, 1, 2, 3]);
+        assert_eq!(next_step(&d, &current(&[0, 1, 2], &[3], &[3])), None);
+        // A retiring learner is never promoted.
+        let mut d = desired(&[(0, "a"), (1, "b"), (2, "c"), (3, "a")], 3, 0);
+        d.peers.get_mut(&2).unwrap().gone = true;
+        d.retiring = set(&[3]);
+        assert_eq!(next_step(&d, &current(&[0, 1, 2], &[3], &[3])), None);
     }
 }

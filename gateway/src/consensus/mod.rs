@@ -19,6 +19,7 @@ pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -115,6 +116,10 @@ pub struct ReplicationStatus {
     /// The listed gateways as the leader probes them (empty on other gateways).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerStatus>,
+    /// Gateways this one was told are retiring (`PUT /admin/v1/index/retiring`): they hand
+    /// their votes and the leadership to the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<u64>,
     /// Last log index covered by this replica's newest snapshot.
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index are purged from this replica's log.
@@ -162,6 +167,12 @@ pub struct Consensus {
     read_observer: std::sync::OnceLock<store::ReadObserver>,
     /// The listed gateways as this gateway's membership reconciler sees them while it leads.
     peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
+    /// Gateways about to leave, as the operator last said (kept in memory: the operator repeats
+    /// it until the drain is done, and tells every gateway through whichever it reaches).
+    retiring: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// Set while this leader hands over the leadership: it refuses proposals and read-index
+    /// requests (their callers retry), so nothing resets the followers' election timers.
+    stepping_down: Arc<AtomicBool>,
 }
 
 /// Where a read-index round delivers the index (or why there is none).
@@ -231,6 +242,8 @@ impl Consensus {
         }
         tokio::spawn(observe(cfg.id, raft.clone(), metrics.clone()));
         let peer_views = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let retiring = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let stepping_down = Arc::new(AtomicBool::new(false));
         tokio::spawn(reconcile_membership(
             Reconciler {
                 raft: raft.clone(),
@@ -242,6 +255,8 @@ impl Consensus {
                 http: http.clone(),
                 token: cfg.token.clone(),
                 metrics: metrics.clone(),
+                retiring: retiring.clone(),
+                stepping_down: stepping_down.clone(),
             },
             peer_views.clone(),
         ));
@@ -258,6 +273,8 @@ impl Consensus {
             apply_observer,
             read_observer: std::sync::OnceLock::new(),
             peer_views,
+            retiring,
+            stepping_down,
         });
         tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
         Ok(consensus)
@@ -363,9 +380,57 @@ impl Consensus {
                 .into_iter()
                 .collect(),
             peers,
+            retiring: self.retiring_ids().into_iter().collect(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
         }
+    }
+
+    /// The gateways this one was told are retiring.
+    fn retiring_ids(&self) -> BTreeSet<u64> {
+        self.retiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records `ids` as the gateways about to leave (replacing the previous set), here only.
+    pub fn set_retiring_here(&self, ids: BTreeSet<u64>) {
+        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        if *retiring != ids {
+            tracing::info!(retiring = ?ids, "gateways to drain of index votes changed");
+            *retiring = ids;
+        }
+    }
+
+    /// Records `ids` as the gateways about to leave here and on every other listed gateway
+    /// (best effort: the caller repeats it until the drain is done), so whichever gateway
+    /// leads moves their votes and the leadership to the others. Returns this replica's status.
+    pub async fn retire(&self, ids: BTreeSet<u64>) -> ReplicationStatus {
+        self.set_retiring_here(ids.clone());
+        let tell = self
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, addr)| {
+                let url = format!("{addr}/internal/v1/index/retiring");
+                let sent = self
+                    .http
+                    .post(url)
+                    .bearer_auth(&self.token)
+                    .timeout(Duration::from_secs(2))
+                    .json(&ids)
+                    .send();
+                async move {
+                    match sent.await {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => tracing::debug!(peer = id, status = %r.status(), "retiring set not taken"),
+                        Err(e) => tracing::debug!(peer = id, error = %e, "retiring set not sent"),
+                    }
+                }
+            });
+        futures_util::future::join_all(tell).await;
+        self.status()
     }
 
     /// Commits `proposal` through the leader (this gateway or another) and returns whether its
@@ -462,6 +527,9 @@ impl Consensus {
 
     /// Proposes on this gateway, which believes it leads.
     pub async fn propose_here(&self, proposal: Proposal) -> Forwarded<Outcome> {
+        if self.stepping_down.load(Ordering::Acquire) {
+            return Forwarded::NotLeader;
+        }
         match self.raft.client_write(proposal).await {
             Ok(resp) => Forwarded::Done(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
@@ -471,6 +539,9 @@ impl Consensus {
 
     /// The leader's read index (this gateway believes it leads), once its own replica applied it.
     pub async fn read_index_here(&self) -> Forwarded<Option<u64>> {
+        if self.stepping_down.load(Ordering::Acquire) {
+            return Forwarded::NotLeader;
+        }
         match self.raft.ensure_linearizable().await {
             Ok(log_id) => Forwarded::Done(log_id.map(|l| l.index)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
@@ -597,9 +668,45 @@ struct Reconciler {
     http: reqwest::Client,
     token: String,
     metrics: Arc<GatewayMetrics>,
+    /// Gateways to drain (see [`Consensus::retire`]).
+    retiring: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// See [`Consensus::stepping_down`].
+    stepping_down: Arc<AtomicBool>,
 }
 
 impl Reconciler {
+    /// Hands the leadership to another voter: stops heartbeats, refuses new proposals and
+    /// read-index requests, and does not stand for election, so the followers' election timers
+    /// run out and one of them takes over (openraft 0.9 has no leader transfer). Gives up after
+    /// a few seconds (no other voter could win) and leads on; the next tick tries again.
+    async fn step_down(&self) {
+        const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+        self.stepping_down.store(true, Ordering::Release);
+        let config = self.raft.runtime_config();
+        config.elect(false);
+        config.heartbeat(false);
+        let id = self.id;
+        let handed = self
+            .raft
+            .wait(Some(HANDOVER_WAIT))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != id),
+                "another index leader",
+            )
+            .await;
+        config.heartbeat(true);
+        config.elect(true);
+        self.stepping_down.store(false, Ordering::Release);
+        match handed {
+            Ok(m) => {
+                tracing::info!(leader = ?m.current_leader, "handed the index leadership over (this gateway is retiring)")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no other gateway took over the index leadership; leading on")
+            }
+        }
+    }
+
     /// Asks every other listed gateway for its zone at once; `None` for those that do not answer
     /// within a short timeout.
     async fn probe(&self) -> BTreeMap<u64, Option<String>> {
@@ -705,6 +812,7 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
                 .collect(),
             replicas: r.replicas,
             leader: r.id,
+            retiring: r.retiring.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
         let gone = desired.peers.values().filter(|p| p.gone).count();
         r.metrics.raft.gone_peers.set(gone as i64);
@@ -757,6 +865,10 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
                 .change_membership(ChangeMembers::RemoveNodes(ids), false)
                 .await
                 .map(|_| ()),
+            membership::Step::StepDown => {
+                r.step_down().await;
+                continue;
+            }
         };
         match done {
             Ok(()) => tracing::info!(?step, "index group membership changed"),

@@ -14,9 +14,10 @@ use cairn_gateway::dev::DevFleet;
 pub fn free_ports(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 24;
+    // Wrapping inside 20000..32000 (the ephemeral range starts at 32768).
+    let offset = (std::process::id() % 500) as u16 * 24;
     loop {
-        let start = base + NEXT.fetch_add(n, Ordering::Relaxed) % 12_000;
+        let start = 20_000 + (offset + NEXT.fetch_add(n, Ordering::Relaxed)) % (12_000 - n);
         if (start..start + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return start;
         }

@@ -2,6 +2,7 @@
 //! at a time while the fleet is healthy, reports status; deleting a store that Buckets still use
 //! is refused with an Event and a condition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use crate::conditions::{self, DEGRADED, PROGRESSING, READY};
 use crate::crd::objectstore::{Capacity, ObjectStoreStatus, ZoneStatus};
 use crate::crd::{Bucket, ObjectStore, Phase};
 use crate::resources::objectstore::{
-    self as build, COMPONENT_NODE, FleetSecrets, credentials_secret, names, owner_ref,
+    self as build, COMPONENT_GATEWAY, COMPONENT_NODE, FleetSecrets, credentials_secret, names,
+    owner_ref,
 };
 use crate::resources::quantity::parse_bytes;
 
@@ -233,6 +235,44 @@ pub fn next_node_to_roll(
     }
 }
 
+/// How many gateways to run on the way from `running` (the StatefulSet's replicas now) to
+/// `wanted`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayScale {
+    /// Run `wanted` gateways (nothing leaves, or the leaving ones no longer vote).
+    Run(i32),
+    /// Keep `running` gateways while `retiring` (the highest ordinals, which a StatefulSet
+    /// scale-down deletes at once) hand their index votes and leadership to the others:
+    /// deleting voters together could take the index group's majority with them.
+    Drain {
+        /// Gateways kept until the drain is done.
+        running: i32,
+        /// Ordinals about to go.
+        retiring: BTreeSet<u64>,
+    },
+}
+
+/// See [`GatewayScale`].
+pub fn gateway_scale(running: Option<i32>, wanted: i32) -> GatewayScale {
+    match running {
+        Some(running) if running > wanted && wanted >= 1 => GatewayScale::Drain {
+            running,
+            retiring: (wanted..running).map(|o| o as u64).collect(),
+        },
+        _ => GatewayScale::Run(wanted),
+    }
+}
+
+/// The ordinal of a StatefulSet pod (`NAME-ORDINAL`).
+fn ordinal(pod: &Pod) -> Option<u64> {
+    pod.labels()
+        .get(build::POD_INDEX_LABEL)
+        .cloned()
+        .or_else(|| pod.name_any().rsplit_once('-').map(|(_, o)| o.to_string()))?
+        .parse()
+        .ok()
+}
+
 /// Whether a PVC of `current` size must grow to `desired`.
 pub fn needs_growth(current: Option<&str>, desired: &str) -> bool {
     match (current.and_then(parse_bytes), parse_bytes(desired)) {
@@ -307,13 +347,18 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         apply(&ctx.client, &ns, &svc).await?;
     }
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let admin = ctx.admin.connect(store, &secrets.admin_token);
+    let (gateways, draining) = scale_gateways(store, ctx, &sts_api, &pods_api, &*admin).await?;
     let mut desired_sets: Vec<StatefulSet> = store
         .spec
         .zones
         .iter()
         .map(|z| build::node_statefulset(store, z, &ctx.build, &owner))
         .collect();
-    desired_sets.push(build::gateway_statefulset(store, &ctx.build, &owner));
+    desired_sets.push(build::gateway_statefulset_of(
+        store, &ctx.build, &owner, gateways,
+    ));
     let mut applied_sets = Vec::new();
     for mut set in desired_sets {
         let set_name = set.name_any();
@@ -353,7 +398,6 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
     }
 
     // The fleet as the gateway sees it (absent while no gateway answers).
-    let admin = ctx.admin.connect(store, &secrets.admin_token);
     let health = admin.health().await.ok();
     let nodes = if health.is_some() {
         admin.nodes().await.ok()
@@ -372,7 +416,6 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         })
         .cloned()
         .collect();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pods = pods_api
         .list(&ListParams::default().labels(&format!(
             "app.kubernetes.io/instance={name},app.kubernetes.io/component={COMPONENT_NODE}"
@@ -408,6 +451,17 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         ctx,
         generation,
     );
+    if let Some(why) = draining {
+        conditions::set(
+            &mut status.conditions,
+            PROGRESSING,
+            true,
+            "DrainingGateways",
+            why,
+            generation,
+        );
+        requeue = Duration::from_secs(5);
+    }
     let gw_wanted = build::gateway_replicas(&store.spec, &ctx.build);
     if gw_wanted < store.spec.gateway.replicas {
         conditions::set(
@@ -444,6 +498,77 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
     } else {
         requeue.min(Duration::from_secs(30))
     }))
+}
+
+/// How many gateways the StatefulSet gets now, and why it is not yet the spec's count (a drain
+/// in progress). Scaling down, the leaving gateways first hand their index votes and leadership
+/// to the others (`PUT /admin/v1/index/retiring`, repeated each reconcile until done); gateway
+/// pods beyond the count that still exist (terminating) are kept from voting the same way.
+async fn scale_gateways(
+    store: &ObjectStore,
+    ctx: &Context,
+    sts_api: &Api<StatefulSet>,
+    pods_api: &Api<Pod>,
+    admin: &dyn crate::admin::AdminApi,
+) -> Result<(i32, Option<String>)> {
+    let wanted = build::gateway_replicas(&store.spec, &ctx.build);
+    let name = store.name_any();
+    let running = sts_api
+        .get_opt(&names::gateway(&name))
+        .await?
+        .and_then(|s| s.spec)
+        .and_then(|s| s.replicas);
+    match gateway_scale(running, wanted) {
+        GatewayScale::Run(n) => {
+            if running.is_some_and(|r| r > 1) || n > 1 {
+                let pods = pods_api
+                    .list(&ListParams::default().labels(&format!(
+                        "app.kubernetes.io/instance={name},app.kubernetes.io/component={COMPONENT_GATEWAY}"
+                    )))
+                    .await?
+                    .items;
+                let leftover: BTreeSet<u64> = pods
+                    .iter()
+                    .filter_map(ordinal)
+                    .filter(|o| *o >= n as u64)
+                    .collect();
+                // Best effort: with no gateway answering there is no vote to move either.
+                if let Err(e) = admin.retire_gateways(&leftover).await {
+                    tracing::debug!(store = %name, error = %e, "retiring set not sent");
+                }
+            }
+            Ok((n, None))
+        }
+        GatewayScale::Drain { running, retiring } => match admin.retire_gateways(&retiring).await {
+            Ok(members) if members.drained(&retiring) => {
+                ctx.event(
+                        store,
+                        EventType::Normal,
+                        "GatewaysDrained",
+                        "Scale",
+                        format!(
+                            "gateways {retiring:?} no longer vote in the index (voters {:?}); scaling gateways {running} -> {wanted}",
+                            members.voters
+                        ),
+                    )
+                    .await;
+                Ok((wanted, None))
+            }
+            Ok(members) => Ok((
+                running,
+                Some(format!(
+                    "scaling gateways {running} -> {wanted}: moving the index votes of gateways {retiring:?} to the others first (voters {:?}, leader {:?})",
+                    members.voters, members.leader
+                )),
+            )),
+            Err(e) => Ok((
+                running,
+                Some(format!(
+                    "scaling gateways {running} -> {wanted} waits: gateways {retiring:?} must hand over their index votes, but the admin API failed: {e}"
+                )),
+            )),
+        },
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -690,5 +815,60 @@ impl ObjectStore {
     /// Whether the operator's finalizer is on this object.
     pub fn has_finalizer(&self) -> bool {
         self.finalizers().iter().any(|f| f == FINALIZER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::IndexMembers;
+
+    #[test]
+    fn only_a_scale_down_of_a_replicated_index_drains() {
+        assert_eq!(gateway_scale(None, 3), GatewayScale::Run(3));
+        assert_eq!(gateway_scale(Some(3), 5), GatewayScale::Run(5));
+        assert_eq!(gateway_scale(Some(3), 3), GatewayScale::Run(3));
+        assert_eq!(
+            gateway_scale(Some(5), 3),
+            GatewayScale::Drain {
+                running: 5,
+                retiring: BTreeSet::from([3, 4])
+            }
+        );
+        assert_eq!(
+            gateway_scale(Some(2), 1),
+            GatewayScale::Drain {
+                running: 2,
+                retiring: BTreeSet::from([1])
+            }
+        );
+        // Zero gateways (a paused store): nothing is left to hand votes to.
+        assert_eq!(gateway_scale(Some(3), 0), GatewayScale::Run(0));
+    }
+
+    #[test]
+    fn drained_means_neither_voting_nor_leading() {
+        let retiring = BTreeSet::from([3, 4]);
+        let members = |leader: Option<u64>, voters: &[u64]| IndexMembers {
+            leader,
+            voters: voters.to_vec(),
+            retiring: Vec::new(),
+        };
+        assert!(members(Some(0), &[0, 1, 2]).drained(&retiring));
+        assert!(!members(Some(0), &[0, 1, 3]).drained(&retiring));
+        assert!(!members(Some(4), &[0, 1, 2]).drained(&retiring));
+        assert!(!members(None, &[0, 1, 2]).drained(&retiring));
+    }
+
+    #[test]
+    fn ordinals_from_the_pod_index_label_or_the_name() {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("s3-gateway-12".into());
+        assert_eq!(ordinal(&pod), Some(12));
+        pod.metadata.labels = Some([(build::POD_INDEX_LABEL.to_string(), "3".into())].into());
+        assert_eq!(ordinal(&pod), Some(3));
+        pod.metadata.labels = None;
+        pod.metadata.name = Some("odd".into());
+        assert_eq!(ordinal(&pod), None);
     }
 }

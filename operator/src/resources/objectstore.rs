@@ -229,6 +229,8 @@ pub const GATEWAY_ID_ENV: &str = "CAIRN_GATEWAY_ID";
 pub const PEERS_ENV: &str = "CAIRN_PEERS";
 /// Env var with the number of voting gateways.
 pub const INDEX_REPLICAS_ENV: &str = "CAIRN_INDEX_REPLICAS";
+/// How many gateways vote in the index group (one per zone when there are three zones).
+pub const INDEX_VOTERS: i32 = 3;
 /// Env var with a gateway's zone.
 pub const ZONE_ENV: &str = "CAIRN_ZONE";
 /// Where the gateway pods mount the TLS Secret.
@@ -500,6 +502,17 @@ pub fn gateway_statefulset(
     config: &BuildConfig,
     owner: &OwnerReference,
 ) -> StatefulSet {
+    gateway_statefulset_of(store, config, owner, gateway_replicas(&store.spec, config))
+}
+
+/// [`gateway_statefulset`] with `replicas` gateways (more than the spec asks while the leaving
+/// ones are drained of their index votes).
+pub fn gateway_statefulset_of(
+    store: &ObjectStore,
+    config: &BuildConfig,
+    owner: &OwnerReference,
+    replicas: i32,
+) -> StatefulSet {
     let name = store_name(store);
     let set = names::gateway(&name);
     let l = labels(&name, COMPONENT_GATEWAY);
@@ -539,7 +552,6 @@ pub fn gateway_statefulset(
     if let Some(r) = &spec.gateway.resources {
         container["resources"] = serde_json::to_value(r).expect("resources");
     }
-    let replicas = gateway_replicas(spec, config);
     // Even one gateway runs as a (one-member) replicated group: everything it indexes is then
     // in the Raft log, so scaling to several later hands every entry to the new gateways. A
     // gateway started alone keeps no log, and would refuse to join a group later.
@@ -549,10 +561,10 @@ pub fn gateway_statefulset(
             "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']")
         }}}));
         env.push(json!({"name": PEERS_ENV, "value": gateway_peers(store, replicas)}));
-        // Every gateway votes: a scale-down deletes the highest ordinals at once, and with fewer
-        // voters than gateways those could be most of the voters. (Voting by three needs the
-        // operator to move votes off the leaving pods before it shrinks the StatefulSet.)
-        env.push(json!({"name": INDEX_REPLICAS_ENV, "value": replicas.max(1).to_string()}));
+        // Three gateways vote (the others hold a replica as learners). A scale-down deletes the
+        // highest ordinals at once, so the operator first has their votes moved to the others
+        // (see `controller::objectstore::gateway_scale`).
+        env.push(json!({"name": INDEX_REPLICAS_ENV, "value": INDEX_VOTERS.min(replicas.max(1)).to_string()}));
         // The gateway's zone, so the index group's voters spread over zones: Kubernetes copies
         // the node's zone label onto the pod (node topology labels via the downward API, beta
         // since 1.35); on older clusters the value is empty and voters are placed by count only.
@@ -959,6 +971,34 @@ mod tests {
             env_of(&sts, PEERS_ENV)["value"],
             "0=http://s3-gateway-0.s3-gateway.storage.svc:9001"
         );
+    }
+
+    #[test]
+    fn three_of_five_gateways_vote_and_a_drain_keeps_the_leaving_ones_listed() {
+        let mut s = store(&["a", "b", "c"]);
+        s.spec.gateway.replicas = 5;
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(sts["spec"]["replicas"], 5);
+        assert_eq!(env_of(&sts, INDEX_REPLICAS_ENV)["value"], "3");
+        // Scaling to three while 3 and 4 are drained: still five pods, all five listed.
+        s.spec.gateway.replicas = 3;
+        let draining = v(&gateway_statefulset_of(&s, &config(), &owner_ref(&s), 5));
+        assert_eq!(draining["spec"]["replicas"], 5);
+        assert_eq!(env_of(&draining, PEERS_ENV), env_of(&sts, PEERS_ENV));
+        let done = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(done["spec"]["replicas"], 3);
+        assert_eq!(
+            env_of(&done, PEERS_ENV)["value"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .count(),
+            3
+        );
+        // Two gateways: both vote.
+        s.spec.gateway.replicas = 2;
+        let two = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(env_of(&two, INDEX_REPLICAS_ENV)["value"], "2");
     }
 
     #[test]

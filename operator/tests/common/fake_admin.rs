@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cairn_operator::admin::{
-    AdminApi, AdminError, BucketConfig, BucketInfo, CreatedKey, Health, KeyInfo, NodeReport,
+    AdminApi, AdminError, BucketConfig, BucketInfo, CreatedKey, Health, IndexMembers, KeyInfo,
+    NodeReport,
 };
 
 /// The fake's state; tests read and change it.
@@ -20,6 +21,10 @@ pub struct State {
     pub default_class: BTreeMap<String, String>,
     pub health: Option<Health>,
     pub nodes: Vec<NodeReport>,
+    /// The index membership `retire_gateways` answers (gateways drain at once in the fake:
+    /// retiring ones are dropped from the voters unless `drain_stuck`).
+    pub index: IndexMembers,
+    pub drain_stuck: bool,
     /// Answer config calls like a gateway without those endpoints.
     pub no_config_endpoints: bool,
     pub calls: Vec<String>,
@@ -57,6 +62,12 @@ impl FakeAdmin {
                     used_bytes: 100,
                 })
                 .collect();
+            // Gateway 0 leads; 0, 1 and 2 vote.
+            s.index = IndexMembers {
+                leader: Some(0),
+                voters: vec![0, 1, 2],
+                retiring: Vec::new(),
+            };
         }
         f
     }
@@ -221,5 +232,26 @@ impl AdminApi for FakeAdmin {
         }
         s.configs.remove(&(bucket.to_string(), which.segment()));
         Ok(())
+    }
+
+    async fn retire_gateways(
+        &self,
+        ids: &std::collections::BTreeSet<u64>,
+    ) -> Result<IndexMembers, AdminError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(format!("retire {ids:?}"));
+        if s.health.is_none() {
+            return Err(unreachable());
+        }
+        let stuck = s.drain_stuck;
+        let index = &mut s.index;
+        index.retiring = ids.iter().copied().collect();
+        if !stuck {
+            index.voters.retain(|v| !ids.contains(v));
+            if index.leader.is_some_and(|l| ids.contains(&l)) {
+                index.leader = index.voters.first().copied();
+            }
+        }
+        Ok(index.clone())
     }
 }

@@ -26,9 +26,11 @@ pub struct NodeProcess {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 1000) as u16 * 12;
+    // Wrapping inside 20000..32000: a port in the ephemeral range could be taken by any
+    // outgoing connection between this check and the node's bind (seen as AddrInUse).
+    let offset = (std::process::id() % 1000) as u16 * 12;
     loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
