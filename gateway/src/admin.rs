@@ -928,7 +928,14 @@ async fn put_retiring(
             "this gateway keeps its index alone (no --peer): there are no votes to move".into(),
         ));
     };
-    Ok(axum::Json(consensus.retire(req.ids).await))
+    match consensus.retire(req.ids).await {
+        Ok(status) => Ok(axum::Json(status)),
+        Err(e) => Err(AdminError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            e.to_string(),
+        )),
+    }
 }
 
 async fn merge_partition(

@@ -13,6 +13,8 @@
 pub mod membership;
 pub mod network;
 pub mod proposal;
+pub mod ranges;
+pub mod retiring;
 pub mod rpc;
 pub mod snapshot;
 pub mod store;
@@ -116,8 +118,8 @@ pub struct ReplicationStatus {
     /// The listed gateways as the leader probes them (empty on other gateways).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerStatus>,
-    /// Gateways this one was told are retiring (`PUT /admin/v1/index/retiring`): they hand
-    /// their votes and the leadership to the others.
+    /// Gateways being drained (`PUT /admin/v1/index/retiring`), as this replica holds the
+    /// set: they hand their votes and the leadership to the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<u64>,
     /// Last log index covered by this replica's newest snapshot.
@@ -167,9 +169,8 @@ pub struct Consensus {
     read_observer: std::sync::OnceLock<store::ReadObserver>,
     /// The listed gateways as this gateway's membership reconciler sees them while it leads.
     peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
-    /// Gateways about to leave, as the operator last said (kept in memory: the operator repeats
-    /// it until the drain is done, and tells every gateway through whichever it reaches).
-    retiring: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// This replica of the index (the retiring set is read from it).
+    engine: Arc<RocksEngine>,
     /// Set while this leader hands over the leadership: it refuses proposals and read-index
     /// requests (their callers retry), so nothing resets the followers' election timers.
     stepping_down: Arc<AtomicBool>,
@@ -214,7 +215,7 @@ impl Consensus {
             Arc::new(config),
             HttpNetwork::new(http.clone(), cfg.token.clone(), INDEX_GROUP),
             LogStore::new(&engine, INDEX_GROUP),
-            StateMachine::open(engine, INDEX_GROUP, apply_observer.clone())
+            StateMachine::open(engine.clone(), INDEX_GROUP, apply_observer.clone())
                 .map_err(|e| ConsensusError::Setup(e.to_string()))?,
         )
         .await
@@ -242,7 +243,6 @@ impl Consensus {
         }
         tokio::spawn(observe(cfg.id, raft.clone(), metrics.clone()));
         let peer_views = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let retiring = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
         let stepping_down = Arc::new(AtomicBool::new(false));
         tokio::spawn(reconcile_membership(
             Reconciler {
@@ -255,7 +255,7 @@ impl Consensus {
                 http: http.clone(),
                 token: cfg.token.clone(),
                 metrics: metrics.clone(),
-                retiring: retiring.clone(),
+                engine: engine.clone(),
                 stepping_down: stepping_down.clone(),
             },
             peer_views.clone(),
@@ -273,7 +273,7 @@ impl Consensus {
             apply_observer,
             read_observer: std::sync::OnceLock::new(),
             peer_views,
-            retiring,
+            engine,
             stepping_down,
         });
         tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
@@ -380,57 +380,39 @@ impl Consensus {
                 .into_iter()
                 .collect(),
             peers,
-            retiring: self.retiring_ids().into_iter().collect(),
+            retiring: self.retiring_here().into_iter().collect(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
         }
     }
 
-    /// The gateways this one was told are retiring.
-    fn retiring_ids(&self) -> BTreeSet<u64> {
-        self.retiring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The retiring set as this replica holds it (empty, and logged, if it cannot be read).
+    fn retiring_here(&self) -> BTreeSet<u64> {
+        retiring::read(self.engine.as_ref()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the retiring gateways");
+            BTreeSet::new()
+        })
     }
 
-    /// Records `ids` as the gateways about to leave (replacing the previous set), here only.
-    pub fn set_retiring_here(&self, ids: BTreeSet<u64>) {
-        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
-        if *retiring != ids {
-            tracing::info!(retiring = ?ids, "gateways to drain of index votes changed");
-            *retiring = ids;
+    /// Makes `ids` the gateways to drain (replacing the previous set; `[]` cancels), committed
+    /// in the index so whichever gateway leads, now or after an election, moves their votes and
+    /// the leadership to the others. Idempotent: the operator repeats it every reconcile, and
+    /// an unchanged set costs a read barrier, not a log entry. Returns this replica's status
+    /// once it holds the set.
+    pub async fn retire(&self, ids: BTreeSet<u64>) -> Result<ReplicationStatus, ConsensusError> {
+        self.read_barrier().await?;
+        let held = retiring::read(self.engine.as_ref())
+            .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        if held != ids {
+            let proposal = Proposal {
+                checks: Vec::new(),
+                ops: vec![retiring::write(&ids)],
+            };
+            self.propose(proposal).await?;
+            self.read_barrier().await?;
+            tracing::info!(retiring = ?ids, previous = ?held, "gateways to drain of index votes changed");
         }
-    }
-
-    /// Records `ids` as the gateways about to leave here and on every other listed gateway
-    /// (best effort: the caller repeats it until the drain is done), so whichever gateway
-    /// leads moves their votes and the leadership to the others. Returns this replica's status.
-    pub async fn retire(&self, ids: BTreeSet<u64>) -> ReplicationStatus {
-        self.set_retiring_here(ids.clone());
-        let tell = self
-            .peers
-            .iter()
-            .filter(|(id, _)| **id != self.id)
-            .map(|(id, addr)| {
-                let url = format!("{addr}/internal/v1/index/retiring");
-                let sent = self
-                    .http
-                    .post(url)
-                    .bearer_auth(&self.token)
-                    .timeout(Duration::from_secs(2))
-                    .json(&ids)
-                    .send();
-                async move {
-                    match sent.await {
-                        Ok(r) if r.status().is_success() => {}
-                        Ok(r) => tracing::debug!(peer = id, status = %r.status(), "retiring set not taken"),
-                        Err(e) => tracing::debug!(peer = id, error = %e, "retiring set not sent"),
-                    }
-                }
-            });
-        futures_util::future::join_all(tell).await;
-        self.status()
+        Ok(self.status())
     }
 
     /// Commits `proposal` through the leader (this gateway or another) and returns whether its
@@ -668,8 +650,8 @@ struct Reconciler {
     http: reqwest::Client,
     token: String,
     metrics: Arc<GatewayMetrics>,
-    /// Gateways to drain (see [`Consensus::retire`]).
-    retiring: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// This replica of the index, which holds the retiring set (see [`Consensus::retire`]).
+    engine: Arc<RocksEngine>,
     /// See [`Consensus::stepping_down`].
     stepping_down: Arc<AtomicBool>,
 }
@@ -795,29 +777,23 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
                 seen: now,
             },
         );
-        let desired = membership::Desired {
-            peers: r
-                .peers
-                .iter()
-                .map(|(id, addr)| {
-                    let s = &sightings[id];
-                    let peer = membership::Peer {
-                        addr: addr.clone(),
-                        zone: s.zone.clone(),
-                        reachable: s.reachable,
-                        gone: now.duration_since(s.seen) > r.grace,
-                    };
-                    (*id, peer)
-                })
-                .collect(),
-            replicas: r.replicas,
-            leader: r.id,
-            retiring: r.retiring.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        let gone = desired.peers.values().filter(|p| p.gone).count();
-        r.metrics.raft.gone_peers.set(gone as i64);
-        *views.lock().unwrap_or_else(|e| e.into_inner()) = desired
+        let peers: BTreeMap<u64, membership::Peer> = r
             .peers
+            .iter()
+            .map(|(id, addr)| {
+                let s = &sightings[id];
+                let peer = membership::Peer {
+                    addr: addr.clone(),
+                    zone: s.zone.clone(),
+                    reachable: s.reachable,
+                    gone: now.duration_since(s.seen) > r.grace,
+                };
+                (*id, peer)
+            })
+            .collect();
+        let gone = peers.values().filter(|p| p.gone).count();
+        r.metrics.raft.gone_peers.set(gone as i64);
+        *views.lock().unwrap_or_else(|e| e.into_inner()) = peers
             .iter()
             .map(|(id, p)| PeerStatus {
                 id: *id,
@@ -827,6 +803,25 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
                 gone: p.gone,
             })
             .collect();
+        // The retiring set as committed: confirm the leadership and apply everything before
+        // reading it, so a leader elected mid-drain plans from the set its predecessor had.
+        if let Err(e) = r.raft.ensure_linearizable().await {
+            tracing::debug!(error = %e, "leadership not confirmed; membership waits");
+            continue;
+        }
+        let retiring = match retiring::read(r.engine.as_ref()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the retiring gateways; membership waits");
+                continue;
+            }
+        };
+        let desired = membership::Desired {
+            peers,
+            replicas: r.replicas,
+            leader: r.id,
+            retiring,
+        };
         let config = m.membership_config.membership();
         let last = m.last_log_index.unwrap_or(0);
         let matched = m.replication.clone().unwrap_or_default();

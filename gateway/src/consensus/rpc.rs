@@ -32,7 +32,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/read-index", post(read_index))
         .route("/internal/v1/index/read-load", post(read_load))
         .route("/internal/v1/index/hello", get(hello))
-        .route("/internal/v1/index/retiring", post(retiring))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(consensus)
 }
@@ -92,15 +91,6 @@ async fn read_index(
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
     Json(c.read_index_here().await)
-}
-
-/// Another gateway passing on the set of retiring gateways (see [`Consensus::retire`]).
-async fn retiring(
-    State(c): State<Arc<Consensus>>,
-    Json(ids): Json<std::collections::BTreeSet<u64>>,
-) -> StatusCode {
-    c.set_retiring_here(ids);
-    StatusCode::NO_CONTENT
 }
 
 /// The leader's liveness and zone probe.

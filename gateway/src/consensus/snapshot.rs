@@ -7,7 +7,9 @@
 //! `u32::MAX`, u64 BE entry count, u32 BE CRC32C of every record byte before it). A truncated or
 //! corrupted transfer is refused before the index is touched.
 //!
-//! Installing replaces the whole index, which takes several batches: an `installing` marker (the
+//! A snapshot carries the keys of the group's [`KeyRanges`] only, and installing one replaces
+//! those ranges and nothing else (today the one group owns every key). Installing takes several
+//! batches: an `installing` marker (the
 //! snapshot's file, kept until done) is written first, synced, and cleared by the last batch, so a
 //! crash in between is finished from the file when the gateway starts again.
 
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use openraft::{BasicNode, SnapshotMeta};
 use rocksdb::{DB, WriteBatch, WriteOptions};
+
+use super::ranges::KeyRanges;
 
 const MAGIC: &[u8] = b"CAIRNSNAP1\n";
 const END: u32 = u32::MAX;
@@ -67,8 +71,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     }
 }
 
-/// Writes every entry of `snap` (the default column family) with `meta` to `path`, synced.
-pub fn write(snap: &rocksdb::Snapshot<'_>, meta: &Meta, path: &Path) -> Result<u64, SnapshotError> {
+/// Writes every entry of `snap` (the default column family) in `ranges` with `meta` to `path`,
+/// synced.
+pub fn write(
+    snap: &rocksdb::Snapshot<'_>,
+    ranges: &KeyRanges,
+    meta: &Meta,
+    path: &Path,
+) -> Result<u64, SnapshotError> {
     let file = File::create(path).map_err(io(path))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let meta_json = serde_json::to_vec(meta).expect("snapshot meta serialises");
@@ -77,16 +87,21 @@ pub fn write(snap: &rocksdb::Snapshot<'_>, meta: &Meta, path: &Path) -> Result<u
         .map_err(io(path))?;
     out.write_all(&meta_json).map_err(io(path))?;
     let (mut crc, mut count) = (0u32, 0u64);
-    for item in snap.iterator(rocksdb::IteratorMode::Start) {
-        let (k, v) = item?;
-        for part in [&k[..], &v[..]] {
-            let len = (part.len() as u32).to_be_bytes();
-            crc = crc32c::crc32c_append(crc, &len);
-            crc = crc32c::crc32c_append(crc, part);
-            out.write_all(&len).map_err(io(path))?;
-            out.write_all(part).map_err(io(path))?;
+    for (start, end) in ranges.iter() {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let from = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+        for item in snap.iterator_opt(from, opts) {
+            let (k, v) = item?;
+            for part in [&k[..], &v[..]] {
+                let len = (part.len() as u32).to_be_bytes();
+                crc = crc32c::crc32c_append(crc, &len);
+                crc = crc32c::crc32c_append(crc, part);
+                out.write_all(&len).map_err(io(path))?;
+                out.write_all(part).map_err(io(path))?;
+            }
+            count += 1;
         }
-        count += 1;
     }
     out.write_all(&END.to_be_bytes()).map_err(io(path))?;
     out.write_all(&count.to_be_bytes()).map_err(io(path))?;
@@ -163,23 +178,35 @@ pub fn verify(path: &Path) -> Result<Meta, SnapshotError> {
     read(path, |_, _| Ok(()))
 }
 
-/// Replaces the index (default column family) of `db` with the snapshot in `path` and records
-/// its position; `state` is the Raft state column family, `keys` the group's state keys to write.
-/// The snapshot replaces the whole index: today one group holds all of it.
+/// Replaces the keys of `ranges` in the index (default column family) of `db` with the snapshot
+/// in `path` and records its position; `state` is the Raft state column family, `keys` the
+/// group's state keys to write. Keys outside `ranges` are left alone, and a snapshot holding
+/// one is refused before anything is written.
 pub fn install(
     db: &DB,
     state: &rocksdb::ColumnFamily,
     keys: &StateKeys,
+    ranges: &KeyRanges,
     stored: &StoredSnapshot,
     path: &Path,
 ) -> Result<(), SnapshotError> {
-    verify(path)?;
+    read(path, |k, _| {
+        if ranges.contains(&k) {
+            Ok(())
+        } else {
+            Err(SnapshotError::Corrupt(
+                path.to_path_buf(),
+                "an entry outside the group's key ranges".into(),
+            ))
+        }
+    })?;
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
     db.put_cf_opt(state, &keys.installing, json(stored), &synced)?;
     let mut batch = WriteBatch::default();
-    // Index keys start with an ASCII table tag: this range holds all of them.
-    batch.delete_range(&[][..], &[0xff_u8; 8][..]);
+    for (start, end) in ranges.iter() {
+        batch.delete_range(start, end);
+    }
     let mut pending = 0;
     read(path, |k, v| {
         batch.put(k, v);
@@ -287,6 +314,10 @@ mod tests {
         }
     }
 
+    fn everything() -> KeyRanges {
+        KeyRanges::everything()
+    }
+
     fn all(e: &RocksEngine) -> Vec<(Vec<u8>, Vec<u8>)> {
         e.scan(b"", &[0xff; 8], usize::MAX).unwrap()
     }
@@ -298,7 +329,10 @@ mod tests {
         let source = engine_with(&tmp.path().join("a"), &rows);
         let file = tmp.path().join("snap.bin");
         let db = source.db();
-        assert_eq!(write(&db.snapshot(), &meta(7), &file).unwrap(), 25_000);
+        assert_eq!(
+            write(&db.snapshot(), &everything(), &meta(7), &file).unwrap(),
+            25_000
+        );
         assert_eq!(verify(&file).unwrap().snapshot_id, "7-1");
 
         // The target holds other keys, all of which must go.
@@ -311,7 +345,15 @@ mod tests {
             meta: meta(7),
             file: "snap.bin".into(),
         };
-        install(&tdb, tdb.cf_handle(STATE).unwrap(), &keys(), &stored, &file).unwrap();
+        install(
+            &tdb,
+            tdb.cf_handle(STATE).unwrap(),
+            &keys(),
+            &everything(),
+            &stored,
+            &file,
+        )
+        .unwrap();
         assert_eq!(all(&target), rows);
         let state = tdb.cf_handle(STATE).unwrap();
         assert!(tdb.get_cf(state, &keys().installing).unwrap().is_none());
@@ -321,11 +363,76 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_some_ranges_carries_and_replaces_those_ranges_only() {
+        use crate::index::keys;
+        let tmp = tempfile::tempdir().unwrap();
+        // A partition of routes [b/k, b/m): its object and version records, among others'.
+        let (start, end) = (keys::object("b", "k"), keys::object("b", "m"));
+        let part = KeyRanges::new(keys::table_ranges(&start, Some(&end)));
+        let row = |k: Vec<u8>, v: &str| (k, v.as_bytes().to_vec());
+        let inside_source = vec![
+            row(keys::object("b", "k1"), "new k1"),
+            row(keys::object("b", "l"), "new l"),
+            row(keys::version("b", "l", 4), "new l v4"),
+        ];
+        let outside_source = vec![
+            row(keys::bucket("b"), "source bucket"),
+            row(keys::object("b", "a"), "source a"),
+            row(keys::object("b", "m"), "source m"),
+            row(keys::version("b", "z", 1), "source z v1"),
+        ];
+        let source = engine_with(
+            &tmp.path().join("a"),
+            &[inside_source.clone(), outside_source].concat(),
+        );
+        let file = tmp.path().join("snap.bin");
+        let count = write(&source.db().snapshot(), &part, &meta(5), &file).unwrap();
+        assert_eq!(count, inside_source.len() as u64);
+
+        // The target's keys of the range are replaced (a stale one goes); the others stay.
+        let outside_target = vec![
+            row(keys::bucket("b"), "target bucket"),
+            row(keys::object("b", "a"), "target a"),
+            row(keys::object("b", "m"), "target m"),
+        ];
+        let target = engine_with(
+            &tmp.path().join("b"),
+            &[
+                vec![row(keys::object("b", "kstale"), "stale")],
+                outside_target.clone(),
+            ]
+            .concat(),
+        );
+        let tdb = target.db();
+        let stored = StoredSnapshot {
+            meta: meta(5),
+            file: "snap.bin".into(),
+        };
+        let state = tdb.cf_handle(STATE).unwrap();
+        install(&tdb, state, &keys(), &part, &stored, &file).unwrap();
+        let mut want = [inside_source, outside_target].concat();
+        want.sort();
+        assert_eq!(all(&target), want);
+
+        // A snapshot with keys outside the installing group's ranges is refused untouched.
+        let whole = tmp.path().join("whole.bin");
+        write(&source.db().snapshot(), &everything(), &meta(6), &whole).unwrap();
+        let before = all(&target);
+        let stored = StoredSnapshot {
+            meta: meta(6),
+            file: "whole.bin".into(),
+        };
+        let err = install(&tdb, state, &keys(), &part, &stored, &whole);
+        assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
+        assert_eq!(all(&target), before);
+    }
+
+    #[test]
     fn a_corrupt_or_truncated_file_is_refused_before_the_index_is_touched() {
         let tmp = tempfile::tempdir().unwrap();
         let source = engine_with(&tmp.path().join("a"), &entries(500));
         let file = tmp.path().join("snap.bin");
-        write(&source.db().snapshot(), &meta(3), &file).unwrap();
+        write(&source.db().snapshot(), &everything(), &meta(3), &file).unwrap();
         let good = std::fs::read(&file).unwrap();
         let target_rows = entries(2);
         let target = engine_with(&tmp.path().join("b"), &target_rows);
@@ -343,7 +450,14 @@ mod tests {
             good[..good.len() / 3].to_vec(),
         ] {
             std::fs::write(&file, &bad).unwrap();
-            let err = install(&tdb, tdb.cf_handle(STATE).unwrap(), &keys(), &stored, &file);
+            let err = install(
+                &tdb,
+                tdb.cf_handle(STATE).unwrap(),
+                &keys(),
+                &everything(),
+                &stored,
+                &file,
+            );
             assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
             assert_eq!(all(&target), target_rows);
         }
@@ -360,6 +474,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         write(
             &source.db().snapshot(),
+            &everything(),
             &meta(9),
             &dir.join("snapshot-9-1.bin"),
         )

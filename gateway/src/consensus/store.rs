@@ -30,6 +30,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::TypeConfig;
 use super::proposal::Outcome;
+use super::ranges::KeyRanges;
 use super::snapshot::{self, StoredSnapshot};
 use crate::index::engine::{KvEngine, RocksEngine, rocks_batch};
 
@@ -337,6 +338,8 @@ pub struct StateMachine {
     engine: Arc<RocksEngine>,
     db: Arc<DB>,
     keys: GroupKeys,
+    /// The index keys this group owns (its snapshots carry them, installs replace them).
+    ranges: KeyRanges,
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     /// Snapshot files (next to the index).
     snapshot_dir: std::path::PathBuf,
@@ -362,6 +365,8 @@ impl StateMachine {
             engine,
             db,
             keys: GroupKeys::new(group),
+            // The one group holds the whole index (see `ranges`).
+            ranges: KeyRanges::everything(),
             observer,
             snapshot_dir,
             receiving: Arc::default(),
@@ -374,7 +379,14 @@ impl StateMachine {
             tracing::warn!(snapshot = %stored.meta.snapshot_id, "finishing an interrupted snapshot install");
             let path = sm.snapshot_dir.join(&stored.file);
             let keys = sm.keys.snapshot_keys();
-            snapshot::install(&sm.db, cf(&sm.db, STATE_CF), &keys, &stored, &path)?;
+            snapshot::install(
+                &sm.db,
+                cf(&sm.db, STATE_CF),
+                &keys,
+                &sm.ranges,
+                &stored,
+                &path,
+            )?;
         }
         Ok(sm)
     }
@@ -430,7 +442,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let file = format!("snapshot-{}{}.bin", self.keys.file_tag(), meta.snapshot_id);
         let tmp = self.snapshot_dir.join(format!("building-{file}"));
         let path = self.snapshot_dir.join(&file);
-        let entries = snapshot::write(&snap, &meta, &tmp).map_err(snapshot_error)?;
+        let entries = snapshot::write(&snap, &self.ranges, &meta, &tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -578,6 +590,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             &self.db,
             cf(&self.db, STATE_CF),
             &self.keys.snapshot_keys(),
+            &self.ranges,
             &stored,
             &path,
         )

@@ -1,0 +1,109 @@
+//! The key ranges of the index a Raft group's state machine owns: what its snapshots carry and
+//! what installing one replaces. Today the one group owns every key ([`KeyRanges::everything`]);
+//! a group per partition will own its partition's `keys::table_ranges` (plus, for the meta
+//! group, `keys::meta_ranges`), so a snapshot of one group never touches another's keys.
+
+/// Sorted, disjoint, non-empty `[start, end)` ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRanges(Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Above every index key (they start with an ASCII table tag).
+const ABOVE_EVERY_KEY: [u8; 8] = [0xff; 8];
+
+impl KeyRanges {
+    /// Every key of the index.
+    pub fn everything() -> Self {
+        Self(vec![(Vec::new(), ABOVE_EVERY_KEY.to_vec())])
+    }
+
+    /// The union of `ranges` (in any order, possibly overlapping or empty).
+    pub fn new(mut ranges: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        ranges.retain(|(s, e)| s < e);
+        ranges.sort();
+        let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(ranges.len());
+        for (s, e) in ranges {
+            match merged.last_mut() {
+                Some((_, last_end)) if s <= *last_end => {
+                    if e > *last_end {
+                        *last_end = e;
+                    }
+                }
+                _ => merged.push((s, e)),
+            }
+        }
+        Self(merged)
+    }
+
+    /// Whether `key` is in one of the ranges.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        // The last range starting at or before `key` is the only one that can hold it.
+        let i = self.0.partition_point(|(s, _)| s.as_slice() <= key);
+        i > 0 && key < self.0[i - 1].1.as_slice()
+    }
+
+    /// The ranges, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(s, e)| (s.as_slice(), e.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::keys;
+
+    fn r(s: &[u8], e: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        (s.to_vec(), e.to_vec())
+    }
+
+    #[test]
+    fn ranges_are_merged_sorted_and_bounded_half_open() {
+        let k = KeyRanges::new(vec![
+            r(b"m", b"p"),
+            r(b"a", b"c"),
+            r(b"b", b"d"),
+            r(b"x", b"x"),
+        ]);
+        assert_eq!(k, KeyRanges::new(vec![r(b"a", b"d"), r(b"m", b"p")]));
+        for inside in [&b"a"[..], b"b\0", b"c\xff", b"m", b"o"] {
+            assert!(k.contains(inside), "{inside:?}");
+        }
+        for outside in [&b""[..], b"d", b"e", b"p", b"x", b"z"] {
+            assert!(!k.contains(outside), "{outside:?}");
+        }
+    }
+
+    #[test]
+    fn everything_holds_every_index_key() {
+        let all = KeyRanges::everything();
+        for key in [
+            keys::bucket("b"),
+            keys::object("b", "k"),
+            keys::version("b", "k", 7),
+            keys::meta("partition-map"),
+        ] {
+            assert!(all.contains(&key));
+        }
+    }
+
+    #[test]
+    fn a_partition_owns_its_routes_in_every_data_table_and_nothing_else() {
+        let start = keys::object("b", "k");
+        let end = keys::object("b", "m");
+        let part = KeyRanges::new(keys::table_ranges(&start, Some(&end)));
+        assert!(part.contains(&keys::object("b", "l")));
+        assert!(part.contains(&keys::version("b", "l", 3)));
+        assert!(part.contains(&keys::upload("b", "l", "u1")));
+        assert!(!part.contains(&keys::object("b", "m")));
+        assert!(!part.contains(&keys::version("b", "a", 3)));
+        assert!(!part.contains(&keys::bucket("b")));
+        assert!(!part.contains(&keys::meta("partition-map")));
+        // The meta ranges and the data tables together cover the keyspace without overlap.
+        let meta = KeyRanges::new(keys::meta_ranges());
+        for key in [keys::object("b", "l"), keys::version("b", "l", 3)] {
+            assert!(!meta.contains(&key));
+        }
+        assert!(meta.contains(&keys::meta("partition-map")));
+        assert!(meta.contains(&keys::bucket("b")));
+    }
+}

@@ -1,0 +1,65 @@
+//! The gateways being drained of their index votes before a scale-down, kept as a record of the
+//! replicated index itself (`M retiring-gateways`).
+//!
+//! Keeping the set in the log, not in each gateway's memory, means every leader — including one
+//! elected in the middle of a drain, or a gateway restarted during it — plans from the same set
+//! the operator last committed, so no new leader can re-promote a gateway that is about to be
+//! removed because it has not heard of the drain yet.
+
+use std::collections::BTreeSet;
+
+use crate::index::engine::{EngineError, KvEngine, WriteOp};
+use crate::index::keys;
+
+/// Name of the record (`keys::meta`).
+const RECORD: &str = "retiring-gateways";
+
+/// Key of the record.
+fn key() -> Vec<u8> {
+    keys::meta(RECORD)
+}
+
+/// The retiring gateways as `engine` (a replica of the index) holds them; empty when none are.
+pub fn read(engine: &impl KvEngine) -> Result<BTreeSet<u64>, EngineError> {
+    match engine.get(&key())? {
+        None => Ok(BTreeSet::new()),
+        Some(v) => serde_json::from_slice(&v).map_err(|e| {
+            EngineError::Unavailable(format!("the record {RECORD:?} does not parse: {e}"))
+        }),
+    }
+}
+
+/// The write that makes `ids` the retiring set (no record at all when it is empty).
+pub fn write(ids: &BTreeSet<u64>) -> WriteOp {
+    if ids.is_empty() {
+        WriteOp::Delete(key())
+    } else {
+        let json = serde_json::to_vec(ids).expect("a set of integers serialises");
+        WriteOp::Put(key(), json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::engine::MemEngine;
+
+    #[test]
+    fn the_set_round_trips_and_an_empty_set_leaves_no_record() {
+        let engine = MemEngine::default();
+        assert!(read(&engine).unwrap().is_empty());
+        let ids = BTreeSet::from([3, 4]);
+        engine.write(vec![write(&ids)]).unwrap();
+        assert_eq!(read(&engine).unwrap(), ids);
+        engine.write(vec![write(&BTreeSet::new())]).unwrap();
+        assert_eq!(engine.get(&key()).unwrap(), None);
+        assert!(read(&engine).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_record_is_meta_data() {
+        // It must route to the meta partition, never to a data partition.
+        assert_eq!(keys::route(&key()).as_ref(), key().as_slice());
+        assert_eq!(key()[0], keys::tag::META);
+    }
+}
