@@ -185,6 +185,55 @@ async fn check_everything(
             assert!(bytes == body_of(key), "gateway {g}: {key} differs");
         }
     }
+    replicas_identical(f, through).await;
+}
+
+/// Waits until the replicas of `gateways` report the same applied index, then checks that they
+/// hold exactly the same records, partition by partition (`GET /admin/v1/index/digest`).
+async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut digests = Vec::new();
+        for &g in gateways {
+            let resp = http
+                .get(format!("{}/admin/v1/index/digest", f.gateways[g].admin))
+                .bearer_auth(&f.admin_token)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("gateway {g} digest: {e}"));
+            assert!(
+                resp.status().is_success(),
+                "gateway {g} digest: HTTP {}",
+                resp.status()
+            );
+            digests.push(resp.json::<serde_json::Value>().await.unwrap());
+        }
+        let applied: BTreeSet<String> = digests
+            .iter()
+            .map(|d| d["applied_index"].to_string())
+            .collect();
+        if applied.len() == 1 {
+            let first = &digests[0];
+            for d in &digests[1..] {
+                assert_eq!(
+                    (&d["map_version"], &d["partitions"]),
+                    (&first["map_version"], &first["partitions"]),
+                    "gateways {} and {} applied the same log but hold different records",
+                    d["gateway"],
+                    first["gateway"]
+                );
+            }
+            eprintln!("replicas identical at {applied:?}: {}", first["partitions"]);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never at one applied index: {applied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

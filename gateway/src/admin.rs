@@ -81,6 +81,11 @@ impl From<IndexError> for AdminError {
             IndexError::Partition(_) => {
                 AdminError(StatusCode::CONFLICT, "PartitionMapConflict", e.to_string())
             }
+            IndexError::Engine(crate::index::engine::EngineError::Unavailable(_)) => AdminError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
             other => AdminError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
@@ -151,6 +156,7 @@ pub fn router(
         .route("/admin/v1/partitions/{id}/split", post(split_partition))
         .route("/admin/v1/partitions/{id}/merge", post(merge_partition))
         .route("/admin/v1/index/retiring", axum::routing::put(put_retiring))
+        .route("/admin/v1/index/digest", get(index_digest))
         .route("/admin/v1/health", get(health))
         .merge(internal)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -936,6 +942,22 @@ async fn put_retiring(
             e.to_string(),
         )),
     }
+}
+
+/// `GET /admin/v1/index/digest`: this gateway's replica, partition by partition (entries and
+/// MD5) at the applied index it reports; replicas at the same index must agree.
+async fn index_digest(
+    State(state): State<Arc<AdminState>>,
+) -> AdminResult<crate::index::digest::ReplicaDigest> {
+    let Some(consensus) = state.index.consensus() else {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            "NotReplicated",
+            "this gateway keeps its index alone (no --peer): there is no replica to compare".into(),
+        ));
+    };
+    let digest = crate::index::digest::replica_digest(consensus.clone()).await?;
+    Ok(axum::Json(digest))
 }
 
 async fn merge_partition(

@@ -10,6 +10,7 @@
 //! ([`proposal::Proposal`]). The leader orders proposals in the log; a batch commits once a
 //! majority has it on disk, and every replica applies it only if its guard holds.
 
+pub mod digest;
 pub mod membership;
 pub mod network;
 pub mod proposal;
@@ -413,6 +414,19 @@ impl Consensus {
             tracing::info!(retiring = ?ids, previous = ?held, "gateways to drain of index votes changed");
         }
         Ok(self.status())
+    }
+
+    /// Runs `f` on a consistent view of this replica: the index (default column family) and the
+    /// log index it has applied, read from the same RocksDB snapshot (a batch and its applied
+    /// position are written together).
+    pub fn with_view<T>(
+        &self,
+        f: impl FnOnce(&rocksdb::Snapshot<'_>, Option<u64>) -> T,
+    ) -> Result<T, ConsensusError> {
+        let db = self.engine.db();
+        let snap = db.snapshot();
+        let applied = store::applied_in(&db, &snap, INDEX_GROUP).map_err(ConsensusError::Fatal)?;
+        Ok(f(&snap, applied))
     }
 
     /// Commits `proposal` through the leader (this gateway or another) and returns whether its

@@ -3,6 +3,9 @@
 //! a group per partition will own its partition's `keys::table_ranges` (plus, for the meta
 //! group, `keys::meta_ranges`), so a snapshot of one group never touches another's keys.
 
+/// One RocksDB entry (key, value), as its iterators yield them.
+pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+
 /// Sorted, disjoint, non-empty `[start, end)` ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRanges(Vec<(Vec<u8>, Vec<u8>)>);
@@ -44,6 +47,21 @@ impl KeyRanges {
     /// The ranges, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.0.iter().map(|(s, e)| (s.as_slice(), e.as_slice()))
+    }
+
+    /// Every entry of `snap` (the default column family) in the ranges, in key order.
+    pub fn entries<'a>(
+        &'a self,
+        snap: &'a rocksdb::Snapshot<'_>,
+    ) -> impl Iterator<Item = Entry> + 'a {
+        self.iter().flat_map(move |(start, end)| {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_upper_bound(end.to_vec());
+            snap.iterator_opt(
+                rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+                opts,
+            )
+        })
     }
 }
 

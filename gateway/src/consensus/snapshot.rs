@@ -87,21 +87,16 @@ pub fn write(
         .map_err(io(path))?;
     out.write_all(&meta_json).map_err(io(path))?;
     let (mut crc, mut count) = (0u32, 0u64);
-    for (start, end) in ranges.iter() {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(end.to_vec());
-        let from = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-        for item in snap.iterator_opt(from, opts) {
-            let (k, v) = item?;
-            for part in [&k[..], &v[..]] {
-                let len = (part.len() as u32).to_be_bytes();
-                crc = crc32c::crc32c_append(crc, &len);
-                crc = crc32c::crc32c_append(crc, part);
-                out.write_all(&len).map_err(io(path))?;
-                out.write_all(part).map_err(io(path))?;
-            }
-            count += 1;
+    for item in ranges.entries(snap) {
+        let (k, v) = item?;
+        for part in [&k[..], &v[..]] {
+            let len = (part.len() as u32).to_be_bytes();
+            crc = crc32c::crc32c_append(crc, &len);
+            crc = crc32c::crc32c_append(crc, part);
+            out.write_all(&len).map_err(io(path))?;
+            out.write_all(part).map_err(io(path))?;
         }
+        count += 1;
     }
     out.write_all(&END.to_be_bytes()).map_err(io(path))?;
     out.write_all(&count.to_be_bytes()).map_err(io(path))?;

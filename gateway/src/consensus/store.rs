@@ -48,7 +48,6 @@ const MEMBERSHIP: &[u8] = b"membership";
 const SNAPSHOT: &[u8] = b"snapshot";
 const INSTALLING: &[u8] = b"installing";
 
-/// The state keys a snapshot install writes.
 /// A Raft group's id.
 pub type GroupId = u64;
 
@@ -148,6 +147,23 @@ fn read_state<T: serde::de::DeserializeOwned>(
 
 fn snapshot_error(e: impl std::fmt::Display) -> StoreError {
     io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+}
+
+/// The log index `group` has applied, as `snap` (of `db`) holds it.
+pub fn applied_in(
+    db: &DB,
+    snap: &rocksdb::Snapshot<'_>,
+    group: GroupId,
+) -> Result<Option<u64>, String> {
+    let key = GroupKeys::new(group).state(APPLIED);
+    let bytes = snap
+        .get_cf(cf(db, STATE_CF), key)
+        .map_err(|e| e.to_string())?;
+    let applied: Option<LogId<NodeId>> = match bytes {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    Ok(applied.map(|l| l.index))
 }
 
 fn parse_snapshot_state<T: serde::de::DeserializeOwned>(

@@ -11,6 +11,7 @@
 //! load is measured here (reads as served, writes as applied) and which split and merge by it
 //! ([`rebalance`]); every partition is in the one replicated group.
 
+pub mod digest;
 pub mod engine;
 pub mod keys;
 mod lifecycle;

@@ -13,7 +13,7 @@ use super::{Index, IndexError, keys, records};
 use crate::consensus::store::ReadReport;
 
 /// Name of the map's record (`keys::meta`).
-const MAP_KEY: &str = "partition-map";
+pub(super) const MAP_KEY: &str = "partition-map";
 
 /// Entries read per page while looking for the middle of a partition.
 const PAGE: usize = 1000;
@@ -24,7 +24,7 @@ pub(super) fn stored_map(engine: &dyn KvEngine) -> Result<PartitionMap, IndexErr
 }
 
 /// The map in a stored record (the initial one when there is none).
-fn decode_map(record: Option<Vec<u8>>) -> Result<PartitionMap, IndexError> {
+pub(super) fn decode_map(record: Option<Vec<u8>>) -> Result<PartitionMap, IndexError> {
     match record {
         Some(bytes) => Ok(records::decode(&bytes)?),
         None => Ok(PartitionMap::initial()),
