@@ -974,6 +974,29 @@ async fn draining_gateways_hand_their_votes_and_the_leadership_to_the_others() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("drained: {status:?}");
+    // The new leader tells Prometheus how many gateways are draining.
+    let l = leader(&f, &staying).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", f.gateways[l].admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sample = text
+            .lines()
+            .find_map(|line| line.strip_prefix("cairn_index_raft_retiring_peers "))
+            .map(str::trim);
+        if sample == Some("2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retiring gauge on the leader: {sample:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     acked.extend(writer.await.unwrap());
 
     // The drained gateways die at once (a StatefulSet scale-down); the others still commit.

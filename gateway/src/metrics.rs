@@ -146,6 +146,9 @@ pub struct RaftMetrics {
     /// Listed gateways the leader has not heard from for longer than the grace period (0 on
     /// other gateways).
     pub gone_peers: Gauge,
+    /// Gateways being drained of their index votes (`PUT /admin/v1/index/retiring`), as the
+    /// leader last read the committed set (0 on other gateways).
+    pub retiring_peers: Gauge,
 }
 
 impl Default for RaftMetrics {
@@ -161,6 +164,7 @@ impl Default for RaftMetrics {
             voters: Gauge::default(),
             learners: Gauge::default(),
             gone_peers: Gauge::default(),
+            retiring_peers: Gauge::default(),
         }
     }
 }
@@ -187,7 +191,7 @@ impl RaftMetrics {
             "Leader changes this gateway observed",
             self.leader_changes.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 6] = [
+        let gauges: [(&str, &str, &Gauge); 7] = [
             (
                 "index_raft_term",
                 "Current Raft term of the index group",
@@ -217,6 +221,11 @@ impl RaftMetrics {
                 "index_raft_gone_peers",
                 "Listed gateways unreachable for longer than the grace period (on the leader)",
                 &self.gone_peers,
+            ),
+            (
+                "index_raft_retiring_peers",
+                "Gateways being drained of their index votes before a scale-down (on the leader)",
+                &self.retiring_peers,
             ),
         ];
         for (name, help, g) in gauges {

@@ -760,6 +760,7 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
         if m.current_leader != Some(r.id) || m.state != ServerState::Leader {
             leading = false;
             r.metrics.raft.gone_peers.set(0);
+            r.metrics.raft.retiring_peers.set(0);
             continue;
         }
         let now = Instant::now();
@@ -830,6 +831,7 @@ async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<Pee
                 continue;
             }
         };
+        r.metrics.raft.retiring_peers.set(retiring.len() as i64);
         let desired = membership::Desired {
             peers,
             replicas: r.replicas,
