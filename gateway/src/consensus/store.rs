@@ -364,11 +364,23 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// The state machine of `group` over `engine` (the index itself); `observer` is set once the
-    /// index exists. Finishes a snapshot install a crash interrupted.
+    /// The state machine of `group` over `engine` (the index itself), owning every key (the one
+    /// group of today); `observer` is set once the index exists. Finishes a snapshot install a
+    /// crash interrupted.
     pub fn open(
         engine: Arc<RocksEngine>,
         group: GroupId,
+        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+    ) -> Result<Self, snapshot::SnapshotError> {
+        Self::open_owning(engine, group, KeyRanges::everything(), observer)
+    }
+
+    /// The state machine of `group` owning the keys of `ranges` only: its snapshots carry them
+    /// and installing one replaces them, so groups sharing `engine` leave each other's keys alone.
+    pub fn open_owning(
+        engine: Arc<RocksEngine>,
+        group: GroupId,
+        ranges: KeyRanges,
         observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     ) -> Result<Self, snapshot::SnapshotError> {
         let db = engine.db();
@@ -381,8 +393,7 @@ impl StateMachine {
             engine,
             db,
             keys: GroupKeys::new(group),
-            // The one group holds the whole index (see `ranges`).
-            ranges: KeyRanges::everything(),
+            ranges,
             observer,
             snapshot_dir,
             receiving: Arc::default(),

@@ -1,0 +1,331 @@
+//! Two Raft groups sharing every replica's RocksDB, as a group per partition will (see
+//! `docs/multi-raft.md`): three in-process replicas, an in-process network, the gateway's own log
+//! store and state machine. It checks what that plan relies on:
+//! - a group born of a split, initialized by the one replica meant to lead it, is led by that
+//!   replica at once, so the two groups have different leaders;
+//! - each group commits on its own, and neither touches the other's keys;
+//! - a replica that lags in one group catches up from a snapshot of that group's ranges only,
+//!   leaving the other group's keys as they were, and ends byte-identical to the others.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_gateway::consensus::TypeConfig;
+use cairn_gateway::consensus::digest;
+use cairn_gateway::consensus::proposal::Proposal;
+use cairn_gateway::consensus::ranges::KeyRanges;
+use cairn_gateway::consensus::store::{GroupId, LogStore, StateMachine};
+use cairn_gateway::index::engine::{RocksEngine, WriteOp};
+use cairn_gateway::index::keys;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, RaftNetwork, RaftNetworkFactory, SnapshotPolicy};
+
+type NodeId = u64;
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+/// The running replicas, by (node, group).
+type Replicas = BTreeMap<(NodeId, GroupId), Raft<TypeConfig>>;
+
+/// Every running replica of every group; a missing one is unreachable.
+#[derive(Clone, Default)]
+struct Router(Arc<Mutex<Replicas>>);
+
+impl Router {
+    fn get(&self, node: NodeId, group: GroupId) -> Option<Raft<TypeConfig>> {
+        self.0.lock().unwrap().get(&(node, group)).cloned()
+    }
+}
+
+struct Network {
+    router: Router,
+    group: GroupId,
+}
+
+struct Peer {
+    router: Router,
+    group: GroupId,
+    target: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Peer {
+        Peer {
+            router: self.router.clone(),
+            group: self.group,
+            target,
+        }
+    }
+}
+
+impl Peer {
+    /// The target's replica, or why it cannot be called.
+    fn raft(&self) -> Result<Raft<TypeConfig>, Unreachable> {
+        self.router.get(self.target, self.group).ok_or_else(|| {
+            let e = std::io::Error::other(format!("{} is down", self.target));
+            Unreachable::new(&e)
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        raft.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        raft.install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        raft.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+const META: GroupId = 1;
+const SPLIT_OFF: GroupId = 2;
+
+/// Where the test splits the keyspace: group 2 owns the routes from `b/m` on.
+fn split_key() -> Vec<u8> {
+    keys::object("b", "m")
+}
+
+fn ranges_of(group: GroupId) -> KeyRanges {
+    match group {
+        META => KeyRanges::new(
+            [
+                keys::meta_ranges(),
+                keys::table_ranges(&[keys::tag::OBJECT], Some(&split_key())),
+            ]
+            .concat(),
+        ),
+        _ => KeyRanges::new(keys::table_ranges(&split_key(), None)),
+    }
+}
+
+/// Starts `node`'s replica of `group` over `engine` and makes it reachable.
+async fn start(
+    router: &Router,
+    engine: &Arc<RocksEngine>,
+    node: NodeId,
+    group: GroupId,
+) -> Raft<TypeConfig> {
+    let config = openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        // Snapshots only when the test asks; the log behind one is purged at once, so a replica
+        // that missed those entries can only catch up from the snapshot.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let raft = Raft::new(
+        node,
+        Arc::new(config),
+        Network {
+            router: router.clone(),
+            group,
+        },
+        LogStore::new(engine, group),
+        StateMachine::open_owning(engine.clone(), group, ranges_of(group), Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    router.0.lock().unwrap().insert((node, group), raft.clone());
+    raft
+}
+
+fn members() -> BTreeMap<NodeId, BasicNode> {
+    (1..=3).map(|n| (n, BasicNode::default())).collect()
+}
+
+async fn leader_of(raft: &Raft<TypeConfig>) -> NodeId {
+    raft.wait(Some(Duration::from_secs(20)))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .unwrap()
+        .current_leader
+        .unwrap()
+}
+
+/// Commits one put of each key through `leader`.
+async fn put_all(leader: &Raft<TypeConfig>, keys: &[Vec<u8>], value: &[u8]) {
+    for key in keys {
+        let proposal = Proposal {
+            checks: Vec::new(),
+            ops: vec![WriteOp::Put(key.clone(), value.to_vec())],
+        };
+        leader.client_write(proposal).await.unwrap();
+    }
+}
+
+/// Waits until every listed replica has applied its group's last log index.
+async fn all_applied(rafts: &[Raft<TypeConfig>], index: u64) {
+    for r in rafts {
+        r.wait(Some(Duration::from_secs(20)))
+            .applied_index_at_least(Some(index), "caught up")
+            .await
+            .unwrap();
+    }
+}
+
+fn digest_of(engine: &RocksEngine, group: GroupId) -> digest::RangeDigest {
+    digest::of(&engine.db().snapshot(), &ranges_of(group)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines: Vec<Arc<RocksEngine>> = (1..=3)
+        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
+        .collect();
+    let router = Router::default();
+
+    // The meta group, formed by node 1, which leads it.
+    let mut meta = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        meta.push(start(&router, e, i as NodeId + 1, META).await);
+    }
+    meta[0].initialize(members()).await.unwrap();
+    let meta_leader = leader_of(&meta[0]).await;
+    let meta_keys: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("a{i:02}")))
+        .chain([keys::bucket("b")])
+        .collect();
+    put_all(&meta[meta_leader as usize - 1], &meta_keys, b"meta").await;
+
+    // The split-off group on every replica, initialized by node 3 alone (the one meant to lead
+    // it): it stands for election as it initializes, before the others' timers run out.
+    let mut split = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        split.push(start(&router, e, i as NodeId + 1, SPLIT_OFF).await);
+    }
+    let preferred: NodeId = if meta_leader == 3 { 2 } else { 3 };
+    split[preferred as usize - 1]
+        .initialize(members())
+        .await
+        .unwrap();
+    let split_leader = leader_of(&split[0]).await;
+    assert_eq!(split_leader, preferred, "the initializing replica leads");
+    assert_ne!(
+        split_leader, meta_leader,
+        "the two groups have one leader each"
+    );
+    let split_keys: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("m{i:02}")))
+        .collect();
+    put_all(&split[preferred as usize - 1], &split_keys, b"first").await;
+    let last = split[preferred as usize - 1]
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap();
+    all_applied(&split, last).await;
+
+    // A replica other than the two leaders stops its split-off group; the group commits on,
+    // snapshots and purges the log the stopped replica missed.
+    let lagging = (1..=3)
+        .find(|n| *n != meta_leader && *n != preferred)
+        .unwrap();
+    router.0.lock().unwrap().remove(&(lagging, SPLIT_OFF));
+    split[lagging as usize - 1].shutdown().await.unwrap();
+    let leader = &split[preferred as usize - 1];
+    put_all(leader, &split_keys, b"second").await;
+    let more: Vec<Vec<u8>> = (20..40)
+        .map(|i| keys::object("b", &format!("m{i:02}")))
+        .collect();
+    put_all(leader, &more, b"second").await;
+    leader.trigger().snapshot().await.unwrap();
+    let snapshot_index = leader
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= last), "log purged")
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap()
+        .index;
+    // Meanwhile the meta group writes on, on every replica, the lagging one too.
+    put_all(&meta[meta_leader as usize - 1], &meta_keys, b"meta, later").await;
+
+    let meta_last = meta[meta_leader as usize - 1]
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap();
+    all_applied(&meta, meta_last).await;
+
+    // The lagging replica comes back: only a snapshot of the split-off group can catch it up.
+    let lag_engine = &engines[lagging as usize - 1];
+    let meta_before = digest_of(lag_engine, META);
+    let back = start(&router, lag_engine, lagging, SPLIT_OFF).await;
+    back.wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= snapshot_index),
+            "the snapshot installed",
+        )
+        .await
+        .unwrap();
+    let last = leader.metrics().borrow().last_log_index.unwrap();
+    all_applied(&[back], last).await;
+
+    // The install replaced the split-off group's keys and nothing else.
+    assert_eq!(
+        digest_of(lag_engine, META),
+        meta_before,
+        "the snapshot install touched the other group's keys"
+    );
+    for group in [META, SPLIT_OFF] {
+        let digests: Vec<_> = engines.iter().map(|e| digest_of(e, group)).collect();
+        assert!(
+            digests.iter().all(|d| *d == digests[0]),
+            "group {group}: replicas differ: {digests:?}"
+        );
+    }
+    assert_eq!(digest_of(lag_engine, SPLIT_OFF).entries, 40);
+    assert_eq!(digest_of(lag_engine, META).entries, meta_keys.len() as u64);
+    let db = lag_engine.db();
+    assert_eq!(
+        db.get(keys::object("b", "m05")).unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(
+        db.get(keys::object("b", "a05")).unwrap().as_deref(),
+        Some(&b"meta, later"[..])
+    );
+    for r in meta.iter().chain(split.iter()) {
+        let _ = r.shutdown().await;
+    }
+}
