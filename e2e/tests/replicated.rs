@@ -65,6 +65,27 @@ fn fleet_binaries(test: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// Starts `gateways` gateways with `gateway_args` and two storage nodes in each of three zones,
+/// from `base_port` on.
+fn fleet_of(
+    dir: &FleetDir,
+    bin_dir: std::path::PathBuf,
+    gateways: usize,
+    base_port: u16,
+    gateway_args: Vec<String>,
+) -> FleetFile {
+    fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port,
+        gateway_args,
+    })
+    .unwrap()
+}
+
 fn client(endpoint: &str, f: &FleetFile) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -646,17 +667,8 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
     let mut dir = FleetDir::new();
     // Its own range (below the ephemeral ports), apart from every other test's.
     let base = 12_000 + (std::process::id() % 400) as u16 * 20;
-    let mut f = fleet::up(&FleetSpec {
-        dir: dir.path().to_path_buf(),
-        bin_dir,
-        gateways: 3,
-        zones: 3,
-        nodes_per_zone: 2,
-        base_port: base,
-        // Every listed gateway votes here (at most five), so scaling changes the voters.
-        gateway_args: vec!["--index-replicas=5".into()],
-    })
-    .unwrap();
+    // Every listed gateway votes here (at most five), so scaling changes the voters.
+    let mut f = fleet_of(&dir, bin_dir, 3, base, vec!["--index-replicas=5".into()]);
     wait_for_voters(&f, &[0, 1, 2], &[1, 2, 3]).await;
     let s3 = client(&f.gateways[0].s3, &f);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
@@ -791,16 +803,7 @@ async fn four_gateways_three_voting(
     base_port: u16,
     gateway_args: Vec<String>,
 ) -> (FleetFile, BTreeSet<u64>, BTreeSet<u64>) {
-    let f = fleet::up(&FleetSpec {
-        dir: dir.path().to_path_buf(),
-        bin_dir,
-        gateways: 4,
-        zones: 3,
-        nodes_per_zone: 2,
-        base_port,
-        gateway_args,
-    })
-    .unwrap();
+    let f = fleet_of(dir, bin_dir, 4, base_port, gateway_args);
     let zone = |id: u64| (id - 1) % 3;
     let (voters, learners) =
         wait_for_members(&f, &[0, 1, 2, 3], "three voters in three zones", |v, l| {
@@ -1026,16 +1029,7 @@ async fn a_paused_leader_serves_no_stale_reads_when_it_wakes() {
     };
     let mut dir = FleetDir::new();
     let base = 8_000 + (std::process::id() % 400) as u16 * 20;
-    let f = fleet::up(&FleetSpec {
-        dir: dir.path().to_path_buf(),
-        bin_dir,
-        gateways: 3,
-        zones: 3,
-        nodes_per_zone: 2,
-        base_port: base,
-        gateway_args: Vec::new(),
-    })
-    .unwrap();
+    let f = fleet_of(&dir, bin_dir, 3, base, Vec::new());
     let all = [0, 1, 2];
     let l = leader(&f, &all).await;
     let a = (l + 1) % 3;

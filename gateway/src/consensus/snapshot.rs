@@ -313,6 +313,16 @@ mod tests {
         KeyRanges::everything()
     }
 
+    /// Installs `stored` (at `file`) as a group owning every key.
+    fn install_everything(
+        db: &DB,
+        stored: &StoredSnapshot,
+        file: &Path,
+    ) -> Result<(), SnapshotError> {
+        let state = db.cf_handle(STATE).unwrap();
+        install(db, state, &keys(), &everything(), stored, file)
+    }
+
     fn all(e: &RocksEngine) -> Vec<(Vec<u8>, Vec<u8>)> {
         e.scan(b"", &[0xff; 8], usize::MAX).unwrap()
     }
@@ -340,15 +350,7 @@ mod tests {
             meta: meta(7),
             file: "snap.bin".into(),
         };
-        install(
-            &tdb,
-            tdb.cf_handle(STATE).unwrap(),
-            &keys(),
-            &everything(),
-            &stored,
-            &file,
-        )
-        .unwrap();
+        install_everything(&tdb, &stored, &file).unwrap();
         assert_eq!(all(&target), rows);
         let state = tdb.cf_handle(STATE).unwrap();
         assert!(tdb.get_cf(state, &keys().installing).unwrap().is_none());
@@ -445,14 +447,7 @@ mod tests {
             good[..good.len() / 3].to_vec(),
         ] {
             std::fs::write(&file, &bad).unwrap();
-            let err = install(
-                &tdb,
-                tdb.cf_handle(STATE).unwrap(),
-                &keys(),
-                &everything(),
-                &stored,
-                &file,
-            );
+            let err = install_everything(&tdb, &stored, &file);
             assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
             assert_eq!(all(&target), target_rows);
         }
