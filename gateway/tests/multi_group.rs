@@ -5,17 +5,23 @@
 //!   replica at once, so the two groups have different leaders;
 //! - each group commits on its own, and neither touches the other's keys;
 //! - a replica that lags in one group catches up from a snapshot of that group's ranges only,
-//!   leaving the other group's keys as they were, and ends byte-identical to the others.
+//!   leaving the other group's keys as they were, and ends byte-identical to the others;
+//! - a `Split` committed in a group's log shrinks its range at one position on every replica and
+//!   starts the new group there, whose keys are exactly the parent's above the split; batches
+//!   outside a group's range are answered `Moved`, also after a restart.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_gateway::consensus::TypeConfig;
+use cairn_gateway::consensus::command::{Command, Split};
 use cairn_gateway::consensus::digest;
+use cairn_gateway::consensus::proposal::Outcome;
 use cairn_gateway::consensus::proposal::Proposal;
 use cairn_gateway::consensus::ranges::KeyRanges;
-use cairn_gateway::consensus::store::{GroupId, LogStore, StateMachine};
+use cairn_gateway::consensus::snapshot;
+use cairn_gateway::consensus::store::{GroupId, LogStore, SplitEvent, StateMachine};
 use cairn_gateway::index::engine::{RocksEngine, WriteOp};
 use cairn_gateway::index::keys;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -138,6 +144,59 @@ async fn start(
     node: NodeId,
     group: GroupId,
 ) -> Raft<TypeConfig> {
+    start_owning(
+        router.clone(),
+        engine.clone(),
+        node,
+        group,
+        ranges_of(group),
+        None,
+    )
+    .await
+}
+
+/// Starts `node`'s replica of `group` owning `ranges` (at first). With `split_leader`, every
+/// group a split of it creates is started here too, and initialized if this is that replica.
+fn start_owning(
+    router: Router,
+    engine: Arc<RocksEngine>,
+    node: NodeId,
+    group: GroupId,
+    ranges: KeyRanges,
+    split_leader: Option<NodeId>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Raft<TypeConfig>> + Send>> {
+    Box::pin(async move {
+        let sm =
+            StateMachine::open_owning(engine.clone(), group, ranges, Default::default()).unwrap();
+        if let Some(chosen) = split_leader {
+            let (router, engine) = (router.clone(), engine.clone());
+            sm.observe_splits(Arc::new(move |born: SplitEvent| {
+                let (router, engine) = (router.clone(), engine.clone());
+                tokio::spawn(async move {
+                    let members: BTreeMap<NodeId, BasicNode> = born
+                        .membership
+                        .nodes()
+                        .map(|(id, n)| (*id, n.clone()))
+                        .collect();
+                    let raft =
+                        start_owning(router, engine, node, born.new_group, born.ranges, None).await;
+                    if node == chosen {
+                        raft.initialize(members).await.unwrap();
+                    }
+                });
+            }));
+        }
+        run(&router, &engine, node, group, sm).await
+    })
+}
+
+async fn run(
+    router: &Router,
+    engine: &Arc<RocksEngine>,
+    node: NodeId,
+    group: GroupId,
+    sm: StateMachine,
+) -> Raft<TypeConfig> {
     let config = openraft::Config {
         heartbeat_interval: 50,
         election_timeout_min: 400,
@@ -159,8 +218,7 @@ async fn start(
             group,
         },
         LogStore::new(engine, group),
-        StateMachine::open_owning(engine.clone(), group, ranges_of(group), Default::default())
-            .unwrap(),
+        sm,
     )
     .await
     .unwrap();
@@ -188,7 +246,7 @@ async fn put_all(leader: &Raft<TypeConfig>, keys: &[Vec<u8>], value: &[u8]) {
             checks: Vec::new(),
             ops: vec![WriteOp::Put(key.clone(), value.to_vec())],
         };
-        leader.client_write(proposal).await.unwrap();
+        leader.client_write(proposal.into()).await.unwrap();
     }
 }
 
@@ -326,6 +384,163 @@ async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_ke
         Some(&b"meta, later"[..])
     );
     for r in meta.iter().chain(split.iter()) {
+        let _ = r.shutdown().await;
+    }
+}
+
+/// Commits a one-key put through `leader`; what applying it did.
+async fn put_one(leader: &Raft<TypeConfig>, key: Vec<u8>) -> Outcome {
+    let proposal = Proposal {
+        checks: Vec::new(),
+        ops: vec![WriteOp::Put(key, b"v".to_vec())],
+    };
+    leader.client_write(proposal.into()).await.unwrap().data
+}
+
+/// Waits until every node runs a replica of `group`; those replicas.
+async fn replicas_of(router: &Router, group: GroupId) -> Vec<Raft<TypeConfig>> {
+    for _ in 0..200 {
+        let found: Vec<_> = (1..=3).filter_map(|n| router.get(n, group)).collect();
+        if found.len() == 3 {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("group {group} never started on every node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines: Vec<Arc<RocksEngine>> = (1..=3)
+        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
+        .collect();
+    let router = Router::default();
+    // One group owning every key, as today; node 2 is to lead what a split hands off.
+    let chosen: NodeId = 2;
+    let mut whole = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        let node = i as NodeId + 1;
+        let ranges = KeyRanges::everything();
+        whole.push(start_owning(router.clone(), e.clone(), node, META, ranges, Some(chosen)).await);
+    }
+    whole[0].initialize(members()).await.unwrap();
+    let first_leader = leader_of(&whole[0]).await;
+    assert_ne!(first_leader, chosen);
+    let leader = &whole[first_leader as usize - 1];
+    let below: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("a{i:02}")))
+        .collect();
+    let above: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("m{i:02}")))
+        .collect();
+    put_all(leader, &[below.clone(), above.clone()].concat(), b"before").await;
+
+    let split = Command::Split(Split {
+        split_at: split_key(),
+        new_group: SPLIT_OFF,
+    });
+    assert_eq!(
+        leader.client_write(split).await.unwrap().data,
+        Outcome::Applied
+    );
+    let born = replicas_of(&router, SPLIT_OFF).await;
+    assert_eq!(
+        leader_of(&born[0]).await,
+        chosen,
+        "the chosen replica leads the new group"
+    );
+    let born_leader = &born[chosen as usize - 1];
+
+    // Each group takes its own keys and answers Moved for the other's.
+    assert_eq!(
+        put_one(leader, keys::object("b", "p")).await,
+        Outcome::Moved
+    );
+    assert_eq!(
+        put_one(leader, keys::object("b", "a50")).await,
+        Outcome::Applied
+    );
+    assert_eq!(
+        put_one(born_leader, keys::object("b", "p")).await,
+        Outcome::Applied
+    );
+    assert_eq!(
+        put_one(born_leader, keys::object("b", "a60")).await,
+        Outcome::Moved
+    );
+    for rafts in [&whole, &born] {
+        let last = rafts
+            .iter()
+            .find_map(|r| {
+                (r.metrics().borrow().current_leader == Some(r.metrics().borrow().id))
+                    .then(|| r.metrics().borrow().last_log_index.unwrap())
+            })
+            .unwrap();
+        all_applied(rafts, last).await;
+    }
+
+    // On every replica the new group holds exactly the records above the split.
+    let (kept, handed) = KeyRanges::everything().split_at_route(&split_key());
+    for ranges in [&kept, &handed] {
+        let digests: Vec<_> = engines
+            .iter()
+            .map(|e| digest::of(&e.db().snapshot(), ranges).unwrap())
+            .collect();
+        assert!(
+            digests.iter().all(|d| *d == digests[0]),
+            "replicas differ: {digests:?}"
+        );
+    }
+    let db = engines[2].db();
+    assert_eq!(digest::of(&db.snapshot(), &handed).unwrap().entries, 21);
+    assert_eq!(digest::of(&db.snapshot(), &kept).unwrap().entries, 21);
+    assert_eq!(
+        db.get(keys::object("b", "m07")).unwrap().as_deref(),
+        Some(&b"before"[..])
+    );
+
+    // The parent's snapshots now carry its narrower ranges only.
+    leader.trigger().snapshot().await.unwrap();
+    leader
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot")
+        .await
+        .unwrap();
+    let snapshots = snapshot::dir_of(&dir.path().join(format!("node-{first_leader}")));
+    let file = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snapshot-g1-")
+        })
+        .expect("the parent's snapshot file");
+    assert_eq!(snapshot::verify(&file).unwrap().1, Some(kept.clone()));
+
+    // The parent's narrower range survives a restart, though it opens with every key again.
+    for r in whole.iter().chain(born.iter()) {
+        r.shutdown().await.unwrap();
+    }
+    router.0.lock().unwrap().clear();
+    let mut again = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        let node = i as NodeId + 1;
+        let ranges = KeyRanges::everything();
+        again.push(start_owning(router.clone(), e.clone(), node, META, ranges, None).await);
+    }
+    let l = leader_of(&again[0]).await;
+    assert_eq!(
+        put_one(&again[l as usize - 1], keys::object("b", "q")).await,
+        Outcome::Moved
+    );
+    assert_eq!(
+        put_one(&again[l as usize - 1], keys::object("b", "a70")).await,
+        Outcome::Applied
+    );
+    for r in &again {
         let _ = r.shutdown().await;
     }
 }

@@ -10,6 +10,7 @@
 //! ([`proposal::Proposal`]). The leader orders proposals in the log; a batch commits once a
 //! majority has it on disk, and every replica applies it only if its guard holds.
 
+pub mod command;
 pub mod digest;
 pub mod membership;
 pub mod network;
@@ -39,7 +40,7 @@ use store::{GroupId, INDEX_GROUP, LogStore, StateMachine};
 openraft::declare_raft_types!(
     /// Raft types of the replicated index.
     pub TypeConfig:
-        D = Proposal,
+        D = command::Command,
         R = Outcome,
         SnapshotData = tokio::fs::File,
 );
@@ -439,6 +440,7 @@ impl Consensus {
         let outcome = match &answer {
             Ok(Outcome::Applied) => "applied",
             Ok(Outcome::Conflict) => "conflict",
+            Ok(Outcome::Moved) => "moved",
             Err(_) => "failed",
         };
         let raft_metrics = &self.metrics.raft;
@@ -526,7 +528,7 @@ impl Consensus {
         if self.stepping_down.load(Ordering::Acquire) {
             return Forwarded::NotLeader;
         }
-        match self.raft.client_write(proposal).await {
+        match self.raft.client_write(proposal.into()).await {
             Ok(resp) => Forwarded::Done(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
             Err(e) => Forwarded::Failed(e.to_string()),

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ranges::KeyRanges;
 use crate::index::engine::{EngineError, Entries, KvEngine, WriteOp, b64};
 
 /// MD5 of what a read returned; values themselves would make proposals as large as what they
@@ -50,6 +51,9 @@ pub enum Outcome {
     Applied,
     /// A check failed; nothing was written.
     Conflict,
+    /// The batch reads or writes keys the group no longer owns (it split since the batch was
+    /// computed); nothing was written, and the batch goes to the group that owns them now.
+    Moved,
 }
 
 /// Digest of one value.
@@ -112,6 +116,18 @@ impl ReadCheck {
 }
 
 impl Proposal {
+    /// Whether every key the batch writes and every read it was computed from lie in `owned`.
+    pub fn within(&self, owned: &KeyRanges) -> bool {
+        let writes = self.ops.iter().all(|op| match op {
+            WriteOp::Put(k, _) | WriteOp::Delete(k) => owned.contains(k),
+        });
+        let reads = self.checks.iter().all(|c| match c {
+            ReadCheck::Get { key, .. } => owned.contains(key),
+            ReadCheck::Scan { start, end, .. } => owned.contains_scan(start, end),
+        });
+        writes && reads
+    }
+
     /// Whether every check holds against `engine`.
     pub fn holds(&self, engine: &dyn KvEngine) -> Result<bool, EngineError> {
         for c in &self.checks {

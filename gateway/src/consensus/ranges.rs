@@ -7,8 +7,32 @@
 pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
 /// Sorted, disjoint, non-empty `[start, end)` ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Vec<Range>", from = "Vec<Range>")]
 pub struct KeyRanges(Vec<(Vec<u8>, Vec<u8>)>);
+
+/// One range as stored (in the Raft state and snapshot files): base64 bounds.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Range {
+    #[serde(with = "crate::index::engine::b64")]
+    start: Vec<u8>,
+    #[serde(with = "crate::index::engine::b64")]
+    end: Vec<u8>,
+}
+
+impl From<KeyRanges> for Vec<Range> {
+    fn from(k: KeyRanges) -> Self {
+        k.0.into_iter()
+            .map(|(start, end)| Range { start, end })
+            .collect()
+    }
+}
+
+impl From<Vec<Range>> for KeyRanges {
+    fn from(v: Vec<Range>) -> Self {
+        KeyRanges::new(v.into_iter().map(|r| (r.start, r.end)).collect())
+    }
+}
 
 /// Above every index key (they start with an ASCII table tag).
 const ABOVE_EVERY_KEY: [u8; 8] = [0xff; 8];
@@ -35,6 +59,52 @@ impl KeyRanges {
             }
         }
         Self(merged)
+    }
+
+    /// The parts of these ranges inside `other`, and the rest.
+    pub fn partition_by(&self, other: &KeyRanges) -> (KeyRanges, KeyRanges) {
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        for (s, e) in &self.0 {
+            let mut at = s.clone();
+            for (os, oe) in &other.0 {
+                if oe <= &at || os >= e {
+                    continue;
+                }
+                if os > &at {
+                    outside.push((at.clone(), os.clone()));
+                }
+                let end = oe.clone().min(e.clone());
+                inside.push((os.clone().max(at.clone()), end.clone()));
+                at = end;
+            }
+            if &at < e {
+                outside.push((at, e.clone()));
+            }
+        }
+        (KeyRanges::new(inside), KeyRanges::new(outside))
+    }
+
+    /// Split at the route `at` (see `keys::route`): the records of routes before it, and those
+    /// of `at` and after, in every table these ranges hold.
+    pub fn split_at_route(&self, at: &[u8]) -> (KeyRanges, KeyRanges) {
+        let from_at = KeyRanges::new(crate::index::keys::table_ranges(at, None));
+        let (right, left) = self.partition_by(&from_at);
+        (left, right)
+    }
+
+    /// Whether a scan of `[start, end)` reads only keys of these ranges (a range reaching past
+    /// every index key also holds scans bounded anywhere above them).
+    pub fn contains_scan(&self, start: &[u8], end: &[u8]) -> bool {
+        let i = self.0.partition_point(|(s, _)| s.as_slice() <= start);
+        i > 0 && {
+            let (_, e) = &self.0[i - 1];
+            start < e.as_slice() && (end <= e.as_slice() || e.as_slice() == ABOVE_EVERY_KEY)
+        } || start >= end
+    }
+
+    /// Whether there are no ranges.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Whether `key` is in one of the ranges.
@@ -89,6 +159,37 @@ mod tests {
         for outside in [&b""[..], b"d", b"e", b"p", b"x", b"z"] {
             assert!(!k.contains(outside), "{outside:?}");
         }
+    }
+
+    #[test]
+    fn a_split_at_a_route_cuts_every_data_table_and_keeps_the_meta_tables_left() {
+        let all = KeyRanges::everything();
+        let at = keys::object("b", "m");
+        let (left, right) = all.split_at_route(&at);
+        for key in [
+            keys::bucket("b"),
+            keys::meta("partition-map"),
+            keys::object("b", "a"),
+            keys::version("b", "l", 1),
+            keys::upload("b", "l", "u"),
+        ] {
+            assert!(left.contains(&key) && !right.contains(&key), "{key:?}");
+        }
+        for key in [
+            keys::object("b", "m"),
+            keys::object("c", "a"),
+            keys::version("b", "m", 1),
+            keys::part("b", "z", "u", 3),
+        ] {
+            assert!(right.contains(&key) && !left.contains(&key), "{key:?}");
+        }
+        // Splitting the right half again leaves three disjoint groups covering everything.
+        let (middle, last) = right.split_at_route(&keys::object("c", ""));
+        assert!(middle.contains(&keys::object("b", "z")));
+        assert!(last.contains(&keys::object("c", "a")));
+        assert!(!middle.contains(&keys::object("c", "a")));
+        let json = serde_json::to_string(&middle).unwrap();
+        assert_eq!(serde_json::from_str::<KeyRanges>(&json).unwrap(), middle);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! RocksDB view into a file, sending it reads the file in chunks, installing one reads it back in
 //! batches. Memory stays bounded whatever the size of the index.
 //!
-//! File format: `CAIRNSNAP1\n`, the metadata (u32 BE length + JSON), then one record per index
-//! entry (u32 BE key length, key, u32 BE value length, value), then an end record (key length
+//! File format: `CAIRNSNAP2\n`, the metadata (u32 BE length + JSON), the group's key ranges (u32
+//! BE length + JSON), then one record per index entry (u32 BE key length, key, u32 BE value length, value), then an end record (key length
 //! `u32::MAX`, u64 BE entry count, u32 BE CRC32C of every record byte before it). A truncated or
-//! corrupted transfer is refused before the index is touched.
+//! corrupted transfer is refused before the index is touched. Version 1 files (`CAIRNSNAP1\n`) have
+//! no ranges: they hold the ranges of the group installing them (every key, when they were written).
 //!
 //! A snapshot carries the keys of the group's [`KeyRanges`] only, and installing one replaces
 //! those ranges and nothing else (today the one group owns every key). Installing takes several
@@ -22,7 +23,8 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::ranges::KeyRanges;
 
-const MAGIC: &[u8] = b"CAIRNSNAP1\n";
+const MAGIC_V1: &[u8] = b"CAIRNSNAP1\n";
+const MAGIC: &[u8] = b"CAIRNSNAP2\n";
 const END: u32 = u32::MAX;
 /// Entries per batch while installing.
 const INSTALL_BATCH: usize = 10_000;
@@ -86,6 +88,10 @@ pub fn write(
     out.write_all(&(meta_json.len() as u32).to_be_bytes())
         .map_err(io(path))?;
     out.write_all(&meta_json).map_err(io(path))?;
+    let ranges_json = serde_json::to_vec(ranges).expect("key ranges serialise");
+    out.write_all(&(ranges_json.len() as u32).to_be_bytes())
+        .map_err(io(path))?;
+    out.write_all(&ranges_json).map_err(io(path))?;
     let (mut crc, mut count) = (0u32, 0u64);
     for item in ranges.entries(snap) {
         let (k, v) = item?;
@@ -106,13 +112,13 @@ pub fn write(
     Ok(count)
 }
 
-/// Reads a snapshot file: its metadata, then each entry through `each`, then checks the end
-/// record. `each` sees entries before the check, so callers that must not act on a corrupt file
-/// run a checking pass first ([`verify`]).
+/// Reads a snapshot file: its metadata and key ranges (`None` in a version 1 file), then each
+/// entry through `each` (with those ranges), then checks the end record. `each` sees entries before the check, so
+/// callers that must not act on a corrupt file run a checking pass first.
 fn read(
     path: &Path,
-    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), SnapshotError>,
-) -> Result<Meta, SnapshotError> {
+    mut each: impl FnMut(Vec<u8>, Vec<u8>, Option<&KeyRanges>) -> Result<(), SnapshotError>,
+) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
     let corrupt = |why: &str| SnapshotError::Corrupt(path.to_path_buf(), why.to_string());
     let file = File::open(path).map_err(io(path))?;
     let mut input = BufReader::with_capacity(1 << 20, file);
@@ -120,7 +126,7 @@ fn read(
     input
         .read_exact(&mut magic)
         .map_err(|_| corrupt("no header"))?;
-    if magic != MAGIC {
+    if magic != MAGIC && magic != MAGIC_V1 {
         return Err(corrupt("not a snapshot file"));
     }
     let mut u32_buf = [0u8; 4];
@@ -136,6 +142,16 @@ fn read(
         .read_exact(&mut meta_json)
         .map_err(|_| corrupt("truncated metadata"))?;
     let meta: Meta = serde_json::from_slice(&meta_json).map_err(|e| corrupt(&e.to_string()))?;
+    let ranges = if magic == MAGIC {
+        let len = read_u32(&mut input)? as usize;
+        let mut json = vec![0u8; len];
+        input
+            .read_exact(&mut json)
+            .map_err(|_| corrupt("truncated key ranges"))?;
+        Some(serde_json::from_slice(&json).map_err(|e| corrupt(&e.to_string()))?)
+    } else {
+        None
+    };
     let (mut crc, mut count) = (0u32, 0u64);
     loop {
         let klen = read_u32(&mut input)?;
@@ -153,7 +169,7 @@ fn read(
             crc = crc32c::crc32c_append(crc, part);
         }
         let [k, v] = parts;
-        each(k, v)?;
+        each(k, v, ranges.as_ref())?;
         count += 1;
     }
     let mut tail = [0u8; 12];
@@ -165,18 +181,19 @@ fn read(
     if want_count != count || want_crc != crc {
         return Err(corrupt("entry count or checksum mismatch"));
     }
-    Ok(meta)
+    Ok((meta, ranges))
 }
 
-/// Checks a snapshot file end to end; its metadata.
-pub fn verify(path: &Path) -> Result<Meta, SnapshotError> {
-    read(path, |_, _| Ok(()))
+/// Checks a snapshot file end to end; its metadata and key ranges (`None`: a version 1 file).
+pub fn verify(path: &Path) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
+    read(path, |_, _, _| Ok(()))
 }
 
-/// Replaces the keys of `ranges` in the index (default column family) of `db` with the snapshot
-/// in `path` and records its position; `state` is the Raft state column family, `keys` the
-/// group's state keys to write. Keys outside `ranges` are left alone, and a snapshot holding
-/// one is refused before anything is written.
+/// Replaces the keys of the snapshot's key ranges (`ranges` for a version 1 file) in the index
+/// (default column family) of `db` with the snapshot in `path`, and records its position and
+/// ranges as the group's; `state` is the Raft state column family, `keys` the group's state keys
+/// to write. Keys outside the ranges are left alone, and a snapshot holding one is refused before
+/// anything is written. Returns the ranges the group now owns.
 pub fn install(
     db: &DB,
     state: &rocksdb::ColumnFamily,
@@ -184,9 +201,9 @@ pub fn install(
     ranges: &KeyRanges,
     stored: &StoredSnapshot,
     path: &Path,
-) -> Result<(), SnapshotError> {
-    read(path, |k, _| {
-        if ranges.contains(&k) {
+) -> Result<KeyRanges, SnapshotError> {
+    let (_, in_file) = read(path, |k, _, in_file| {
+        if in_file.unwrap_or(ranges).contains(&k) {
             Ok(())
         } else {
             Err(SnapshotError::Corrupt(
@@ -195,6 +212,7 @@ pub fn install(
             ))
         }
     })?;
+    let ranges = in_file.unwrap_or_else(|| ranges.clone());
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
     db.put_cf_opt(state, &keys.installing, json(stored), &synced)?;
@@ -203,7 +221,7 @@ pub fn install(
         batch.delete_range(start, end);
     }
     let mut pending = 0;
-    read(path, |k, v| {
+    read(path, |k, v, _| {
         batch.put(k, v);
         pending += 1;
         if pending >= INSTALL_BATCH {
@@ -215,9 +233,10 @@ pub fn install(
     batch.put_cf(state, &keys.applied, json(&stored.meta.last_log_id));
     batch.put_cf(state, &keys.membership, json(&stored.meta.last_membership));
     batch.put_cf(state, &keys.snapshot, json(stored));
+    batch.put_cf(state, &keys.ranges, json(&ranges));
     batch.delete_cf(state, &keys.installing);
     db.write_opt(batch, &synced)?;
-    Ok(())
+    Ok(ranges)
 }
 
 /// The Raft state keys (of one group) an install writes.
@@ -230,6 +249,8 @@ pub struct StateKeys {
     pub snapshot: Vec<u8>,
     /// An install under way ([`StoredSnapshot`]).
     pub installing: Vec<u8>,
+    /// The key ranges the group owns ([`KeyRanges`]).
+    pub ranges: Vec<u8>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -274,6 +295,7 @@ mod tests {
             membership: b"membership".to_vec(),
             snapshot: b"snapshot".to_vec(),
             installing: b"installing".to_vec(),
+            ranges: b"ranges".to_vec(),
         }
     }
 
@@ -318,7 +340,7 @@ mod tests {
         db: &DB,
         stored: &StoredSnapshot,
         file: &Path,
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<KeyRanges, SnapshotError> {
         let state = db.cf_handle(STATE).unwrap();
         install(db, state, &keys(), &everything(), stored, file)
     }
@@ -338,7 +360,7 @@ mod tests {
             write(&db.snapshot(), &everything(), &meta(7), &file).unwrap(),
             25_000
         );
-        assert_eq!(verify(&file).unwrap().snapshot_id, "7-1");
+        assert_eq!(verify(&file).unwrap().0.snapshot_id, "7-1");
 
         // The target holds other keys, all of which must go.
         let target = engine_with(&tmp.path().join("b"), &entries(3)[..1]);
@@ -411,9 +433,12 @@ mod tests {
         want.sort();
         assert_eq!(all(&target), want);
 
-        // A snapshot with keys outside the installing group's ranges is refused untouched.
+        // A version 1 file (no ranges of its own: the installing group's) holding keys outside
+        // the installing group's ranges is refused untouched.
         let whole = tmp.path().join("whole.bin");
         write(&source.db().snapshot(), &everything(), &meta(6), &whole).unwrap();
+        let v2 = std::fs::read(&whole).unwrap();
+        std::fs::write(&whole, as_version_1(&v2)).unwrap();
         let before = all(&target);
         let stored = StoredSnapshot {
             meta: meta(6),
@@ -422,6 +447,25 @@ mod tests {
         let err = install(&tdb, state, &keys(), &part, &stored, &whole);
         assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
         assert_eq!(all(&target), before);
+
+        // A version 2 file says which ranges it holds: installing it makes them the group's.
+        std::fs::write(&whole, &v2).unwrap();
+        let owned = install(&tdb, state, &keys(), &part, &stored, &whole).unwrap();
+        assert_eq!(owned, everything());
+        assert_eq!(all(&target), all(&source));
+        let recorded = tdb.get_cf(state, &keys().ranges).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<KeyRanges>(&recorded).unwrap(),
+            everything()
+        );
+    }
+
+    /// The same snapshot in the version 1 format: no key ranges after the metadata.
+    fn as_version_1(v2: &[u8]) -> Vec<u8> {
+        let at = |i: usize| u32::from_be_bytes(v2[i..i + 4].try_into().unwrap()) as usize;
+        let meta_end = MAGIC.len() + 4 + at(MAGIC.len());
+        let ranges_end = meta_end + 4 + at(meta_end);
+        [MAGIC_V1, &v2[MAGIC.len()..meta_end], &v2[ranges_end..]].concat()
     }
 
     #[test]

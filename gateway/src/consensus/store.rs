@@ -29,6 +29,7 @@ use openraft::{
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::TypeConfig;
+use super::command::{Command, Split};
 use super::proposal::Outcome;
 use super::ranges::KeyRanges;
 use super::snapshot::{self, StoredSnapshot};
@@ -47,6 +48,8 @@ const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
 const SNAPSHOT: &[u8] = b"snapshot";
 const INSTALLING: &[u8] = b"installing";
+/// The key ranges the group owns, once a split changed them (absent: the ranges it opened with).
+const RANGES: &[u8] = b"ranges";
 
 /// A Raft group's id.
 pub type GroupId = u64;
@@ -101,6 +104,7 @@ impl GroupKeys {
             membership: self.state(MEMBERSHIP),
             snapshot: self.state(SNAPSHOT),
             installing: self.state(INSTALLING),
+            ranges: self.state(RANGES),
         }
     }
 
@@ -348,15 +352,35 @@ pub struct ReadReport {
     pub samples: Vec<(String, f64)>,
 }
 
+/// A group born of a split this replica applied: the host starts its replica over the same
+/// engine, owning `ranges`, with `membership` (the parent's at the split).
+#[derive(Debug, Clone)]
+pub struct SplitEvent {
+    /// The new group.
+    pub new_group: GroupId,
+    /// The key ranges it owns.
+    pub ranges: KeyRanges,
+    /// Its members: the parent group's at the split.
+    pub membership: openraft::Membership<NodeId, BasicNode>,
+}
+
+/// Told of every split this replica applies, right after the parent's range shrank.
+pub type SplitObserver = Arc<dyn Fn(SplitEvent) + Send + Sync>;
+
 /// The index as a Raft state machine (of one group). Cloning shares the database.
 #[derive(Clone)]
 pub struct StateMachine {
     engine: Arc<RocksEngine>,
     db: Arc<DB>,
     keys: GroupKeys,
-    /// The index keys this group owns (its snapshots carry them, installs replace them).
-    ranges: KeyRanges,
+    /// The ranges the group was opened with (what it owns until a split or an install says
+    /// otherwise; those persist theirs).
+    initial: KeyRanges,
+    /// The index keys this group owns now: a batch outside them is `Moved`, its snapshots carry
+    /// them and installs replace them.
+    ranges: Arc<std::sync::RwLock<KeyRanges>>,
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+    splits: Arc<std::sync::OnceLock<SplitObserver>>,
     /// Snapshot files (next to the index).
     snapshot_dir: std::path::PathBuf,
     /// The file the snapshot being received is written to (Raft receives one at a time).
@@ -389,12 +413,20 @@ impl StateMachine {
             path: snapshot_dir.clone(),
             source,
         })?;
+        let keys = GroupKeys::new(group);
+        let persisted = db
+            .get_cf(cf(&db, STATE_CF), keys.state(RANGES))?
+            .and_then(|b| serde_json::from_slice::<KeyRanges>(&b).ok());
         let sm = Self {
             engine,
             db,
-            keys: GroupKeys::new(group),
-            ranges,
+            keys,
+            ranges: Arc::new(std::sync::RwLock::new(
+                persisted.unwrap_or_else(|| ranges.clone()),
+            )),
+            initial: ranges,
             observer,
+            splits: Arc::default(),
             snapshot_dir,
             receiving: Arc::default(),
         };
@@ -406,16 +438,42 @@ impl StateMachine {
             tracing::warn!(snapshot = %stored.meta.snapshot_id, "finishing an interrupted snapshot install");
             let path = sm.snapshot_dir.join(&stored.file);
             let keys = sm.keys.snapshot_keys();
-            snapshot::install(
+            let owned = snapshot::install(
                 &sm.db,
                 cf(&sm.db, STATE_CF),
                 &keys,
-                &sm.ranges,
+                &sm.ranges(),
                 &stored,
                 &path,
             )?;
+            sm.set_ranges(owned);
         }
         Ok(sm)
+    }
+
+    /// Has `observer` told of every split this replica applies from now on (once).
+    pub fn observe_splits(&self, observer: SplitObserver) {
+        let _ = self.splits.set(observer);
+    }
+
+    /// The key ranges the group owns now.
+    pub fn ranges(&self) -> KeyRanges {
+        self.ranges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_ranges(&self, ranges: KeyRanges) {
+        *self.ranges.write().unwrap_or_else(|e| e.into_inner()) = ranges;
+    }
+
+    /// The ranges `snap` says the group owned at its applied position.
+    fn ranges_in(&self, snap: &rocksdb::Snapshot<'_>) -> Result<KeyRanges, StoreError> {
+        let bytes = snap
+            .get_cf(cf(&self.db, STATE_CF), self.keys.state(RANGES))
+            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(parse_snapshot_state(bytes)?.unwrap_or_else(|| self.initial.clone()))
     }
 
     /// Removes snapshot files other than `keep` (older snapshots, finished transfers).
@@ -469,7 +527,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let file = format!("snapshot-{}{}.bin", self.keys.file_tag(), meta.snapshot_id);
         let tmp = self.snapshot_dir.join(format!("building-{file}"));
         let path = self.snapshot_dir.join(&file);
-        let entries = snapshot::write(&snap, &self.ranges, &meta, &tmp).map_err(snapshot_error)?;
+        let ranges = self.ranges_in(&snap)?;
+        let entries = snapshot::write(&snap, &ranges, &meta, &tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -509,8 +568,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let subject = ErrorSubject::Apply(entry.log_id);
             // Each entry is its own batch: the next entry's checks must see this one's writes.
+            let mut split_off = None;
             let (mut batch, outcome) = match entry.payload {
-                EntryPayload::Normal(proposal) => {
+                EntryPayload::Normal(Command::Batch(proposal))
+                    if !proposal.within(&self.ranges.read().unwrap_or_else(|e| e.into_inner())) =>
+                {
+                    (WriteBatch::default(), Outcome::Moved)
+                }
+                EntryPayload::Normal(Command::Split(Split {
+                    split_at,
+                    new_group,
+                })) => {
+                    let (kept, handed) = self.ranges().split_at_route(&split_at);
+                    let mut batch = WriteBatch::default();
+                    batch.put_cf(
+                        cf(&self.db, STATE_CF),
+                        self.keys.state(RANGES),
+                        encode_state(&kept),
+                    );
+                    let membership = self.applied()?.1.membership().clone();
+                    split_off = Some((
+                        kept,
+                        SplitEvent {
+                            new_group,
+                            ranges: handed,
+                            membership,
+                        },
+                    ));
+                    (batch, Outcome::Applied)
+                }
+                EntryPayload::Normal(Command::Batch(proposal)) => {
                     let holds = proposal
                         .holds(self.engine.as_ref() as &dyn KvEngine)
                         .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
@@ -543,6 +630,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 encode_state(&Some(entry.log_id)),
             );
             self.write(batch, subject)?;
+            if let Some((kept, born)) = split_off {
+                tracing::info!(group = ?self.keys, new_group = born.new_group, "index group split");
+                self.set_ranges(kept);
+                if let Some(observe) = self.splits.get() {
+                    observe(born);
+                }
+            }
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -613,15 +707,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             file: file.clone(),
         };
-        snapshot::install(
+        let owned = snapshot::install(
             &self.db,
             cf(&self.db, STATE_CF),
             &self.keys.snapshot_keys(),
-            &self.ranges,
+            &self.ranges(),
             &stored,
             &path,
         )
         .map_err(|e| fail(&e))?;
+        self.set_ranges(owned);
         self.remove_other_snapshots(&file);
         tracing::info!(snapshot = %meta.snapshot_id, "index snapshot installed");
         Ok(())

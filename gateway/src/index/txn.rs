@@ -89,6 +89,10 @@ impl<'a> Txn<'a> {
         match outcome {
             Outcome::Applied => Ok(()),
             Outcome::Conflict => Err(EngineError::Conflict),
+            // Only once the index has a group per partition (today one group owns every key).
+            Outcome::Moved => Err(EngineError::Unavailable(
+                "the batch's keys moved to another index group".into(),
+            )),
         }
     }
 }

@@ -1,0 +1,71 @@
+//! What a log entry asks its group to do: a guarded batch of index writes, or a change of the
+//! group's own range (a split). Batches are serialised exactly as a bare [`Proposal`] was before
+//! commands existed, so the entries already on disk still decode.
+
+use serde::{Deserialize, Serialize};
+
+use super::proposal::Proposal;
+use super::store::GroupId;
+
+/// A log entry's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// A guarded batch of index writes.
+    Batch(Proposal),
+    /// Hands the records of routes from `split_at` on to a new group.
+    Split(Split),
+}
+
+/// Cut the group at a route: it keeps the routes before `split_at`, and `new_group` is born on
+/// every replica with the rest, its state exactly the records each replica holds there at this
+/// log position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// The first route of the new group (an `O` key, see `keys::route`).
+    #[serde(with = "crate::index::engine::b64")]
+    pub split_at: Vec<u8>,
+    /// The new group's id (a partition id, never reused).
+    pub new_group: GroupId,
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Command::Batch(Proposal::default())
+    }
+}
+
+impl From<Proposal> for Command {
+    fn from(p: Proposal) -> Self {
+        Command::Batch(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::engine::WriteOp;
+
+    #[test]
+    fn a_batch_is_written_as_a_bare_proposal_and_old_entries_still_decode() {
+        let p = Proposal {
+            checks: Vec::new(),
+            ops: vec![WriteOp::Put(b"Ob\0k".to_vec(), b"v".to_vec())],
+        };
+        let as_proposal = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Command::Batch(p.clone())).unwrap(),
+            as_proposal
+        );
+        assert_eq!(
+            serde_json::from_str::<Command>(&as_proposal).unwrap(),
+            Command::Batch(p)
+        );
+        let split = Command::Split(Split {
+            split_at: b"Ob\0m".to_vec(),
+            new_group: 7,
+        });
+        let json = serde_json::to_string(&split).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), split);
+    }
+}
