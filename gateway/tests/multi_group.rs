@@ -8,7 +8,9 @@
 //!   leaving the other group's keys as they were, and ends byte-identical to the others;
 //! - a `Split` committed in a group's log shrinks its range at one position on every replica and
 //!   starts the new group there, whose keys are exactly the parent's above the split; batches
-//!   outside a group's range are answered `Moved`, also after a restart.
+//!   outside a group's range are answered `Moved`, also after a restart;
+//! - the new group is persisted with the split: a restart finds and reopens it, and a replica
+//!   that stopped before it started the group starts it when it opens and catches up in it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use cairn_gateway::consensus::proposal::Outcome;
 use cairn_gateway::consensus::proposal::Proposal;
 use cairn_gateway::consensus::ranges::KeyRanges;
 use cairn_gateway::consensus::snapshot;
-use cairn_gateway::consensus::store::{GroupId, LogStore, SplitEvent, StateMachine};
+use cairn_gateway::consensus::store::{self, Birth, GroupId, LogStore, SplitEvent, StateMachine};
 use cairn_gateway::index::engine::{RocksEngine, WriteOp};
 use cairn_gateway::index::keys;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -150,44 +152,70 @@ async fn start(
         node,
         group,
         ranges_of(group),
-        None,
+        false,
     )
     .await
 }
 
-/// Starts `node`'s replica of `group` owning `ranges` (at first). With `split_leader`, every
-/// group a split of it creates is started here too, and initialized if this is that replica.
+/// Starts `node`'s replica of `group` owning `ranges` (at first). With `follow_splits`, every
+/// group a split of it creates is started here too, and initialized if this is the replica the
+/// split chose.
 fn start_owning(
     router: Router,
     engine: Arc<RocksEngine>,
     node: NodeId,
     group: GroupId,
     ranges: KeyRanges,
-    split_leader: Option<NodeId>,
+    follow_splits: bool,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Raft<TypeConfig>> + Send>> {
     Box::pin(async move {
         let sm =
             StateMachine::open_owning(engine.clone(), group, ranges, Default::default()).unwrap();
-        if let Some(chosen) = split_leader {
+        if follow_splits {
             let (router, engine) = (router.clone(), engine.clone());
             sm.observe_splits(Arc::new(move |born: SplitEvent| {
                 let (router, engine) = (router.clone(), engine.clone());
                 tokio::spawn(async move {
-                    let members: BTreeMap<NodeId, BasicNode> = born
-                        .membership
-                        .nodes()
-                        .map(|(id, n)| (*id, n.clone()))
-                        .collect();
                     let raft =
-                        start_owning(router, engine, node, born.new_group, born.ranges, None).await;
-                    if node == chosen {
-                        raft.initialize(members).await.unwrap();
-                    }
+                        start_owning(router, engine, node, born.new_group, born.ranges, true).await;
+                    settle_birth(&raft, node, &born.birth).await;
                 });
             }));
         }
         run(&router, &engine, node, group, sm).await
     })
+}
+
+/// Initializes a group born of a split if `node` is the replica chosen to and it has not yet.
+async fn settle_birth(raft: &Raft<TypeConfig>, node: NodeId, birth: &Birth) {
+    if birth.leader == Some(node) && !raft.is_initialized().await.unwrap() {
+        raft.initialize(birth.voters()).await.unwrap();
+    }
+}
+
+/// Opens `node` again after a stop: its replica of `base` (owning `ranges` unless it persisted
+/// others), then every group its engine hosts besides, births settled; all following splits.
+async fn reopen(
+    router: &Router,
+    engine: &Arc<RocksEngine>,
+    node: NodeId,
+    base: GroupId,
+    ranges: KeyRanges,
+) -> BTreeMap<GroupId, Raft<TypeConfig>> {
+    let (r, e) = (router.clone(), engine.clone());
+    let mut rafts = BTreeMap::from([(base, start_owning(r, e, node, base, ranges, true).await)]);
+    for hosted in store::hosted_groups(engine).unwrap() {
+        if hosted.group == base {
+            continue;
+        }
+        let (r, e) = (router.clone(), engine.clone());
+        let raft = start_owning(r, e, node, hosted.group, hosted.ranges, true).await;
+        if let Some(birth) = &hosted.birth {
+            settle_birth(&raft, node, birth).await;
+        }
+        rafts.insert(hosted.group, raft);
+    }
+    rafts
 }
 
 async fn run(
@@ -409,6 +437,75 @@ async fn replicas_of(router: &Router, group: GroupId) -> Vec<Raft<TypeConfig>> {
     panic!("group {group} never started on every node");
 }
 
+/// One group owning every key, as today, on the three `engines`; the replicas of nodes for
+/// which `follows` holds start the groups its splits create. Node 1 leads.
+async fn start_whole(
+    router: &Router,
+    engines: &[Arc<RocksEngine>],
+    follows: impl Fn(NodeId) -> bool,
+) -> Vec<Raft<TypeConfig>> {
+    let mut whole = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        let node = i as NodeId + 1;
+        let (r, e) = (router.clone(), e.clone());
+        let ranges = KeyRanges::everything();
+        whole.push(start_owning(r, e, node, META, ranges, follows(node)).await);
+    }
+    whole[0].initialize(members()).await.unwrap();
+    whole
+}
+
+/// Through `leader`, puts 20 keys below the split key and 20 above, then commits a split there
+/// handing the upper routes to [`SPLIT_OFF`], to be led by `chosen` (not `leader`).
+async fn split_with_keys_on_both_sides(leader: &Raft<TypeConfig>, chosen: NodeId) {
+    assert_ne!(leader.metrics().borrow().id, chosen);
+    let below: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("a{i:02}")))
+        .collect();
+    let above: Vec<Vec<u8>> = (0..20)
+        .map(|i| keys::object("b", &format!("m{i:02}")))
+        .collect();
+    put_all(leader, &[below, above].concat(), b"before").await;
+    let split = Command::Split(Split {
+        split_at: split_key(),
+        new_group: SPLIT_OFF,
+        leader: Some(chosen),
+    });
+    assert_eq!(
+        leader.client_write(split).await.unwrap().data,
+        Outcome::Applied
+    );
+}
+
+/// Waits until every replica of each group in `groups` has applied its leader's last entry.
+async fn groups_applied(groups: &[&[Raft<TypeConfig>]]) {
+    for rafts in groups {
+        let leader = leader_of(&rafts[0]).await;
+        let raft = rafts.iter().find(|r| r.metrics().borrow().id == leader);
+        let last = raft.unwrap().metrics().borrow().last_log_index.unwrap();
+        all_applied(rafts, last).await;
+    }
+}
+
+/// Asserts every replica holds the same records in each half of the split; the records of the
+/// upper half on node 3 (in `engines`).
+fn halves_identical(engines: &[Arc<RocksEngine>]) -> u64 {
+    let (kept, handed) = KeyRanges::everything().split_at_route(&split_key());
+    for ranges in [&kept, &handed] {
+        let digests: Vec<_> = engines
+            .iter()
+            .map(|e| digest::of(&e.db().snapshot(), ranges).unwrap())
+            .collect();
+        assert!(
+            digests.iter().all(|d| *d == digests[0]),
+            "replicas differ: {digests:?}"
+        );
+    }
+    digest::of(&engines[2].db().snapshot(), &handed)
+        .unwrap()
+        .entries
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chosen() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,34 +513,11 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
         .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
         .collect();
     let router = Router::default();
-    // One group owning every key, as today; node 2 is to lead what a split hands off.
     let chosen: NodeId = 2;
-    let mut whole = Vec::new();
-    for (i, e) in engines.iter().enumerate() {
-        let node = i as NodeId + 1;
-        let ranges = KeyRanges::everything();
-        whole.push(start_owning(router.clone(), e.clone(), node, META, ranges, Some(chosen)).await);
-    }
-    whole[0].initialize(members()).await.unwrap();
+    let whole = start_whole(&router, &engines, |_| true).await;
     let first_leader = leader_of(&whole[0]).await;
-    assert_ne!(first_leader, chosen);
     let leader = &whole[first_leader as usize - 1];
-    let below: Vec<Vec<u8>> = (0..20)
-        .map(|i| keys::object("b", &format!("a{i:02}")))
-        .collect();
-    let above: Vec<Vec<u8>> = (0..20)
-        .map(|i| keys::object("b", &format!("m{i:02}")))
-        .collect();
-    put_all(leader, &[below.clone(), above.clone()].concat(), b"before").await;
-
-    let split = Command::Split(Split {
-        split_at: split_key(),
-        new_group: SPLIT_OFF,
-    });
-    assert_eq!(
-        leader.client_write(split).await.unwrap().data,
-        Outcome::Applied
-    );
+    split_with_keys_on_both_sides(leader, chosen).await;
     let born = replicas_of(&router, SPLIT_OFF).await;
     assert_eq!(
         leader_of(&born[0]).await,
@@ -469,29 +543,11 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
         put_one(born_leader, keys::object("b", "a60")).await,
         Outcome::Moved
     );
-    for rafts in [&whole, &born] {
-        let last = rafts
-            .iter()
-            .find_map(|r| {
-                (r.metrics().borrow().current_leader == Some(r.metrics().borrow().id))
-                    .then(|| r.metrics().borrow().last_log_index.unwrap())
-            })
-            .unwrap();
-        all_applied(rafts, last).await;
-    }
+    groups_applied(&[&whole, &born]).await;
 
     // On every replica the new group holds exactly the records above the split.
+    assert_eq!(halves_identical(&engines), 21);
     let (kept, handed) = KeyRanges::everything().split_at_route(&split_key());
-    for ranges in [&kept, &handed] {
-        let digests: Vec<_> = engines
-            .iter()
-            .map(|e| digest::of(&e.db().snapshot(), ranges).unwrap())
-            .collect();
-        assert!(
-            digests.iter().all(|d| *d == digests[0]),
-            "replicas differ: {digests:?}"
-        );
-    }
     let db = engines[2].db();
     assert_eq!(digest::of(&db.snapshot(), &handed).unwrap().entries, 21);
     assert_eq!(digest::of(&db.snapshot(), &kept).unwrap().entries, 21);
@@ -520,27 +576,94 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
         .expect("the parent's snapshot file");
     assert_eq!(snapshot::verify(&file).unwrap().1, Some(kept.clone()));
 
-    // The parent's narrower range survives a restart, though it opens with every key again.
+    // Both groups survive a restart: the parent's narrower range, though it opens with every
+    // key again, and the new group, found in the engine.
     for r in whole.iter().chain(born.iter()) {
         r.shutdown().await.unwrap();
     }
     router.0.lock().unwrap().clear();
+    for e in &engines {
+        let hosted = store::hosted_groups(e).unwrap();
+        let found: Vec<_> = hosted.iter().map(|h| (h.group, h.ranges.clone())).collect();
+        assert_eq!(found, [(META, kept.clone()), (SPLIT_OFF, handed.clone())]);
+        assert_eq!(hosted[1].birth.as_ref().unwrap().leader, Some(chosen));
+    }
     let mut again = Vec::new();
     for (i, e) in engines.iter().enumerate() {
         let node = i as NodeId + 1;
-        let ranges = KeyRanges::everything();
-        again.push(start_owning(router.clone(), e.clone(), node, META, ranges, None).await);
+        again.push(reopen(&router, e, node, META, KeyRanges::everything()).await);
     }
-    let l = leader_of(&again[0]).await;
+    let parent: Vec<_> = again.iter().map(|g| g[&META].clone()).collect();
+    let child: Vec<_> = again.iter().map(|g| g[&SPLIT_OFF].clone()).collect();
+    let (l, c) = (leader_of(&parent[0]).await, leader_of(&child[0]).await);
+    let (parent_leader, child_leader) = (&parent[l as usize - 1], &child[c as usize - 1]);
     assert_eq!(
-        put_one(&again[l as usize - 1], keys::object("b", "q")).await,
+        put_one(parent_leader, keys::object("b", "q")).await,
         Outcome::Moved
     );
     assert_eq!(
-        put_one(&again[l as usize - 1], keys::object("b", "a70")).await,
+        put_one(parent_leader, keys::object("b", "a70")).await,
         Outcome::Applied
     );
-    for r in &again {
+    assert_eq!(
+        put_one(child_leader, keys::object("b", "q")).await,
+        Outcome::Applied
+    );
+    groups_applied(&[&parent, &child]).await;
+    assert_eq!(halves_identical(&engines), 22);
+    for r in parent.iter().chain(&child) {
+        let _ = r.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_before_starting_a_group_born_of_a_split_starts_it_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines: Vec<Arc<RocksEngine>> = (1..=3)
+        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
+        .collect();
+    let router = Router::default();
+    // Node 3 applies the split but never starts the new group, as if it stopped right after.
+    let chosen: NodeId = 2;
+    let whole = start_whole(&router, &engines, |node| node != 3).await;
+    let first_leader = leader_of(&whole[0]).await;
+    let leader = &whole[first_leader as usize - 1];
+    split_with_keys_on_both_sides(leader, chosen).await;
+    groups_applied(&[&whole]).await;
+
+    // The new group commits on without node 3.
+    let mut born = Vec::new();
+    for _ in 0..200 {
+        born = (1..=2).filter_map(|n| router.get(n, SPLIT_OFF)).collect();
+        if born.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(leader_of(&born[0]).await, chosen);
+    assert!(router.get(3, SPLIT_OFF).is_none());
+    let later: Vec<Vec<u8>> = (0..10)
+        .map(|i| keys::object("b", &format!("x{i:02}")))
+        .collect();
+    put_all(&born[chosen as usize - 1], &later, b"while node 3 was down").await;
+
+    // Node 3 stops and opens again: it finds the group in its engine and catches up in it.
+    whole[2].shutdown().await.unwrap();
+    router.0.lock().unwrap().remove(&(3, META));
+    let node_3 = reopen(&router, &engines[2], 3, META, KeyRanges::everything()).await;
+    born.push(node_3[&SPLIT_OFF].clone());
+    let parent = [whole[0].clone(), whole[1].clone(), node_3[&META].clone()];
+    groups_applied(&[&parent, &born]).await;
+    assert_eq!(halves_identical(&engines), 30);
+    assert_eq!(
+        engines[2]
+            .db()
+            .get(keys::object("b", "x03"))
+            .unwrap()
+            .as_deref(),
+        Some(&b"while node 3 was down"[..])
+    );
+    for r in parent.iter().chain(&born) {
         let _ = r.shutdown().await;
     }
 }

@@ -27,6 +27,10 @@ pub struct Split {
     pub split_at: Vec<u8>,
     /// The new group's id (a partition id, never reused).
     pub new_group: GroupId,
+    /// The replica meant to lead the new group: it initializes the group as it is born (absent:
+    /// whichever replica the host picks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
 }
 
 impl Default for Command {
@@ -64,8 +68,15 @@ mod tests {
         let split = Command::Split(Split {
             split_at: b"Ob\0m".to_vec(),
             new_group: 7,
+            leader: Some(3),
         });
         let json = serde_json::to_string(&split).unwrap();
         assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), split);
+        // A split written without a chosen leader still decodes as a split.
+        let without = r#"{"split_at":"T2IAbQ==","new_group":7}"#;
+        assert!(matches!(
+            serde_json::from_str::<Command>(without).unwrap(),
+            Command::Split(Split { leader: None, .. })
+        ));
     }
 }

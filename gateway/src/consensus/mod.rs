@@ -12,6 +12,7 @@
 
 pub mod command;
 pub mod digest;
+pub mod host;
 pub mod membership;
 pub mod network;
 pub mod proposal;

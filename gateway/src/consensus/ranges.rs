@@ -61,6 +61,16 @@ impl KeyRanges {
         Self(merged)
     }
 
+    /// The keys of these ranges and of `other`.
+    pub fn union(&self, other: &KeyRanges) -> KeyRanges {
+        KeyRanges::new(self.0.iter().chain(&other.0).cloned().collect())
+    }
+
+    /// Whether some key is in these ranges and in `other`.
+    pub fn overlaps(&self, other: &KeyRanges) -> bool {
+        !self.partition_by(other).0.is_empty()
+    }
+
     /// The parts of these ranges inside `other`, and the rest.
     pub fn partition_by(&self, other: &KeyRanges) -> (KeyRanges, KeyRanges) {
         let (mut inside, mut outside) = (Vec::new(), Vec::new());
@@ -166,6 +176,9 @@ mod tests {
         let all = KeyRanges::everything();
         let at = keys::object("b", "m");
         let (left, right) = all.split_at_route(&at);
+        assert_eq!(left.union(&right), all, "the halves cover every key");
+        assert!(!left.overlaps(&right) && !right.overlaps(&left));
+        assert!(left.overlaps(&all) && all.overlaps(&right));
         for key in [
             keys::bucket("b"),
             keys::meta("partition-map"),

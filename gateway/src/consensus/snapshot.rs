@@ -9,7 +9,8 @@
 //! no ranges: they hold the ranges of the group installing them (every key, when they were written).
 //!
 //! A snapshot carries the keys of the group's [`KeyRanges`] only, and installing one replaces
-//! those ranges and nothing else (today the one group owns every key). Installing takes several
+//! those ranges and the installing group's own, nothing else: a replica that missed a split
+//! drops the keys its group handed on with it. Installing takes several
 //! batches: an `installing` marker (the
 //! snapshot's file, kept until done) is written first, synced, and cleared by the last batch, so a
 //! crash in between is finished from the file when the gateway starts again.
@@ -184,16 +185,32 @@ fn read(
     Ok((meta, ranges))
 }
 
+/// The key ranges a snapshot says it holds, read from the start of its bytes (the first chunk
+/// of a transfer): `None` when `start` is not a version 2 head or too short to hold its ranges.
+/// What a host checks before it lets a transfer begin; the install still checks the whole file.
+pub fn ranges_in_head(start: &[u8]) -> Option<KeyRanges> {
+    let rest = start.strip_prefix(MAGIC)?;
+    let field = |at: &[u8]| -> Option<(usize, usize)> {
+        let len = u32::from_be_bytes(at.get(..4)?.try_into().ok()?) as usize;
+        (at.len() >= 4 + len).then_some((4, 4 + len))
+    };
+    let (_, meta_end) = field(rest)?;
+    let rest = &rest[meta_end..];
+    let (from, to) = field(rest)?;
+    serde_json::from_slice(&rest[from..to]).ok()
+}
+
 /// Checks a snapshot file end to end; its metadata and key ranges (`None`: a version 1 file).
 pub fn verify(path: &Path) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
     read(path, |_, _, _| Ok(()))
 }
 
-/// Replaces the keys of the snapshot's key ranges (`ranges` for a version 1 file) in the index
-/// (default column family) of `db` with the snapshot in `path`, and records its position and
-/// ranges as the group's; `state` is the Raft state column family, `keys` the group's state keys
-/// to write. Keys outside the ranges are left alone, and a snapshot holding one is refused before
-/// anything is written. Returns the ranges the group now owns.
+/// Replaces the keys of the group (`ranges`, what it owns now) and of the snapshot's key ranges
+/// (`ranges` for a version 1 file) in the index (default column family) of `db` with the snapshot
+/// in `path`, and records its position and ranges as the group's; `state` is the Raft state
+/// column family, `keys` the group's state keys to write. Keys outside both are left alone, and a
+/// snapshot holding one outside its own ranges is refused before anything is written. Returns the
+/// ranges the group now owns.
 pub fn install(
     db: &DB,
     state: &rocksdb::ColumnFamily,
@@ -212,12 +229,15 @@ pub fn install(
             ))
         }
     })?;
+    let owned_before = ranges;
     let ranges = in_file.unwrap_or_else(|| ranges.clone());
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
     db.put_cf_opt(state, &keys.installing, json(stored), &synced)?;
     let mut batch = WriteBatch::default();
-    for (start, end) in ranges.iter() {
+    // The group's keys before and after: what it no longer owns (a split it skipped handed them
+    // on) must not linger here unowned, beside what the snapshot replaces.
+    for (start, end) in owned_before.union(&ranges).iter() {
         batch.delete_range(start, end);
     }
     let mut pending = 0;
@@ -458,6 +478,79 @@ mod tests {
             serde_json::from_slice::<KeyRanges>(&recorded).unwrap(),
             everything()
         );
+    }
+
+    #[test]
+    fn a_replica_that_missed_a_split_drops_the_keys_handed_on_when_it_installs_the_narrower_snapshot()
+     {
+        use crate::index::keys;
+        let tmp = tempfile::tempdir().unwrap();
+        // The group owned routes [b/a, b/z) and split at b/m; another group owns b/z on.
+        let part = |from: &str, to: &str| {
+            KeyRanges::new(keys::table_ranges(
+                &keys::object("b", from),
+                Some(&keys::object("b", to)),
+            ))
+        };
+        let (before, after) = (part("a", "z"), part("a", "m"));
+        let row = |k: Vec<u8>, v: &str| (k, v.as_bytes().to_vec());
+        let kept = vec![
+            row(keys::object("b", "c"), "new c"),
+            row(keys::version("b", "c", 2), "new c v2"),
+        ];
+        let source = engine_with(&tmp.path().join("a"), &kept);
+        let file = tmp.path().join("snap.bin");
+        write(&source.db().snapshot(), &after, &meta(8), &file).unwrap();
+
+        // The lagging replica still owns [b/a, b/z): its keys from b/m on were handed on with
+        // the split it never applied; the next group's and the meta keys are not its own.
+        let others = vec![
+            row(keys::bucket("b"), "bucket"),
+            row(keys::object("b", "z1"), "next group's"),
+        ];
+        let handed = vec![
+            row(keys::object("b", "m1"), "handed"),
+            row(keys::version("b", "q", 1), "handed v1"),
+        ];
+        let target = engine_with(
+            &tmp.path().join("b"),
+            &[
+                vec![row(keys::object("b", "cstale"), "stale")],
+                handed,
+                others.clone(),
+            ]
+            .concat(),
+        );
+        let tdb = target.db();
+        let stored = StoredSnapshot {
+            meta: meta(8),
+            file: "snap.bin".into(),
+        };
+        let state = tdb.cf_handle(STATE).unwrap();
+        let owned = install(&tdb, state, &keys(), &before, &stored, &file).unwrap();
+        assert_eq!(owned, after);
+        let mut want = [kept, others].concat();
+        want.sort();
+        assert_eq!(all(&target), want);
+    }
+
+    #[test]
+    fn the_ranges_of_a_transfer_are_read_from_its_first_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = engine_with(&tmp.path().join("a"), &entries(50));
+        let file = tmp.path().join("snap.bin");
+        let part = KeyRanges::new(vec![(b"Ob\0key00010".to_vec(), b"Ob\0key00020".to_vec())]);
+        write(&source.db().snapshot(), &part, &meta(4), &file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(ranges_in_head(&bytes), Some(part.clone()));
+        let at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        let meta_end = MAGIC.len() + 4 + at(MAGIC.len());
+        let head_end = meta_end + 4 + at(meta_end);
+        assert_eq!(ranges_in_head(&bytes[..head_end]), Some(part));
+        // Cut inside the ranges, a version 1 head, or not a snapshot at all: nothing to go by.
+        assert_eq!(ranges_in_head(&bytes[..head_end - 1]), None);
+        assert_eq!(ranges_in_head(&as_version_1(&bytes)), None);
+        assert_eq!(ranges_in_head(b"hello"), None);
     }
 
     /// The same snapshot in the version 1 format: no key ranges after the metadata.

@@ -16,6 +16,7 @@
 // here return it too.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ const SNAPSHOT: &[u8] = b"snapshot";
 const INSTALLING: &[u8] = b"installing";
 /// The key ranges the group owns, once a split changed them (absent: the ranges it opened with).
 const RANGES: &[u8] = b"ranges";
+/// How a group born of a split is to be initialized ([`Birth`]), written with its ranges.
+const BORN: &[u8] = b"born";
 
 /// A Raft group's id.
 pub type GroupId = u64;
@@ -352,16 +355,92 @@ pub struct ReadReport {
     pub samples: Vec<(String, f64)>,
 }
 
+/// How a group born of a split starts: its first members are the parent's at the split, and
+/// `leader` (if chosen) initializes it. Persisted with the split, so a replica that stops before
+/// it started the group starts it when it opens again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Birth {
+    /// The parent group's membership at the split.
+    pub membership: openraft::Membership<NodeId, BasicNode>,
+    /// The replica meant to initialize and lead the group.
+    pub leader: Option<NodeId>,
+}
+
+impl Birth {
+    /// The voters to initialize the group with (learners are added afterwards).
+    pub fn voters(&self) -> BTreeMap<NodeId, BasicNode> {
+        self.membership
+            .voter_ids()
+            .filter_map(|id| self.membership.get_node(&id).map(|n| (id, n.clone())))
+            .collect()
+    }
+}
+
 /// A group born of a split this replica applied: the host starts its replica over the same
-/// engine, owning `ranges`, with `membership` (the parent's at the split).
+/// engine, owning `ranges`, as `birth` says.
 #[derive(Debug, Clone)]
 pub struct SplitEvent {
     /// The new group.
     pub new_group: GroupId,
     /// The key ranges it owns.
     pub ranges: KeyRanges,
-    /// Its members: the parent group's at the split.
-    pub membership: openraft::Membership<NodeId, BasicNode>,
+    /// How it is initialized.
+    pub birth: Birth,
+}
+
+/// A group whose replica this engine holds beyond the one it opens with: the ranges it owns
+/// and, for a group born of a split, how it is initialized.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    /// The group.
+    pub group: GroupId,
+    /// The key ranges it owns (as last persisted).
+    pub ranges: KeyRanges,
+    /// Set for a group born of a split.
+    pub birth: Option<Birth>,
+}
+
+/// Records (synced) that `group` owns `ranges` on `engine`: a group created from a snapshot is
+/// known before the snapshot installs, so a restart in between reopens it.
+pub fn persist_ranges(
+    engine: &RocksEngine,
+    group: GroupId,
+    ranges: &KeyRanges,
+) -> Result<(), rocksdb::Error> {
+    let db = engine.db();
+    let key = GroupKeys::new(group).state(RANGES);
+    db.put_cf_opt(cf(&db, STATE_CF), key, encode_state(ranges), &synced())
+}
+
+/// Every group of `engine` that persisted its own key ranges (split, born of a split, or given
+/// ranges by a snapshot), in id order: what a host restarts besides the group it opens with.
+pub fn hosted_groups(engine: &RocksEngine) -> Result<Vec<Hosted>, rocksdb::Error> {
+    let db = engine.db();
+    let state = cf(&db, STATE_CF);
+    let mut hosted = Vec::new();
+    for item in db.iterator_cf(state, rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        let (Some(id), Some(RANGES)) = (k.get(..8), k.get(8..)) else {
+            continue;
+        };
+        let group = GroupId::from_be_bytes(id.try_into().expect("8 bytes"));
+        let Ok(ranges) = serde_json::from_slice::<KeyRanges>(&v) else {
+            tracing::warn!(
+                group,
+                "unreadable key ranges in the raft state; group skipped"
+            );
+            continue;
+        };
+        let birth = db
+            .get_cf(state, GroupKeys::new(group).state(BORN))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        hosted.push(Hosted {
+            group,
+            ranges,
+            birth,
+        });
+    }
+    Ok(hosted)
 }
 
 /// Told of every split this replica applies, right after the parent's range shrank.
@@ -578,21 +657,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(Command::Split(Split {
                     split_at,
                     new_group,
+                    leader,
                 })) => {
                     let (kept, handed) = self.ranges().split_at_route(&split_at);
+                    let birth = Birth {
+                        membership: self.applied()?.1.membership().clone(),
+                        leader,
+                    };
+                    // Both groups' ranges in one batch with the applied position: after a crash
+                    // the child is known exactly when the parent has shrunk.
+                    let state = cf(&self.db, STATE_CF);
+                    let child = GroupKeys::new(new_group);
                     let mut batch = WriteBatch::default();
-                    batch.put_cf(
-                        cf(&self.db, STATE_CF),
-                        self.keys.state(RANGES),
-                        encode_state(&kept),
-                    );
-                    let membership = self.applied()?.1.membership().clone();
+                    batch.put_cf(state, self.keys.state(RANGES), encode_state(&kept));
+                    batch.put_cf(state, child.state(RANGES), encode_state(&handed));
+                    batch.put_cf(state, child.state(BORN), encode_state(&birth));
                     split_off = Some((
                         kept,
                         SplitEvent {
                             new_group,
                             ranges: handed,
-                            membership,
+                            birth,
                         },
                     ));
                     (batch, Outcome::Applied)

@@ -1,0 +1,347 @@
+//! The Raft groups one gateway hosts over its one RocksDB: which are running, starting each once,
+//! and deciding which group an incoming Raft message may reach.
+//!
+//! Groups come into being in three ways, and the host owns all three:
+//! - at open: the base group and every group the engine persisted (`store::hosted_groups`);
+//! - when a group this replica hosts applies a `Split`: the new group starts over the same engine,
+//!   its state exactly what the parent held there, and the chosen replica initializes it;
+//! - from a snapshot: a replica that never applied the split (it caught up in the parent from a
+//!   post-split snapshot) learns of the new group only when that group's leader sends it a
+//!   snapshot. Only an install may create a group: appends and votes for an unknown group are
+//!   refused, since a replica created empty and fed the log from its start would lack every key
+//!   the group was born with. The sender, told the group is missing there, snapshots and purges
+//!   its log so the next attempt is a snapshot.
+//!
+//! An install whose ranges overlap another local group is refused until they no longer do: a
+//! replica that lags in the parent must apply the split (shrinking the parent) before the new
+//! group's snapshot may replace those keys, or the parent's older entries would later re-apply
+//! over the newer state.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use openraft::Raft;
+use openraft::raft::InstallSnapshotRequest;
+
+use super::TypeConfig;
+use super::ranges::KeyRanges;
+use super::snapshot;
+use super::store::{self, ApplyObserver, Birth, GroupId, LogStore, SplitEvent, StateMachine};
+use crate::index::engine::RocksEngine;
+
+type NodeId = u64;
+
+/// Builds and starts the Raft of one group from its storage (the caller's config and network).
+pub type Launch = Arc<
+    dyn Fn(GroupId, LogStore, StateMachine) -> BoxFuture<'static, Result<Raft<TypeConfig>, String>>
+        + Send
+        + Sync,
+>;
+
+/// Why a message was not let through to a group, or a group could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// This gateway hosts no replica of the group (only a snapshot can create one).
+    #[error("no replica of index group {0} here")]
+    NoSuchGroup(GroupId),
+    /// The snapshot's ranges overlap other groups of this gateway, which must shrink first.
+    #[error("a snapshot of index group {group} overlaps local groups {others:?}")]
+    Overlaps {
+        /// The group the snapshot is for.
+        group: GroupId,
+        /// The local groups owning some of its keys.
+        others: Vec<GroupId>,
+    },
+    /// Opening the group's storage or starting its Raft failed.
+    #[error("index group {0} could not start: {1}")]
+    Start(GroupId, String),
+}
+
+/// One running group: its Raft and its state machine (whose ranges say what it owns now).
+struct Running {
+    raft: Raft<TypeConfig>,
+    state: StateMachine,
+}
+
+/// A peer reported to lack a group.
+#[derive(Clone, Copy)]
+struct Missing {
+    since: Instant,
+    last: Instant,
+    forcing: bool,
+}
+
+/// The groups of one gateway. Shared (`Arc`); split observers hold it weakly.
+pub struct GroupHost {
+    node: NodeId,
+    engine: Arc<RocksEngine>,
+    launch: Launch,
+    observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+    /// How long a born group waits for its chosen leader before a replica initializes it itself,
+    /// and how long a peer must lack a group before its leader forces a snapshot for it.
+    grace: Duration,
+    /// Held while a group starts, so each starts once.
+    groups: tokio::sync::Mutex<BTreeMap<GroupId, Running>>,
+    /// Groups a peer lacks, as reported: since when, last reported, a snapshot being forced.
+    missing: std::sync::Mutex<BTreeMap<(GroupId, NodeId), Missing>>,
+    me: Weak<GroupHost>,
+}
+
+impl GroupHost {
+    /// Opens `node`'s groups over `engine`: `base` (owning `ranges` unless it persisted others),
+    /// then every other group the engine holds, births settled. `observer` sees every applied
+    /// batch of every group; `grace` as on [`GroupHost`].
+    pub async fn open(
+        node: NodeId,
+        engine: Arc<RocksEngine>,
+        base: (GroupId, KeyRanges),
+        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
+        launch: Launch,
+        grace: Duration,
+    ) -> Result<Arc<Self>, HostError> {
+        let host = Arc::new_cyclic(|me| Self {
+            node,
+            engine,
+            launch,
+            observer,
+            grace,
+            groups: Default::default(),
+            missing: Default::default(),
+            me: me.clone(),
+        });
+        let (group, ranges) = base;
+        host.start(group, ranges, None).await?;
+        let hosted = store::hosted_groups(&host.engine)
+            .map_err(|e| HostError::Start(group, e.to_string()))?;
+        for h in hosted.into_iter().filter(|h| h.group != group) {
+            host.start(h.group, h.ranges, h.birth).await?;
+        }
+        Ok(host)
+    }
+
+    /// The running replica of `group`.
+    pub async fn get(&self, group: GroupId) -> Result<Raft<TypeConfig>, HostError> {
+        let groups = self.groups.lock().await;
+        groups
+            .get(&group)
+            .map(|r| r.raft.clone())
+            .ok_or(HostError::NoSuchGroup(group))
+    }
+
+    /// The groups running here, in id order.
+    pub async fn groups(&self) -> Vec<GroupId> {
+        self.groups.lock().await.keys().copied().collect()
+    }
+
+    /// Starts `node`'s replica of `group` owning `ranges` (unless it persisted others), unless it
+    /// runs already; with `birth`, settles its initialization.
+    pub async fn start(
+        &self,
+        group: GroupId,
+        ranges: KeyRanges,
+        birth: Option<Birth>,
+    ) -> Result<Raft<TypeConfig>, HostError> {
+        let mut groups = self.groups.lock().await;
+        let raft = self.start_locked(&mut groups, group, ranges).await?;
+        drop(groups);
+        if let Some(birth) = birth {
+            self.settle_birth(group, raft.clone(), birth).await;
+        }
+        Ok(raft)
+    }
+
+    async fn start_locked(
+        &self,
+        groups: &mut BTreeMap<GroupId, Running>,
+        group: GroupId,
+        ranges: KeyRanges,
+    ) -> Result<Raft<TypeConfig>, HostError> {
+        if let Some(running) = groups.get(&group) {
+            return Ok(running.raft.clone());
+        }
+        let fail = |e: String| HostError::Start(group, e);
+        let state =
+            StateMachine::open_owning(self.engine.clone(), group, ranges, self.observer.clone())
+                .map_err(|e| fail(e.to_string()))?;
+        let me = self.me.clone();
+        state.observe_splits(Arc::new(move |born: SplitEvent| {
+            if let Some(host) = me.upgrade() {
+                tokio::spawn(host.born(born));
+            }
+        }));
+        let log = LogStore::new(&self.engine, group);
+        let raft = (self.launch)(group, log, state.clone())
+            .await
+            .map_err(fail)?;
+        tracing::info!(group, ranges = ?state.ranges(), "index group started");
+        groups.insert(
+            group,
+            Running {
+                raft: raft.clone(),
+                state,
+            },
+        );
+        Ok(raft)
+    }
+
+    /// Starts the group a split created (boxed: starting a group may start others).
+    fn born(self: Arc<Self>, born: SplitEvent) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let group = born.new_group;
+            if let Err(e) = self.start(group, born.ranges, Some(born.birth)).await {
+                tracing::error!(group, error = %e, "the group a split created did not start");
+            }
+        })
+    }
+
+    /// The chosen replica initializes a born group at once (standing for election, so it leads);
+    /// the others only if it still has no leader after the grace period (the chosen one is gone).
+    async fn settle_birth(&self, group: GroupId, raft: Raft<TypeConfig>, birth: Birth) {
+        let chosen = birth.leader == Some(self.node);
+        let wait = if chosen { Duration::ZERO } else { self.grace };
+        let settle = async move {
+            tokio::time::sleep(wait).await;
+            let uninitialized = !raft.is_initialized().await.unwrap_or(true);
+            if uninitialized && raft.metrics().borrow().current_leader.is_none() {
+                match raft.initialize(birth.voters()).await {
+                    Ok(()) => tracing::info!(group, chosen, "initialized a group born of a split"),
+                    Err(e) => tracing::debug!(group, error = %e, "born group not initialized"),
+                }
+            }
+        };
+        if chosen {
+            settle.await;
+        } else {
+            tokio::spawn(settle);
+        }
+    }
+
+    /// The replica an install-snapshot message for `group` goes to. The first chunk is checked
+    /// against the other local groups' ranges; for a group not running here it creates the
+    /// group, owning the snapshot's ranges (persisted first, so a restart reopens it).
+    pub async fn snapshot_target(
+        &self,
+        group: GroupId,
+        req: &InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<Raft<TypeConfig>, HostError> {
+        let mut groups = self.groups.lock().await;
+        let head = (req.offset == 0)
+            .then(|| snapshot::ranges_in_head(&req.data))
+            .flatten();
+        let Some(ranges) = head else {
+            // A later chunk, or a head without ranges: only a running group can take it.
+            return groups
+                .get(&group)
+                .map(|r| r.raft.clone())
+                .ok_or(HostError::NoSuchGroup(group));
+        };
+        let others: Vec<GroupId> = groups
+            .iter()
+            .filter(|(id, r)| **id != group && r.state.ranges().overlaps(&ranges))
+            .map(|(id, _)| *id)
+            .collect();
+        if !others.is_empty() {
+            tracing::info!(
+                group,
+                ?others,
+                "snapshot refused until the overlapping groups shrink"
+            );
+            return Err(HostError::Overlaps { group, others });
+        }
+        if !groups.contains_key(&group) {
+            store::persist_ranges(&self.engine, group, &ranges)
+                .map_err(|e| HostError::Start(group, e.to_string()))?;
+            tracing::info!(
+                group,
+                "creating a replica of an index group from its snapshot"
+            );
+        }
+        self.start_locked(&mut groups, group, ranges).await
+    }
+
+    /// Told by the network that `target` has no replica of `group`: once that has lasted the
+    /// grace period (a split's new group starts a moment after the split applies), and this
+    /// replica leads `group`, it snapshots `group` and purges the log behind, so `target` is
+    /// sent the snapshot, which creates the group there.
+    pub fn replica_missing(&self, group: GroupId, target: NodeId) {
+        let now = Instant::now();
+        {
+            let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = Missing {
+                since: now,
+                last: now,
+                forcing: false,
+            };
+            let m = missing.entry((group, target)).or_insert(fresh);
+            if now.duration_since(m.last) > self.grace {
+                // Reports that stopped for a while (the peer had the group since) start anew.
+                *m = fresh;
+            }
+            m.last = now;
+            if m.forcing || now.duration_since(m.since) < self.grace {
+                return;
+            }
+            m.forcing = true;
+        }
+        let Some(host) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = host.force_snapshot(group).await {
+                tracing::warn!(group, target, error = %e, "could not force a snapshot");
+            }
+            // The next attempts send the snapshot; a later report starts a new grace period.
+            let mut missing = host.missing.lock().unwrap_or_else(|e| e.into_inner());
+            missing.remove(&(group, target));
+        });
+    }
+
+    async fn force_snapshot(&self, group: GroupId) -> Result<(), String> {
+        let raft = self.get(group).await.map_err(|e| e.to_string())?;
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node) {
+            return Ok(());
+        }
+        let Some(last) = m.last_applied else {
+            return Ok(());
+        };
+        raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+        let snap = raft
+            .wait(Some(Duration::from_secs(60)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= last.index),
+                "a snapshot for a replica that lacks the group",
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .snapshot
+            .expect("waited for it");
+        tracing::info!(
+            group,
+            upto = snap.index,
+            "purging the log so a peer gets a snapshot"
+        );
+        raft.trigger()
+            .purge_log(snap.index)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stops the replica of `group` here (its state stays on disk; [`GroupHost::start`] resumes).
+    pub async fn stop(&self, group: GroupId) {
+        let running = self.groups.lock().await.remove(&group);
+        if let Some(r) = running {
+            let _ = r.raft.shutdown().await;
+        }
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        let running = std::mem::take(&mut *self.groups.lock().await);
+        for r in running.into_values() {
+            let _ = r.raft.shutdown().await;
+        }
+    }
+}
