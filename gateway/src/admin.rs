@@ -844,11 +844,15 @@ pub struct PartitionLoad {
     pub sampled_keys: usize,
     /// Approximate bytes on disk (flushed data only).
     pub approximate_bytes: u64,
-    /// The gateway leading the partition (every partition is in the one index group today, so
-    /// all share its leader; absent on a gateway alone, which serves every partition itself).
+    /// The Raft group serving the partition (its own once split off; absent on a gateway
+    /// alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+    /// The gateway leading that group (absent on a gateway alone, which serves every partition
+    /// itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
-    /// The gateways holding a replica (the group's voters).
+    /// The gateways voting in that group.
     #[serde(default)]
     pub replicas: Vec<u64>,
 }
@@ -866,27 +870,38 @@ async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partiti
         }
         Err(_) => state.index.partition_map(),
     };
-    let (leader, replicas) = replication
+    // Each partition is served by the group owning its first key (its own, once split off).
+    let groups = replication
         .as_ref()
-        .map(|r| (r.leader, r.voters.clone()))
+        .map(|r| r.groups.clone())
         .unwrap_or_default();
-    Ok(axum::Json(Partitions {
-        map,
-        replication,
-        load: state
-            .index
-            .partition_stats()
-            .into_iter()
-            .map(|s| PartitionLoad {
+    let served_by = |p: &crate::index::partition::Partition| {
+        let consensus = state.index.consensus()?;
+        let group = consensus.host().owner_of(&p.start)?;
+        groups.iter().find(|g| g.group == group).cloned()
+    };
+    let load = state
+        .index
+        .partition_stats()
+        .into_iter()
+        .map(|s| {
+            let group = map.get(s.id).and_then(&served_by);
+            PartitionLoad {
                 id: s.id.0,
                 reads_per_second: s.reads_per_second,
                 writes_per_second: s.writes_per_second,
                 sampled_keys: s.sampled_keys,
                 approximate_bytes: s.approximate_bytes,
-                leader,
-                replicas: replicas.clone(),
-            })
-            .collect(),
+                group: group.as_ref().map(|g| g.group),
+                leader: group.as_ref().and_then(|g| g.leader),
+                replicas: group.map(|g| g.voters).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(axum::Json(Partitions {
+        map,
+        replication,
+        load,
     }))
 }
 

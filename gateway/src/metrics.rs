@@ -149,6 +149,10 @@ pub struct RaftMetrics {
     /// Gateways being drained of their index votes (`PUT /admin/v1/index/retiring`), as the
     /// leader last read the committed set (0 on other gateways).
     pub retiring_peers: Gauge,
+    /// Index groups this gateway hosts a replica of.
+    pub groups: Gauge,
+    /// Index groups this gateway leads.
+    pub groups_led: Gauge,
 }
 
 impl Default for RaftMetrics {
@@ -165,6 +169,8 @@ impl Default for RaftMetrics {
             learners: Gauge::default(),
             gone_peers: Gauge::default(),
             retiring_peers: Gauge::default(),
+            groups: Gauge::default(),
+            groups_led: Gauge::default(),
         }
     }
 }
@@ -191,7 +197,7 @@ impl RaftMetrics {
             "Leader changes this gateway observed",
             self.leader_changes.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 7] = [
+        let gauges: [(&str, &str, &Gauge); 9] = [
             (
                 "index_raft_term",
                 "Current Raft term of the index group",
@@ -221,6 +227,16 @@ impl RaftMetrics {
                 "index_raft_gone_peers",
                 "Listed gateways unreachable for longer than the grace period (on the leader)",
                 &self.gone_peers,
+            ),
+            (
+                "index_groups",
+                "Index Raft groups (partitions) this gateway hosts a replica of",
+                &self.groups,
+            ),
+            (
+                "index_groups_led",
+                "Index Raft groups this gateway leads",
+                &self.groups_led,
             ),
             (
                 "index_raft_retiring_peers",

@@ -90,7 +90,7 @@ pub fn record(metrics: &GatewayMetrics, change: &Rebalanced) {
             tracing::info!(
                 partition = %id,
                 new_partition = %right,
-                at = %readable_key(at),
+                at = %crate::index::keys::readable(at),
                 reason,
                 map_version,
                 "index partition split"
@@ -104,30 +104,5 @@ pub fn record(metrics: &GatewayMetrics, change: &Rebalanced) {
             m.merges.inc();
             tracing::info!(partition = %left, merged = %right, map_version, "index partitions merged");
         }
-    }
-}
-
-/// An index key for logs: `bucket/key` for an object entry, else the key with bytes escaped.
-fn readable_key(key: &[u8]) -> String {
-    if let Some(rest) = key.strip_prefix(&[crate::index::keys::tag::OBJECT])
-        && let Some(split) = rest.iter().position(|&b| b == 0)
-    {
-        let (bucket, object) = (&rest[..split], &rest[split + 1..]);
-        return format!(
-            "{}/{}",
-            String::from_utf8_lossy(bucket),
-            String::from_utf8_lossy(object)
-        );
-    }
-    key.escape_ascii().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn split_keys_are_logged_as_bucket_and_key() {
-        let at = crate::index::keys::object("logs", "2026/11/23");
-        assert_eq!(super::readable_key(&at), "logs/2026/11/23");
-        assert_eq!(super::readable_key(&[b'G', 0, 1]), "G\\x00\\x01");
     }
 }

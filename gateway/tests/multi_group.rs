@@ -1,6 +1,7 @@
-//! Two Raft groups sharing every replica's RocksDB, as a group per partition will (see
-//! `docs/multi-raft.md`): three in-process replicas, an in-process network, the gateway's own log
-//! store and state machine. It checks what that plan relies on:
+//! Several Raft groups sharing every replica's RocksDB, as a group per partition will (see
+//! `docs/multi-raft.md`): three in-process nodes, each a `GroupHost` over its own engine, an
+//! in-process network that hands each message to the target's host, the gateway's own log store
+//! and state machine. It checks what that plan relies on:
 //! - a group born of a split, initialized by the one replica meant to lead it, is led by that
 //!   replica at once, so the two groups have different leaders;
 //! - each group commits on its own, and neither touches the other's keys;
@@ -10,7 +11,10 @@
 //!   starts the new group there, whose keys are exactly the parent's above the split; batches
 //!   outside a group's range are answered `Moved`, also after a restart;
 //! - the new group is persisted with the split: a restart finds and reopens it, and a replica
-//!   that stopped before it started the group starts it when it opens and catches up in it.
+//!   that stopped before it started the group starts it when it opens and catches up in it;
+//! - snapshots crossing a split: a replica lagging in the parent refuses the new group's snapshot
+//!   until it has applied the split, and one that slept through the split (the parent's log
+//!   purged) gets the new group from the new group's snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,11 +23,12 @@ use std::time::Duration;
 use cairn_gateway::consensus::TypeConfig;
 use cairn_gateway::consensus::command::{Command, Split};
 use cairn_gateway::consensus::digest;
+use cairn_gateway::consensus::host::{GroupHost, HostError, Launch};
 use cairn_gateway::consensus::proposal::Outcome;
 use cairn_gateway::consensus::proposal::Proposal;
 use cairn_gateway::consensus::ranges::KeyRanges;
 use cairn_gateway::consensus::snapshot;
-use cairn_gateway::consensus::store::{self, Birth, GroupId, LogStore, SplitEvent, StateMachine};
+use cairn_gateway::consensus::store::{self, GroupId};
 use cairn_gateway::index::engine::{RocksEngine, WriteOp};
 use cairn_gateway::index::keys;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -37,26 +42,34 @@ use openraft::{BasicNode, Raft, RaftNetwork, RaftNetworkFactory, SnapshotPolicy}
 type NodeId = u64;
 type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
 
-/// The running replicas, by (node, group).
-type Replicas = BTreeMap<(NodeId, GroupId), Raft<TypeConfig>>;
+/// How long a born group waits for its chosen leader, and a missing replica before its leader
+/// forces a snapshot for it.
+const GRACE: Duration = Duration::from_millis(1500);
 
-/// Every running replica of every group; a missing one is unreachable.
+/// Every running node's group host; a node missing here is down (unreachable).
 #[derive(Clone, Default)]
-struct Router(Arc<Mutex<Replicas>>);
+struct Router(Arc<Mutex<BTreeMap<NodeId, Arc<GroupHost>>>>);
 
 impl Router {
-    fn get(&self, node: NodeId, group: GroupId) -> Option<Raft<TypeConfig>> {
-        self.0.lock().unwrap().get(&(node, group)).cloned()
+    fn host(&self, node: NodeId) -> Option<Arc<GroupHost>> {
+        self.0.lock().unwrap().get(&node).cloned()
+    }
+
+    /// `node`'s running replica of `group`.
+    async fn get(&self, node: NodeId, group: GroupId) -> Option<Raft<TypeConfig>> {
+        self.host(node)?.get(group).await.ok()
     }
 }
 
 struct Network {
     router: Router,
+    from: NodeId,
     group: GroupId,
 }
 
 struct Peer {
     router: Router,
+    from: NodeId,
     group: GroupId,
     target: NodeId,
 }
@@ -67,19 +80,39 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Peer {
         Peer {
             router: self.router.clone(),
+            from: self.from,
             group: self.group,
             target,
         }
     }
 }
 
+fn unreachable(why: String) -> Unreachable {
+    Unreachable::new(&std::io::Error::other(why))
+}
+
 impl Peer {
-    /// The target's replica, or why it cannot be called.
-    fn raft(&self) -> Result<Raft<TypeConfig>, Unreachable> {
-        self.router.get(self.target, self.group).ok_or_else(|| {
-            let e = std::io::Error::other(format!("{} is down", self.target));
-            Unreachable::new(&e)
-        })
+    /// The target's host, or why it cannot be called.
+    fn host(&self) -> Result<Arc<GroupHost>, Unreachable> {
+        self.router
+            .host(self.target)
+            .ok_or_else(|| unreachable(format!("{} is down", self.target)))
+    }
+
+    /// A message the target's host refused, as a network error (Raft retries later); a missing
+    /// group is reported to the sender's host, as the gateway's network will.
+    fn refused(&self, e: HostError) -> Unreachable {
+        if matches!(e, HostError::NoSuchGroup(_))
+            && let Some(me) = self.router.host(self.from)
+        {
+            me.replica_missing(self.group, self.target);
+        }
+        unreachable(e.to_string())
+    }
+
+    async fn raft(&self) -> Result<Raft<TypeConfig>, Unreachable> {
+        let host = self.host()?;
+        host.get(self.group).await.map_err(|e| self.refused(e))
     }
 }
 
@@ -89,7 +122,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        let raft = self.raft().await.map_err(RPCError::Unreachable)?;
         raft.append_entries(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -100,7 +133,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        let host = self.host().map_err(RPCError::Unreachable)?;
+        let raft = host
+            .snapshot_target(self.group, &rpc)
+            .await
+            .map_err(|e| RPCError::Unreachable(self.refused(e)))?;
         raft.install_snapshot(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -111,7 +148,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Rpc<VoteResponse<NodeId>> {
-        let raft = self.raft().map_err(RPCError::Unreachable)?;
+        let raft = self.raft().await.map_err(RPCError::Unreachable)?;
         raft.vote(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -139,119 +176,86 @@ fn ranges_of(group: GroupId) -> KeyRanges {
     }
 }
 
-/// Starts `node`'s replica of `group` over `engine` and makes it reachable.
-async fn start(
-    router: &Router,
-    engine: &Arc<RocksEngine>,
-    node: NodeId,
-    group: GroupId,
-) -> Raft<TypeConfig> {
-    start_owning(
-        router.clone(),
-        engine.clone(),
-        node,
-        group,
-        ranges_of(group),
-        false,
-    )
-    .await
-}
-
-/// Starts `node`'s replica of `group` owning `ranges` (at first). With `follow_splits`, every
-/// group a split of it creates is started here too, and initialized if this is the replica the
-/// split chose.
-fn start_owning(
-    router: Router,
-    engine: Arc<RocksEngine>,
-    node: NodeId,
-    group: GroupId,
-    ranges: KeyRanges,
-    follow_splits: bool,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Raft<TypeConfig>> + Send>> {
-    Box::pin(async move {
-        let sm =
-            StateMachine::open_owning(engine.clone(), group, ranges, Default::default()).unwrap();
-        if follow_splits {
-            let (router, engine) = (router.clone(), engine.clone());
-            sm.observe_splits(Arc::new(move |born: SplitEvent| {
-                let (router, engine) = (router.clone(), engine.clone());
-                tokio::spawn(async move {
-                    let raft =
-                        start_owning(router, engine, node, born.new_group, born.ranges, true).await;
-                    settle_birth(&raft, node, &born.birth).await;
-                });
-            }));
-        }
-        run(&router, &engine, node, group, sm).await
+/// Starts each group's Raft on `node`, as the gateway will (its config, this network); a group
+/// in `crash_at` fails to start, as if the node stopped just then.
+fn launcher(router: &Router, node: NodeId, crash_at: Option<GroupId>) -> Launch {
+    let router = router.clone();
+    Arc::new(move |group, log, state| {
+        let network = Network {
+            router: router.clone(),
+            from: node,
+            group,
+        };
+        Box::pin(async move {
+            if crash_at == Some(group) {
+                return Err("the node stopped".to_string());
+            }
+            Raft::new(node, Arc::new(config()), network, log, state)
+                .await
+                .map_err(|e| e.to_string())
+        })
     })
 }
 
-/// Initializes a group born of a split if `node` is the replica chosen to and it has not yet.
-async fn settle_birth(raft: &Raft<TypeConfig>, node: NodeId, birth: &Birth) {
-    if birth.leader == Some(node) && !raft.is_initialized().await.unwrap() {
-        raft.initialize(birth.voters()).await.unwrap();
-    }
-}
-
-/// Opens `node` again after a stop: its replica of `base` (owning `ranges` unless it persisted
-/// others), then every group its engine hosts besides, births settled; all following splits.
-async fn reopen(
-    router: &Router,
-    engine: &Arc<RocksEngine>,
-    node: NodeId,
-    base: GroupId,
-    ranges: KeyRanges,
-) -> BTreeMap<GroupId, Raft<TypeConfig>> {
-    let (r, e) = (router.clone(), engine.clone());
-    let mut rafts = BTreeMap::from([(base, start_owning(r, e, node, base, ranges, true).await)]);
-    for hosted in store::hosted_groups(engine).unwrap() {
-        if hosted.group == base {
-            continue;
-        }
-        let (r, e) = (router.clone(), engine.clone());
-        let raft = start_owning(r, e, node, hosted.group, hosted.ranges, true).await;
-        if let Some(birth) = &hosted.birth {
-            settle_birth(&raft, node, birth).await;
-        }
-        rafts.insert(hosted.group, raft);
-    }
-    rafts
-}
-
-async fn run(
-    router: &Router,
-    engine: &Arc<RocksEngine>,
-    node: NodeId,
-    group: GroupId,
-    sm: StateMachine,
-) -> Raft<TypeConfig> {
-    let config = openraft::Config {
+fn config() -> openraft::Config {
+    openraft::Config {
         heartbeat_interval: 50,
         election_timeout_min: 400,
         election_timeout_max: 800,
-        // Snapshots only when the test asks; the log behind one is purged at once, so a replica
-        // that missed those entries can only catch up from the snapshot.
+        // Snapshots only when the test (or a host) asks; the log behind one is purged at once,
+        // so a replica that missed those entries can only catch up from the snapshot.
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         purge_batch_size: 1,
         ..Default::default()
     }
     .validate()
-    .unwrap();
-    let raft = Raft::new(
+    .unwrap()
+}
+
+/// Opens `node` over `engine` with `base` owning `ranges` (unless persisted otherwise) and every
+/// group the engine holds, and makes it reachable.
+async fn open_node(
+    router: &Router,
+    engine: &Arc<RocksEngine>,
+    node: NodeId,
+    base: (GroupId, KeyRanges),
+    crash_at: Option<GroupId>,
+) -> Arc<GroupHost> {
+    let launch = launcher(router, node, crash_at);
+    let host = GroupHost::open(
         node,
-        Arc::new(config),
-        Network {
-            router: router.clone(),
-            group,
-        },
-        LogStore::new(engine, group),
-        sm,
+        engine.clone(),
+        base,
+        Default::default(),
+        launch,
+        GRACE,
     )
     .await
     .unwrap();
-    router.0.lock().unwrap().insert((node, group), raft.clone());
-    raft
+    router.0.lock().unwrap().insert(node, host.clone());
+    host
+}
+
+/// Stops `node` (every group); its engine stays.
+async fn stop_node(router: &Router, node: NodeId) {
+    let host = router.0.lock().unwrap().remove(&node);
+    if let Some(host) = host {
+        host.shutdown().await;
+    }
+}
+
+/// Stops every node.
+async fn stop_all(router: &Router) {
+    for node in 1..=3 {
+        stop_node(router, node).await;
+    }
+}
+
+fn engines_in(dir: &std::path::Path) -> Vec<Arc<RocksEngine>> {
+    (1..=3)
+        .map(|n| Arc::new(RocksEngine::open(&dir.join(format!("node-{n}"))).unwrap()))
+        .collect()
 }
 
 fn members() -> BTreeMap<NodeId, BasicNode> {
@@ -295,15 +299,18 @@ fn digest_of(engine: &RocksEngine, group: GroupId) -> digest::RangeDigest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let engines: Vec<Arc<RocksEngine>> = (1..=3)
-        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
-        .collect();
+    let engines = engines_in(dir.path());
     let router = Router::default();
 
     // The meta group, formed by node 1, which leads it.
-    let mut meta = Vec::new();
+    let mut hosts = Vec::new();
     for (i, e) in engines.iter().enumerate() {
-        meta.push(start(&router, e, i as NodeId + 1, META).await);
+        let base = (META, ranges_of(META));
+        hosts.push(open_node(&router, e, i as NodeId + 1, base, None).await);
+    }
+    let mut meta = Vec::new();
+    for h in &hosts {
+        meta.push(h.get(META).await.unwrap());
     }
     meta[0].initialize(members()).await.unwrap();
     let meta_leader = leader_of(&meta[0]).await;
@@ -316,8 +323,12 @@ async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_ke
     // The split-off group on every replica, initialized by node 3 alone (the one meant to lead
     // it): it stands for election as it initializes, before the others' timers run out.
     let mut split = Vec::new();
-    for (i, e) in engines.iter().enumerate() {
-        split.push(start(&router, e, i as NodeId + 1, SPLIT_OFF).await);
+    for h in &hosts {
+        split.push(
+            h.start(SPLIT_OFF, ranges_of(SPLIT_OFF), None)
+                .await
+                .unwrap(),
+        );
     }
     let preferred: NodeId = if meta_leader == 3 { 2 } else { 3 };
     split[preferred as usize - 1]
@@ -346,8 +357,8 @@ async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_ke
     let lagging = (1..=3)
         .find(|n| *n != meta_leader && *n != preferred)
         .unwrap();
-    router.0.lock().unwrap().remove(&(lagging, SPLIT_OFF));
-    split[lagging as usize - 1].shutdown().await.unwrap();
+    let lag_host = &hosts[lagging as usize - 1];
+    lag_host.stop(SPLIT_OFF).await;
     let leader = &split[preferred as usize - 1];
     put_all(leader, &split_keys, b"second").await;
     let more: Vec<Vec<u8>> = (20..40)
@@ -376,7 +387,10 @@ async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_ke
     // The lagging replica comes back: only a snapshot of the split-off group can catch it up.
     let lag_engine = &engines[lagging as usize - 1];
     let meta_before = digest_of(lag_engine, META);
-    let back = start(&router, lag_engine, lagging, SPLIT_OFF).await;
+    let back = lag_host
+        .start(SPLIT_OFF, ranges_of(SPLIT_OFF), None)
+        .await
+        .unwrap();
     back.wait(Some(Duration::from_secs(30)))
         .metrics(
             |m| m.snapshot.is_some_and(|s| s.index >= snapshot_index),
@@ -411,9 +425,7 @@ async fn two_groups_share_the_replicas_lead_apart_and_snapshot_only_their_own_ke
         db.get(keys::object("b", "a05")).unwrap().as_deref(),
         Some(&b"meta, later"[..])
     );
-    for r in meta.iter().chain(split.iter()) {
-        let _ = r.shutdown().await;
-    }
+    stop_all(&router).await;
 }
 
 /// Commits a one-key put through `leader`; what applying it did.
@@ -428,7 +440,10 @@ async fn put_one(leader: &Raft<TypeConfig>, key: Vec<u8>) -> Outcome {
 /// Waits until every node runs a replica of `group`; those replicas.
 async fn replicas_of(router: &Router, group: GroupId) -> Vec<Raft<TypeConfig>> {
     for _ in 0..200 {
-        let found: Vec<_> = (1..=3).filter_map(|n| router.get(n, group)).collect();
+        let mut found = Vec::new();
+        for n in 1..=3 {
+            found.extend(router.get(n, group).await);
+        }
         if found.len() == 3 {
             return found;
         }
@@ -437,22 +452,42 @@ async fn replicas_of(router: &Router, group: GroupId) -> Vec<Raft<TypeConfig>> {
     panic!("group {group} never started on every node");
 }
 
-/// One group owning every key, as today, on the three `engines`; the replicas of nodes for
-/// which `follows` holds start the groups its splits create. Node 1 leads.
+/// Opens the three nodes with one group owning every key, as today (a node's group in
+/// `crash_at(node)` fails to start); their replicas of it. Node 1 forms the group and leads it
+/// (so `whole[0]` is the leader).
 async fn start_whole(
     router: &Router,
     engines: &[Arc<RocksEngine>],
-    follows: impl Fn(NodeId) -> bool,
+    crash_at: impl Fn(NodeId) -> Option<GroupId>,
 ) -> Vec<Raft<TypeConfig>> {
     let mut whole = Vec::new();
     for (i, e) in engines.iter().enumerate() {
         let node = i as NodeId + 1;
-        let (r, e) = (router.clone(), e.clone());
-        let ranges = KeyRanges::everything();
-        whole.push(start_owning(r, e, node, META, ranges, follows(node)).await);
+        let base = (META, KeyRanges::everything());
+        let host = open_node(router, e, node, base, crash_at(node)).await;
+        whole.push(host.get(META).await.unwrap());
     }
     whole[0].initialize(members()).await.unwrap();
+    assert_eq!(
+        leader_of(&whole[0]).await,
+        1,
+        "the initializing replica leads"
+    );
     whole
+}
+
+/// `node`'s replicas of `META` and `SPLIT_OFF`, once both run.
+async fn both_groups(router: &Router, node: NodeId) -> (Raft<TypeConfig>, Raft<TypeConfig>) {
+    for _ in 0..400 {
+        if let (Some(p), Some(c)) = (
+            router.get(node, META).await,
+            router.get(node, SPLIT_OFF).await,
+        ) {
+            return (p, c);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node {node} never ran both groups");
 }
 
 /// Through `leader`, puts 20 keys below the split key and 20 above, then commits a split there
@@ -509,14 +544,11 @@ fn halves_identical(engines: &[Arc<RocksEngine>]) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chosen() {
     let dir = tempfile::tempdir().unwrap();
-    let engines: Vec<Arc<RocksEngine>> = (1..=3)
-        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
-        .collect();
+    let engines = engines_in(dir.path());
     let router = Router::default();
     let chosen: NodeId = 2;
-    let whole = start_whole(&router, &engines, |_| true).await;
-    let first_leader = leader_of(&whole[0]).await;
-    let leader = &whole[first_leader as usize - 1];
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let leader = &whole[0];
     split_with_keys_on_both_sides(leader, chosen).await;
     let born = replicas_of(&router, SPLIT_OFF).await;
     assert_eq!(
@@ -563,7 +595,7 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
         .metrics(|m| m.snapshot.is_some(), "a snapshot")
         .await
         .unwrap();
-    let snapshots = snapshot::dir_of(&dir.path().join(format!("node-{first_leader}")));
+    let snapshots = snapshot::dir_of(&dir.path().join("node-1"));
     let file = std::fs::read_dir(&snapshots)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -578,23 +610,27 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
 
     // Both groups survive a restart: the parent's narrower range, though it opens with every
     // key again, and the new group, found in the engine.
-    for r in whole.iter().chain(born.iter()) {
-        r.shutdown().await.unwrap();
-    }
-    router.0.lock().unwrap().clear();
+    stop_all(&router).await;
     for e in &engines {
         let hosted = store::hosted_groups(e).unwrap();
         let found: Vec<_> = hosted.iter().map(|h| (h.group, h.ranges.clone())).collect();
         assert_eq!(found, [(META, kept.clone()), (SPLIT_OFF, handed.clone())]);
         assert_eq!(hosted[1].birth.as_ref().unwrap().leader, Some(chosen));
     }
-    let mut again = Vec::new();
+    let (mut parent, mut child) = (Vec::new(), Vec::new());
     for (i, e) in engines.iter().enumerate() {
-        let node = i as NodeId + 1;
-        again.push(reopen(&router, e, node, META, KeyRanges::everything()).await);
+        let host = open_node(
+            &router,
+            e,
+            i as NodeId + 1,
+            (META, KeyRanges::everything()),
+            None,
+        );
+        let host = host.await;
+        assert_eq!(host.groups().await, [META, SPLIT_OFF]);
+        parent.push(host.get(META).await.unwrap());
+        child.push(host.get(SPLIT_OFF).await.unwrap());
     }
-    let parent: Vec<_> = again.iter().map(|g| g[&META].clone()).collect();
-    let child: Vec<_> = again.iter().map(|g| g[&SPLIT_OFF].clone()).collect();
     let (l, c) = (leader_of(&parent[0]).await, leader_of(&child[0]).await);
     let (parent_leader, child_leader) = (&parent[l as usize - 1], &child[c as usize - 1]);
     assert_eq!(
@@ -611,59 +647,177 @@ async fn a_split_in_the_log_hands_the_upper_routes_to_a_new_group_led_where_chos
     );
     groups_applied(&[&parent, &child]).await;
     assert_eq!(halves_identical(&engines), 22);
-    for r in parent.iter().chain(&child) {
-        let _ = r.shutdown().await;
-    }
+    stop_all(&router).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_stops_before_starting_a_group_born_of_a_split_starts_it_when_it_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let engines: Vec<Arc<RocksEngine>> = (1..=3)
-        .map(|n| Arc::new(RocksEngine::open(&dir.path().join(format!("node-{n}"))).unwrap()))
-        .collect();
+    let engines = engines_in(dir.path());
     let router = Router::default();
     // Node 3 applies the split but never starts the new group, as if it stopped right after.
     let chosen: NodeId = 2;
-    let whole = start_whole(&router, &engines, |node| node != 3).await;
-    let first_leader = leader_of(&whole[0]).await;
-    let leader = &whole[first_leader as usize - 1];
+    let whole = start_whole(&router, &engines, |node| (node == 3).then_some(SPLIT_OFF)).await;
+    let leader = &whole[0];
     split_with_keys_on_both_sides(leader, chosen).await;
     groups_applied(&[&whole]).await;
 
     // The new group commits on without node 3.
     let mut born = Vec::new();
-    for _ in 0..200 {
-        born = (1..=2).filter_map(|n| router.get(n, SPLIT_OFF)).collect();
-        if born.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for node in 1..=2 {
+        born.push(both_groups(&router, node).await.1);
     }
     assert_eq!(leader_of(&born[0]).await, chosen);
-    assert!(router.get(3, SPLIT_OFF).is_none());
-    let later: Vec<Vec<u8>> = (0..10)
-        .map(|i| keys::object("b", &format!("x{i:02}")))
-        .collect();
-    put_all(&born[chosen as usize - 1], &later, b"while node 3 was down").await;
+    assert!(router.get(3, SPLIT_OFF).await.is_none());
+    let later = named("x", 0..10);
+    put_all(
+        &born[chosen as usize - 1],
+        &later,
+        b"while node 3 lacked it",
+    )
+    .await;
 
     // Node 3 stops and opens again: it finds the group in its engine and catches up in it.
-    whole[2].shutdown().await.unwrap();
-    router.0.lock().unwrap().remove(&(3, META));
-    let node_3 = reopen(&router, &engines[2], 3, META, KeyRanges::everything()).await;
-    born.push(node_3[&SPLIT_OFF].clone());
-    let parent = [whole[0].clone(), whole[1].clone(), node_3[&META].clone()];
-    groups_applied(&[&parent, &born]).await;
-    assert_eq!(halves_identical(&engines), 30);
+    stop_node(&router, 3).await;
+    let node_3 = open_node(
+        &router,
+        &engines[2],
+        3,
+        (META, KeyRanges::everything()),
+        None,
+    )
+    .await;
+    assert_eq!(node_3.groups().await, [META, SPLIT_OFF]);
+    assert_eq!(both_groups_caught_up(&router, &engines).await, 30);
     assert_eq!(
-        engines[2]
-            .db()
-            .get(keys::object("b", "x03"))
-            .unwrap()
-            .as_deref(),
-        Some(&b"while node 3 was down"[..])
+        value_on(&engines[2], "x03").as_deref(),
+        Some(&b"while node 3 lacked it"[..])
     );
-    for r in parent.iter().chain(&born) {
-        let _ = r.shutdown().await;
+    stop_all(&router).await;
+}
+
+/// Waits until every node runs both groups and has applied each group's last entry; the records
+/// of the upper half (identical on every node).
+async fn both_groups_caught_up(router: &Router, engines: &[Arc<RocksEngine>]) -> u64 {
+    let (mut parent, mut child) = (Vec::new(), Vec::new());
+    for node in 1..=3 {
+        let (p, c) = both_groups(router, node).await;
+        parent.push(p);
+        child.push(c);
     }
+    groups_applied(&[&parent, &child]).await;
+    halves_identical(engines)
+}
+
+/// The value of the object `b/{name}` in `engine`.
+fn value_on(engine: &RocksEngine, name: &str) -> Option<Vec<u8>> {
+    engine.db().get(keys::object("b", name)).unwrap()
+}
+
+/// The object keys `b/{prefix}{i:02}` for `i` in `range`.
+fn named(prefix: &str, range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| keys::object("b", &format!("{prefix}{i:02}")))
+        .collect()
+}
+
+/// Waits until `raft` (a leader) has purged its log (as a host does to send a snapshot).
+async fn purged(raft: &Raft<TypeConfig>) {
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.purged.is_some(), "the log purged for a snapshot")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_slept_through_a_split_gets_the_new_group_from_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    let chosen: NodeId = 2;
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let leader = &whole[0];
+    put_all(leader, &named("m", 0..20), b"before node 3 stopped").await;
+    groups_applied(&[&whole]).await;
+
+    // Node 3 is down through the split and what follows; the parent's log behind it is purged,
+    // split included, so node 3 never applies the split and nothing creates the group there.
+    stop_node(&router, 3).await;
+    split_with_keys_on_both_sides(leader, chosen).await;
+    let (_, born_leader) = both_groups(&router, chosen).await;
+    assert_eq!(leader_of(&born_leader).await, chosen);
+    put_all(leader, &named("c", 0..10), b"after the split").await;
+    put_all(&born_leader, &named("n", 0..10), b"after the split").await;
+    leader.trigger().snapshot().await.unwrap();
+    purged(leader).await;
+
+    // Back, node 3 catches up in the parent from its post-split snapshot, which drops the keys
+    // handed on; the new group's leader, finding node 3 without the group, sends a snapshot,
+    // which creates it there.
+    let node_3 = open_node(
+        &router,
+        &engines[2],
+        3,
+        (META, KeyRanges::everything()),
+        None,
+    )
+    .await;
+    assert_eq!(both_groups_caught_up(&router, &engines).await, 30);
+    for (name, value) in [
+        ("m05", &b"before"[..]),
+        ("n05", b"after the split"),
+        ("c05", b"after the split"),
+    ] {
+        assert_eq!(value_on(&engines[2], name).as_deref(), Some(value));
+    }
+    let hosted: Vec<_> = store::hosted_groups(&engines[2])
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.group, h.birth.is_some()))
+        .collect();
+    assert_eq!(hosted, [(META, false), (SPLIT_OFF, false)]);
+    assert_eq!(node_3.groups().await, [META, SPLIT_OFF]);
+    stop_all(&router).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_the_new_group_waits_until_a_lagging_replica_has_applied_the_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    let chosen: NodeId = 2;
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let leader = &whole[0];
+
+    // Node 3 lags in the parent (its replica stopped) from before the keys and the split.
+    let host_3 = router.host(3).unwrap();
+    host_3.stop(META).await;
+    split_with_keys_on_both_sides(leader, chosen).await;
+    let (_, born_leader) = both_groups(&router, chosen).await;
+    assert_eq!(leader_of(&born_leader).await, chosen);
+    // Newer values for keys the parent's entries node 3 has yet to apply also write.
+    put_all(&born_leader, &named("m", 0..20), b"after the split").await;
+    put_all(&born_leader, &named("n", 0..10), b"after the split").await;
+
+    // The new group's leader finds node 3 without the group and snapshots for it; node 3
+    // refuses the snapshot while its parent replica still owns those keys.
+    purged(&born_leader).await;
+    tokio::time::sleep(GRACE).await;
+    assert!(
+        router.get(3, SPLIT_OFF).await.is_none(),
+        "a snapshot of the new group installed over keys the lagging parent still owns"
+    );
+
+    // The parent catches up from its log, applies the split and starts the group, which then
+    // takes the snapshot: the parent's older entries never write over the newer values.
+    host_3
+        .start(META, KeyRanges::everything(), None)
+        .await
+        .unwrap();
+    assert_eq!(both_groups_caught_up(&router, &engines).await, 30);
+    assert_eq!(
+        value_on(&engines[2], "m05").as_deref(),
+        Some(&b"after the split"[..])
+    );
+    stop_all(&router).await;
 }

@@ -151,14 +151,34 @@ pub struct IndexMembers {
     /// Gateways the answering gateway holds as retiring.
     #[serde(default)]
     pub retiring: Vec<u64>,
+    /// Every index group (a partition each; the top-level fields are the meta group's), from
+    /// gateways that split the index into several groups.
+    #[serde(default)]
+    pub groups: Vec<GroupMembers>,
+}
+
+/// One index group's leader and voters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembers {
+    /// The group.
+    pub group: u64,
+    /// Its current leader, if known.
+    #[serde(default)]
+    pub leader: Option<u64>,
+    /// Its voting gateways.
+    #[serde(default)]
+    pub voters: Vec<u64>,
 }
 
 impl IndexMembers {
-    /// Whether none of `retiring` votes or leads any more: they can be removed without taking
-    /// the index's majority with them.
+    /// Whether none of `retiring` votes or leads any more, in any group: they can be removed
+    /// without taking a group's majority with them.
     pub fn drained(&self, retiring: &std::collections::BTreeSet<u64>) -> bool {
-        self.leader.is_some_and(|l| !retiring.contains(&l))
-            && self.voters.iter().all(|v| !retiring.contains(v))
+        let clear = |leader: Option<u64>, voters: &[u64]| {
+            leader.is_some_and(|l| !retiring.contains(&l))
+                && voters.iter().all(|v| !retiring.contains(v))
+        };
+        clear(self.leader, &self.voters) && self.groups.iter().all(|g| clear(g.leader, &g.voters))
     }
 }
 

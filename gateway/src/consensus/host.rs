@@ -46,6 +46,9 @@ pub enum HostError {
     /// This gateway hosts no replica of the group (only a snapshot can create one).
     #[error("no replica of index group {0} here")]
     NoSuchGroup(GroupId),
+    /// The replica of the group here is stopped (it answers nothing until started again).
+    #[error("the replica of index group {0} here is stopped")]
+    Stopped(GroupId),
     /// The snapshot's ranges overlap other groups of this gateway, which must shrink first.
     #[error("a snapshot of index group {group} overlaps local groups {others:?}")]
     Overlaps {
@@ -63,6 +66,45 @@ pub enum HostError {
 struct Running {
     raft: Raft<TypeConfig>,
     state: StateMachine,
+}
+
+/// The groups of this gateway: running, or stopped with their state still on disk (their keys
+/// stay theirs: no snapshot of another group may replace them meanwhile).
+#[derive(Default)]
+struct Groups {
+    running: BTreeMap<GroupId, Running>,
+    stopped: BTreeMap<GroupId, KeyRanges>,
+}
+
+impl Groups {
+    /// The groups other than `group` owning some key of `ranges`.
+    fn overlapping(&self, group: GroupId, ranges: &KeyRanges) -> Vec<GroupId> {
+        let running = self.running.iter().map(|(id, r)| (*id, r.state.ranges()));
+        let stopped = self.stopped.iter().map(|(id, k)| (*id, k.clone()));
+        running
+            .chain(stopped)
+            .filter(|(id, owned)| *id != group && owned.overlaps(ranges))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn raft(&self, group: GroupId) -> Result<Raft<TypeConfig>, HostError> {
+        match self.running.get(&group) {
+            Some(r) => Ok(r.raft.clone()),
+            None if self.stopped.contains_key(&group) => Err(HostError::Stopped(group)),
+            None => Err(HostError::NoSuchGroup(group)),
+        }
+    }
+}
+
+/// The running groups owning some keys of a range ([`GroupHost::owners`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    /// The groups, in id order.
+    pub groups: Vec<GroupId>,
+    /// Whether they own every key of the range between them (not: a group born of a split is
+    /// still starting here, or the range is in a group this gateway does not host).
+    pub complete: bool,
 }
 
 /// A peer reported to lack a group.
@@ -83,7 +125,10 @@ pub struct GroupHost {
     /// and how long a peer must lack a group before its leader forces a snapshot for it.
     grace: Duration,
     /// Held while a group starts, so each starts once.
-    groups: tokio::sync::Mutex<BTreeMap<GroupId, Running>>,
+    groups: tokio::sync::Mutex<Groups>,
+    /// The running groups' state machines, readable without waiting: routing looks keys up
+    /// from blocking threads.
+    directory: std::sync::RwLock<BTreeMap<GroupId, StateMachine>>,
     /// Groups a peer lacks, as reported: since when, last reported, a snapshot being forced.
     missing: std::sync::Mutex<BTreeMap<(GroupId, NodeId), Missing>>,
     me: Weak<GroupHost>,
@@ -108,6 +153,7 @@ impl GroupHost {
             observer,
             grace,
             groups: Default::default(),
+            directory: Default::default(),
             missing: Default::default(),
             me: me.clone(),
         });
@@ -123,16 +169,66 @@ impl GroupHost {
 
     /// The running replica of `group`.
     pub async fn get(&self, group: GroupId) -> Result<Raft<TypeConfig>, HostError> {
-        let groups = self.groups.lock().await;
-        groups
-            .get(&group)
-            .map(|r| r.raft.clone())
-            .ok_or(HostError::NoSuchGroup(group))
+        self.groups.lock().await.raft(group)
     }
 
     /// The groups running here, in id order.
     pub async fn groups(&self) -> Vec<GroupId> {
-        self.groups.lock().await.keys().copied().collect()
+        self.groups.lock().await.running.keys().copied().collect()
+    }
+
+    /// The running group owning `key` here (none: the group a split just created is still
+    /// starting, or this gateway hosts no group owning it).
+    pub fn owner_of(&self, key: &[u8]) -> Option<GroupId> {
+        self.read_directory()
+            .iter()
+            .find(|(_, state)| state.owns(key))
+            .map(|(id, _)| *id)
+    }
+
+    /// The running groups owning some key of `[start, end)`.
+    pub fn owners(&self, start: &[u8], end: &[u8]) -> Owners {
+        let span = KeyRanges::span(start, end);
+        let mut groups = Vec::new();
+        let mut rest = span.clone();
+        for (id, state) in self.read_directory().iter() {
+            state.with_ranges(|owned| {
+                if owned.overlaps(&span) {
+                    groups.push(*id);
+                    rest = rest.partition_by(owned).1;
+                }
+            });
+        }
+        Owners {
+            groups,
+            complete: rest.is_empty(),
+        }
+    }
+
+    /// The key ranges `group` owns now, if it runs here.
+    pub fn ranges_of(&self, group: GroupId) -> Option<KeyRanges> {
+        self.read_directory().get(&group).map(|s| s.ranges())
+    }
+
+    /// Whether `group` runs here.
+    pub fn runs(&self, group: GroupId) -> bool {
+        self.read_directory().contains_key(&group)
+    }
+
+    /// Each running group's key ranges now, in id order.
+    pub fn directory(&self) -> Vec<(GroupId, KeyRanges)> {
+        self.read_directory()
+            .iter()
+            .map(|(id, state)| (*id, state.ranges()))
+            .collect()
+    }
+
+    fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<GroupId, StateMachine>> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_directory(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<GroupId, StateMachine>> {
+        self.directory.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts `node`'s replica of `group` owning `ranges` (unless it persisted others), unless it
@@ -154,11 +250,11 @@ impl GroupHost {
 
     async fn start_locked(
         &self,
-        groups: &mut BTreeMap<GroupId, Running>,
+        groups: &mut Groups,
         group: GroupId,
         ranges: KeyRanges,
     ) -> Result<Raft<TypeConfig>, HostError> {
-        if let Some(running) = groups.get(&group) {
+        if let Some(running) = groups.running.get(&group) {
             return Ok(running.raft.clone());
         }
         let fail = |e: String| HostError::Start(group, e);
@@ -176,7 +272,9 @@ impl GroupHost {
             .await
             .map_err(fail)?;
         tracing::info!(group, ranges = ?state.ranges(), "index group started");
-        groups.insert(
+        groups.stopped.remove(&group);
+        self.write_directory().insert(group, state.clone());
+        groups.running.insert(
             group,
             Running {
                 raft: raft.clone(),
@@ -230,18 +328,14 @@ impl GroupHost {
         let head = (req.offset == 0)
             .then(|| snapshot::ranges_in_head(&req.data))
             .flatten();
+        if groups.stopped.contains_key(&group) {
+            return Err(HostError::Stopped(group));
+        }
         let Some(ranges) = head else {
             // A later chunk, or a head without ranges: only a running group can take it.
-            return groups
-                .get(&group)
-                .map(|r| r.raft.clone())
-                .ok_or(HostError::NoSuchGroup(group));
+            return groups.raft(group);
         };
-        let others: Vec<GroupId> = groups
-            .iter()
-            .filter(|(id, r)| **id != group && r.state.ranges().overlaps(&ranges))
-            .map(|(id, _)| *id)
-            .collect();
+        let others = groups.overlapping(group, &ranges);
         if !others.is_empty() {
             tracing::info!(
                 group,
@@ -250,7 +344,7 @@ impl GroupHost {
             );
             return Err(HostError::Overlaps { group, others });
         }
-        if !groups.contains_key(&group) {
+        if !groups.running.contains_key(&group) {
             store::persist_ranges(&self.engine, group, &ranges)
                 .map_err(|e| HostError::Start(group, e.to_string()))?;
             tracing::info!(
@@ -331,15 +425,19 @@ impl GroupHost {
 
     /// Stops the replica of `group` here (its state stays on disk; [`GroupHost::start`] resumes).
     pub async fn stop(&self, group: GroupId) {
-        let running = self.groups.lock().await.remove(&group);
-        if let Some(r) = running {
+        let mut groups = self.groups.lock().await;
+        if let Some(r) = groups.running.remove(&group) {
+            self.write_directory().remove(&group);
+            groups.stopped.insert(group, r.state.ranges());
+            // Under the lock: nothing may start the group again before this replica is down.
             let _ = r.raft.shutdown().await;
         }
     }
 
     /// Stops every group.
     pub async fn shutdown(&self) {
-        let running = std::mem::take(&mut *self.groups.lock().await);
+        let running = std::mem::take(&mut self.groups.lock().await.running);
+        self.write_directory().clear();
         for r in running.into_values() {
             let _ = r.raft.shutdown().await;
         }

@@ -1,17 +1,25 @@
-//! The replicated index: the gateways' RocksDB indexes kept identical by Raft (openraft).
+//! The replicated index: the gateways' RocksDB indexes kept identical by Raft (openraft), one
+//! Raft group per partition of the keyspace.
 //!
-//! Today the whole keyspace is one Raft group with a replica on every gateway listed in `--peer`;
-//! `--index-replicas` of them (three by default) vote, spread over zones, and a voter gone for
-//! longer than `--replica-grace` hands its vote to another gateway ([`membership`]). An index
-//! operation runs on the gateway that received the
-//! request: it first waits until its replica has applied everything the leader had committed
-//! when the operation began (a read barrier, so reads and lists are linearizable through any
-//! gateway), computes its batch locally, and proposes it guarded by what it read
-//! ([`proposal::Proposal`]). The leader orders proposals in the log; a batch commits once a
-//! majority has it on disk, and every replica applies it only if its guard holds.
+//! The meta group ([`INDEX_GROUP`]) holds buckets, configuration, access keys and the partition
+//! map; every other group is born of a split (`docs/multi-raft.md`) and owns a range of object
+//! routes in every data table. Every gateway listed in `--peer` hosts a replica of every group
+//! ([`host::GroupHost`], all over one RocksDB); `--index-replicas` of them (three by default)
+//! vote in each group, spread over zones, and a voter gone for longer than `--replica-grace`
+//! hands its vote to another gateway ([`membership`]). Groups have leaders of their own: a split
+//! hands the new group's leadership to the gateway leading the fewest groups.
+//!
+//! An index operation runs on the gateway that received the request: before it reads a key it
+//! waits until its replica of the key's group has applied everything that group's leader had
+//! committed (a read barrier, so reads and lists are linearizable through any gateway), computes
+//! its batch locally, and proposes it to that group guarded by what it read
+//! ([`proposal::Proposal`]). The group's leader orders proposals in its log; a batch commits once
+//! a majority has it on disk, and every replica applies it only if its guard holds, and only if
+//! the group still owns its keys (else `Moved`: the operation runs again, routed anew).
 
 pub mod command;
 pub mod digest;
+mod group;
 pub mod host;
 pub mod membership;
 pub mod network;
@@ -34,9 +42,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::index::engine::RocksEngine;
 use crate::metrics::{GatewayMetrics, OutcomeLabels};
+use command::Command;
+use group::GroupRuntime;
+use host::GroupHost;
 use network::HttpNetwork;
 use proposal::{Outcome, Proposal};
-use store::{GroupId, INDEX_GROUP, LogStore, StateMachine};
+use store::{GroupId, INDEX_GROUP};
 
 openraft::declare_raft_types!(
     /// Raft types of the replicated index.
@@ -48,6 +59,10 @@ openraft::declare_raft_types!(
 
 /// How long an operation waits for a leader (an election after a crash takes about a second).
 const LEADER_WAIT: Duration = Duration::from_secs(15);
+
+/// How long a group born of a split waits for its chosen leader (several election timeouts), and
+/// a peer must lack a group before its leader sends it a snapshot ([`GroupHost`]).
+const BIRTH_GRACE: Duration = Duration::from_secs(3);
 
 /// Why the replicated index could not serve an operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +79,9 @@ pub enum ConsensusError {
     /// Raft rejected the configuration or could not start.
     #[error("raft: {0}")]
     Setup(String),
+    /// This gateway runs no replica of the group (it is still starting, or gone).
+    #[error("index group {0} is not running here: {1}")]
+    NoGroup(GroupId, String),
 }
 
 /// Where this gateway's index replica sits.
@@ -97,7 +115,7 @@ pub enum Forwarded<T> {
     Failed(String),
 }
 
-/// The replication state as the admin API shows it.
+/// The replication state as the admin API shows it: the meta group's at the top level.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicationStatus {
     /// This gateway's id.
@@ -129,6 +147,9 @@ pub struct ReplicationStatus {
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index are purged from this replica's log.
     pub purged_index: Option<u64>,
+    /// Every group this gateway hosts (the meta group too), with its leader and members.
+    #[serde(default)]
+    pub groups: Vec<GroupStatus>,
 }
 
 /// A listed gateway as the leader's membership reconciler last saw it.
@@ -155,28 +176,62 @@ pub struct Hello {
     pub zone: String,
 }
 
-/// This gateway's replica of the replicated index.
+/// One group as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupStatus {
+    /// The group (a partition id; 1 is the meta group).
+    pub group: GroupId,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Last index applied to this replica.
+    pub applied_index: Option<u64>,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Members holding a replica without a vote.
+    pub learners: Vec<u64>,
+    /// The object keys it owns, `bucket/key` from (inclusive) and to (exclusive; absent: to the
+    /// end); absent for a group that owns no object keys (the meta group, once split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_from: Option<String>,
+    /// See `objects_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_to: Option<String>,
+    /// Last log index covered by this replica's newest snapshot of the group.
+    pub snapshot_index: Option<u64>,
+    /// The group's log is purged up to this index here.
+    pub purged_index: Option<u64>,
+}
+
+/// This gateway's replicas of the replicated index: the meta group ([`INDEX_GROUP`]) and every
+/// group born of a split, over one RocksDB.
 pub struct Consensus {
     id: u64,
     zone: String,
+    /// This gateway's replica of the meta group (buckets, configuration, the partition map).
     raft: Raft<TypeConfig>,
+    /// Every group of this gateway; Raft messages go through it.
+    host: Arc<GroupHost>,
+    /// Each running group's runtime (read-index rounds, step-down flag), started as groups
+    /// appear.
+    runtimes: std::sync::Mutex<BTreeMap<GroupId, Arc<GroupRuntime>>>,
     peers: BTreeMap<u64, String>,
     http: reqwest::Client,
     token: String,
     metrics: Arc<GatewayMetrics>,
-    /// Read barriers waiting for the next read-index round (see [`read_index_rounds`]).
-    read_index_waiters: mpsc::UnboundedSender<ReadIndexWaiter>,
     /// Told of every applied write (the index counts partition load with it).
     apply_observer: Arc<std::sync::OnceLock<store::ApplyObserver>>,
     /// Told of the reads other gateways report (while this one leads).
     read_observer: std::sync::OnceLock<store::ReadObserver>,
-    /// The listed gateways as this gateway's membership reconciler sees them while it leads.
+    /// The listed gateways as the meta group's membership reconciler sees them while it leads.
     peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
     /// This replica of the index (the retiring set is read from it).
     engine: Arc<RocksEngine>,
-    /// Set while this leader hands over the leadership: it refuses proposals and read-index
-    /// requests (their callers retry), so nothing resets the followers' election timers.
-    stepping_down: Arc<AtomicBool>,
+    /// How many gateways vote in each group, and how long one may be gone before its vote moves.
+    replicas: usize,
+    replica_grace: Duration,
+    me: std::sync::Weak<Consensus>,
 }
 
 /// Where a read-index round delivers the index (or why there is none).
@@ -213,16 +268,45 @@ impl Consensus {
         .validate()
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
         let apply_observer = Arc::new(std::sync::OnceLock::new());
-        let raft = Raft::new(
+        // Every group this gateway hosts (the meta group, and those splits create), each with
+        // its own network to the same peers. Peers that answer "no such group" are reported to
+        // the host, which is set once it exists.
+        let host_cell: Arc<std::sync::OnceLock<std::sync::Weak<GroupHost>>> = Arc::default();
+        let reporter: network::MissingReporter = {
+            let cell = host_cell.clone();
+            Arc::new(move |group, target| {
+                if let Some(host) = cell.get().and_then(|w| w.upgrade()) {
+                    host.replica_missing(group, target);
+                }
+            })
+        };
+        let (id, config) = (cfg.id, Arc::new(config));
+        let (launch_http, token) = (http.clone(), cfg.token.clone());
+        let launch: host::Launch = Arc::new(move |group, log, state| {
+            let net = HttpNetwork::new(launch_http.clone(), token.clone(), group)
+                .reporting_missing(reporter.clone());
+            let config = config.clone();
+            Box::pin(async move {
+                Raft::new(id, config, net, log, state)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let host = GroupHost::open(
             cfg.id,
-            Arc::new(config),
-            HttpNetwork::new(http.clone(), cfg.token.clone(), INDEX_GROUP),
-            LogStore::new(&engine, INDEX_GROUP),
-            StateMachine::open(engine.clone(), INDEX_GROUP, apply_observer.clone())
-                .map_err(|e| ConsensusError::Setup(e.to_string()))?,
+            engine.clone(),
+            (INDEX_GROUP, ranges::KeyRanges::everything()),
+            apply_observer.clone(),
+            launch,
+            BIRTH_GRACE,
         )
         .await
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
+        let _ = host_cell.set(Arc::downgrade(&host));
+        let raft = host
+            .get(INDEX_GROUP)
+            .await
+            .map_err(|e| ConsensusError::Setup(e.to_string()))?;
         let first = cfg.peers.keys().next().copied();
         if first == Some(cfg.id)
             && !raft
@@ -244,43 +328,105 @@ impl Consensus {
                 Err(e) => return Err(ConsensusError::Fatal(e.to_string())),
             }
         }
-        tokio::spawn(observe(cfg.id, raft.clone(), metrics.clone()));
-        let peer_views = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stepping_down = Arc::new(AtomicBool::new(false));
-        tokio::spawn(reconcile_membership(
-            Reconciler {
-                raft: raft.clone(),
-                id: cfg.id,
-                zone: cfg.zone.clone(),
-                peers: cfg.peers.clone(),
-                replicas: cfg.replicas,
-                grace: cfg.replica_grace,
-                http: http.clone(),
-                token: cfg.token.clone(),
-                metrics: metrics.clone(),
-                engine: engine.clone(),
-                stepping_down: stepping_down.clone(),
-            },
-            peer_views.clone(),
-        ));
-        let (read_index_waiters, rounds) = mpsc::unbounded_channel();
-        let consensus = Arc::new(Self {
+        let consensus = Arc::new_cyclic(|me| Self {
             id: cfg.id,
             zone: cfg.zone,
             raft,
+            host,
+            runtimes: Default::default(),
             peers: cfg.peers,
             http,
             token: cfg.token,
             metrics,
-            read_index_waiters,
             apply_observer,
             read_observer: std::sync::OnceLock::new(),
-            peer_views,
+            peer_views: Arc::default(),
             engine,
+            replicas: cfg.replicas,
+            replica_grace: cfg.replica_grace,
+            me: me.clone(),
+        });
+        for group in consensus.host.groups().await {
+            consensus.runtime(group).await?;
+        }
+        tokio::spawn(supervise_groups(Arc::downgrade(&consensus)));
+        Ok(consensus)
+    }
+
+    /// The runtime of `group`, started the first time it is asked for (the group must run here).
+    ///
+    /// Boxed: a runtime's tasks call back into it, and the compiler proves such a cycle `Send`
+    /// only through a boxed future.
+    fn runtime(
+        &self,
+        group: GroupId,
+    ) -> futures_util::future::BoxFuture<'_, Result<Arc<GroupRuntime>, ConsensusError>> {
+        Box::pin(self.start_runtime(group))
+    }
+
+    async fn start_runtime(&self, group: GroupId) -> Result<Arc<GroupRuntime>, ConsensusError> {
+        if let Some(r) = self.runtime_now(group) {
+            return Ok(r);
+        }
+        let raft = self
+            .host
+            .get(group)
+            .await
+            .map_err(|e| ConsensusError::NoGroup(group, e.to_string()))?;
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = runtimes.get(&group) {
+            return Ok(r.clone());
+        }
+        let (read_index_waiters, rounds) = mpsc::unbounded_channel();
+        let stepping_down = Arc::new(AtomicBool::new(false));
+        tokio::spawn(group::read_index_rounds(self.me.clone(), group, rounds));
+        tokio::spawn(group::observe(
+            self.id,
+            group,
+            raft.clone(),
+            self.metrics.clone(),
+        ));
+        let views = if group == INDEX_GROUP {
+            self.peer_views.clone()
+        } else {
+            Arc::default()
+        };
+        tokio::spawn(group::reconcile_membership(
+            group::Reconciler {
+                group,
+                raft: raft.clone(),
+                id: self.id,
+                zone: self.zone.clone(),
+                peers: self.peers.clone(),
+                replicas: self.replicas,
+                grace: self.replica_grace,
+                http: self.http.clone(),
+                token: self.token.clone(),
+                metrics: self.metrics.clone(),
+                engine: self.engine.clone(),
+                stepping_down: stepping_down.clone(),
+                consensus: self.me.clone(),
+            },
+            views,
+        ));
+        let runtime = Arc::new(GroupRuntime {
+            raft,
+            read_index_waiters,
             stepping_down,
         });
-        tokio::spawn(read_index_rounds(Arc::downgrade(&consensus), rounds));
-        Ok(consensus)
+        runtimes.insert(group, runtime.clone());
+        self.metrics.raft.groups.set(runtimes.len() as i64);
+        tracing::debug!(group, "index group runtime started");
+        Ok(runtime)
+    }
+
+    /// The runtime of `group` if it was started.
+    fn runtime_now(&self, group: GroupId) -> Option<Arc<GroupRuntime>> {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .cloned()
     }
 
     /// Has `observer` told the load key of every write batch this replica applies from now on
@@ -294,14 +440,20 @@ impl Consensus {
         let _ = self.read_observer.set(observer);
     }
 
-    /// Sends `report` to the leader, once (a lost report only makes the leader's read rate a
-    /// little low for a tick). Nothing to do on the leader itself, which counts its own reads.
+    /// Sends `report` to the meta group's leader, once (a lost report only makes the leader's
+    /// read rate a little low for a tick). Nothing to do on the leader itself, which counts its
+    /// own reads.
     pub async fn report_reads(&self, report: &store::ReadReport) -> Result<(), ConsensusError> {
         match self.leader() {
-            Some(l) if l != self.id => match self.forward::<_, ()>(l, "read-load", report).await {
-                Forwarded::Done(()) | Forwarded::NotLeader => Ok(()),
-                Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
-            },
+            Some(l) if l != self.id => {
+                match self
+                    .forward::<_, ()>(INDEX_GROUP, l, "read-load", report)
+                    .await
+                {
+                    Forwarded::Done(()) | Forwarded::NotLeader => Ok(()),
+                    Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -330,29 +482,51 @@ impl Consensus {
         }
     }
 
-    /// The Raft group this replica belongs to (the whole index, today).
+    /// The meta group (buckets, configuration, access keys, the partition map).
     pub fn group(&self) -> GroupId {
         INDEX_GROUP
     }
 
-    /// The Raft handle (for the RPC endpoints).
+    /// The meta group's Raft handle.
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
     }
 
-    /// The current leader, if one is known.
+    /// The meta group's current leader, if one is known.
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Whether this gateway leads (it runs the fleet-wide background work: GC, lifecycle).
-    pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    /// The current leader of `group`, if this gateway hosts it and knows one.
+    pub fn leader_of(&self, group: GroupId) -> Option<u64> {
+        if group == INDEX_GROUP {
+            return self.leader();
+        }
+        self.runtime_now(group)?
+            .raft
+            .metrics()
+            .borrow()
+            .current_leader
     }
 
-    /// The replication state.
+    /// Whether this gateway leads the meta group (it runs the fleet-wide background work: GC,
+    /// lifecycle, partition splits).
+    pub fn is_leader(&self) -> bool {
+        leads(self.id, &self.raft)
+    }
+
+    /// Whether this gateway leads `group`.
+    pub fn is_leader_of(&self, group: GroupId) -> bool {
+        self.runtime_now(group)
+            .is_some_and(|r| leads(self.id, &r.raft))
+    }
+
+    /// Every group this gateway hosts, with the ranges it owns now.
+    pub fn host(&self) -> &Arc<GroupHost> {
+        &self.host
+    }
+
+    /// The replication state: the meta group's, and every group's leader and members.
     pub fn status(&self) -> ReplicationStatus {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
@@ -372,21 +546,60 @@ impl Consensus {
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
             zone: self.zone.clone(),
-            voters: membership
-                .voter_ids()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            learners: membership
-                .learner_ids()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            voters: sorted(membership.voter_ids()),
+            learners: sorted(membership.learner_ids()),
             peers,
             retiring: self.retiring_here().into_iter().collect(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            groups: self.group_statuses(),
         }
+    }
+
+    /// Every running group's leader, members and object keys, in id order.
+    pub fn group_statuses(&self) -> Vec<GroupStatus> {
+        let ranges: BTreeMap<GroupId, ranges::KeyRanges> =
+            self.host.directory().into_iter().collect();
+        let runtimes = self
+            .runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        runtimes
+            .into_iter()
+            .map(|(group, r)| {
+                let m = r.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                let routes = ranges.get(&group).and_then(|k| k.object_routes());
+                let readable = |k: &[u8]| crate::index::keys::readable(k);
+                GroupStatus {
+                    group,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    applied_index: m.last_applied.map(|l| l.index),
+                    voters: sorted(membership.voter_ids()),
+                    learners: sorted(membership.learner_ids()),
+                    objects_from: routes.as_ref().map(|(s, _)| readable(s)),
+                    objects_to: routes.and_then(|(_, e)| e).map(|e| readable(&e)),
+                    snapshot_index: m.snapshot.map(|l| l.index),
+                    purged_index: m.purged.map(|l| l.index),
+                }
+            })
+            .collect()
+    }
+
+    /// The voter of `group` that should lead a group split off it: the one leading the fewest
+    /// groups now (ties: not `group`'s own leader, then the smallest id), so splits spread the
+    /// leaderships over the gateways.
+    pub fn least_loaded_voter(&self, group: GroupId) -> Option<u64> {
+        let statuses = self.group_statuses();
+        let parent = statuses.iter().find(|s| s.group == group)?;
+        let led = |id: u64| statuses.iter().filter(|s| s.leader == Some(id)).count();
+        parent
+            .voters
+            .iter()
+            .copied()
+            .min_by_key(|&v| (led(v), parent.leader == Some(v), v))
     }
 
     /// The retiring set as this replica holds it (empty, and logged, if it cannot be read).
@@ -399,9 +612,9 @@ impl Consensus {
 
     /// Makes `ids` the gateways to drain (replacing the previous set; `[]` cancels), committed
     /// in the index so whichever gateway leads, now or after an election, moves their votes and
-    /// the leadership to the others. Idempotent: the operator repeats it every reconcile, and
-    /// an unchanged set costs a read barrier, not a log entry. Returns this replica's status
-    /// once it holds the set.
+    /// the leadership to the others, in every group. Idempotent: the operator repeats it every
+    /// reconcile, and an unchanged set costs a read barrier, not a log entry. Returns this
+    /// replica's status once it holds the set.
     pub async fn retire(&self, ids: BTreeSet<u64>) -> Result<ReplicationStatus, ConsensusError> {
         self.read_barrier().await?;
         let held = retiring::read(self.engine.as_ref())
@@ -418,25 +631,73 @@ impl Consensus {
         Ok(self.status())
     }
 
-    /// Runs `f` on a consistent view of this replica: the index (default column family) and the
-    /// log index it has applied, read from the same RocksDB snapshot (a batch and its applied
-    /// position are written together).
+    /// Runs `f` on a consistent view of this replica: the index (default column family) and, for
+    /// each running group, the log index it has applied and the ranges it owns, all read from
+    /// the same RocksDB snapshot (a batch and its applied position are written together).
     pub fn with_view<T>(
         &self,
-        f: impl FnOnce(&rocksdb::Snapshot<'_>, Option<u64>) -> T,
+        f: impl FnOnce(&rocksdb::Snapshot<'_>, &[(GroupId, Option<u64>, ranges::KeyRanges)]) -> T,
     ) -> Result<T, ConsensusError> {
         let db = self.engine.db();
         let snap = db.snapshot();
-        let applied = store::applied_in(&db, &snap, INDEX_GROUP).map_err(ConsensusError::Fatal)?;
-        Ok(f(&snap, applied))
+        let mut groups = Vec::new();
+        for group in self.runtimes_ids() {
+            let applied = store::applied_in(&db, &snap, group).map_err(ConsensusError::Fatal)?;
+            let owned = store::ranges_in(&db, &snap, group)
+                .map_err(ConsensusError::Fatal)?
+                .or_else(|| {
+                    self.host
+                        .directory()
+                        .into_iter()
+                        .find(|(g, _)| *g == group)
+                        .map(|(_, k)| k)
+                })
+                .unwrap_or_else(ranges::KeyRanges::everything);
+            groups.push((group, applied, owned));
+        }
+        Ok(f(&snap, &groups))
     }
 
-    /// Commits `proposal` through the leader (this gateway or another) and returns whether its
-    /// guard held. Waits through elections for up to [`LEADER_WAIT`].
+    fn runtimes_ids(&self) -> Vec<GroupId> {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Commits `proposal` in the meta group (see [`Consensus::propose_in`]).
     pub async fn propose(&self, proposal: Proposal) -> Result<Outcome, ConsensusError> {
+        self.propose_in(INDEX_GROUP, proposal).await
+    }
+
+    /// Commits `proposal` in `group` through its leader (this gateway or another) and returns
+    /// whether its guard held. Waits through elections for up to [`LEADER_WAIT`].
+    pub async fn propose_in(
+        &self,
+        group: GroupId,
+        proposal: Proposal,
+    ) -> Result<Outcome, ConsensusError> {
+        self.commit(group, Command::Batch(proposal)).await
+    }
+
+    /// Commits a split of `group` (see [`command::Split`]); `Moved` if it changed nothing (the
+    /// group no longer owns the route, or was split there already).
+    pub async fn split(
+        &self,
+        group: GroupId,
+        split: command::Split,
+    ) -> Result<Outcome, ConsensusError> {
+        self.commit(group, Command::Split(split)).await
+    }
+
+    async fn commit(&self, group: GroupId, command: Command) -> Result<Outcome, ConsensusError> {
         let started = Instant::now();
         let answer = self
-            .at_leader("propose", &proposal, || self.propose_here(proposal.clone()))
+            .at_leader(group, "propose", &command, || {
+                self.propose_here(group, command.clone())
+            })
             .await;
         let outcome = match &answer {
             Ok(Outcome::Applied) => "applied",
@@ -459,11 +720,11 @@ impl Consensus {
         answer
     }
 
-    /// Runs a request on the leader: `here` when this gateway leads, else forwarded to the
-    /// leader's `/internal/v1/index/{what}`; retried through elections for up to
-    /// [`LEADER_WAIT`].
+    /// Runs a request on the leader of `group`: `here` when this gateway leads, else forwarded
+    /// to the leader's internal endpoint; retried through elections for up to [`LEADER_WAIT`].
     async fn at_leader<Req, T, F, Fut>(
         &self,
+        group: GroupId,
         what: &str,
         body: &Req,
         here: F,
@@ -477,9 +738,9 @@ impl Consensus {
         let started = Instant::now();
         let mut last_error = String::from("no leader elected");
         loop {
-            let attempt = match self.leader() {
+            let attempt = match self.leader_of(group) {
                 Some(l) if l == self.id => here().await,
-                Some(l) => self.forward(l, what, body).await,
+                Some(l) => self.forward(group, l, what, body).await,
                 None => Forwarded::NotLeader,
             };
             match attempt {
@@ -494,18 +755,28 @@ impl Consensus {
         }
     }
 
-    /// Waits until this replica has applied everything committed when the call began, as
-    /// confirmed by the current leader: what any gateway acknowledged is then visible here.
+    /// Waits until this replica of the meta group has applied everything committed when the
+    /// call began (see [`Consensus::read_barrier_of`]).
     pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
+        self.read_barrier_of(INDEX_GROUP).await
+    }
+
+    /// Waits until this replica of `group` has applied everything committed in it when the
+    /// call began, as confirmed by its current leader: what any gateway acknowledged is then
+    /// visible here.
+    pub async fn read_barrier_of(&self, group: GroupId) -> Result<(), ConsensusError> {
         let started = Instant::now();
+        let runtime = self.runtime(group).await?;
         let (tx, rx) = oneshot::channel();
-        self.read_index_waiters
+        runtime
+            .read_index_waiters
             .send(tx)
             .map_err(|_| ConsensusError::Fatal("read-index rounds stopped".into()))?;
         let index = rx
             .await
             .map_err(|_| ConsensusError::Fatal("read-index rounds stopped".into()))??;
-        self.raft
+        runtime
+            .raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(index, "read barrier")
             .await
@@ -517,31 +788,39 @@ impl Consensus {
         Ok(())
     }
 
-    /// The leader's read index, asked now (from this gateway if it leads, else forwarded),
-    /// waiting through elections for up to [`LEADER_WAIT`].
-    async fn fetch_read_index(&self) -> Result<Option<u64>, ConsensusError> {
-        self.at_leader("read-index", &(), || self.read_index_here())
+    /// The read index of `group`'s leader, asked now (from this gateway if it leads, else
+    /// forwarded), waiting through elections for up to [`LEADER_WAIT`].
+    async fn fetch_read_index(&self, group: GroupId) -> Result<Option<u64>, ConsensusError> {
+        self.at_leader(group, "read-index", &(), || self.read_index_here(group))
             .await
     }
 
-    /// Proposes on this gateway, which believes it leads.
-    pub async fn propose_here(&self, proposal: Proposal) -> Forwarded<Outcome> {
-        if self.stepping_down.load(Ordering::Acquire) {
+    /// Commits `command` in `group` on this gateway, which believes it leads it.
+    pub async fn propose_here(&self, group: GroupId, command: Command) -> Forwarded<Outcome> {
+        let runtime = match self.runtime(group).await {
+            Ok(r) => r,
+            Err(e) => return Forwarded::Failed(e.to_string()),
+        };
+        if runtime.stepping_down.load(Ordering::Acquire) {
             return Forwarded::NotLeader;
         }
-        match self.raft.client_write(proposal.into()).await {
+        match runtime.raft.client_write(command).await {
             Ok(resp) => Forwarded::Done(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
             Err(e) => Forwarded::Failed(e.to_string()),
         }
     }
 
-    /// The leader's read index (this gateway believes it leads), once its own replica applied it.
-    pub async fn read_index_here(&self) -> Forwarded<Option<u64>> {
-        if self.stepping_down.load(Ordering::Acquire) {
+    /// The read index of `group` (this gateway believes it leads it).
+    pub async fn read_index_here(&self, group: GroupId) -> Forwarded<Option<u64>> {
+        let runtime = match self.runtime(group).await {
+            Ok(r) => r,
+            Err(e) => return Forwarded::Failed(e.to_string()),
+        };
+        if runtime.stepping_down.load(Ordering::Acquire) {
             return Forwarded::NotLeader;
         }
-        match self.raft.ensure_linearizable().await {
+        match runtime.raft.ensure_linearizable().await {
             Ok(log_id) => Forwarded::Done(log_id.map(|l| l.index)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
                 Forwarded::NotLeader
@@ -550,16 +829,25 @@ impl Consensus {
         }
     }
 
+    /// Sends a request for `group` to gateway `leader`: the meta group's requests keep the paths
+    /// they had before there were several groups (`/internal/v1/index/{what}`), so gateways of
+    /// both versions understand each other during a rolling upgrade.
     async fn forward<Req: Serialize, T: serde::de::DeserializeOwned>(
         &self,
+        group: GroupId,
         leader: u64,
         what: &str,
         body: &Req,
     ) -> Forwarded<T> {
-        let Some(addr) = self.peer_addr(leader) else {
+        let Some(addr) = self.peer_addr(group, leader) else {
             return Forwarded::Failed(format!("leader {leader} has no known address"));
         };
-        let url = format!("{}/internal/v1/index/{what}", addr.trim_end_matches('/'));
+        let base = addr.trim_end_matches('/');
+        let url = if group == INDEX_GROUP {
+            format!("{base}/internal/v1/index/{what}")
+        } else {
+            format!("{base}/internal/v1/index/{group}/{what}")
+        };
         let sent = self
             .http
             .post(&url)
@@ -578,11 +866,17 @@ impl Consensus {
         }
     }
 
-    fn peer_addr(&self, id: u64) -> Option<String> {
+    fn peer_addr(&self, group: GroupId, id: u64) -> Option<String> {
         if let Some(addr) = self.peers.get(&id) {
             return Some(addr.clone());
         }
-        let m = self.raft.metrics().borrow().clone();
+        let raft = self.runtime_now(group).map(|r| r.raft.clone());
+        let m = raft
+            .as_ref()
+            .unwrap_or(&self.raft)
+            .metrics()
+            .borrow()
+            .clone();
         m.membership_config
             .membership()
             .get_node(&id)
@@ -591,306 +885,38 @@ impl Consensus {
 
     /// Stops Raft (tests that restart a gateway in-process).
     pub async fn shutdown(&self) {
-        let _ = self.raft.shutdown().await;
+        self.host.shutdown().await;
     }
 }
 
-/// Serves read barriers in rounds: every barrier waiting when a round starts shares that
-/// round's read index. That is still linearizable (the index is asked after each of them began)
-/// and costs one leader confirmation per round instead of one per operation.
-async fn read_index_rounds(
-    consensus: std::sync::Weak<Consensus>,
-    mut waiting: mpsc::UnboundedReceiver<ReadIndexWaiter>,
-) {
-    while let Some(first) = waiting.recv().await {
-        let mut round = vec![first];
-        while let Ok(w) = waiting.try_recv() {
-            round.push(w);
-        }
+/// Whether `id` leads the group of `raft`.
+fn leads(id: u64, raft: &Raft<TypeConfig>) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader && m.current_leader == Some(id)
+}
+
+fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
+    ids.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// Starts the runtime of every group the host runs, as groups appear (born of splits, or
+/// created by snapshots). Ends with the gateway.
+async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let Some(c) = consensus.upgrade() else {
             return;
         };
-        let index = c.fetch_read_index().await;
-        drop(c);
-        for w in round {
-            let _ = w.send(index.clone());
-        }
-    }
-}
-
-/// Follows Raft's state into the metrics, and logs every change of leader.
-async fn observe(id: u64, raft: Raft<TypeConfig>, metrics: Arc<GatewayMetrics>) {
-    let mut rx = raft.metrics();
-    drop(raft);
-    let mut leader = None;
-    loop {
-        {
-            let m = rx.borrow_and_update();
-            let r = &metrics.raft;
-            r.term.set(m.current_term as i64);
-            r.is_leader.set(i64::from(m.current_leader == Some(id)));
-            r.applied_index
-                .set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
-            r.voters
-                .set(m.membership_config.membership().voter_ids().count() as i64);
-            r.learners
-                .set(m.membership_config.membership().learner_ids().count() as i64);
-            if m.current_leader != leader {
-                if m.current_leader.is_some() {
-                    r.leader_changes.inc();
-                }
-                tracing::info!(
-                    gateway = id,
-                    term = m.current_term,
-                    leader = ?m.current_leader,
-                    previous = ?leader,
-                    "index leader changed"
-                );
-                leader = m.current_leader;
-            }
-        }
-        if rx.changed().await.is_err() {
+        if c.raft.metrics().borrow().running_state.is_err() {
             return;
         }
-    }
-}
-
-/// What the membership reconciler works from.
-struct Reconciler {
-    raft: Raft<TypeConfig>,
-    id: u64,
-    zone: String,
-    /// The listed gateways: id → admin URL.
-    peers: BTreeMap<u64, String>,
-    replicas: usize,
-    grace: Duration,
-    http: reqwest::Client,
-    token: String,
-    metrics: Arc<GatewayMetrics>,
-    /// This replica of the index, which holds the retiring set (see [`Consensus::retire`]).
-    engine: Arc<RocksEngine>,
-    /// See [`Consensus::stepping_down`].
-    stepping_down: Arc<AtomicBool>,
-}
-
-impl Reconciler {
-    /// Hands the leadership to another voter: stops heartbeats, refuses new proposals and
-    /// read-index requests, and does not stand for election, so the followers' election timers
-    /// run out and one of them takes over (openraft 0.9 has no leader transfer). Gives up after
-    /// a few seconds (no other voter could win) and leads on; the next tick tries again.
-    async fn step_down(&self) {
-        const HANDOVER_WAIT: Duration = Duration::from_secs(5);
-        self.stepping_down.store(true, Ordering::Release);
-        let config = self.raft.runtime_config();
-        config.elect(false);
-        config.heartbeat(false);
-        let id = self.id;
-        let handed = self
-            .raft
-            .wait(Some(HANDOVER_WAIT))
-            .metrics(
-                |m| m.current_leader.is_some_and(|l| l != id),
-                "another index leader",
-            )
-            .await;
-        config.heartbeat(true);
-        config.elect(true);
-        self.stepping_down.store(false, Ordering::Release);
-        match handed {
-            Ok(m) => {
-                tracing::info!(leader = ?m.current_leader, "handed the index leadership over (this gateway is retiring)")
+        for group in c.host.groups().await {
+            if c.runtime_now(group).is_none()
+                && let Err(e) = c.runtime(group).await
+            {
+                tracing::debug!(group, error = %e, "index group runtime not started");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "no other gateway took over the index leadership; leading on")
-            }
-        }
-    }
-
-    /// Asks every other listed gateway for its zone at once; `None` for those that do not answer
-    /// within a short timeout.
-    async fn probe(&self) -> BTreeMap<u64, Option<String>> {
-        let asks =
-            self.peers
-                .iter()
-                .filter(|(id, _)| **id != self.id)
-                .map(|(id, addr)| async move {
-                    let url = format!("{addr}/internal/v1/index/hello");
-                    let answer = self
-                        .http
-                        .get(&url)
-                        .bearer_auth(&self.token)
-                        .timeout(Duration::from_millis(800))
-                        .send()
-                        .await;
-                    let hello = match answer {
-                        Ok(r) if r.status().is_success() => r.json::<Hello>().await.ok(),
-                        _ => None,
-                    };
-                    // A gateway answering with another id is misconfigured: it does not count as seen.
-                    (*id, hello.filter(|h| h.id == *id).map(|h| h.zone))
-                });
-        futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .collect()
-    }
-}
-
-/// What the leader remembers of a listed gateway between ticks.
-#[derive(Debug, Clone)]
-struct Sighting {
-    zone: Option<String>,
-    reachable: bool,
-    /// When it last answered, or when this gateway started leading (a new leader gives every
-    /// gateway a full grace period).
-    seen: Instant,
-}
-
-/// On the leader, moves the membership one step at a time towards the shape [`membership`]
-/// derives from the listed gateways, their zones and their liveness. Ends when Raft stops.
-async fn reconcile_membership(r: Reconciler, views: Arc<std::sync::Mutex<Vec<PeerStatus>>>) {
-    use openraft::ChangeMembers;
-    /// A learner this close to the leader's log votes without stalling commits.
-    const CAUGHT_UP_SLACK: u64 = 64;
-    let mut sightings: BTreeMap<u64, Sighting> = BTreeMap::new();
-    let mut leading = false;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let m = r.raft.metrics().borrow().clone();
-        if m.running_state.is_err() {
-            return;
-        }
-        if m.current_leader != Some(r.id) || m.state != ServerState::Leader {
-            leading = false;
-            r.metrics.raft.gone_peers.set(0);
-            r.metrics.raft.retiring_peers.set(0);
-            continue;
-        }
-        let now = Instant::now();
-        if !leading {
-            leading = true;
-            for s in sightings.values_mut() {
-                s.seen = now;
-            }
-        }
-        let answers = r.probe().await;
-        let now = Instant::now();
-        for (id, answer) in answers {
-            let s = sightings.entry(id).or_insert(Sighting {
-                zone: None,
-                reachable: false,
-                seen: now,
-            });
-            s.reachable = answer.is_some();
-            if let Some(zone) = answer {
-                s.zone = Some(zone);
-                s.seen = now;
-            }
-        }
-        sightings.insert(
-            r.id,
-            Sighting {
-                zone: Some(r.zone.clone()),
-                reachable: true,
-                seen: now,
-            },
-        );
-        let peers: BTreeMap<u64, membership::Peer> = r
-            .peers
-            .iter()
-            .map(|(id, addr)| {
-                let s = &sightings[id];
-                let peer = membership::Peer {
-                    addr: addr.clone(),
-                    zone: s.zone.clone(),
-                    reachable: s.reachable,
-                    gone: now.duration_since(s.seen) > r.grace,
-                };
-                (*id, peer)
-            })
-            .collect();
-        let gone = peers.values().filter(|p| p.gone).count();
-        r.metrics.raft.gone_peers.set(gone as i64);
-        *views.lock().unwrap_or_else(|e| e.into_inner()) = peers
-            .iter()
-            .map(|(id, p)| PeerStatus {
-                id: *id,
-                zone: p.zone.clone(),
-                reachable: p.reachable,
-                unseen_seconds: now.duration_since(sightings[id].seen).as_secs_f64(),
-                gone: p.gone,
-            })
-            .collect();
-        // The retiring set as committed: confirm the leadership and apply everything before
-        // reading it, so a leader elected mid-drain plans from the set its predecessor had.
-        if let Err(e) = r.raft.ensure_linearizable().await {
-            tracing::debug!(error = %e, "leadership not confirmed; membership waits");
-            continue;
-        }
-        let retiring = match retiring::read(r.engine.as_ref()) {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the retiring gateways; membership waits");
-                continue;
-            }
-        };
-        r.metrics.raft.retiring_peers.set(retiring.len() as i64);
-        let desired = membership::Desired {
-            peers,
-            replicas: r.replicas,
-            leader: r.id,
-            retiring,
-        };
-        let config = m.membership_config.membership();
-        let last = m.last_log_index.unwrap_or(0);
-        let matched = m.replication.clone().unwrap_or_default();
-        let current = membership::Current {
-            voters: config.voter_ids().collect(),
-            learners: config.learner_ids().collect(),
-            caught_up: matched
-                .iter()
-                .filter(|(_, log)| {
-                    log.map(|l| l.index + CAUGHT_UP_SLACK >= last)
-                        .unwrap_or(false)
-                })
-                .map(|(id, _)| *id)
-                .collect(),
-        };
-        let Some(step) = membership::next_step(&desired, &current) else {
-            continue;
-        };
-        tracing::info!(?step, "changing the index group's membership");
-        let raft = &r.raft;
-        let done = match step.clone() {
-            membership::Step::AddLearner(peer, addr) => raft
-                .add_learner(peer, BasicNode { addr }, false)
-                .await
-                .map(|_| ()),
-            membership::Step::Promote(ids) => raft
-                .change_membership(ChangeMembers::AddVoterIds(ids), false)
-                .await
-                .map(|_| ()),
-            // `retain`: a demoted voter stays a learner, so it keeps a replica.
-            membership::Step::Demote(ids) => raft
-                .change_membership(ChangeMembers::RemoveVoters(ids), true)
-                .await
-                .map(|_| ()),
-            membership::Step::RemoveLearners(ids) => raft
-                .change_membership(ChangeMembers::RemoveNodes(ids), false)
-                .await
-                .map(|_| ()),
-            membership::Step::StepDown => {
-                r.step_down().await;
-                continue;
-            }
-        };
-        match done {
-            Ok(()) => tracing::info!(?step, "index group membership changed"),
-            Err(RaftError::Fatal(e)) => {
-                tracing::debug!(error = %e, "raft stopped; membership reconciler ends");
-                return;
-            }
-            Err(e) => tracing::warn!(?step, error = %e, "membership change failed; will retry"),
         }
     }
 }

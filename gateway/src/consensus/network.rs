@@ -1,6 +1,7 @@
 //! Raft messages between gateways: JSON over HTTP to the peer's admin port
 //! (`/internal/v1/raft/{group}/*`, with the fleet's admin token), answered by [`super::rpc`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -20,18 +21,34 @@ use super::store::GroupId;
 
 type NodeId = u64;
 
+/// Told that a peer has no replica of a group (it answered 404): the group and the peer.
+pub type MissingReporter = Arc<dyn Fn(GroupId, NodeId) + Send + Sync>;
+
 /// Makes a client per peer of one Raft group; the HTTP connection pool is shared.
 #[derive(Clone)]
 pub struct HttpNetwork {
     http: reqwest::Client,
     token: String,
     group: GroupId,
+    missing: Option<MissingReporter>,
 }
 
 impl HttpNetwork {
     /// Peers of `group` are called with `http` and authenticate with `token`.
     pub fn new(http: reqwest::Client, token: String, group: GroupId) -> Self {
-        Self { http, token, group }
+        Self {
+            http,
+            token,
+            group,
+            missing: None,
+        }
+    }
+
+    /// Peers answering that they have no replica of the group are reported to `missing` (the
+    /// host, which then gets the group's snapshot to them).
+    pub fn reporting_missing(mut self, missing: MissingReporter) -> Self {
+        self.missing = Some(missing);
+        self
     }
 }
 
@@ -83,6 +100,11 @@ impl HttpPeer {
             }
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
+        if resp.status() == reqwest::StatusCode::NOT_FOUND
+            && let Some(report) = &self.net.missing
+        {
+            report(self.net.group, self.target);
+        }
         if !resp.status().is_success() {
             let e = std::io::Error::other(format!("{url}: HTTP {}", resp.status()));
             return Err(RPCError::Network(NetworkError::new(&e)));

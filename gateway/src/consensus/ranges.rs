@@ -61,6 +61,13 @@ impl KeyRanges {
         Self(merged)
     }
 
+    /// The keys from `start` up to (not including) `end`; index keys stop below
+    /// `0xff…`, so an `end` above them is cut there.
+    pub fn span(start: &[u8], end: &[u8]) -> Self {
+        let end = end.min(&ABOVE_EVERY_KEY[..]);
+        Self::new(vec![(start.to_vec(), end.to_vec())])
+    }
+
     /// The keys of these ranges and of `other`.
     pub fn union(&self, other: &KeyRanges) -> KeyRanges {
         KeyRanges::new(self.0.iter().chain(&other.0).cloned().collect())
@@ -110,6 +117,17 @@ impl KeyRanges {
             let (_, e) = &self.0[i - 1];
             start < e.as_slice() && (end <= e.as_slice() || e.as_slice() == ABOVE_EVERY_KEY)
         } || start >= end
+    }
+
+    /// The object routes these ranges hold (their part of the `O` table), as `[start, end)`
+    /// (`end` `None`: to the table's end); `None` if they hold none.
+    pub fn object_routes(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let table = [crate::index::keys::tag::OBJECT];
+        let table_end = [crate::index::keys::tag::OBJECT + 1];
+        let (inside, _) = self.partition_by(&KeyRanges::span(&table, &table_end));
+        let start = inside.0.first()?.0.clone();
+        let end = inside.0.last()?.1.clone();
+        Some((start, (end.as_slice() < &table_end[..]).then_some(end)))
     }
 
     /// Whether there are no ranges.

@@ -15,8 +15,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use super::proposal::{Outcome, Proposal};
-use super::store::GroupId;
+use super::command::Command;
+use super::host::HostError;
+use super::proposal::Outcome;
+use super::store::{GroupId, INDEX_GROUP};
 use super::{Consensus, Forwarded, Hello, TypeConfig};
 
 /// Raft batches carry inline objects; they may be far larger than axum's 2 MiB default.
@@ -28,21 +30,29 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/raft/{group}/append", post(append))
         .route("/internal/v1/raft/{group}/vote", post(vote))
         .route("/internal/v1/raft/{group}/snapshot", post(snapshot))
-        .route("/internal/v1/index/propose", post(propose))
-        .route("/internal/v1/index/read-index", post(read_index))
+        .route("/internal/v1/index/propose", post(propose_meta))
+        .route("/internal/v1/index/read-index", post(read_index_meta))
+        .route("/internal/v1/index/{group}/propose", post(propose))
+        .route("/internal/v1/index/{group}/read-index", post(read_index))
         .route("/internal/v1/index/read-load", post(read_load))
         .route("/internal/v1/index/hello", get(hello))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(consensus)
 }
 
-/// The group a Raft message is for, if this gateway has a replica of it (404 otherwise: the sender
-/// retries, as it does for an unreachable peer).
-fn replica(c: &Consensus, group: GroupId) -> Result<&openraft::Raft<TypeConfig>, StatusCode> {
-    if group == c.group() {
-        Ok(c.raft())
-    } else {
-        Err(StatusCode::NOT_FOUND)
+/// The group a Raft message is for, if this gateway runs a replica of it. Refusals are answered
+/// with a status the sender retries on, as for an unreachable peer: 404 for a group it has no
+/// replica of (the sender's host then sends a snapshot), 409 while a snapshot overlaps another
+/// group here or the replica is stopped, 503 when the group could not start.
+async fn replica(c: &Consensus, group: GroupId) -> Result<openraft::Raft<TypeConfig>, StatusCode> {
+    c.host().get(group).await.map_err(refusal)
+}
+
+fn refusal(e: HostError) -> StatusCode {
+    match e {
+        HostError::NoSuchGroup(_) => StatusCode::NOT_FOUND,
+        HostError::Overlaps { .. } | HostError::Stopped(_) => StatusCode::CONFLICT,
+        HostError::Start(..) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -53,7 +63,7 @@ async fn append(
     Path(group): Path<GroupId>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Answer<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
-    Ok(Json(replica(&c, group)?.append_entries(req).await))
+    Ok(Json(replica(&c, group).await?.append_entries(req).await))
 }
 
 async fn vote(
@@ -61,7 +71,7 @@ async fn vote(
     Path(group): Path<GroupId>,
     Json(req): Json<VoteRequest<u64>>,
 ) -> Answer<Result<VoteResponse<u64>, RaftError<u64>>> {
-    Ok(Json(replica(&c, group)?.vote(req).await))
+    Ok(Json(replica(&c, group).await?.vote(req).await))
 }
 
 async fn snapshot(
@@ -69,14 +79,25 @@ async fn snapshot(
     Path(group): Path<GroupId>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Answer<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
-    Ok(Json(replica(&c, group)?.install_snapshot(req).await))
+    let raft = c.host().snapshot_target(group, &req).await;
+    Ok(Json(raft.map_err(refusal)?.install_snapshot(req).await))
 }
 
+/// A command for `group` (a bare proposal is a batch: the meta group's endpoint took only those
+/// before there were several groups).
 async fn propose(
     State(c): State<Arc<Consensus>>,
-    Json(proposal): Json<Proposal>,
+    Path(group): Path<GroupId>,
+    Json(command): Json<Command>,
 ) -> Json<Forwarded<Outcome>> {
-    Json(c.propose_here(proposal).await)
+    Json(c.propose_here(group, command).await)
+}
+
+async fn propose_meta(
+    State(c): State<Arc<Consensus>>,
+    Json(command): Json<Command>,
+) -> Json<Forwarded<Outcome>> {
+    Json(c.propose_here(INDEX_GROUP, command).await)
 }
 
 async fn read_load(
@@ -88,9 +109,17 @@ async fn read_load(
 
 async fn read_index(
     State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
-    Json(c.read_index_here().await)
+    Json(c.read_index_here(group).await)
+}
+
+async fn read_index_meta(
+    State(c): State<Arc<Consensus>>,
+    Json(()): Json<()>,
+) -> Json<Forwarded<Option<u64>>> {
+    Json(c.read_index_here(INDEX_GROUP).await)
 }
 
 /// The leader's liveness and zone probe.

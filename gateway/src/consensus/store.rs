@@ -173,6 +173,22 @@ pub fn applied_in(
     Ok(applied.map(|l| l.index))
 }
 
+/// The key ranges `group` owns as `snap` (of `db`) holds them (`None`: it never persisted any,
+/// so it owns the ranges it opens with).
+pub fn ranges_in(
+    db: &DB,
+    snap: &rocksdb::Snapshot<'_>,
+    group: GroupId,
+) -> Result<Option<KeyRanges>, String> {
+    let key = GroupKeys::new(group).state(RANGES);
+    let bytes = snap
+        .get_cf(cf(db, STATE_CF), key)
+        .map_err(|e| e.to_string())?;
+    bytes
+        .map(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .transpose()
+}
+
 fn parse_snapshot_state<T: serde::de::DeserializeOwned>(
     bytes: Option<Vec<u8>>,
 ) -> Result<Option<T>, StoreError> {
@@ -543,6 +559,19 @@ impl StateMachine {
             .clone()
     }
 
+    /// Whether the group owns `key` now.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        self.ranges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    /// Runs `f` on the key ranges the group owns now (without copying them).
+    pub fn with_ranges<T>(&self, f: impl FnOnce(&KeyRanges) -> T) -> T {
+        f(&self.ranges.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn set_ranges(&self, ranges: KeyRanges) {
         *self.ranges.write().unwrap_or_else(|e| e.into_inner()) = ranges;
     }
@@ -580,6 +609,41 @@ impl StateMachine {
         self.db
             .write(batch)
             .map_err(|e| io_error(subject, ErrorVerb::Write, e))
+    }
+    /// The state written by applying `split`, the ranges this group keeps and the group it
+    /// creates; `None` for a split that would leave either side empty (proposed twice, or at a
+    /// route this group no longer owns), which changes nothing.
+    fn split_batch(
+        &self,
+        split: Split,
+    ) -> Result<Option<(WriteBatch, KeyRanges, SplitEvent)>, StoreError> {
+        let Split {
+            split_at,
+            new_group,
+            leader,
+        } = split;
+        let (kept, handed) = self.ranges().split_at_route(&split_at);
+        if kept.is_empty() || handed.is_empty() || new_group == self.keys.group() {
+            return Ok(None);
+        }
+        let birth = Birth {
+            membership: self.applied()?.1.membership().clone(),
+            leader,
+        };
+        // Both groups' ranges in one batch with the applied position: after a crash the child
+        // is known exactly when the parent has shrunk.
+        let state = cf(&self.db, STATE_CF);
+        let child = GroupKeys::new(new_group);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(state, self.keys.state(RANGES), encode_state(&kept));
+        batch.put_cf(state, child.state(RANGES), encode_state(&handed));
+        batch.put_cf(state, child.state(BORN), encode_state(&birth));
+        let born = SplitEvent {
+            new_group,
+            ranges: handed,
+            birth,
+        };
+        Ok(Some((batch, kept, born)))
     }
 }
 
@@ -654,34 +718,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 {
                     (WriteBatch::default(), Outcome::Moved)
                 }
-                EntryPayload::Normal(Command::Split(Split {
-                    split_at,
-                    new_group,
-                    leader,
-                })) => {
-                    let (kept, handed) = self.ranges().split_at_route(&split_at);
-                    let birth = Birth {
-                        membership: self.applied()?.1.membership().clone(),
-                        leader,
-                    };
-                    // Both groups' ranges in one batch with the applied position: after a crash
-                    // the child is known exactly when the parent has shrunk.
-                    let state = cf(&self.db, STATE_CF);
-                    let child = GroupKeys::new(new_group);
-                    let mut batch = WriteBatch::default();
-                    batch.put_cf(state, self.keys.state(RANGES), encode_state(&kept));
-                    batch.put_cf(state, child.state(RANGES), encode_state(&handed));
-                    batch.put_cf(state, child.state(BORN), encode_state(&birth));
-                    split_off = Some((
-                        kept,
-                        SplitEvent {
-                            new_group,
-                            ranges: handed,
-                            birth,
-                        },
-                    ));
-                    (batch, Outcome::Applied)
-                }
+                EntryPayload::Normal(Command::Split(split)) => match self.split_batch(split)? {
+                    Some((batch, kept, born)) => {
+                        split_off = Some((kept, born));
+                        (batch, Outcome::Applied)
+                    }
+                    None => (WriteBatch::default(), Outcome::Moved),
+                },
                 EntryPayload::Normal(Command::Batch(proposal)) => {
                     let holds = proposal
                         .holds(self.engine.as_ref() as &dyn KvEngine)

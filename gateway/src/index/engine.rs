@@ -15,6 +15,10 @@ pub enum EngineError {
     /// (another gateway wrote first); the operation is recomputed.
     #[error("a concurrent write changed what this write read")]
     Conflict,
+    /// A replicated write's keys belong to another group than the one it was computed for (a
+    /// split moved them); the operation is recomputed.
+    #[error("the write's keys moved to another index group")]
+    Moved,
     /// The replicated index could not commit or confirm a read (no leader reachable).
     #[error("replicated index unavailable: {0}")]
     Unavailable(String),

@@ -22,6 +22,10 @@ pub mod tag {
     pub const BUCKET: u8 = b'B';
     /// Bucket configuration documents (lifecycle, replication): `C` bucket 0 name.
     pub const CONFIG: u8 = b'C';
+    /// Bucket fences (a deletion under way; see `Index::delete_bucket`): `F` bucket 0
+    /// escaped-key 0 0 nonce (u64 BE), where the key is the first of the group's routes in the
+    /// bucket.
+    pub const FENCE: u8 = b'F';
     /// Garbage and intents (blobs to delete when due): `G` bucket 0 escaped-key 0 0 due-time
     /// (u64 BE ms) object-id.
     pub const GARBAGE: u8 = b'G';
@@ -39,7 +43,7 @@ pub mod tag {
     pub const VERSION: u8 = b'V';
 
     /// Tables whose records belong to an object key (and so to a data partition).
-    pub const DATA: [u8; 5] = [GARBAGE, OBJECT, PART, UPLOAD, VERSION];
+    pub const DATA: [u8; 6] = [FENCE, GARBAGE, OBJECT, PART, UPLOAD, VERSION];
 }
 
 fn with_tag(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -206,6 +210,48 @@ pub fn parts_of(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
     k
 }
 
+/// Key of the fence with `nonce` at `route` (an object route, `O` bucket 0 key-bytes): a fence
+/// routes to where it is put, so the group owning that route holds it.
+pub fn fence_at(route: &[u8], nonce: u64) -> Option<Vec<u8>> {
+    let tail = route.strip_prefix(&[tag::OBJECT])?;
+    let sep = tail.iter().position(|&b| b == 0)?;
+    let mut k = vec![tag::FENCE];
+    k.extend_from_slice(&tail[..=sep]);
+    for &b in &tail[sep + 1..] {
+        k.push(b);
+        if b == 0 {
+            k.push(0xff);
+        }
+    }
+    k.extend_from_slice(&[0, 0]);
+    k.extend_from_slice(&nonce.to_be_bytes());
+    Some(k)
+}
+
+/// The nonce of a fence key.
+pub fn fence_nonce(k: &[u8]) -> Option<u64> {
+    let at = k.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(k[at..].try_into().ok()?))
+}
+
+/// The bucket of an object route (`O` bucket 0 key), if `route` names one.
+pub fn route_bucket(route: &[u8]) -> Option<&[u8]> {
+    let tail = route.strip_prefix(&[tag::OBJECT])?;
+    let sep = tail.iter().position(|&b| b == 0)?;
+    Some(&tail[..sep])
+}
+
+/// The key range of table `t` holding the records whose route is in `[start, end)` (`end`
+/// `None`: to the table's end).
+pub fn table_range(t: u8, start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Vec<u8>) {
+    let s = table_bound(t, start);
+    let e = match end {
+        Some(e) => table_bound(t, e),
+        None => vec![t + 1],
+    };
+    (s, e)
+}
+
 /// Key of an access key record.
 pub fn access_key(id: &str) -> Vec<u8> {
     with_tag(tag::ACCESS_KEY, &[id.as_bytes()])
@@ -292,14 +338,7 @@ fn table_bound(t: u8, route_bound: &[u8]) -> Vec<u8> {
 pub fn table_ranges(start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
     tag::DATA
         .iter()
-        .map(|&t| {
-            let s = table_bound(t, start);
-            let e = match end {
-                Some(e) => table_bound(t, e),
-                None => vec![t + 1],
-            };
-            (s, e)
-        })
+        .map(|&t| table_range(t, start, end))
         .filter(|(s, e)| s < e)
         .collect()
 }
@@ -332,6 +371,22 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// An index key for people (logs, the admin API): `bucket/key` for an object entry, else the
+/// key with bytes escaped.
+pub fn readable(key: &[u8]) -> String {
+    if let Some(rest) = key.strip_prefix(&[tag::OBJECT])
+        && let Some(split) = rest.iter().position(|&b| b == 0)
+    {
+        let (bucket, object) = (&rest[..split], &rest[split + 1..]);
+        return format!(
+            "{}/{}",
+            String::from_utf8_lossy(bucket),
+            String::from_utf8_lossy(object)
+        );
+    }
+    key.escape_ascii().to_string()
 }
 
 /// The smallest key greater than `key`.
@@ -423,6 +478,7 @@ mod tests {
                     upload(b, k, "u1"),
                     part(b, k, "u1", 3),
                     garbage(b, k, 99, &[7; 16]),
+                    fence_at(&o, 7).unwrap(),
                 ];
                 for r in &all {
                     assert_eq!(route(r).as_ref(), o.as_slice(), "{b:?} {k:?} {r:?}");
@@ -464,6 +520,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_fence_routes_to_where_it_is_put_and_sorts_in_its_table_range() {
+        for (b, k) in [("b", "k"), ("b", "k\0x"), ("b", ""), ("a-b", "é")] {
+            let route = object(b, k);
+            let f = fence_at(&route, 42).unwrap();
+            assert_eq!(route_bucket(&route), Some(b.as_bytes()));
+            assert_eq!(fence_nonce(&f), Some(42));
+            assert_eq!(crate::index::keys::route(&f).as_ref(), route.as_slice());
+            let (s, e) = table_range(tag::FENCE, &route, Some(&after(&route)));
+            assert!(f >= s && f < e, "{b}/{k}");
+            let (s, e) = table_range(tag::FENCE, &after(&route), None);
+            assert!(!(f >= s && f < e), "{b}/{k} past its route");
+        }
+        assert_eq!(fence_at(b"Oabc", 1), None);
+        assert_eq!(route_bucket(&bucket("b")), None);
+    }
+
+    #[test]
+    fn object_keys_read_as_bucket_and_key() {
+        assert_eq!(readable(&object("logs", "2026/11/23")), "logs/2026/11/23");
+        assert_eq!(readable(&[b'G', 0, 1]), "G\\x00\\x01");
     }
 
     #[test]

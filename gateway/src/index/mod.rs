@@ -412,8 +412,9 @@ impl Index {
         self.inner.consensus.as_ref().is_none_or(|c| c.is_leader())
     }
 
-    /// Runs one operation on a blocking thread. Replicated, it first waits for the read barrier,
-    /// and runs again (up to [`CONFLICT_RETRIES`] times) if its write lost a race.
+    /// Runs one operation on a blocking thread. Replicated, its reads wait for the read
+    /// barriers of the groups they touch, and it runs again (up to [`CONFLICT_RETRIES`] times)
+    /// if its write lost a race or its keys moved to another group.
     async fn run<T: Send + 'static>(
         &self,
         f: impl Fn(&Inner<'_>) -> Result<T, IndexError> + Send + Sync + 'static,
@@ -421,11 +422,6 @@ impl Index {
         let f = Arc::new(f);
         let mut attempt = 0;
         loop {
-            if let Some(c) = &self.inner.consensus {
-                c.read_barrier()
-                    .await
-                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-            }
             let (shared, f) = (self.inner.clone(), f.clone());
             let result = tokio::task::spawn_blocking(move || {
                 let on_write = |key: &[u8]| shared.count(key, Access::Write);
@@ -445,6 +441,15 @@ impl Index {
                 Err(IndexError::Engine(EngineError::Conflict)) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, "index write lost a race; recomputing");
+                }
+                Err(IndexError::Engine(EngineError::Moved)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(
+                        attempt,
+                        "index write's keys moved to another group; rerouting"
+                    );
+                    // The group that owns them now may take a moment to start here.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
                 }
                 other => return other,
             }

@@ -389,7 +389,9 @@ impl Index {
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
-            list::list(i.engine.local(), &keys::objects_of(&bucket), &q, |v| {
+            let (start, end) = listed_routes(&bucket, &q.prefix, q.marker.as_deref());
+            let local = i.engine.local(&start, &end)?;
+            list::list(local, &keys::objects_of(&bucket), &q, |v| {
                 let r = records::decode::<ObjectRecord>(v)?;
                 Ok::<_, IndexError>((!r.delete_marker).then_some(r))
             })
@@ -407,7 +409,9 @@ impl Index {
         let bucket = bucket.to_string();
         self.run(move |i| {
             i.require_bucket(&bucket)?;
-            list::list_versions::<IndexError>(i.engine.local(), &bucket, &q)?
+            let (start, end) = listed_routes(&bucket, &q.prefix, q.key_marker.as_deref());
+            let local = i.engine.local_routes(&start, &end)?;
+            list::list_versions::<IndexError>(local, &bucket, &q)?
                 .map_err(|_| IndexError::UnknownVersionMarker)
         })
         .await
@@ -418,4 +422,17 @@ impl Index {
         let from = marker.filter(|m| *m > prefix).unwrap_or(prefix);
         self.inner.count(&keys::object(bucket, from), Access::Read);
     }
+}
+
+/// The object routes (`O` keys) a listing of `bucket` under `prefix` after `marker` may read:
+/// its reads need the barriers of the groups owning them only.
+fn listed_routes(bucket: &str, prefix: &str, marker: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let base = keys::objects_of(bucket);
+    let full = [base.as_slice(), prefix.as_bytes()].concat();
+    let end = keys::prefix_end(&full).expect("tagged prefix");
+    let start = match marker {
+        Some(m) => full.max(keys::after(&[base.as_slice(), m.as_bytes()].concat())),
+        None => full,
+    };
+    (start.min(end.clone()), end)
 }

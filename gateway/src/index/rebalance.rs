@@ -121,19 +121,26 @@ impl Index {
 
     /// Re-reads the committed map (after the read barrier) and adopts it.
     pub async fn refresh_partition_map(&self) -> Result<PartitionMap, IndexError> {
-        let map = self.run(|i| stored_map(i.engine.local())).await?;
+        let map = self
+            .run(|i| {
+                let key = keys::meta(MAP_KEY);
+                stored_map(i.engine.local(&key, &keys::after(&key))?)
+            })
+            .await?;
         let now = self.inner.now_ms();
         self.inner.book().set_map(map.clone(), now);
         Ok(map)
     }
 
     /// One tick of load-based partitioning: refreshes the map, then (on the gateway running
-    /// background work) makes the split or merge the policy asks for, if any.
+    /// background work) gives every partition a Raft group of its own if one lacks it, and
+    /// makes the split or merge the policy asks for, if any.
     pub async fn rebalance_once(&self) -> Result<Option<Rebalanced>, IndexError> {
-        self.refresh_partition_map().await?;
+        let map = self.refresh_partition_map().await?;
         if !self.runs_background_work() {
             return Ok(None);
         }
+        self.split_groups(&map).await?;
         let action = {
             let shared = &self.inner;
             let now = shared.now_ms();
@@ -176,7 +183,11 @@ impl Index {
         let right = next.lookup(&at).id;
         let map_version = next.version;
         let now = self.inner.now_ms();
-        self.inner.book().split_done(id, &at, next, now);
+        self.inner.book().split_done(id, &at, next.clone(), now);
+        // The new partition's group, at once (a later tick retries if this fails).
+        if let Err(e) = self.split_groups(&next).await {
+            tracing::warn!(partition = %right, error = %e, "the new partition's group is not split off yet");
+        }
         Ok(Rebalanced::Split {
             id,
             right,
@@ -209,6 +220,58 @@ impl Index {
         })
     }
 
+    /// Replicated: gives every object partition of `map` a Raft group that starts where it
+    /// starts, by splitting the group owning its first route there (the new group takes the
+    /// partition's id, and is led by the gateway leading the fewest groups). A split committed
+    /// in the map but not yet in the groups (a crash in between, a leader change) is finished
+    /// by the next tick; a split already made is a no-op.
+    pub(super) async fn split_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
+        let Some(c) = self.consensus() else {
+            return Ok(());
+        };
+        for p in map.partitions.iter().filter(|p| !p.is_meta()) {
+            let route = p.start.clone();
+            // The owner as committed: pass its barrier first.
+            let owner = self
+                .run(move |i| {
+                    i.engine.local(&route, &keys::after(&route))?;
+                    Ok(i.consensus.as_ref().and_then(|c| c.host().owner_of(&route)))
+                })
+                .await?;
+            let Some(owner) = owner else {
+                continue;
+            };
+            // The meta group starts at the first key: any partition in it is to be split off.
+            let starts_there = owner != c.group()
+                && c.host()
+                    .ranges_of(owner)
+                    .and_then(|r| r.object_routes())
+                    .is_some_and(|(start, _)| start == p.start);
+            if starts_there || c.host().runs(p.id.0) {
+                continue;
+            }
+            let leader = c.least_loaded_voter(owner);
+            let split = crate::consensus::command::Split {
+                split_at: p.start.clone(),
+                new_group: p.id.0,
+                leader,
+            };
+            let outcome = c
+                .split(owner, split)
+                .await
+                .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()))?;
+            tracing::info!(
+                partition = %p.id,
+                parent = owner,
+                at = %keys::readable(&p.start),
+                leader = ?leader,
+                ?outcome,
+                "index partition split off into a Raft group of its own"
+            );
+        }
+        Ok(())
+    }
+
     /// Writes `change(stored map)` as the new map, guarded by the read of the stored one.
     async fn commit_map(
         &self,
@@ -233,8 +296,8 @@ impl Index {
             return Ok(None);
         };
         self.run(move |i| {
-            let engine = i.engine.local();
             let (start, end) = p.object_keys();
+            let engine = i.engine.local(&start, &end)?;
             let walk = |stop_at: Option<u64>| -> Result<(u64, Option<Vec<u8>>), IndexError> {
                 let (mut pos, mut seen) = (start.clone(), 0u64);
                 loop {

@@ -1,22 +1,46 @@
 //! One index operation's view of the engine.
 //!
 //! On a gateway alone, reads and the write go straight to the local engine; the key and bucket
-//! locks serialise conflicting operations. Replicated, the view also records what the operation
-//! read, and its write becomes a [`Proposal`] guarded by those reads, committed through Raft: a
-//! batch computed from a state that changed before it reached the log (a racing write through
-//! another gateway) is refused with [`EngineError::Conflict`] and the operation runs again.
+//! locks serialise conflicting operations. Replicated, the index is cut into Raft groups, and the
+//! view routes by the groups this gateway hosts:
+//! - before it reads a key or a range it passes the read barrier of every group owning some of
+//!   it (once per group and attempt), so what any gateway acknowledged before the operation
+//!   began is visible;
+//! - it records what the operation read, by the group owning it;
+//! - its write goes to the group owning the written keys as a [`Proposal`] guarded by the reads
+//!   in that group. A batch computed from a state that changed before it reached the log (a
+//!   racing write through another gateway) is refused with [`EngineError::Conflict`], one whose
+//!   keys a split handed to another group meanwhile with [`EngineError::Moved`]; either way the
+//!   operation runs again.
+//!
+//! Reads in other groups than the written one (the bucket's record, in the meta group, for an
+//! object write) are linearizable when made but cannot guard the batch: no log orders both. What
+//! must not race across groups is fenced inside the data group's own log (bucket deletion, see
+//! `Index::delete_bucket`).
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use super::engine::{EngineError, Entries, KvEngine, WriteOp};
 use crate::consensus::Consensus;
+use crate::consensus::host::Owners;
 use crate::consensus::proposal::{Outcome, Proposal, ReadCheck};
+use crate::consensus::store::GroupId;
+
+/// How long a read waits for a group that owns its keys to be running here (a split's new group
+/// starts a moment after the split is applied).
+const ROUTE_WAIT: Duration = Duration::from_secs(10);
 
 /// The engine as one operation sees it.
 pub(crate) struct Txn<'a> {
     local: &'a dyn KvEngine,
     consensus: Option<&'a Consensus>,
-    reads: RefCell<Vec<ReadCheck>>,
+    /// Groups whose read barrier this attempt has passed.
+    barriered: RefCell<BTreeSet<GroupId>>,
+    /// What the operation read, with the group owning it (`None`: a scan across groups, which
+    /// guards no batch).
+    reads: RefCell<Vec<(Option<GroupId>, ReadCheck)>>,
     /// Told the load key of a local write (replicated, the state machine tells it at apply).
     on_write: &'a dyn Fn(&[u8]),
 }
@@ -31,23 +55,113 @@ impl<'a> Txn<'a> {
         Self {
             local,
             consensus,
+            barriered: RefCell::default(),
             reads: RefCell::new(Vec::new()),
             on_write,
         }
     }
 
-    /// The local replica, for read-only work (lists) that needs no guard.
-    pub(crate) fn local(&self) -> &dyn KvEngine {
-        self.local
+    /// The local replica for read-only work that needs no guard (lists), once the keys of
+    /// `[start, end)` are as fresh as a guarded read's would be.
+    pub(crate) fn local(&self, start: &[u8], end: &[u8]) -> Result<&dyn KvEngine, EngineError> {
+        self.settle(start, end)?;
+        Ok(self.local)
+    }
+
+    /// The local replica for read-only work that needs no guard, once every record whose route
+    /// is in `[start, end)` (object keys), in every data table, is as fresh as a guarded read's.
+    pub(crate) fn local_routes(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<&dyn KvEngine, EngineError> {
+        for (s, e) in super::keys::table_ranges(start, Some(end)) {
+            self.settle(&s, &e)?;
+        }
+        Ok(self.local)
+    }
+
+    /// Passes the read barrier of every group owning some key of `[start, end)` that this
+    /// attempt has not passed yet, until the owners are stable (a barrier may apply a split,
+    /// which hands keys to a group that then needs its own). Returns the owners.
+    fn settle(&self, start: &[u8], end: &[u8]) -> Result<Option<Owners>, EngineError> {
+        let Some(c) = self.consensus else {
+            return Ok(None);
+        };
+        let began = Instant::now();
+        loop {
+            let owners = c.host().owners(start, end);
+            let fresh: Vec<GroupId> = {
+                let done = self.barriered.borrow();
+                owners
+                    .groups
+                    .iter()
+                    .copied()
+                    .filter(|g| !done.contains(g))
+                    .collect()
+            };
+            if fresh.is_empty() {
+                if owners.complete {
+                    return Ok(Some(owners));
+                }
+                if began.elapsed() > ROUTE_WAIT {
+                    return Err(EngineError::Unavailable(format!(
+                        "no index group here owns every key from {} to {}",
+                        super::keys::readable(start),
+                        super::keys::readable(end)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let barriers = fresh.iter().map(|g| c.read_barrier_of(*g));
+            let passed = tokio::runtime::Handle::current()
+                .block_on(futures_util::future::join_all(barriers));
+            for (group, passed) in fresh.into_iter().zip(passed) {
+                match passed {
+                    Ok(()) => {
+                        self.barriered.borrow_mut().insert(group);
+                    }
+                    // The group went away here (merged): look the keys up again.
+                    Err(crate::consensus::ConsensusError::NoGroup(..)) => {}
+                    Err(e) => return Err(EngineError::Unavailable(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// The one group owning all of `owners`' keys, if one does.
+    fn single(owners: Option<Owners>) -> Option<GroupId> {
+        owners.and_then(|o| match o.groups.as_slice() {
+            [g] => Some(*g),
+            _ => None,
+        })
+    }
+
+    /// Whether every read is still owned by the group it was read from.
+    fn reads_still_routed(&self, consensus: &Consensus) -> bool {
+        self.reads.borrow().iter().all(|(group, check)| {
+            let Some(group) = group else {
+                return true;
+            };
+            let owners = match check {
+                ReadCheck::Get { key, .. } => {
+                    consensus.host().owners(key, &super::keys::after(key))
+                }
+                ReadCheck::Scan { start, end, .. } => consensus.host().owners(start, end),
+            };
+            owners.complete && owners.groups == [*group]
+        })
     }
 
     /// The value at `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let owners = self.settle(key, &super::keys::after(key))?;
         let value = self.local.get(key)?;
         if self.consensus.is_some() {
             self.reads
                 .borrow_mut()
-                .push(ReadCheck::get(key, value.as_deref()));
+                .push((Self::single(owners), ReadCheck::get(key, value.as_deref())));
         }
         Ok(value)
     }
@@ -59,17 +173,21 @@ impl<'a> Txn<'a> {
         end: &[u8],
         limit: usize,
     ) -> Result<Entries, EngineError> {
+        let owners = self.settle(start, end)?;
         let entries = self.local.scan(start, end, limit)?;
         if self.consensus.is_some() {
-            self.reads
-                .borrow_mut()
-                .push(ReadCheck::scan(start, end, limit, &entries));
+            self.reads.borrow_mut().push((
+                Self::single(owners),
+                ReadCheck::scan(start, end, limit, &entries),
+            ));
         }
         Ok(entries)
     }
 
-    /// Writes `ops` atomically and durably; replicated, only if nothing read so far changed.
-    /// Must run on a blocking thread of the runtime (index operations do).
+    /// Writes `ops` atomically and durably; replicated, only if nothing read so far in the
+    /// written group changed. A batch without reads may span groups: it is then cut into one
+    /// batch per group (independent writes, such as the collector's removals). Must run on a
+    /// blocking thread of the runtime (index operations do).
     pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
         let Some(consensus) = self.consensus else {
             let key = crate::index::partition::load_key(&ops).map(|k| k.into_owned());
@@ -79,20 +197,50 @@ impl<'a> Txn<'a> {
             }
             return Ok(());
         };
-        let proposal = Proposal {
-            checks: self.reads.borrow().clone(),
-            ops,
-        };
-        let outcome = tokio::runtime::Handle::current()
-            .block_on(consensus.propose(proposal))
-            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        match outcome {
-            Outcome::Applied => Ok(()),
-            Outcome::Conflict => Err(EngineError::Conflict),
-            // Only once the index has a group per partition (today one group owns every key).
-            Outcome::Moved => Err(EngineError::Unavailable(
-                "the batch's keys moved to another index group".into(),
-            )),
+        let mut by_group: std::collections::BTreeMap<GroupId, Vec<WriteOp>> = Default::default();
+        for op in ops {
+            let key = match &op {
+                WriteOp::Put(k, _) | WriteOp::Delete(k) => k,
+            };
+            let group = match consensus.host().owner_of(key) {
+                Some(g) => g,
+                None => {
+                    // Owned by a group still starting here: wait for it as a read would.
+                    self.settle(key, &super::keys::after(key))?;
+                    consensus.host().owner_of(key).ok_or(EngineError::Moved)?
+                }
+            };
+            by_group.entry(group).or_default().push(op);
         }
+        if !self.reads_still_routed(consensus) {
+            // A split applied here since the reads moved some of them to another group.
+            return Err(EngineError::Moved);
+        }
+        let guarded = !self.reads.borrow().is_empty();
+        if guarded && by_group.len() > 1 {
+            return Err(EngineError::Unavailable(format!(
+                "a guarded batch spans index groups {:?}",
+                by_group.keys().collect::<Vec<_>>()
+            )));
+        }
+        for (group, ops) in by_group {
+            let checks = self
+                .reads
+                .borrow()
+                .iter()
+                .filter(|(g, _)| *g == Some(group))
+                .map(|(_, c)| c.clone())
+                .collect();
+            let proposal = Proposal { checks, ops };
+            let outcome = tokio::runtime::Handle::current()
+                .block_on(consensus.propose_in(group, proposal))
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            match outcome {
+                Outcome::Applied => {}
+                Outcome::Conflict => return Err(EngineError::Conflict),
+                Outcome::Moved => return Err(EngineError::Moved),
+            }
+        }
+        Ok(())
     }
 }

@@ -821,7 +821,7 @@ impl ObjectStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::IndexMembers;
+    use crate::admin::{GroupMembers, IndexMembers};
 
     #[test]
     fn only_a_scale_down_of_a_replicated_index_drains() {
@@ -853,11 +853,25 @@ mod tests {
             leader,
             voters: voters.to_vec(),
             retiring: Vec::new(),
+            groups: Vec::new(),
         };
         assert!(members(Some(0), &[0, 1, 2]).drained(&retiring));
         assert!(!members(Some(0), &[0, 1, 3]).drained(&retiring));
         assert!(!members(Some(4), &[0, 1, 2]).drained(&retiring));
         assert!(!members(None, &[0, 1, 2]).drained(&retiring));
+        // Every group counts: a data group still led or voted in by a leaving gateway.
+        let group = |group: u64, leader: Option<u64>, voters: &[u64]| GroupMembers {
+            group,
+            leader,
+            voters: voters.to_vec(),
+        };
+        let mut split = members(Some(0), &[0, 1, 2]);
+        split.groups = vec![group(1, Some(0), &[0, 1, 2]), group(2, Some(1), &[0, 1, 2])];
+        assert!(split.drained(&retiring));
+        split.groups.push(group(3, Some(3), &[0, 1, 2]));
+        assert!(!split.drained(&retiring));
+        split.groups[2] = group(3, Some(1), &[1, 2, 4]);
+        assert!(!split.drained(&retiring));
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl FakeAdmin {
                 leader: Some(0),
                 voters: vec![0, 1, 2],
                 retiring: Vec::new(),
+                groups: Vec::new(),
             };
         }
         f
