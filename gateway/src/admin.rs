@@ -67,6 +67,9 @@ impl From<IndexError> for AdminError {
             IndexError::BucketNotEmpty(_) => {
                 AdminError(StatusCode::CONFLICT, "BucketNotEmpty", e.to_string())
             }
+            IndexError::DeletionAborted(_) => {
+                AdminError(StatusCode::CONFLICT, "OperationAborted", e.to_string())
+            }
             IndexError::VersioningIrreversible(_) => AdminError(
                 StatusCode::CONFLICT,
                 "VersioningIrreversible",
@@ -321,15 +324,7 @@ async fn create_bucket(
             format!("{:?} is not a valid bucket name", req.name),
         ));
     }
-    let rec = BucketRecord {
-        name: req.name.clone(),
-        created_ms: now_ms(),
-        owner: state.owner.clone(),
-        versioning: Versioning::Unversioned,
-        lifecycle: false,
-        quota: None,
-        default_storage_class: None,
-    };
+    let rec = BucketRecord::new(&req.name, &state.owner, now_ms());
     match state.index.create_bucket(rec.clone()).await {
         Ok(()) => Ok((
             StatusCode::CREATED,

@@ -1,6 +1,7 @@
 //! The background task that splits and merges index partitions by load (see
-//! `index::partition::policy`), and keeps the per-partition gauges current. Every gateway runs
-//! it; only the one running background work (alone, or the leader) changes the map.
+//! `index::partition::policy`), gives up bucket deletions whose gateway died midway, and keeps
+//! the per-partition gauges current. Every gateway runs it; only the one running background
+//! work (alone, or the meta group's leader) changes the map.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +30,25 @@ impl Rebalancer {
 
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        /// How often stuck bucket deletions are looked for.
+        const DELETION_SWEEP: Duration = Duration::from_secs(30);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
+            }
+            if swept.elapsed() >= DELETION_SWEEP && self.index.runs_background_work() {
+                swept = tokio::time::Instant::now();
+                if let Err(e) = self
+                    .index
+                    .give_up_stale_deletions(crate::index::now_ms())
+                    .await
+                {
+                    tracing::debug!(error = %e, "stuck bucket deletions not looked for");
+                }
             }
             if let Err(e) = self.index.report_reads().await {
                 tracing::debug!(error = %e, "read load not reported to the leader");

@@ -126,17 +126,9 @@ fn blob(id: u8) -> StoredBlob {
 async fn every_object_operation_writes_within_one_object() {
     let engine = Arc::new(Recording::default());
     let idx = Index::new(engine.clone(), IndexOptions::default());
-    idx.create_bucket(BucketRecord {
-        name: "b".into(),
-        created_ms: 0,
-        owner: "o".into(),
-        versioning: Versioning::Unversioned,
-        lifecycle: false,
-        quota: None,
-        default_storage_class: None,
-    })
-    .await
-    .unwrap();
+    idx.create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
     engine.take();
     let now = Stamp::now();
 

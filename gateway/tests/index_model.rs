@@ -99,15 +99,7 @@ fn record(v: u8) -> ObjectRecord {
 }
 
 fn bucket(name: &str) -> BucketRecord {
-    BucketRecord {
-        name: name.into(),
-        created_ms: 0,
-        owner: "o".into(),
-        versioning: Versioning::Unversioned,
-        lifecycle: false,
-        quota: None,
-        default_storage_class: None,
-    }
+    BucketRecord::new(name, "o", 0)
 }
 
 /// The common prefix `k` rolls up into, if any.

@@ -821,3 +821,57 @@ async fn a_snapshot_of_the_new_group_waits_until_a_lagging_replica_has_applied_t
     );
     stop_all(&router).await;
 }
+
+/// A bucket being deleted is fenced in every group holding part of it (`index::fences`): a split
+/// through the bucket copies its fences to the new half, at the split, in the split's batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_through_a_fenced_bucket_fences_both_halves() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let leader = &whole[0];
+    // Bucket "b" (cut by the split at b/m) is fenced twice; bucket "a" (wholly below) once.
+    let fenced_b = keys::fence_at(&keys::object("b", ""), 7).unwrap();
+    let fenced_b_again = keys::fence_at(&keys::object("b", "c"), 8).unwrap();
+    let fenced_a = keys::fence_at(&keys::object("a", ""), 9).unwrap();
+    put_all(leader, &[fenced_b, fenced_b_again], b"fence-b").await;
+    put_all(leader, &[fenced_a], b"fence-a").await;
+    put_all(leader, &[keys::object("b", "z")], b"object").await;
+    let split = Command::Split(Split {
+        split_at: split_key(),
+        new_group: SPLIT_OFF,
+        leader: Some(2),
+    });
+    assert_eq!(
+        leader.client_write(split).await.unwrap().data,
+        Outcome::Applied
+    );
+    let born = replicas_of(&router, SPLIT_OFF).await;
+    groups_applied(&[&whole, &born]).await;
+    let handed = KeyRanges::new(keys::table_ranges(&split_key(), None));
+    for (i, e) in engines.iter().enumerate() {
+        let db = e.db();
+        let (fs, fe) = keys::table_range(keys::tag::FENCE, &split_key(), None);
+        let copies: Vec<(Vec<u8>, Vec<u8>)> = db
+            .iterator(rocksdb::IteratorMode::From(
+                &fs,
+                rocksdb::Direction::Forward,
+            ))
+            .map(|r| r.unwrap())
+            .take_while(|(k, _)| k.as_ref() < fe.as_slice())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [7, 8]
+            .map(|n| {
+                (
+                    keys::fence_at(&split_key(), n).unwrap(),
+                    b"fence-b".to_vec(),
+                )
+            })
+            .into();
+        assert_eq!(copies, want, "node {}: the new half's fences", i + 1);
+        assert!(copies.iter().all(|(k, _)| handed.contains(k)));
+    }
+    stop_all(&router).await;
+}

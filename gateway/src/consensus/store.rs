@@ -610,6 +610,29 @@ impl StateMachine {
             .write(batch)
             .map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
+    /// Adds to `batch` a copy, at `split_at`, of every fence this group holds of the bucket
+    /// that `split_at` cuts: a bucket being deleted stays fenced in both halves (see
+    /// `Index::delete_bucket`).
+    fn copy_fences(&self, split_at: &[u8], batch: &mut WriteBatch) -> Result<(), StoreError> {
+        use crate::index::keys;
+        let Some(bucket) = keys::route_bucket(split_at) else {
+            return Ok(());
+        };
+        let bucket_start = [&[keys::tag::OBJECT][..], bucket, &[0]].concat();
+        let (start, end) = keys::table_range(keys::tag::FENCE, &bucket_start, Some(split_at));
+        let fences = self
+            .engine
+            .scan(&start, &end, usize::MAX)
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let owned = self.ranges();
+        for (key, value) in fences.into_iter().filter(|(k, _)| owned.contains(k)) {
+            if let Some(copy) = keys::fence_nonce(&key).and_then(|n| keys::fence_at(split_at, n)) {
+                batch.put(copy, value);
+            }
+        }
+        Ok(())
+    }
+
     /// The state written by applying `split`, the ranges this group keeps and the group it
     /// creates; `None` for a split that would leave either side empty (proposed twice, or at a
     /// route this group no longer owns), which changes nothing.
@@ -635,6 +658,7 @@ impl StateMachine {
         let state = cf(&self.db, STATE_CF);
         let child = GroupKeys::new(new_group);
         let mut batch = WriteBatch::default();
+        self.copy_fences(&split_at, &mut batch)?;
         batch.put_cf(state, self.keys.state(RANGES), encode_state(&kept));
         batch.put_cf(state, child.state(RANGES), encode_state(&handed));
         batch.put_cf(state, child.state(BORN), encode_state(&birth));

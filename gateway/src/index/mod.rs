@@ -13,6 +13,7 @@
 
 pub mod digest;
 pub mod engine;
+mod fences;
 pub mod keys;
 mod lifecycle;
 pub mod list;
@@ -72,6 +73,9 @@ pub enum IndexError {
     /// The bucket still holds objects or uploads.
     #[error("bucket {0} is not empty")]
     BucketNotEmpty(String),
+    /// Another deletion of the bucket took over (or this one was given up) before it finished.
+    #[error("a conflicting deletion of bucket {0} is under way")]
+    DeletionAborted(String),
     /// No such multipart upload.
     #[error("upload {0} does not exist")]
     NoSuchUpload(String),
@@ -495,30 +499,6 @@ impl Index {
         .await
     }
 
-    /// Deletes an empty bucket.
-    pub async fn delete_bucket(&self, name: &str) -> Result<(), IndexError> {
-        let name = name.to_string();
-        self.run(move |i| {
-            let _g = i.bucket_lock.write().expect("bucket lock");
-            i.require_bucket(&name)?;
-            for prefix in [keys::objects_of(&name), keys::uploads_of(&name)] {
-                let end = keys::prefix_end(&prefix).expect("tagged prefix");
-                if !i.engine.scan(&prefix, &end, 1)?.is_empty() {
-                    return Err(IndexError::BucketNotEmpty(name.clone()));
-                }
-            }
-            let configs = keys::configs_of(&name);
-            let end = keys::prefix_end(&configs).expect("tagged prefix");
-            let mut ops = vec![WriteOp::Delete(keys::bucket(&name))];
-            for (k, _) in i.engine.scan(&configs, &end, usize::MAX)? {
-                ops.push(WriteOp::Delete(k));
-            }
-            i.engine.write(ops)?;
-            Ok(())
-        })
-        .await
-    }
-
     /// What a bucket holds; a scan of its versions, for the admin API.
     pub async fn bucket_usage(&self, name: &str) -> Result<BucketUsage, IndexError> {
         let name = name.to_string();
@@ -898,7 +878,8 @@ impl Index {
     pub async fn create_upload(&self, rec: UploadRecord) -> Result<(), IndexError> {
         self.run(move |i| {
             let _b = i.bucket_lock.read().expect("bucket lock");
-            i.require_bucket(&rec.bucket)?;
+            let b = i.bucket_record(&rec.bucket)?;
+            i.check_fences(&b, &rec.key)?;
             let key = keys::upload(&rec.bucket, &rec.key, &rec.upload_id);
             i.engine
                 .write(vec![WriteOp::Put(key, records::encode(&rec))])?;

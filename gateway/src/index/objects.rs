@@ -76,6 +76,7 @@ impl Inner<'_> {
         stamp: Stamp,
         ops: &mut Vec<WriteOp>,
     ) -> Result<(), IndexError> {
+        self.check_fences(b, key)?;
         let (bucket, versioning) = (b.name.as_str(), b.versioning);
         new.seq = old.map_or(1, |o| o.seq + 1);
         new.noncurrent_since_ms = None;

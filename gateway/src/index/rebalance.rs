@@ -10,7 +10,7 @@ use super::partition::load::Access;
 use super::partition::policy::{Action, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
 use super::{Index, IndexError, keys, records};
-use crate::consensus::store::ReadReport;
+use crate::consensus::store::{GroupId, ReadReport};
 
 /// Name of the map's record (`keys::meta`).
 pub(super) const MAP_KEY: &str = "partition-map";
@@ -229,7 +229,22 @@ impl Index {
         let Some(c) = self.consensus() else {
             return Ok(());
         };
+        // A group, once split off, keeps its first route (groups do not merge): one that this
+        // replica already sees starting there needs no barrier to be sure.
+        let starts_at = |group: GroupId, route: &[u8]| {
+            group != c.group()
+                && c.host()
+                    .ranges_of(group)
+                    .and_then(|r| r.object_routes())
+                    .is_some_and(|(start, _)| start == route)
+        };
         for p in map.partitions.iter().filter(|p| !p.is_meta()) {
+            if c.host()
+                .owner_of(&p.start)
+                .is_some_and(|g| starts_at(g, &p.start))
+            {
+                continue;
+            }
             let route = p.start.clone();
             // The owner as committed: pass its barrier first.
             let owner = self
@@ -242,12 +257,7 @@ impl Index {
                 continue;
             };
             // The meta group starts at the first key: any partition in it is to be split off.
-            let starts_there = owner != c.group()
-                && c.host()
-                    .ranges_of(owner)
-                    .and_then(|r| r.object_routes())
-                    .is_some_and(|(start, _)| start == p.start);
-            if starts_there || c.host().runs(p.id.0) {
+            if starts_at(owner, &p.start) || c.host().runs(p.id.0) {
                 continue;
             }
             let leader = c.least_loaded_voter(owner);

@@ -357,6 +357,60 @@ pub struct BucketRecord {
     /// The storage class of writes that name none (`None`: STANDARD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_storage_class: Option<String>,
+    /// Tells this bucket from an earlier one of the same name (random, set at creation; 0 for
+    /// buckets created before it existed): fences of a deleted bucket never block a new one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u64,
+    /// The deletion under way, if any (see `Index::delete_bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting: Option<Deletion>,
+    /// Nonces of deletions that failed or were given up: their fences block nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub void_fences: Vec<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl BucketRecord {
+    /// A new bucket: unversioned, without configuration, of a fresh incarnation.
+    pub fn new(name: &str, owner: &str, created_ms: i64) -> Self {
+        Self {
+            name: name.to_string(),
+            created_ms,
+            owner: owner.to_string(),
+            versioning: Versioning::Unversioned,
+            lifecycle: false,
+            quota: None,
+            default_storage_class: None,
+            incarnation: rand::random::<u64>().max(1),
+            deleting: None,
+            void_fences: Vec::new(),
+        }
+    }
+
+    /// Whether a fence with `nonce` of incarnation `incarnation` blocks writes to this bucket.
+    pub fn fenced_by(&self, fence: &FenceRecord, nonce: u64) -> bool {
+        fence.incarnation == self.incarnation && !self.void_fences.contains(&nonce)
+    }
+}
+
+/// A bucket deletion under way: its fences carry `nonce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// The nonce of the deletion's fences.
+    pub nonce: u64,
+    /// When it began (Unix ms): a deletion stuck for long (its gateway died) is given up.
+    pub since_ms: i64,
+}
+
+/// A bucket fence: no new object of the bucket's incarnation may be written in the group
+/// holding it (the bucket is being deleted; see `Index::delete_bucket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceRecord {
+    /// The incarnation of the bucket being deleted.
+    pub incarnation: u64,
 }
 
 /// Limits of a bucket's current objects. Enforced against a usage figure a few seconds old, as

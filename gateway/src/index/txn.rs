@@ -154,6 +154,21 @@ impl<'a> Txn<'a> {
         })
     }
 
+    /// The object routes `[start, end)` (`end` `None`: to the last) of the group owning `key`,
+    /// once its barrier is passed; `None` on a gateway alone (one engine owns every key).
+    pub(crate) fn group_routes(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, EngineError> {
+        let Some(c) = self.consensus else {
+            return Ok(None);
+        };
+        let group =
+            Self::single(self.settle(key, &super::keys::after(key))?).ok_or(EngineError::Moved)?;
+        let routes = c.host().ranges_of(group).and_then(|r| r.object_routes());
+        routes.map(Some).ok_or(EngineError::Moved)
+    }
+
     /// The value at `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let owners = self.settle(key, &super::keys::after(key))?;

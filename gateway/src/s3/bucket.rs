@@ -117,15 +117,7 @@ impl CairnS3 {
             .map(|c| c.access_key.clone())
             .unwrap_or_default();
         let name = req.input.bucket;
-        let rec = BucketRecord {
-            name: name.clone(),
-            created_ms: crate::index::now_ms(),
-            owner: owner.clone(),
-            versioning: Default::default(),
-            lifecycle: false,
-            quota: None,
-            default_storage_class: None,
-        };
+        let rec = BucketRecord::new(&name, &owner, crate::index::now_ms());
         match self.index.create_bucket(rec).await {
             Ok(()) => {
                 tracing::info!(bucket = %name, "bucket created");

@@ -59,6 +59,18 @@ impl From<IndexError> for S3Error {
                     "The bucket {b} you tried to delete is not empty"
                 )
             }
+            IndexError::DeletionAborted(b) => custom(
+                "OperationAborted",
+                409,
+                format!("A conflicting operation is under way on bucket {b}; please retry"),
+            ),
+            IndexError::Engine(crate::index::engine::EngineError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "index unavailable");
+                S3Error::with_message(
+                    S3ErrorCode::ServiceUnavailable,
+                    "The index is unavailable (no leader reachable); please retry",
+                )
+            }
             IndexError::NoSuchUpload(_) => s3_error!(
                 NoSuchUpload,
                 "The specified multipart upload does not exist"

@@ -1,0 +1,327 @@
+//! What the end-to-end suites share: a fleet directory that stops its fleet when dropped, S3
+//! clients, and the admin API's views of replication, partitions and replica digests.
+#![allow(dead_code)] // each suite uses some of these
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use cairn_e2e::fleet::{self, FleetFile, FleetSpec};
+
+/// The bucket the suites write to.
+pub const BUCKET: &str = "shared";
+/// The fleet's directory. Dropped (also when a test fails), it stops every process of the fleet
+/// before the directory goes, so a failing test leaves nothing running.
+pub struct FleetDir {
+    dir: tempfile::TempDir,
+    stopped: bool,
+}
+
+impl FleetDir {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            stopped: false,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the fleet, checking that it stopped.
+    pub fn down(&mut self) {
+        self.stopped = true;
+        fleet::down(self.path(), Duration::from_secs(10)).unwrap();
+    }
+}
+
+impl Drop for FleetDir {
+    fn drop(&mut self) {
+        if !self.stopped && self.path().join("fleet.json").exists() {
+            let _ = fleet::down(self.path(), Duration::from_secs(5));
+        }
+    }
+}
+
+/// The directory with the cairn binaries, or `None` (saying that `test` is skipped) without them.
+pub fn fleet_binaries(test: &str) -> Option<std::path::PathBuf> {
+    let bin_dir = fleet::default_bin_dir();
+    if bin_dir.join("cairn-gateway").exists() && bin_dir.join("cairn-storage-node").exists() {
+        return Some(bin_dir);
+    }
+    eprintln!(
+        "SKIPPED {test} test: {} lacks the cairn binaries (run cargo test --workspace)",
+        bin_dir.display()
+    );
+    None
+}
+
+/// Starts `gateways` gateways with `gateway_args` and two storage nodes in each of three zones,
+/// from `base_port` on.
+pub fn fleet_of(
+    dir: &FleetDir,
+    bin_dir: std::path::PathBuf,
+    gateways: usize,
+    base_port: u16,
+    gateway_args: Vec<String>,
+) -> FleetFile {
+    fleet::up(&FleetSpec {
+        dir: dir.path().to_path_buf(),
+        bin_dir,
+        gateways,
+        zones: 3,
+        nodes_per_zone: 2,
+        base_port,
+        gateway_args,
+    })
+    .unwrap()
+}
+
+pub fn client(endpoint: &str, f: &FleetFile) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            &f.access_key,
+            &f.secret_key,
+            None,
+            None,
+            "t",
+        ))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Gateway `g`'s view of the index group (`GET /admin/v1/partitions`), if it answers.
+pub async fn replication(f: &FleetFile, g: usize) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    body.get("replication").cloned()
+}
+
+/// The index of the gateway that leads, once all of `alive` agree on one.
+pub async fn leader(f: &FleetFile, alive: &[usize]) -> usize {
+    // Generous: debug builds on two shared cores, and CI runs these fleets side by side.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut seen = BTreeSet::new();
+        for &g in alive {
+            let id = replication(f, g).await.and_then(|r| r["leader"].as_u64());
+            seen.insert(id);
+        }
+        if seen.len() == 1
+            && let Some(Some(id)) = seen.first()
+        {
+            return *id as usize - 1;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn body_of(key: &str) -> Vec<u8> {
+    // Small bodies are kept inline in the index, larger ones erasure-coded: both kinds.
+    let len = if key.ends_with('0') { 200_000 } else { 1_000 };
+    key.bytes().cycle().take(len).collect()
+}
+
+pub async fn list_all(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .max_keys(100)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return keys;
+        }
+    }
+}
+
+/// Every acknowledged key is listed and readable byte-exactly through every gateway in
+/// `through`; the listing is sorted, has no duplicates and nothing never written.
+pub async fn check_everything(
+    f: &FleetFile,
+    through: &[usize],
+    acked: &BTreeSet<String>,
+    attempted: &BTreeSet<String>,
+) {
+    for &g in through {
+        let s3 = client(&f.gateways[g].s3, f);
+        let listed = list_all(&s3).await;
+        let mut sorted = listed.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            listed, sorted,
+            "gateway {g}: list out of order or duplicated"
+        );
+        let listed: BTreeSet<String> = listed.into_iter().collect();
+        let missing: Vec<_> = acked.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "gateway {g} lost acknowledged keys: {missing:?}"
+        );
+        let unknown: Vec<_> = listed.difference(attempted).collect();
+        assert!(
+            unknown.is_empty(),
+            "gateway {g} lists keys never written: {unknown:?}"
+        );
+        for key in acked.iter().step_by(7) {
+            let got = s3
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert!(bytes == body_of(key), "gateway {g}: {key} differs");
+        }
+    }
+    replicas_identical(f, through).await;
+}
+
+/// Waits until the replicas of `gateways` report the same groups at the same applied indexes,
+/// then checks that they hold exactly the same records, group by group (`GET
+/// /admin/v1/index/digest`).
+pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut digests = Vec::new();
+        for &g in gateways {
+            let resp = http
+                .get(format!("{}/admin/v1/index/digest", f.gateways[g].admin))
+                .bearer_auth(&f.admin_token)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("gateway {g} digest: {e}"));
+            assert!(
+                resp.status().is_success(),
+                "gateway {g} digest: HTTP {}",
+                resp.status()
+            );
+            digests.push(resp.json::<serde_json::Value>().await.unwrap());
+        }
+        let positions: BTreeSet<String> = digests
+            .iter()
+            .map(|d| {
+                let groups = d["groups"].as_array().cloned().unwrap_or_default();
+                let at: Vec<_> = groups
+                    .iter()
+                    .map(|g| (g["group"].clone(), g["applied_index"].clone()))
+                    .collect();
+                format!("{at:?}")
+            })
+            .collect();
+        if positions.len() == 1 {
+            let first = &digests[0];
+            for d in &digests[1..] {
+                assert_eq!(
+                    (&d["map_version"], &d["groups"]),
+                    (&first["map_version"], &first["groups"]),
+                    "gateways {} and {} applied the same logs but hold different records",
+                    d["gateway"],
+                    first["gateway"]
+                );
+            }
+            eprintln!("replicas identical: {}", first["groups"]);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never at the same applied indexes: {positions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Gateway `g`'s per-partition load (`load` of `GET /admin/v1/partitions`).
+pub async fn partition_load(f: &FleetFile, g: usize) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["load"].as_array().unwrap().clone()
+}
+
+/// Gateway `g`'s partition map (`version`, `next_id`, `partitions`), read after its read barrier.
+pub async fn partition_map(f: &FleetFile, g: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/admin/v1/partitions", f.gateways[g].admin))
+            .bearer_auth(&f.admin_token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(resp) = resp
+            && let Ok(mut body) = resp.json::<serde_json::Value>().await
+            && let Some(obj) = body.as_object_mut()
+        {
+            obj.remove("replication");
+            obj.remove("load");
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway {g} serves no partition map"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The voters gateway `g` reports, once it answers.
+/// Gateway `g`'s view of `(voters, learners)`, once it answers and every index group it hosts
+/// (a partition each) has those same members: a change is made group by group.
+pub async fn members(f: &FleetFile, g: usize) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
+    let r = replication(f, g).await?;
+    let meta = (id_set(&r, "voters")?, id_set(&r, "learners")?);
+    let groups = r["groups"].as_array()?;
+    let agree = groups.iter().all(|group| {
+        Some(&meta.0) == id_set(group, "voters").as_ref()
+            && Some(&meta.1) == id_set(group, "learners").as_ref()
+    });
+    agree.then_some(meta)
+}
+
+/// The gateway ids listed in `field` of a replication status; `None` without that field (a
+/// status leaves out an empty `retiring`).
+pub fn id_set(status: &serde_json::Value, field: &str) -> Option<BTreeSet<u64>> {
+    Some(
+        status[field]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .collect(),
+    )
+}

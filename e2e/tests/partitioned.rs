@@ -1,0 +1,360 @@
+//! The index cut into partitions that are Raft groups of their own, as real processes (three
+//! gateways): a hot prefix of sequential keys splits the index and the new partitions' leaders
+//! spread over the gateways; killing the leader of the partition a stream of PUTs writes to loses
+//! no acknowledged write; and deleting a bucket while other gateways write into it never leaves
+//! an object behind its bucket.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use cairn_e2e::fleet::{self, FleetFile};
+
+mod common;
+use common::*;
+
+fn base_port() -> u16 {
+    // Below the ephemeral range, apart from the other fleet suites' ports.
+    26_000 + (std::process::id() % 100) as u16 * 30
+}
+
+/// Every index group as gateway `g` sees it (`replication.groups` of the admin API).
+async fn groups(f: &FleetFile, g: usize) -> Vec<serde_json::Value> {
+    replication(f, g)
+        .await
+        .and_then(|r| r["groups"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The group owning object `key` of [`BUCKET`] on gateway `g` (object keys are shown as
+/// `bucket/key`, which sort as the keys do for ASCII keys).
+fn owner_of<'a>(groups: &'a [serde_json::Value], key: &str) -> Option<&'a serde_json::Value> {
+    let name = format!("{BUCKET}/{key}");
+    groups.iter().find(|g| {
+        g["objects_from"]
+            .as_str()
+            .is_some_and(|from| from <= name.as_str())
+            && g["objects_to"].as_str().is_none_or(|to| name.as_str() < to)
+    })
+}
+
+/// PUTs `key` (its body from [`body_of`]) through `s3`.
+async fn put(s3: &aws_sdk_s3::Client, key: &str) -> bool {
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(ByteStream::from(body_of(key)))
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_prefix_splits_into_partitions_led_by_different_gateways() {
+    let Some(bin_dir) = fleet_binaries("hot prefix") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let args = [
+        "--split-write-threshold=10",
+        "--split-cooldown=2s",
+        "--partition-load-half-life=2s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let f = fleet_of(&dir, bin_dir, 3, base_port(), args);
+    let all = [0, 1, 2];
+    leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
+
+    // Sequential timestamp keys, as in S3's request-rate guide: every write lands at the end of
+    // the keyspace, in the last partition (bounded: 300 keys, two minutes).
+    let started = Instant::now();
+    let mut acked = BTreeSet::new();
+    for i in 0..300 {
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        let key = format!("logs/2026-12-06T10:{:02}:{:02}.{i:04}", i / 60, i % 60);
+        assert!(put(&s3[i % 3], &key).await, "PUT {key}");
+        acked.insert(key);
+    }
+    // Once the splits settle, every gateway hosts the same groups, several lead some.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let leaders = loop {
+        let seen = groups(&f, 0).await;
+        let data: Vec<_> = seen
+            .iter()
+            .filter(|g| g["objects_from"].is_string())
+            .collect();
+        let leaders: BTreeMap<u64, u64> = data
+            .iter()
+            .filter_map(|g| Some((g["group"].as_u64()?, g["leader"].as_u64()?)))
+            .collect();
+        let distinct: BTreeSet<u64> = leaders.values().copied().collect();
+        if data.len() >= 3 && leaders.len() == data.len() && distinct.len() >= 3 {
+            break leaders;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hot prefix did not spread over the gateways: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("data groups and their leaders after the stream: {leaders:?}");
+    // Every gateway lists every key once, in order, and agrees on the groups.
+    let attempted = acked.clone();
+    check_everything(&f, &all, &acked, &attempted).await;
+    let ids = |gs: Vec<serde_json::Value>| -> BTreeSet<u64> {
+        gs.iter().filter_map(|g| g["group"].as_u64()).collect()
+    };
+    let hosted = ids(groups(&f, 0).await);
+    for g in [1, 2] {
+        assert_eq!(ids(groups(&f, g).await), hosted, "gateway {g}'s groups");
+    }
+    dir.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_of_the_written_partition_loses_no_acknowledged_write() {
+    let Some(bin_dir) = fleet_binaries("partition leader kill") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 10, Vec::new());
+    let all = [0, 1, 2];
+    let meta_leader = leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
+    // A partition of its own for the keys the stream writes: its group is led by the gateway
+    // leading the fewest groups, not the meta group's leader.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/v1/partitions/2/split",
+            f.gateways[0].admin
+        ))
+        .bearer_auth(&f.admin_token)
+        .json(&serde_json::json!({"bucket": BUCKET, "key": "stream/"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "split: HTTP {}", resp.status());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (group, victim) = loop {
+        let seen = groups(&f, meta_leader).await;
+        if let Some(g) = owner_of(&seen, "stream/0000")
+            && g["objects_from"] == format!("{BUCKET}/stream/")
+            && let Some(l) = g["leader"].as_u64()
+        {
+            break (g["group"].as_u64().unwrap(), l as usize - 1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no group for the stream: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(
+        victim, meta_leader,
+        "the split-off group is led by another gateway than the meta group"
+    );
+    eprintln!("group {group} (stream/) led by gateway {victim}; meta leader {meta_leader}");
+
+    let survivors: Vec<usize> = all.iter().copied().filter(|&g| g != victim).collect();
+    let acks_so_far = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let clients: Vec<_> = survivors.iter().map(|&g| s3[g].clone()).collect();
+        let acks_so_far = acks_so_far.clone();
+        tokio::spawn(async move {
+            let (mut acks, mut tried) = (BTreeMap::new(), BTreeSet::new());
+            let started = Instant::now();
+            for i in 0..300 {
+                if started.elapsed() > Duration::from_secs(120) {
+                    break;
+                }
+                let key = format!("stream/{i:04}");
+                tried.insert(key.clone());
+                if put(&clients[i % clients.len()], &key).await {
+                    acks.insert(key, Instant::now());
+                    acks_so_far.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            (acks, tried)
+        })
+    };
+    let wait_from = Instant::now();
+    while acks_so_far.load(Ordering::SeqCst) < 60 {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(60),
+            "the PUT stream stalled before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed_at = Instant::now();
+    fleet::signal(f.gateways[victim].pid, "KILL");
+    let (acks, tried) = writer.await.unwrap();
+    let after = acks.values().filter(|t| **t > killed_at).count();
+    let mut times: Vec<&Instant> = acks.values().collect();
+    times.sort();
+    let pause = times
+        .windows(2)
+        .map(|w| w[1].duration_since(*w[0]))
+        .max()
+        .unwrap();
+    let new_leader = groups(&f, survivors[0])
+        .await
+        .into_iter()
+        .find(|g| g["group"] == group)
+        .and_then(|g| g["leader"].as_u64());
+    eprintln!(
+        "{} of {} acknowledged, {after} after the kill; longest pause {pause:?}; group {group} now led by {new_leader:?}",
+        acks.len(),
+        tried.len()
+    );
+    assert!(after >= 150, "only {after} PUTs succeeded after the kill");
+    let acked: BTreeSet<String> = acks.into_keys().collect();
+    // Object by object: every acknowledged write is there, byte-exact, once; nothing else.
+    check_everything(&f, &survivors, &acked, &tried).await;
+    for &g in &survivors {
+        for key in &acked {
+            let got = s3[g]
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("gateway {g}: {key}: {e:?}"));
+            let body = got.body.collect().await.unwrap().into_bytes();
+            assert!(body == body_of(key), "gateway {g}: {key} differs");
+        }
+    }
+    dir.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_bucket_under_writes_through_other_gateways_leaves_no_object_behind() {
+    let Some(bin_dir) = fleet_binaries("bucket deletion race") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 20, Vec::new());
+    let all = [0, 1, 2];
+    leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    // The raced buckets' keys span two groups: partition 2 split at "race-…/m".
+    let admin = reqwest::Client::new();
+    let started = Instant::now();
+    let (mut deleted, mut refused) = (0, 0);
+    for round in 0..12 {
+        if started.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        let bucket = format!("race-{round:02}");
+        s3[0].create_bucket().bucket(&bucket).send().await.unwrap();
+        let map = partition_map(&f, 0).await;
+        let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
+        let split = admin
+            .post(format!(
+                "{}/admin/v1/partitions/{last}/split",
+                f.gateways[0].admin
+            ))
+            .bearer_auth(&f.admin_token)
+            .json(&serde_json::json!({"bucket": bucket, "key": "m"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            split.status().is_success(),
+            "split: HTTP {}",
+            split.status()
+        );
+        // Writers on two gateways PUT and DELETE their keys on both sides of the split, so
+        // the bucket is empty now and then; the third gateway deletes the bucket meanwhile.
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = [1usize, 2]
+            .into_iter()
+            .map(|g| {
+                let (s3, bucket) = (s3[g].clone(), bucket.clone());
+                let (stop, written) = (stop.clone(), written.clone());
+                tokio::spawn(async move {
+                    let mut puts = 0;
+                    for i in 0..400 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let key = format!("{}/{g}-{i}", ["a", "z"][i % 2]);
+                        let put = s3
+                            .put_object()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .body(ByteStream::from_static(b"x"))
+                            .send()
+                            .await;
+                        if put.is_err() {
+                            break; // the bucket is gone
+                        }
+                        puts += 1;
+                        written.fetch_add(1, Ordering::SeqCst);
+                        let _ = s3.delete_object().bucket(&bucket).key(&key).send().await;
+                    }
+                    puts
+                })
+            })
+            .collect();
+        // The deletions start once both writers are under way.
+        let wait_from = Instant::now();
+        while written.load(Ordering::SeqCst) < 10 && wait_from.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut gone = false;
+        for _ in 0..200 {
+            match s3[0].delete_bucket().bucket(&bucket).send().await {
+                Ok(_) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) => {
+                    let code = e.as_service_error().and_then(|s| {
+                        use aws_sdk_s3::error::ProvideErrorMetadata;
+                        s.code().map(str::to_string)
+                    });
+                    assert!(
+                        matches!(code.as_deref(), Some("BucketNotEmpty" | "OperationAborted")),
+                        "DeleteBucket: {e:?}"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let mut puts = 0;
+        for w in writers {
+            puts += w.await.unwrap();
+        }
+        if !gone {
+            continue;
+        }
+        deleted += 1;
+        // Anything a writer committed after the emptiness checks would now outlive the bucket:
+        // created again, the bucket must be empty on every gateway.
+        s3[0].create_bucket().bucket(&bucket).send().await.unwrap();
+        for (g, c) in s3.iter().enumerate() {
+            let listed = c.list_objects_v2().bucket(&bucket).send().await.unwrap();
+            assert_eq!(
+                listed.key_count(),
+                Some(0),
+                "round {round}: objects outlived their bucket, through gateway {g}: {:?}",
+                listed.contents()
+            );
+        }
+        eprintln!("round {round}: deleted under {puts} PUTs");
+    }
+    eprintln!("{deleted} buckets deleted under writes, {refused} deletions refused");
+    assert!(deleted >= 3, "only {deleted} deletions succeeded");
+    replicas_identical(&f, &all).await;
+    dir.down();
+}
