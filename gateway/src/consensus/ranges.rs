@@ -6,6 +6,9 @@
 /// One RocksDB entry (key, value), as its iterators yield them.
 pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
+/// Object routes `[start, end)` (`end` `None`: to the last route).
+pub type RouteSpan = (Vec<u8>, Option<Vec<u8>>);
+
 /// Sorted, disjoint, non-empty `[start, end)` ranges.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "Vec<Range>", from = "Vec<Range>")]
@@ -121,7 +124,7 @@ impl KeyRanges {
 
     /// The object routes these ranges hold (their part of the `O` table), as `[start, end)`
     /// (`end` `None`: to the table's end); `None` if they hold none.
-    pub fn object_routes(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    pub fn object_routes(&self) -> Option<RouteSpan> {
         let table = [crate::index::keys::tag::OBJECT];
         let table_end = [crate::index::keys::tag::OBJECT + 1];
         let (inside, _) = self.partition_by(&KeyRanges::span(&table, &table_end));

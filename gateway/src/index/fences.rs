@@ -26,17 +26,16 @@ use super::engine::WriteOp;
 use super::records::{self, BucketRecord, Deletion, FenceRecord};
 use super::{Index, IndexError, Inner, keys};
 
+/// Index keys `[start, end)`.
+type Span = (Vec<u8>, Vec<u8>);
+
 /// A deletion still marked after this long is given up (its gateway died between the steps).
 pub(super) const STALE_DELETION_MS: i64 = 2 * 60 * 1000;
 
 impl Inner<'_> {
     /// The routes `[start, end)` of `bucket` held by the group owning `route`; `None` on a
     /// gateway alone (one engine holds the whole bucket).
-    fn bucket_part(
-        &self,
-        bucket: &str,
-        route: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, IndexError> {
+    fn bucket_part(&self, bucket: &str, route: &[u8]) -> Result<Option<Span>, IndexError> {
         let Some((group_start, group_end)) = self.engine.group_routes(route)? else {
             return Ok(None);
         };

@@ -159,7 +159,7 @@ impl<'a> Txn<'a> {
     pub(crate) fn group_routes(
         &self,
         key: &[u8],
-    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, EngineError> {
+    ) -> Result<Option<crate::consensus::ranges::RouteSpan>, EngineError> {
         let Some(c) = self.consensus else {
             return Ok(None);
         };
