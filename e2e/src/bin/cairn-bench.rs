@@ -27,6 +27,13 @@ enum Op {
     Mixed,
 }
 
+/// How object keys are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyOrder {
+    Sequential,
+    Hashed,
+}
+
 /// S3 load generator.
 #[derive(Debug, Parser)]
 #[command(name = "cairn-bench", version)]
@@ -76,6 +83,11 @@ struct Args {
     /// Objects prepared for get/head/delete/mixed.
     #[arg(long, default_value_t = 64)]
     objects: u64,
+    /// Key names: `sequential` (`bench/00000000`, ...: an append stream, every write at the end
+    /// of the keyspace) or `hashed` (`bench/` then 16 hex digits of a hash of the number: one
+    /// hot prefix whose writes spread over its whole range).
+    #[arg(long, value_enum, default_value = "sequential")]
+    keys: KeyOrder,
     /// Disable the SDK's default request checksums (CRC32).
     #[arg(long)]
     no_checksums: bool,
@@ -116,8 +128,19 @@ fn client(a: &Args, endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf.build())
 }
 
-fn key(i: u64) -> String {
-    format!("bench/{i:08}")
+fn key(a: &Args, i: u64) -> String {
+    match a.keys {
+        KeyOrder::Sequential => format!("bench/{i:08}"),
+        KeyOrder::Hashed => format!("bench/{:016x}", splitmix64(i)),
+    }
+}
+
+/// A bijective mix of `i` (SplitMix64's finaliser): distinct numbers give distinct keys.
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 async fn one(
@@ -132,7 +155,7 @@ async fn one(
         Op::Put => {
             s3.put_object()
                 .bucket(&a.bucket)
-                .key(key(i))
+                .key(key(a, i))
                 .body(ByteStream::from(body.clone()))
                 .send()
                 .await
@@ -143,7 +166,7 @@ async fn one(
             let r = s3
                 .get_object()
                 .bucket(&a.bucket)
-                .key(key(i % a.objects))
+                .key(key(a, i % a.objects))
                 .send()
                 .await
                 .map_err(|e| err(format!("{e:?}")))?;
@@ -153,7 +176,7 @@ async fn one(
         Op::Head => {
             s3.head_object()
                 .bucket(&a.bucket)
-                .key(key(i % a.objects))
+                .key(key(a, i % a.objects))
                 .send()
                 .await
                 .map_err(|e| err(format!("{e:?}")))?;
@@ -173,7 +196,7 @@ async fn one(
         Op::Delete => {
             s3.delete_object()
                 .bucket(&a.bucket)
-                .key(key(i))
+                .key(key(a, i))
                 .send()
                 .await
                 .map_err(|e| err(format!("{e:?}")))?;
