@@ -1,6 +1,6 @@
 //! The index cut into partitions that are Raft groups of their own, as real processes (three
-//! gateways): a hot prefix of sequential keys splits the index and the new partitions' leaders
-//! spread over the gateways; killing the leader of the partition a stream of PUTs writes to loses
+//! gateways): a hot prefix of sequential keys splits the index, the new partitions' leaders
+//! spread over the gateways, and the groups merge back once the load is gone; killing the leader of the partition a stream of PUTs writes to loses
 //! no acknowledged write; and deleting a bucket while other gateways write into it never leaves
 //! an object behind its bucket.
 
@@ -61,6 +61,7 @@ async fn a_hot_prefix_splits_into_partitions_led_by_different_gateways() {
         "--split-write-threshold=10",
         "--split-cooldown=2s",
         "--partition-load-half-life=2s",
+        "--merge-quiet-period=3s",
     ]
     .map(String::from)
     .to_vec();
@@ -115,6 +116,31 @@ async fn a_hot_prefix_splits_into_partitions_led_by_different_gateways() {
     for g in [1, 2] {
         assert_eq!(ids(groups(&f, g).await), hosted, "gateway {g}'s groups");
     }
+
+    // Once the load is gone the partitions merge back, and their groups with them (a group
+    // frozen, then absorbed by its left neighbour on every replica); nothing is lost.
+    let peak = leaders.len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let merged = loop {
+        let map = partition_map(&f, 0).await;
+        let partitions = map["partitions"].as_array().unwrap().len() - 1;
+        let data: Vec<u64> = groups(&f, 0)
+            .await
+            .iter()
+            .filter(|g| g["objects_from"].is_string())
+            .filter_map(|g| g["group"].as_u64())
+            .collect();
+        if data.len() < peak && data.len() == partitions {
+            break data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "groups never merged back: {partitions} object partitions, data groups {data:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("after the merges: data groups {merged:?} (peak {peak})");
+    check_everything(&f, &all, &acked, &attempted).await;
     dir.down();
 }
 

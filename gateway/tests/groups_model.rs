@@ -1,8 +1,8 @@
 //! Random put / delete / list / split / merge sequences against a replicated index (one gateway
 //! forming its own Raft groups over RocksDB), checked against a `BTreeMap` model: every split of
-//! the map splits a Raft group at the same key, the groups' ranges always cover the index exactly
-//! once, every key lives in the one group owning its route, and lists through the groups return
-//! exactly the model's keys, in order.
+//! the map splits a Raft group at the same key and every merge merges the two groups, so groups
+//! and partitions stay one to one; the groups' ranges always cover the index exactly once, and
+//! lists through the groups return exactly the model's keys, in order.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -150,6 +150,28 @@ async fn check_groups(consensus: &Consensus, idx: &Index, model: &BTreeMap<Strin
             p.id
         );
     }
+    // And every data group serves a partition of its own: groups merge when partitions do.
+    let starts: Vec<&[u8]> = map.partitions.iter().map(|p| p.start.as_slice()).collect();
+    for (id, ranges) in &groups {
+        if let Some((start, _)) = ranges.object_routes()
+            && *id != consensus.group()
+        {
+            assert!(
+                starts.contains(&start.as_slice()),
+                "group {id} (from {}) serves no partition of its own: {:?}",
+                keys::readable(&start),
+                map.partitions
+                    .iter()
+                    .map(|p| keys::readable(&p.start))
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(
+                consensus.host().frozen_of(*id),
+                None,
+                "group {id} stays frozen"
+            );
+        }
+    }
     for k in model.keys() {
         assert!(consensus.host().owner_of(&keys::object("b", k)).is_some());
     }
@@ -211,6 +233,11 @@ proptest! {
                         let left = objects[n % objects.len()];
                         let done = idx.merge_partitions(left.id).await;
                         assert_eq!(done.is_ok(), left.end.is_some(), "{done:?}");
+                        // The groups follow (one merge per tick).
+                        for _ in 0..4 {
+                            idx.rebalance_once().await.unwrap();
+                        }
+                        check_groups(&consensus, &idx, &model).await;
                     }
                 }
             }

@@ -875,3 +875,104 @@ async fn a_split_through_a_fenced_bucket_fences_both_halves() {
     }
     stop_all(&router).await;
 }
+
+/// A merge: the split-off group is frozen (later batches `Moved`), then the parent absorbs it.
+/// Node 3 lags twice: its replica of the child is stopped through the last writes and the freeze
+/// (it catches up before the absorb, as the coordinator waits for every member to apply the
+/// freeze), and its replica of the parent is stopped through the absorb (it applies it later,
+/// from its own frozen copy of the child). Afterwards the parent owns every key on every node,
+/// holds the same records everywhere, and the child is stopped and forgotten (not reopened at a
+/// restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
+    use cairn_gateway::consensus::command::{Absorb, Freeze};
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let parent = &whole[0];
+    split_with_keys_on_both_sides(parent, 2).await;
+    let born = replicas_of(&router, SPLIT_OFF).await;
+    let child = born[leader_of(&born[0]).await as usize - 1].clone();
+    groups_applied(&[&whole, &born]).await;
+
+    // Node 3's replica of the child misses the last writes and the freeze, then catches up.
+    let lagging = router.host(3).unwrap();
+    let child_ranges = lagging.ranges_of(SPLIT_OFF).unwrap();
+    lagging.stop(SPLIT_OFF).await;
+    let late: Vec<Vec<u8>> = (0..10)
+        .map(|i| keys::object("b", &format!("n{i:02}")))
+        .collect();
+    put_all(&child, &late, b"late").await;
+    let freeze = Command::Freeze(Freeze { freeze: SPLIT_OFF });
+    let frozen_at = child.client_write(freeze).await.unwrap().log_id.index;
+    assert_eq!(
+        put_one(&child, keys::object("b", "n50")).await,
+        Outcome::Moved,
+        "a frozen group takes no writes"
+    );
+    let restarted = lagging
+        .start(SPLIT_OFF, KeyRanges::new(Vec::new()), None)
+        .await
+        .unwrap();
+    all_applied(&[restarted], frozen_at).await;
+    assert_eq!(lagging.frozen_of(SPLIT_OFF), Some(frozen_at));
+
+    // Node 3's parent misses the absorb.
+    lagging.stop(META).await;
+    let absorb = Command::Absorb(Absorb {
+        absorb: SPLIT_OFF,
+        frozen_at,
+        ranges: child_ranges,
+    });
+    assert_eq!(
+        parent.client_write(absorb).await.unwrap().data,
+        Outcome::Applied
+    );
+    let last = parent.metrics().borrow().last_applied.unwrap().index;
+    let back = lagging
+        .start(META, KeyRanges::everything(), None)
+        .await
+        .unwrap();
+    all_applied(&[&whole[..2], &[back]].concat(), last).await;
+
+    // Every node: the parent owns everything, the child is gone, the records are the same.
+    for (i, e) in engines.iter().enumerate() {
+        let node = i as NodeId + 1;
+        let host = router.host(node).unwrap();
+        assert_eq!(
+            host.ranges_of(META),
+            Some(KeyRanges::everything()),
+            "node {node}"
+        );
+        for _ in 0..100 {
+            if host.groups().await == [META] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            host.groups().await,
+            [META],
+            "node {node} still runs the child"
+        );
+        let db = e.db();
+        assert_eq!(
+            db.get(keys::object("b", "n09")).unwrap().as_deref(),
+            Some(&b"late"[..]),
+            "node {node}"
+        );
+        assert_eq!(db.get(keys::object("b", "n50")).unwrap(), None);
+    }
+    let digests: Vec<_> = engines
+        .iter()
+        .map(|e| digest::of(&e.db().snapshot(), &KeyRanges::everything()).unwrap())
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    stop_all(&router).await;
+    for e in &engines {
+        let hosted = store::hosted_groups(e).unwrap();
+        let found: Vec<_> = hosted.iter().map(|h| (h.group, h.ranges.clone())).collect();
+        assert_eq!(found, [(META, KeyRanges::everything())]);
+    }
+}

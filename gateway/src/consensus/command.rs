@@ -1,10 +1,11 @@
 //! What a log entry asks its group to do: a guarded batch of index writes, or a change of the
-//! group's own range (a split). Batches are serialised exactly as a bare [`Proposal`] was before
+//! group's own range (a split, or the freeze and absorb of a merge). Batches are serialised exactly as a bare [`Proposal`] was before
 //! commands existed, so the entries already on disk still decode.
 
 use serde::{Deserialize, Serialize};
 
 use super::proposal::Proposal;
+use super::ranges::KeyRanges;
 use super::store::GroupId;
 
 /// A log entry's payload.
@@ -15,6 +16,41 @@ pub enum Command {
     Batch(Proposal),
     /// Hands the records of routes from `split_at` on to a new group.
     Split(Split),
+    /// Stops the group taking writes, so its records stay as they are until its left neighbour
+    /// absorbs them (a merge).
+    Freeze(Freeze),
+    /// Lets a frozen group take writes again (a merge given up).
+    Thaw(Thaw),
+    /// Takes over the ranges and records of a frozen neighbour (a merge).
+    Absorb(Absorb),
+}
+
+/// Freeze the group (the id guards against a command sent to the wrong group): from this log
+/// position on every batch and split is answered `Moved`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// The group to freeze.
+    pub freeze: GroupId,
+}
+
+/// Unfreeze the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thaw {
+    /// The group to thaw.
+    pub thaw: GroupId,
+}
+
+/// Absorb group `absorb`, frozen by the entry at `frozen_at` of its log, which owns `ranges`:
+/// every replica applies it once its own replica of `absorb` has applied the freeze (its records
+/// are then final and already in the shared engine), takes the ranges over and drops the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absorb {
+    /// The frozen neighbour.
+    pub absorb: GroupId,
+    /// The log index of its freeze.
+    pub frozen_at: u64,
+    /// The key ranges it owns.
+    pub ranges: KeyRanges,
 }
 
 /// Cut the group at a route: it keeps the routes before `split_at`, and `new_group` is born on
@@ -49,6 +85,7 @@ impl From<Proposal> for Command {
 mod tests {
     use super::*;
     use crate::index::engine::WriteOp;
+    use crate::index::keys;
 
     #[test]
     fn a_batch_is_written_as_a_bare_proposal_and_old_entries_still_decode() {
@@ -72,6 +109,19 @@ mod tests {
         });
         let json = serde_json::to_string(&split).unwrap();
         assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), split);
+        // The merge commands decode as themselves, not as batches.
+        for c in [
+            Command::Freeze(Freeze { freeze: 3 }),
+            Command::Thaw(Thaw { thaw: 3 }),
+            Command::Absorb(Absorb {
+                absorb: 3,
+                frozen_at: 9,
+                ranges: KeyRanges::new(keys::table_ranges(b"Ob\0m", None)),
+            }),
+        ] {
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), c, "{json}");
+        }
         // A split written without a chosen leader still decodes as a split.
         let without = r#"{"split_at":"T2IAbQ==","new_group":7}"#;
         assert!(matches!(

@@ -15,7 +15,12 @@
 //! An install whose ranges overlap another local group is refused until they no longer do: a
 //! replica that lags in the parent must apply the split (shrinking the parent) before the new
 //! group's snapshot may replace those keys, or the parent's older entries would later re-apply
-//! over the newer state.
+//! over the newer state. The one exception is a frozen local group whose keys the snapshot holds
+//! entirely: the snapshot's group absorbed it (a merge this replica slept through).
+//!
+//! Groups go away one way: absorbed by a neighbour (a merge). The absorbing group's state machine
+//! tells the host, which takes the absorbed group out of the routing at once, then stops it and
+//! forgets its log and state.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -210,6 +215,12 @@ impl GroupHost {
         self.read_directory().get(&group).map(|s| s.ranges())
     }
 
+    /// The log index of `group`'s freeze if it is frozen; `None` if it is not, or not running
+    /// here.
+    pub fn frozen_of(&self, group: GroupId) -> Option<u64> {
+        self.read_directory().get(&group).and_then(|s| s.frozen())
+    }
+
     /// Whether `group` runs here.
     pub fn runs(&self, group: GroupId) -> bool {
         self.read_directory().contains_key(&group)
@@ -267,6 +278,12 @@ impl GroupHost {
                 tokio::spawn(host.born(born));
             }
         }));
+        let me = self.me.clone();
+        state.observe_absorbs(Arc::new(move |absorbed: GroupId| {
+            if let Some(host) = me.upgrade() {
+                host.absorbed(absorbed);
+            }
+        }));
         let log = LogStore::new(&self.engine, group);
         let raft = (self.launch)(group, log, state.clone())
             .await
@@ -282,6 +299,29 @@ impl GroupHost {
             },
         );
         Ok(raft)
+    }
+
+    /// A group of this gateway absorbed `group` (a merge): it leaves the routing at once, then
+    /// stops, and its log and state are forgotten (its records belong to the absorbing group).
+    fn absorbed(&self, group: GroupId) {
+        self.write_directory().remove(&group);
+        let Some(host) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let running = {
+                let mut groups = host.groups.lock().await;
+                groups.stopped.remove(&group);
+                groups.running.remove(&group)
+            };
+            if let Some(r) = running {
+                let _ = r.raft.shutdown().await;
+            }
+            match store::forget_group(&host.engine, group) {
+                Ok(()) => tracing::info!(group, "absorbed index group stopped and forgotten"),
+                Err(e) => tracing::warn!(group, error = %e, "absorbed index group not forgotten"),
+            }
+        });
     }
 
     /// Starts the group a split created (boxed: starting a group may start others).
@@ -335,6 +375,32 @@ impl GroupHost {
             // A later chunk, or a head without ranges: only a running group can take it.
             return groups.raft(group);
         };
+        // A frozen group whose keys the snapshot holds entirely was absorbed by the snapshot's
+        // group (a merge this replica slept through): its records are in the snapshot.
+        let absorbed: Vec<GroupId> = groups
+            .running
+            .iter()
+            .filter(|(id, r)| {
+                **id != group
+                    && r.state.frozen().is_some()
+                    && r.state
+                        .with_ranges(|owned| owned.partition_by(&ranges).1.is_empty())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in absorbed {
+            tracing::info!(
+                group,
+                absorbed = id,
+                "a snapshot holds a frozen local group: it was absorbed"
+            );
+            self.write_directory().remove(&id);
+            if let Some(r) = groups.running.remove(&id) {
+                let _ = r.raft.shutdown().await;
+            }
+            store::forget_group(&self.engine, id)
+                .map_err(|e| HostError::Start(group, e.to_string()))?;
+        }
         let others = groups.overlapping(group, &ranges);
         if !others.is_empty() {
             tracing::info!(

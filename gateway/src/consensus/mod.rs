@@ -3,7 +3,7 @@
 //!
 //! The meta group ([`INDEX_GROUP`]) holds buckets, configuration, access keys and the partition
 //! map; every other group is born of a split (`docs/multi-raft.md`) and owns a range of object
-//! routes in every data table. Every gateway listed in `--peer` hosts a replica of every group
+//! routes in every data table, until a merge has its left neighbour absorb it. Every gateway listed in `--peer` hosts a replica of every group
 //! ([`host::GroupHost`], all over one RocksDB); `--index-replicas` of them (three by default)
 //! vote in each group, spread over zones, and a voter gone for longer than `--replica-grace`
 //! hands its vote to another gateway ([`membership`]). Groups have leaders of their own: a split
@@ -198,6 +198,9 @@ pub struct GroupStatus {
     /// See `objects_from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects_to: Option<String>,
+    /// The log index of the group's freeze, while a merge is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<u64>,
     /// Last log index covered by this replica's newest snapshot of the group.
     pub snapshot_index: Option<u64>,
     /// The group's log is purged up to this index here.
@@ -567,6 +570,7 @@ impl Consensus {
             .clone();
         runtimes
             .into_iter()
+            .filter(|(group, _)| ranges.contains_key(group))
             .map(|(group, r)| {
                 let m = r.raft.metrics().borrow().clone();
                 let membership = m.membership_config.membership();
@@ -581,6 +585,7 @@ impl Consensus {
                     learners: sorted(membership.learner_ids()),
                     objects_from: routes.as_ref().map(|(s, _)| readable(s)),
                     objects_to: routes.and_then(|(_, e)| e).map(|e| readable(&e)),
+                    frozen: self.host.frozen_of(group),
                     snapshot_index: m.snapshot.map(|l| l.index),
                     purged_index: m.purged.map(|l| l.index),
                 }
@@ -641,30 +646,15 @@ impl Consensus {
         let db = self.engine.db();
         let snap = db.snapshot();
         let mut groups = Vec::new();
-        for group in self.runtimes_ids() {
+        for (group, now) in self.host.directory() {
             let applied = store::applied_in(&db, &snap, group).map_err(ConsensusError::Fatal)?;
+            // The ranges as of the snapshot (a split or merge may have moved them since).
             let owned = store::ranges_in(&db, &snap, group)
                 .map_err(ConsensusError::Fatal)?
-                .or_else(|| {
-                    self.host
-                        .directory()
-                        .into_iter()
-                        .find(|(g, _)| *g == group)
-                        .map(|(_, k)| k)
-                })
-                .unwrap_or_else(ranges::KeyRanges::everything);
+                .unwrap_or(now);
             groups.push((group, applied, owned));
         }
         Ok(f(&snap, &groups))
-    }
-
-    fn runtimes_ids(&self) -> Vec<GroupId> {
-        self.runtimes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect()
     }
 
     /// Commits `proposal` in the meta group (see [`Consensus::propose_in`]).
@@ -692,7 +682,13 @@ impl Consensus {
         self.commit(group, Command::Split(split)).await
     }
 
-    async fn commit(&self, group: GroupId, command: Command) -> Result<Outcome, ConsensusError> {
+    /// Commits `command` in `group` through its leader (proposals, splits and the steps of a
+    /// merge), waiting through elections for up to [`LEADER_WAIT`].
+    pub async fn commit(
+        &self,
+        group: GroupId,
+        command: Command,
+    ) -> Result<Outcome, ConsensusError> {
         let started = Instant::now();
         let answer = self
             .at_leader(group, "propose", &command, || {
@@ -889,6 +885,75 @@ impl Consensus {
     }
 }
 
+/// How far a replica of a group has come (`GET /internal/v1/index/{group}/progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupProgress {
+    /// The last log index it applied.
+    pub applied: Option<u64>,
+    /// The log index of the group's freeze, if it applied one (and no thaw since).
+    pub frozen: Option<u64>,
+}
+
+impl Consensus {
+    /// This gateway's progress in `group`, if it runs a replica of it.
+    pub async fn progress_here(&self, group: GroupId) -> Option<GroupProgress> {
+        let runtime = self.runtime(group).await.ok()?;
+        let applied = runtime
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index);
+        Some(GroupProgress {
+            applied,
+            frozen: self.host.frozen_of(group),
+        })
+    }
+
+    /// Every member's progress in `group` (`None` for a member that did not answer within a
+    /// second), asked at once.
+    pub async fn progress_of_members(
+        &self,
+        group: GroupId,
+    ) -> BTreeMap<u64, Option<GroupProgress>> {
+        let Ok(runtime) = self.runtime(group).await else {
+            return BTreeMap::new();
+        };
+        let m = runtime.raft.metrics().borrow().clone();
+        let nodes: Vec<(u64, String)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let asks = nodes.into_iter().map(|(id, addr)| async move {
+            if id == self.id {
+                return (id, self.progress_here(group).await);
+            }
+            let url = format!(
+                "{}/internal/v1/index/{group}/progress",
+                self.peers.get(&id).unwrap_or(&addr)
+            );
+            let answer = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            let progress = match answer {
+                Ok(r) if r.status().is_success() => r.json::<GroupProgress>().await.ok(),
+                _ => None,
+            };
+            (id, progress)
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
 /// Whether `id` leads the group of `raft`.
 fn leads(id: u64, raft: &Raft<TypeConfig>) -> bool {
     let m = raft.metrics();
@@ -901,7 +966,8 @@ fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
 }
 
 /// Starts the runtime of every group the host runs, as groups appear (born of splits, or
-/// created by snapshots). Ends with the gateway.
+/// created by snapshots), and drops those of groups that are gone (absorbed by merges). Ends
+/// with the gateway.
 async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -911,13 +977,19 @@ async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
         if c.raft.metrics().borrow().running_state.is_err() {
             return;
         }
-        for group in c.host.groups().await {
+        let hosted = c.host.groups().await;
+        for &group in &hosted {
             if c.runtime_now(group).is_none()
                 && let Err(e) = c.runtime(group).await
             {
                 tracing::debug!(group, error = %e, "index group runtime not started");
             }
         }
+        // Groups absorbed by a merge are gone: so are their runtimes (their tasks end with
+        // their Raft).
+        let mut runtimes = c.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+        runtimes.retain(|group, _| hosted.contains(group));
+        c.metrics.raft.groups.set(runtimes.len() as i64);
     }
 }
 

@@ -34,6 +34,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/read-index", post(read_index_meta))
         .route("/internal/v1/index/{group}/propose", post(propose))
         .route("/internal/v1/index/{group}/read-index", post(read_index))
+        .route("/internal/v1/index/{group}/progress", get(progress))
         .route("/internal/v1/index/read-load", post(read_load))
         .route("/internal/v1/index/hello", get(hello))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -120,6 +121,18 @@ async fn read_index_meta(
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
     Json(c.read_index_here(INDEX_GROUP).await)
+}
+
+/// This gateway's progress in a group (404 without a replica of it): a merge waits until every
+/// member applied the freeze.
+async fn progress(
+    State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
+) -> Result<Json<super::GroupProgress>, StatusCode> {
+    c.progress_here(group)
+        .await
+        .map(Json)
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
 /// The leader's liveness and zone probe.

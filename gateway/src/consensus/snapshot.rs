@@ -2,11 +2,13 @@
 //! RocksDB view into a file, sending it reads the file in chunks, installing one reads it back in
 //! batches. Memory stays bounded whatever the size of the index.
 //!
-//! File format: `CAIRNSNAP2\n`, the metadata (u32 BE length + JSON), the group's key ranges (u32
-//! BE length + JSON), then one record per index entry (u32 BE key length, key, u32 BE value length, value), then an end record (key length
+//! File format: `CAIRNSNAP3\n`, the metadata (u32 BE length + JSON), the group's key ranges (u32
+//! BE length + JSON), the group's state (u32 BE length + JSON [`GroupState`]: whether it is
+//! frozen), then one record per index entry (u32 BE key length, key, u32 BE value length, value), then an end record (key length
 //! `u32::MAX`, u64 BE entry count, u32 BE CRC32C of every record byte before it). A truncated or
-//! corrupted transfer is refused before the index is touched. Version 1 files (`CAIRNSNAP1\n`) have
-//! no ranges: they hold the ranges of the group installing them (every key, when they were written).
+//! corrupted transfer is refused before the index is touched. Version 2 files (`CAIRNSNAP2\n`) have no
+//! group state (a group that is not frozen); version 1 files (`CAIRNSNAP1\n`) no ranges either: they
+//! hold the ranges of the group installing them (every key, when they were written).
 //!
 //! A snapshot carries the keys of the group's [`KeyRanges`] only, and installing one replaces
 //! those ranges and the installing group's own, nothing else: a replica that missed a split
@@ -25,7 +27,8 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use super::ranges::KeyRanges;
 
 const MAGIC_V1: &[u8] = b"CAIRNSNAP1\n";
-const MAGIC: &[u8] = b"CAIRNSNAP2\n";
+const MAGIC_V2: &[u8] = b"CAIRNSNAP2\n";
+const MAGIC: &[u8] = b"CAIRNSNAP3\n";
 const END: u32 = u32::MAX;
 /// Entries per batch while installing.
 const INSTALL_BATCH: usize = 10_000;
@@ -47,6 +50,14 @@ pub enum SnapshotError {
     /// The file is not a complete, intact snapshot.
     #[error("snapshot file {0} is truncated or corrupt: {1}")]
     Corrupt(PathBuf, String),
+}
+
+/// What a snapshot says of its group besides its keys and ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupState {
+    /// The log index of the group's freeze, if it is frozen (a merge under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<u64>,
 }
 
 /// Where a snapshot lives, as recorded in the Raft state (`snapshot`, `installing`).
@@ -74,11 +85,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     }
 }
 
-/// Writes every entry of `snap` (the default column family) in `ranges` with `meta` to `path`,
-/// synced.
+/// Writes every entry of `snap` (the default column family) in `ranges` with `meta` and the
+/// group's `state` to `path`, synced.
 pub fn write(
     snap: &rocksdb::Snapshot<'_>,
     ranges: &KeyRanges,
+    state: &GroupState,
     meta: &Meta,
     path: &Path,
 ) -> Result<u64, SnapshotError> {
@@ -93,6 +105,10 @@ pub fn write(
     out.write_all(&(ranges_json.len() as u32).to_be_bytes())
         .map_err(io(path))?;
     out.write_all(&ranges_json).map_err(io(path))?;
+    let state_json = serde_json::to_vec(state).expect("group state serialises");
+    out.write_all(&(state_json.len() as u32).to_be_bytes())
+        .map_err(io(path))?;
+    out.write_all(&state_json).map_err(io(path))?;
     let (mut crc, mut count) = (0u32, 0u64);
     for item in ranges.entries(snap) {
         let (k, v) = item?;
@@ -113,13 +129,16 @@ pub fn write(
     Ok(count)
 }
 
-/// Reads a snapshot file: its metadata and key ranges (`None` in a version 1 file), then each
-/// entry through `each` (with those ranges), then checks the end record. `each` sees entries before the check, so
-/// callers that must not act on a corrupt file run a checking pass first.
+/// A snapshot file's head: metadata, key ranges (`None` in a version 1 file) and group state.
+type Head = (Meta, Option<KeyRanges>, GroupState);
+
+/// Reads a snapshot file: its head, then each entry through `each` (with the file's ranges), then
+/// checks the end record. `each` sees entries before the check, so callers that must not act on
+/// a corrupt file run a checking pass first.
 fn read(
     path: &Path,
     mut each: impl FnMut(Vec<u8>, Vec<u8>, Option<&KeyRanges>) -> Result<(), SnapshotError>,
-) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
+) -> Result<Head, SnapshotError> {
     let corrupt = |why: &str| SnapshotError::Corrupt(path.to_path_buf(), why.to_string());
     let file = File::open(path).map_err(io(path))?;
     let mut input = BufReader::with_capacity(1 << 20, file);
@@ -127,7 +146,7 @@ fn read(
     input
         .read_exact(&mut magic)
         .map_err(|_| corrupt("no header"))?;
-    if magic != MAGIC && magic != MAGIC_V1 {
+    if magic != MAGIC && magic != MAGIC_V2 && magic != MAGIC_V1 {
         return Err(corrupt("not a snapshot file"));
     }
     let mut u32_buf = [0u8; 4];
@@ -143,7 +162,7 @@ fn read(
         .read_exact(&mut meta_json)
         .map_err(|_| corrupt("truncated metadata"))?;
     let meta: Meta = serde_json::from_slice(&meta_json).map_err(|e| corrupt(&e.to_string()))?;
-    let ranges = if magic == MAGIC {
+    let ranges = if magic != MAGIC_V1 {
         let len = read_u32(&mut input)? as usize;
         let mut json = vec![0u8; len];
         input
@@ -152,6 +171,16 @@ fn read(
         Some(serde_json::from_slice(&json).map_err(|e| corrupt(&e.to_string()))?)
     } else {
         None
+    };
+    let state = if magic == MAGIC {
+        let len = read_u32(&mut input)? as usize;
+        let mut json = vec![0u8; len];
+        input
+            .read_exact(&mut json)
+            .map_err(|_| corrupt("truncated group state"))?;
+        serde_json::from_slice(&json).map_err(|e| corrupt(&e.to_string()))?
+    } else {
+        GroupState::default()
     };
     let (mut crc, mut count) = (0u32, 0u64);
     loop {
@@ -182,14 +211,17 @@ fn read(
     if want_count != count || want_crc != crc {
         return Err(corrupt("entry count or checksum mismatch"));
     }
-    Ok((meta, ranges))
+    Ok((meta, ranges, state))
 }
 
 /// The key ranges a snapshot says it holds, read from the start of its bytes (the first chunk
-/// of a transfer): `None` when `start` is not a version 2 head or too short to hold its ranges.
+/// of a transfer): `None` when `start` is not a version 2 or 3 head or too short to hold its
+/// ranges.
 /// What a host checks before it lets a transfer begin; the install still checks the whole file.
 pub fn ranges_in_head(start: &[u8]) -> Option<KeyRanges> {
-    let rest = start.strip_prefix(MAGIC)?;
+    let rest = start
+        .strip_prefix(MAGIC)
+        .or_else(|| start.strip_prefix(MAGIC_V2))?;
     let field = |at: &[u8]| -> Option<(usize, usize)> {
         let len = u32::from_be_bytes(at.get(..4)?.try_into().ok()?) as usize;
         (at.len() >= 4 + len).then_some((4, 4 + len))
@@ -202,7 +234,7 @@ pub fn ranges_in_head(start: &[u8]) -> Option<KeyRanges> {
 
 /// Checks a snapshot file end to end; its metadata and key ranges (`None`: a version 1 file).
 pub fn verify(path: &Path) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
-    read(path, |_, _, _| Ok(()))
+    read(path, |_, _, _| Ok(())).map(|(meta, ranges, _)| (meta, ranges))
 }
 
 /// Replaces the keys of the group (`ranges`, what it owns now) and of the snapshot's key ranges
@@ -210,7 +242,7 @@ pub fn verify(path: &Path) -> Result<(Meta, Option<KeyRanges>), SnapshotError> {
 /// in `path`, and records its position and ranges as the group's; `state` is the Raft state
 /// column family, `keys` the group's state keys to write. Keys outside both are left alone, and a
 /// snapshot holding one outside its own ranges is refused before anything is written. Returns the
-/// ranges the group now owns.
+/// ranges the group now owns and its state.
 pub fn install(
     db: &DB,
     state: &rocksdb::ColumnFamily,
@@ -218,8 +250,8 @@ pub fn install(
     ranges: &KeyRanges,
     stored: &StoredSnapshot,
     path: &Path,
-) -> Result<KeyRanges, SnapshotError> {
-    let (_, in_file) = read(path, |k, _, in_file| {
+) -> Result<(KeyRanges, GroupState), SnapshotError> {
+    let (_, in_file, group_state) = read(path, |k, _, in_file| {
         if in_file.unwrap_or(ranges).contains(&k) {
             Ok(())
         } else {
@@ -254,9 +286,13 @@ pub fn install(
     batch.put_cf(state, &keys.membership, json(&stored.meta.last_membership));
     batch.put_cf(state, &keys.snapshot, json(stored));
     batch.put_cf(state, &keys.ranges, json(&ranges));
+    match group_state.frozen {
+        Some(at) => batch.put_cf(state, &keys.frozen, json(&at)),
+        None => batch.delete_cf(state, &keys.frozen),
+    }
     batch.delete_cf(state, &keys.installing);
     db.write_opt(batch, &synced)?;
-    Ok(ranges)
+    Ok((ranges, group_state))
 }
 
 /// The Raft state keys (of one group) an install writes.
@@ -271,6 +307,8 @@ pub struct StateKeys {
     pub installing: Vec<u8>,
     /// The key ranges the group owns ([`KeyRanges`]).
     pub ranges: Vec<u8>,
+    /// The log index of the group's freeze, if it is frozen.
+    pub frozen: Vec<u8>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -316,6 +354,7 @@ mod tests {
             snapshot: b"snapshot".to_vec(),
             installing: b"installing".to_vec(),
             ranges: b"ranges".to_vec(),
+            frozen: b"frozen".to_vec(),
         }
     }
 
@@ -362,7 +401,7 @@ mod tests {
         file: &Path,
     ) -> Result<KeyRanges, SnapshotError> {
         let state = db.cf_handle(STATE).unwrap();
-        install(db, state, &keys(), &everything(), stored, file)
+        install(db, state, &keys(), &everything(), stored, file).map(|(owned, _)| owned)
     }
 
     fn all(e: &RocksEngine) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -377,7 +416,14 @@ mod tests {
         let file = tmp.path().join("snap.bin");
         let db = source.db();
         assert_eq!(
-            write(&db.snapshot(), &everything(), &meta(7), &file).unwrap(),
+            write(
+                &db.snapshot(),
+                &everything(),
+                &GroupState::default(),
+                &meta(7),
+                &file
+            )
+            .unwrap(),
             25_000
         );
         assert_eq!(verify(&file).unwrap().0.snapshot_id, "7-1");
@@ -425,7 +471,14 @@ mod tests {
             &[inside_source.clone(), outside_source].concat(),
         );
         let file = tmp.path().join("snap.bin");
-        let count = write(&source.db().snapshot(), &part, &meta(5), &file).unwrap();
+        let count = write(
+            &source.db().snapshot(),
+            &part,
+            &GroupState::default(),
+            &meta(5),
+            &file,
+        )
+        .unwrap();
         assert_eq!(count, inside_source.len() as u64);
 
         // The target's keys of the range are replaced (a stale one goes); the others stay.
@@ -456,7 +509,14 @@ mod tests {
         // A version 1 file (no ranges of its own: the installing group's) holding keys outside
         // the installing group's ranges is refused untouched.
         let whole = tmp.path().join("whole.bin");
-        write(&source.db().snapshot(), &everything(), &meta(6), &whole).unwrap();
+        write(
+            &source.db().snapshot(),
+            &everything(),
+            &GroupState::default(),
+            &meta(6),
+            &whole,
+        )
+        .unwrap();
         let v2 = std::fs::read(&whole).unwrap();
         std::fs::write(&whole, as_version_1(&v2)).unwrap();
         let before = all(&target);
@@ -468,9 +528,10 @@ mod tests {
         assert!(matches!(err, Err(SnapshotError::Corrupt(..))), "{err:?}");
         assert_eq!(all(&target), before);
 
-        // A version 2 file says which ranges it holds: installing it makes them the group's.
+        // A version 2 (or 3) file says which ranges it holds: installing it makes them the
+        // group's.
         std::fs::write(&whole, &v2).unwrap();
-        let owned = install(&tdb, state, &keys(), &part, &stored, &whole).unwrap();
+        let (owned, _) = install(&tdb, state, &keys(), &part, &stored, &whole).unwrap();
         assert_eq!(owned, everything());
         assert_eq!(all(&target), all(&source));
         let recorded = tdb.get_cf(state, &keys().ranges).unwrap().unwrap();
@@ -500,7 +561,14 @@ mod tests {
         ];
         let source = engine_with(&tmp.path().join("a"), &kept);
         let file = tmp.path().join("snap.bin");
-        write(&source.db().snapshot(), &after, &meta(8), &file).unwrap();
+        write(
+            &source.db().snapshot(),
+            &after,
+            &GroupState::default(),
+            &meta(8),
+            &file,
+        )
+        .unwrap();
 
         // The lagging replica still owns [b/a, b/z): its keys from b/m on were handed on with
         // the split it never applied; the next group's and the meta keys are not its own.
@@ -527,7 +595,7 @@ mod tests {
             file: "snap.bin".into(),
         };
         let state = tdb.cf_handle(STATE).unwrap();
-        let owned = install(&tdb, state, &keys(), &before, &stored, &file).unwrap();
+        let (owned, _) = install(&tdb, state, &keys(), &before, &stored, &file).unwrap();
         assert_eq!(owned, after);
         let mut want = [kept, others].concat();
         want.sort();
@@ -540,7 +608,14 @@ mod tests {
         let source = engine_with(&tmp.path().join("a"), &entries(50));
         let file = tmp.path().join("snap.bin");
         let part = KeyRanges::new(vec![(b"Ob\0key00010".to_vec(), b"Ob\0key00020".to_vec())]);
-        write(&source.db().snapshot(), &part, &meta(4), &file).unwrap();
+        write(
+            &source.db().snapshot(),
+            &part,
+            &GroupState::default(),
+            &meta(4),
+            &file,
+        )
+        .unwrap();
         let bytes = std::fs::read(&file).unwrap();
         assert_eq!(ranges_in_head(&bytes), Some(part.clone()));
         let at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
@@ -553,12 +628,62 @@ mod tests {
         assert_eq!(ranges_in_head(b"hello"), None);
     }
 
-    /// The same snapshot in the version 1 format: no key ranges after the metadata.
-    fn as_version_1(v2: &[u8]) -> Vec<u8> {
-        let at = |i: usize| u32::from_be_bytes(v2[i..i + 4].try_into().unwrap()) as usize;
+    /// The same snapshot in the version 1 format: no key ranges and no group state after the
+    /// metadata.
+    fn as_version_1(v3: &[u8]) -> Vec<u8> {
+        let at = |i: usize| u32::from_be_bytes(v3[i..i + 4].try_into().unwrap()) as usize;
         let meta_end = MAGIC.len() + 4 + at(MAGIC.len());
         let ranges_end = meta_end + 4 + at(meta_end);
-        [MAGIC_V1, &v2[MAGIC.len()..meta_end], &v2[ranges_end..]].concat()
+        let state_end = ranges_end + 4 + at(ranges_end);
+        [MAGIC_V1, &v3[MAGIC.len()..meta_end], &v3[state_end..]].concat()
+    }
+
+    /// The same snapshot in the version 2 format: no group state after the key ranges.
+    fn as_version_2(v3: &[u8]) -> Vec<u8> {
+        let at = |i: usize| u32::from_be_bytes(v3[i..i + 4].try_into().unwrap()) as usize;
+        let meta_end = MAGIC.len() + 4 + at(MAGIC.len());
+        let ranges_end = meta_end + 4 + at(meta_end);
+        let state_end = ranges_end + 4 + at(ranges_end);
+        [MAGIC_V2, &v3[MAGIC.len()..ranges_end], &v3[state_end..]].concat()
+    }
+
+    #[test]
+    fn a_frozen_group_stays_frozen_through_its_snapshot_and_older_files_are_not_frozen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = engine_with(&tmp.path().join("a"), &entries(50));
+        let target = engine_with(&tmp.path().join("b"), &[]);
+        let (tdb, file) = (target.db(), tmp.path().join("frozen.bin"));
+        let state = tdb.cf_handle(STATE).unwrap();
+        let frozen = GroupState { frozen: Some(9) };
+        write(
+            &source.db().snapshot(),
+            &everything(),
+            &frozen,
+            &meta(9),
+            &file,
+        )
+        .unwrap();
+        let stored = StoredSnapshot {
+            meta: meta(9),
+            file: "frozen.bin".into(),
+        };
+        let (_, got) = install(&tdb, state, &keys(), &everything(), &stored, &file).unwrap();
+        assert_eq!(got, frozen);
+        let recorded = tdb.get_cf(state, &keys().frozen).unwrap().unwrap();
+        assert_eq!(serde_json::from_slice::<u64>(&recorded).unwrap(), 9);
+        assert_eq!(all(&target), all(&source));
+        assert_eq!(
+            ranges_in_head(&std::fs::read(&file).unwrap()),
+            Some(everything())
+        );
+        // The same snapshot as version 2: not frozen, and installing it thaws the group.
+        let v2 = as_version_2(&std::fs::read(&file).unwrap());
+        assert_eq!(ranges_in_head(&v2), Some(everything()));
+        std::fs::write(&file, v2).unwrap();
+        let (_, got) = install(&tdb, state, &keys(), &everything(), &stored, &file).unwrap();
+        assert_eq!(got, GroupState::default());
+        assert!(tdb.get_cf(state, &keys().frozen).unwrap().is_none());
+        assert_eq!(all(&target), all(&source));
     }
 
     #[test]
@@ -566,7 +691,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let source = engine_with(&tmp.path().join("a"), &entries(500));
         let file = tmp.path().join("snap.bin");
-        write(&source.db().snapshot(), &everything(), &meta(3), &file).unwrap();
+        write(
+            &source.db().snapshot(),
+            &everything(),
+            &GroupState::default(),
+            &meta(3),
+            &file,
+        )
+        .unwrap();
         let good = std::fs::read(&file).unwrap();
         let target_rows = entries(2);
         let target = engine_with(&tmp.path().join("b"), &target_rows);
@@ -602,6 +734,7 @@ mod tests {
         write(
             &source.db().snapshot(),
             &everything(),
+            &GroupState::default(),
             &meta(9),
             &dir.join("snapshot-9-1.bin"),
         )

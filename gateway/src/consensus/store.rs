@@ -30,7 +30,7 @@ use openraft::{
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::TypeConfig;
-use super::command::{Command, Split};
+use super::command::{Absorb, Command, Split};
 use super::proposal::Outcome;
 use super::ranges::KeyRanges;
 use super::snapshot::{self, StoredSnapshot};
@@ -53,6 +53,23 @@ const INSTALLING: &[u8] = b"installing";
 const RANGES: &[u8] = b"ranges";
 /// How a group born of a split is to be initialized ([`Birth`]), written with its ranges.
 const BORN: &[u8] = b"born";
+/// The log index of the group's freeze, while it is frozen (a merge under way).
+const FROZEN: &[u8] = b"frozen";
+/// Every state record of a group (what forgetting a group removes).
+const STATE_NAMES: [&[u8]; 9] = [
+    VOTE,
+    LAST_PURGED,
+    APPLIED,
+    MEMBERSHIP,
+    SNAPSHOT,
+    INSTALLING,
+    RANGES,
+    BORN,
+    FROZEN,
+];
+/// How long applying an absorb waits for this replica's copy of the absorbed group to reach its
+/// freeze before giving up (the group then stops on this replica: see [`StateMachine::apply`]).
+const ABSORB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A Raft group's id.
 pub type GroupId = u64;
@@ -108,6 +125,7 @@ impl GroupKeys {
             snapshot: self.state(SNAPSHOT),
             installing: self.state(INSTALLING),
             ranges: self.state(RANGES),
+            frozen: self.state(FROZEN),
         }
     }
 
@@ -462,6 +480,27 @@ pub fn hosted_groups(engine: &RocksEngine) -> Result<Vec<Hosted>, rocksdb::Error
 /// Told of every split this replica applies, right after the parent's range shrank.
 pub type SplitObserver = Arc<dyn Fn(SplitEvent) + Send + Sync>;
 
+/// Told of every group this replica's group absorbs (a merge), before the absorbing group takes
+/// its ranges: the absorbed group is to stop here and be forgotten.
+pub type AbsorbObserver = Arc<dyn Fn(GroupId) + Send + Sync>;
+
+/// Deletes every log entry and state record of `group` from `engine` (not the index keys, which
+/// another group owns by then) and its snapshot files: what remains of a group absorbed by a
+/// merge, once its Raft has stopped.
+pub fn forget_group(engine: &RocksEngine, group: GroupId) -> Result<(), rocksdb::Error> {
+    let db = engine.db();
+    let keys = GroupKeys::new(group);
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(cf(&db, LOG_CF), keys.log(0), keys.log(u64::MAX));
+    batch.delete_cf(cf(&db, LOG_CF), keys.log(u64::MAX));
+    for name in STATE_NAMES {
+        batch.delete_cf(cf(&db, STATE_CF), keys.state(name));
+    }
+    db.write_opt(batch, &synced())?;
+    snapshot::remove_others(&snapshot::dir_of(db.path()), &keys.file_tag(), "");
+    Ok(())
+}
+
 /// The index as a Raft state machine (of one group). Cloning shares the database.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -476,6 +515,10 @@ pub struct StateMachine {
     ranges: Arc<std::sync::RwLock<KeyRanges>>,
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     splits: Arc<std::sync::OnceLock<SplitObserver>>,
+    absorbs: Arc<std::sync::OnceLock<AbsorbObserver>>,
+    /// The log index of the group's freeze while it is frozen (every batch and split is then
+    /// `Moved`).
+    frozen: Arc<std::sync::RwLock<Option<u64>>>,
     /// Snapshot files (next to the index).
     snapshot_dir: std::path::PathBuf,
     /// The file the snapshot being received is written to (Raft receives one at a time).
@@ -512,6 +555,9 @@ impl StateMachine {
         let persisted = db
             .get_cf(cf(&db, STATE_CF), keys.state(RANGES))?
             .and_then(|b| serde_json::from_slice::<KeyRanges>(&b).ok());
+        let frozen = db
+            .get_cf(cf(&db, STATE_CF), keys.state(FROZEN))?
+            .and_then(|b| serde_json::from_slice::<u64>(&b).ok());
         let sm = Self {
             engine,
             db,
@@ -522,6 +568,8 @@ impl StateMachine {
             initial: ranges,
             observer,
             splits: Arc::default(),
+            absorbs: Arc::default(),
+            frozen: Arc::new(std::sync::RwLock::new(frozen)),
             snapshot_dir,
             receiving: Arc::default(),
         };
@@ -533,7 +581,7 @@ impl StateMachine {
             tracing::warn!(snapshot = %stored.meta.snapshot_id, "finishing an interrupted snapshot install");
             let path = sm.snapshot_dir.join(&stored.file);
             let keys = sm.keys.snapshot_keys();
-            let owned = snapshot::install(
+            let (owned, state) = snapshot::install(
                 &sm.db,
                 cf(&sm.db, STATE_CF),
                 &keys,
@@ -542,6 +590,7 @@ impl StateMachine {
                 &path,
             )?;
             sm.set_ranges(owned);
+            sm.set_frozen(state.frozen);
         }
         Ok(sm)
     }
@@ -549,6 +598,20 @@ impl StateMachine {
     /// Has `observer` told of every split this replica applies from now on (once).
     pub fn observe_splits(&self, observer: SplitObserver) {
         let _ = self.splits.set(observer);
+    }
+
+    /// Has `observer` told of every group this replica's group absorbs from now on (once).
+    pub fn observe_absorbs(&self, observer: AbsorbObserver) {
+        let _ = self.absorbs.set(observer);
+    }
+
+    /// The log index of the group's freeze, if it is frozen (a merge under way).
+    pub fn frozen(&self) -> Option<u64> {
+        *self.frozen.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_frozen(&self, at: Option<u64>) {
+        *self.frozen.write().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     /// The key ranges the group owns now.
@@ -633,9 +696,65 @@ impl StateMachine {
         Ok(())
     }
 
+    /// The state written by applying `absorb`, the ranges this group owns then and the group it
+    /// absorbs; `None` for an absorb that changes nothing (this group is frozen itself, or owns
+    /// some of those ranges already: the absorb was applied). Waits until this replica's copy of
+    /// the absorbed group has applied its freeze, whose records are then final and already in
+    /// the shared engine; past [`ABSORB_WAIT`] it fails, which stops this group on this replica
+    /// (a copy that never reaches the freeze would leave the merged group without those records).
+    async fn absorb_batch(
+        &self,
+        absorb: Absorb,
+    ) -> Result<Option<(WriteBatch, KeyRanges, GroupId)>, StoreError> {
+        let Absorb {
+            absorb: right,
+            frozen_at,
+            ranges,
+        } = absorb;
+        let own = self.ranges();
+        let group = self.keys.group();
+        if self.frozen().is_some() || right == group || ranges.is_empty() || own.overlaps(&ranges) {
+            return Ok(None);
+        }
+        let right_keys = GroupKeys::new(right);
+        let started = std::time::Instant::now();
+        loop {
+            let subject = ErrorSubject::StateMachine;
+            let applied: Option<LogId<NodeId>> =
+                read_state(&self.db, &right_keys.state(APPLIED), subject.clone())?;
+            let frozen: Option<u64> = read_state(&self.db, &right_keys.state(FROZEN), subject)?;
+            if frozen == Some(frozen_at) && applied.is_some_and(|l| l.index >= frozen_at) {
+                break;
+            }
+            if started.elapsed() > ABSORB_WAIT {
+                tracing::error!(
+                    group,
+                    absorbed = right,
+                    frozen_at,
+                    "this replica's copy of the absorbed group never reached its freeze; the group stops here"
+                );
+                return Err(io_error(
+                    ErrorSubject::StateMachine,
+                    ErrorVerb::Read,
+                    format!("group {right} did not reach its freeze at {frozen_at} here"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let union = own.union(&ranges);
+        let state = cf(&self.db, STATE_CF);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(state, self.keys.state(RANGES), encode_state(&union));
+        // The absorbed group is not reopened after a restart.
+        for name in [RANGES, BORN, FROZEN] {
+            batch.delete_cf(state, right_keys.state(name));
+        }
+        Ok(Some((batch, union, right)))
+    }
+
     /// The state written by applying `split`, the ranges this group keeps and the group it
     /// creates; `None` for a split that would leave either side empty (proposed twice, or at a
-    /// route this group no longer owns), which changes nothing.
+    /// route this group no longer owns) or of a frozen group, which changes nothing.
     fn split_batch(
         &self,
         split: Split,
@@ -646,7 +765,8 @@ impl StateMachine {
             leader,
         } = split;
         let (kept, handed) = self.ranges().split_at_route(&split_at);
-        if kept.is_empty() || handed.is_empty() || new_group == self.keys.group() {
+        let frozen = self.frozen().is_some();
+        if frozen || kept.is_empty() || handed.is_empty() || new_group == self.keys.group() {
             return Ok(None);
         }
         let birth = Birth {
@@ -695,7 +815,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let tmp = self.snapshot_dir.join(format!("building-{file}"));
         let path = self.snapshot_dir.join(&file);
         let ranges = self.ranges_in(&snap)?;
-        let entries = snapshot::write(&snap, &ranges, &meta, &tmp).map_err(snapshot_error)?;
+        let state = snapshot::GroupState {
+            frozen: parse_snapshot_state(read(FROZEN)?)?,
+        };
+        let entries =
+            snapshot::write(&snap, &ranges, &state, &meta, &tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -736,11 +860,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let subject = ErrorSubject::Apply(entry.log_id);
             // Each entry is its own batch: the next entry's checks must see this one's writes.
             let mut split_off = None;
+            let mut absorbed = None;
+            let mut frozen_now = None;
+            let frozen = self.frozen();
+            let state = cf(&self.db, STATE_CF);
             let (mut batch, outcome) = match entry.payload {
+                // A frozen group takes no writes: its records wait for the neighbour absorbing it.
+                EntryPayload::Normal(Command::Batch(_)) if frozen.is_some() => {
+                    (WriteBatch::default(), Outcome::Moved)
+                }
                 EntryPayload::Normal(Command::Batch(proposal))
                     if !proposal.within(&self.ranges.read().unwrap_or_else(|e| e.into_inner())) =>
                 {
                     (WriteBatch::default(), Outcome::Moved)
+                }
+                EntryPayload::Normal(Command::Freeze(f)) if f.freeze == self.keys.group() => {
+                    let mut batch = WriteBatch::default();
+                    if frozen.is_none() {
+                        let at = entry.log_id.index;
+                        batch.put_cf(state, self.keys.state(FROZEN), encode_state(&at));
+                        frozen_now = Some(Some(at));
+                    }
+                    (batch, Outcome::Applied)
+                }
+                EntryPayload::Normal(Command::Thaw(t)) if t.thaw == self.keys.group() => {
+                    let mut batch = WriteBatch::default();
+                    batch.delete_cf(state, self.keys.state(FROZEN));
+                    frozen_now = Some(None);
+                    (batch, Outcome::Applied)
+                }
+                EntryPayload::Normal(Command::Freeze(_) | Command::Thaw(_)) => {
+                    (WriteBatch::default(), Outcome::Moved)
+                }
+                EntryPayload::Normal(Command::Absorb(absorb)) => {
+                    match self.absorb_batch(absorb).await? {
+                        Some((batch, union, right)) => {
+                            absorbed = Some((union, right));
+                            (batch, Outcome::Applied)
+                        }
+                        None => (WriteBatch::default(), Outcome::Moved),
+                    }
                 }
                 EntryPayload::Normal(Command::Split(split)) => match self.split_batch(split)? {
                     Some((batch, kept, born)) => {
@@ -782,6 +941,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 encode_state(&Some(entry.log_id)),
             );
             self.write(batch, subject)?;
+            if let Some(at) = frozen_now {
+                tracing::info!(group = self.keys.group(), frozen_at = ?at, "index group frozen or thawed");
+                self.set_frozen(at);
+            }
+            if let Some((union, right)) = absorbed {
+                // The absorbed group leaves the routing before this one takes its keys: a
+                // moment owned by nobody (operations wait), never by both.
+                if let Some(observe) = self.absorbs.get() {
+                    observe(right);
+                }
+                self.set_ranges(union);
+                tracing::info!(
+                    group = self.keys.group(),
+                    absorbed = right,
+                    "index groups merged"
+                );
+            }
             if let Some((kept, born)) = split_off {
                 tracing::info!(group = ?self.keys, new_group = born.new_group, "index group split");
                 self.set_ranges(kept);
@@ -859,7 +1035,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             file: file.clone(),
         };
-        let owned = snapshot::install(
+        let (owned, state) = snapshot::install(
             &self.db,
             cf(&self.db, STATE_CF),
             &self.keys.snapshot_keys(),
@@ -869,6 +1045,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         )
         .map_err(|e| fail(&e))?;
         self.set_ranges(owned);
+        self.set_frozen(state.frozen);
         self.remove_other_snapshots(&file);
         tracing::info!(snapshot = %meta.snapshot_id, "index snapshot installed");
         Ok(())

@@ -141,6 +141,7 @@ impl Index {
             return Ok(None);
         }
         self.split_groups(&map).await?;
+        self.merge_groups(&map).await?;
         let action = {
             let shared = &self.inner;
             let now = shared.now_ms();
@@ -260,6 +261,10 @@ impl Index {
             if starts_at(owner, &p.start) || c.host().runs(p.id.0) {
                 continue;
             }
+            if c.host().frozen_of(owner).is_some() {
+                // A merge of this group was under way; the map wants it cut instead.
+                thaw(c, owner).await?;
+            }
             let leader = c.least_loaded_voter(owner);
             let split = crate::consensus::command::Split {
                 split_at: p.start.clone(),
@@ -279,6 +284,123 @@ impl Index {
                 "index partition split off into a Raft group of its own"
             );
         }
+        Ok(())
+    }
+
+    /// Replicated: merges neighbouring groups that serve one partition of `map` (the map merged
+    /// two partitions), one merge per call: freezes the right one, waits until every member has
+    /// applied the freeze, and has the left one absorb it (`consensus::store`). Writes to the
+    /// frozen group wait meanwhile (they are `Moved` and retried), so nothing is frozen unless
+    /// every member answers first, and a merge that cannot finish in a few seconds is undone. A
+    /// frozen group that serves a partition of its own again (the map split there meanwhile) is
+    /// thawed.
+    pub(super) async fn merge_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
+        let Some(c) = self.consensus() else {
+            return Ok(());
+        };
+        let mut data: Vec<(GroupId, Vec<u8>, Option<Vec<u8>>)> = c
+            .host()
+            .directory()
+            .into_iter()
+            .filter(|(g, _)| *g != c.group())
+            .filter_map(|(g, r)| r.object_routes().map(|(start, end)| (g, start, end)))
+            .collect();
+        data.sort_by(|a, b| a.1.cmp(&b.1));
+        let starts: std::collections::BTreeSet<&[u8]> =
+            map.partitions.iter().map(|p| p.start.as_slice()).collect();
+        for pair in data.windows(2) {
+            let ((left, _, left_end), (right, right_start, _)) = (&pair[0], &pair[1]);
+            if left_end.as_deref() != Some(right_start.as_slice()) {
+                continue;
+            }
+            if starts.contains(right_start.as_slice()) {
+                if c.host().frozen_of(*right).is_some() {
+                    thaw(c, *right).await?;
+                }
+                continue;
+            }
+            if c.host().frozen_of(*left).is_some() {
+                continue;
+            }
+            return self.merge_group_into(c, *left, *right).await;
+        }
+        Ok(())
+    }
+
+    async fn merge_group_into(
+        &self,
+        c: &crate::consensus::Consensus,
+        left: GroupId,
+        right: GroupId,
+    ) -> Result<(), IndexError> {
+        use crate::consensus::command::{Absorb, Command, Freeze};
+        /// How long every member has to apply the freeze before the merge is given up.
+        const FREEZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let unavailable = |e: crate::consensus::ConsensusError| {
+            super::engine::EngineError::Unavailable(e.to_string())
+        };
+        // Every replica of the left group must hold the right one (it applies the absorb from
+        // its own copy), and answer before anything is frozen.
+        let (of_left, of_right) = (
+            c.progress_of_members(left).await,
+            c.progress_of_members(right).await,
+        );
+        if of_left.is_empty() || !of_left.keys().eq(of_right.keys()) {
+            tracing::debug!(left, right, "groups with different members are not merged");
+            return Ok(());
+        }
+        if of_right.values().any(Option::is_none) {
+            tracing::debug!(left, right, "a member does not answer; the merge waits");
+            return Ok(());
+        }
+        c.commit(right, Command::Freeze(Freeze { freeze: right }))
+            .await
+            .map_err(unavailable)?;
+        c.read_barrier_of(right).await.map_err(unavailable)?;
+        let Some(frozen_at) = c.host().frozen_of(right) else {
+            return Ok(());
+        };
+        let deadline = std::time::Instant::now() + FREEZE_WAIT;
+        loop {
+            let progress = c.progress_of_members(right).await;
+            let everywhere = progress.values().all(|p| {
+                p.is_some_and(|p| {
+                    p.frozen == Some(frozen_at) && p.applied.is_some_and(|a| a >= frozen_at)
+                })
+            });
+            if everywhere {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                tracing::warn!(
+                    left,
+                    right,
+                    ?progress,
+                    "not every member applied the freeze in time; merge undone"
+                );
+                return thaw(c, right).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let Some(ranges) = c.host().ranges_of(right) else {
+            return Ok(());
+        };
+        let absorb = Absorb {
+            absorb: right,
+            frozen_at,
+            ranges,
+        };
+        let outcome = c
+            .commit(left, Command::Absorb(absorb))
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(
+            left,
+            right,
+            frozen_at,
+            ?outcome,
+            "index group absorbed its right neighbour"
+        );
         Ok(())
     }
 
@@ -334,6 +456,16 @@ impl Index {
         })
         .await
     }
+}
+
+/// Lets frozen `group` take writes again.
+async fn thaw(c: &crate::consensus::Consensus, group: GroupId) -> Result<(), IndexError> {
+    use crate::consensus::command::{Command, Thaw};
+    tracing::info!(group, "thawing a frozen index group");
+    c.commit(group, Command::Thaw(Thaw { thaw: group }))
+        .await
+        .map(|_| ())
+        .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()).into())
 }
 
 #[cfg(test)]
