@@ -384,3 +384,125 @@ async fn deleting_a_bucket_under_writes_through_other_gateways_leaves_no_object_
     replicas_identical(&f, &all).await;
     dir.down();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn merging_two_partitions_under_writes_loses_and_refuses_nothing() {
+    let Some(bin_dir) = fleet_binaries("merge under writes") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 30, Vec::new());
+    let all = [0, 1, 2];
+    leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
+    let admin = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let req = admin
+            .post(format!(
+                "{}/admin/v1/partitions/{path}",
+                f.gateways[0].admin
+            ))
+            .bearer_auth(&f.admin_token)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let split = post(
+        "2/split".into(),
+        serde_json::json!({"bucket": BUCKET, "key": "m"}),
+    )
+    .await;
+    assert!(
+        split.status().is_success(),
+        "split: HTTP {}",
+        split.status()
+    );
+    let data_groups = || async {
+        groups(&f, 0)
+            .await
+            .iter()
+            .filter(|g| g["objects_from"].is_string())
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups().await < 2 {
+        assert!(Instant::now() < deadline, "the split never made a group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Writers on every gateway, keys on both sides of the boundary, until 20 each after the
+    // groups have merged (bounded: 400 each).
+    let acks = Arc::new(AtomicUsize::new(0));
+    let merged = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|g| {
+            let (s3, acks, merged) = (s3[g].clone(), acks.clone(), merged.clone());
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                let mut written = Vec::new();
+                let mut after = 0;
+                for i in 0..400 {
+                    if merged.load(Ordering::SeqCst) {
+                        after += 1;
+                        if after > 20 {
+                            break;
+                        }
+                    }
+                    let key = format!("{}/{g}-{i:03}", ["a", "z"][i % 2]);
+                    let began = Instant::now();
+                    if put(&s3, &key).await {
+                        acks.fetch_add(1, Ordering::SeqCst);
+                        written.push((key, began.elapsed()));
+                    } else {
+                        failed.push(key);
+                    }
+                }
+                (written, failed)
+            })
+        })
+        .collect();
+    let wait_from = Instant::now();
+    while acks.load(Ordering::SeqCst) < 60 {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(60),
+            "writes stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let map = partition_map(&f, 0).await;
+    let left = map["partitions"][1]["id"].clone();
+    let merge = post(format!("{left}/merge"), serde_json::Value::Null).await;
+    assert!(
+        merge.status().is_success(),
+        "merge: HTTP {}",
+        merge.status()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups().await != 1 {
+        assert!(Instant::now() < deadline, "the groups never merged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acks_at_merge = acks.load(Ordering::SeqCst);
+    merged.store(true, Ordering::SeqCst);
+    let (mut acked, mut refused, mut slowest) = (BTreeSet::new(), Vec::new(), Duration::ZERO);
+    for w in writers {
+        let (written, failed) = w.await.unwrap();
+        for (key, took) in written {
+            slowest = slowest.max(took);
+            acked.insert(key);
+        }
+        refused.extend(failed);
+    }
+    assert!(
+        refused.is_empty(),
+        "writes refused during the merge: {refused:?}"
+    );
+    eprintln!(
+        "{} writes, all acknowledged: {acks_at_merge} before the groups had merged; slowest {slowest:?}",
+        acked.len()
+    );
+    assert!(acked.len() > acks_at_merge, "no write after the merge");
+    let attempted = acked.clone();
+    check_everything(&f, &all, &acked, &attempted).await;
+    dir.down();
+}

@@ -423,8 +423,12 @@ impl Consensus {
         Ok(runtime)
     }
 
-    /// The runtime of `group` if it was started.
+    /// The runtime of `group` if it was started and the group still runs here (not absorbed by
+    /// a merge).
     fn runtime_now(&self, group: GroupId) -> Option<Arc<GroupRuntime>> {
+        if !self.host.runs(group) {
+            return None;
+        }
         self.runtimes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -734,6 +738,10 @@ impl Consensus {
         let started = Instant::now();
         let mut last_error = String::from("no leader elected");
         loop {
+            // A group absorbed by a merge has no leader to wait for: the caller reroutes.
+            if !self.host.runs(group) {
+                return Err(ConsensusError::NoGroup(group, "not hosted here".into()));
+            }
             let attempt = match self.leader_of(group) {
                 Some(l) if l == self.id => here().await,
                 Some(l) => self.forward(group, l, what, body).await,

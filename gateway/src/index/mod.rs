@@ -195,6 +195,10 @@ const LOCK_STRIPES: usize = 64;
 /// How often an operation is recomputed after its replicated write lost a race.
 const CONFLICT_RETRIES: usize = 16;
 
+/// How long an operation whose keys keep moving (a split's new group starting, a merge under
+/// way) is rerouted before it gives up (a merge is undone after 5 s).
+const MOVED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every operation shares.
 struct Shared {
     engine: Arc<dyn KvEngine>,
@@ -417,14 +421,14 @@ impl Index {
     }
 
     /// Runs one operation on a blocking thread. Replicated, its reads wait for the read
-    /// barriers of the groups they touch, and it runs again (up to [`CONFLICT_RETRIES`] times)
-    /// if its write lost a race or its keys moved to another group.
+    /// barriers of the groups they touch, and it runs again if its write lost a race (up to
+    /// [`CONFLICT_RETRIES`] times) or its keys moved to another group (for up to [`MOVED_WAIT`]).
     async fn run<T: Send + 'static>(
         &self,
         f: impl Fn(&Inner<'_>) -> Result<T, IndexError> + Send + Sync + 'static,
     ) -> Result<T, IndexError> {
         let f = Arc::new(f);
-        let mut attempt = 0;
+        let (mut attempt, mut moved, started) = (0, 0u32, std::time::Instant::now());
         loop {
             let (shared, f) = (self.inner.clone(), f.clone());
             let result = tokio::task::spawn_blocking(move || {
@@ -446,14 +450,16 @@ impl Index {
                     attempt += 1;
                     tracing::debug!(attempt, "index write lost a race; recomputing");
                 }
-                Err(IndexError::Engine(EngineError::Moved)) if attempt < CONFLICT_RETRIES => {
-                    attempt += 1;
+                Err(IndexError::Engine(EngineError::Moved)) if started.elapsed() < MOVED_WAIT => {
+                    moved += 1;
                     tracing::debug!(
-                        attempt,
+                        moved,
                         "index write's keys moved to another group; rerouting"
                     );
-                    // The group that owns them now may take a moment to start here.
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+                    // The group owning them now may take a moment to start here, or a merge to
+                    // finish (the group is frozen until its neighbour absorbs it).
+                    let pause = 10 * u64::from(moved.min(10));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 other => return other,
             }

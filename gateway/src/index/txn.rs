@@ -249,7 +249,11 @@ impl<'a> Txn<'a> {
             let proposal = Proposal { checks, ops };
             let outcome = tokio::runtime::Handle::current()
                 .block_on(consensus.propose_in(group, proposal))
-                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                .map_err(|e| match e {
+                    // The group went away (a merge absorbed it): route again.
+                    crate::consensus::ConsensusError::NoGroup(..) => EngineError::Moved,
+                    e => EngineError::Unavailable(e.to_string()),
+                })?;
             match outcome {
                 Outcome::Applied => {}
                 Outcome::Conflict => return Err(EngineError::Conflict),
