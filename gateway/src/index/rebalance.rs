@@ -345,12 +345,19 @@ impl Index {
             c.progress_of_members(left).await,
             c.progress_of_members(right).await,
         );
-        if of_left.is_empty() || !of_left.keys().eq(of_right.keys()) {
-            tracing::debug!(left, right, "groups with different members are not merged");
-            return Ok(());
-        }
-        if of_right.values().any(Option::is_none) {
-            tracing::debug!(left, right, "a member does not answer; the merge waits");
+        let blocked = if of_left.is_empty() || !of_left.keys().eq(of_right.keys()) {
+            Some("groups with different members are not merged")
+        } else if of_right.values().any(Option::is_none) {
+            Some("a member does not answer; the merge waits")
+        } else {
+            None
+        };
+        if let Some(why) = blocked {
+            tracing::debug!(left, right, why);
+            // A freeze left by an earlier attempt must not block writes while the merge waits.
+            if c.host().frozen_of(right).is_some() {
+                return thaw(c, right).await;
+            }
             return Ok(());
         }
         c.commit(right, Command::Freeze(Freeze { freeze: right }))
