@@ -15,9 +15,10 @@ use cairn_e2e::fleet::{self, FleetFile};
 mod common;
 use common::*;
 
+/// The first port of this suite's fleets: each test's fleet takes 12 ports from its own
+/// offset (0, 20, 40, 60, 80), below the ephemeral range.
 fn base_port() -> u16 {
-    // Below the ephemeral range, apart from the other fleet suites' ports.
-    26_000 + (std::process::id() % 100) as u16 * 30
+    26_000 + (std::process::id() % 30) as u16 * 100
 }
 
 /// Every index group as gateway `g` sees it (`replication.groups` of the admin API).
@@ -150,7 +151,7 @@ async fn killing_the_leader_of_the_written_partition_loses_no_acknowledged_write
         return;
     };
     let mut dir = FleetDir::new();
-    let f = fleet_of(&dir, bin_dir, 3, base_port() + 10, Vec::new());
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 20, Vec::new());
     let all = [0, 1, 2];
     let meta_leader = leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
@@ -266,7 +267,7 @@ async fn deleting_a_bucket_under_writes_through_other_gateways_leaves_no_object_
         return;
     };
     let mut dir = FleetDir::new();
-    let f = fleet_of(&dir, bin_dir, 3, base_port() + 20, Vec::new());
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 40, Vec::new());
     let all = [0, 1, 2];
     leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
@@ -391,7 +392,7 @@ async fn merging_two_partitions_under_writes_loses_and_refuses_nothing() {
         return;
     };
     let mut dir = FleetDir::new();
-    let f = fleet_of(&dir, bin_dir, 3, base_port() + 30, Vec::new());
+    let f = fleet_of(&dir, bin_dir, 3, base_port() + 60, Vec::new());
     let all = [0, 1, 2];
     leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
@@ -504,5 +505,110 @@ async fn merging_two_partitions_under_writes_loses_and_refuses_nothing() {
     assert!(acked.len() > acks_at_merge, "no write after the merge");
     let attempted = acked.clone();
     check_everything(&f, &all, &acked, &attempted).await;
+    dir.down();
+}
+
+/// How many groups each gateway leads, as gateway `g` sees them (every group with a leader).
+async fn leaderships(f: &FleetFile, g: usize) -> BTreeMap<u64, usize> {
+    let mut led = BTreeMap::new();
+    for group in groups(f, g).await {
+        if let Some(l) = group["leader"].as_u64() {
+            *led.entry(l).or_insert(0) += 1;
+        }
+    }
+    led
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaderships_spread_again_when_a_killed_gateway_returns() {
+    let Some(bin_dir) = fleet_binaries("leadership balance") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let mut f = fleet_of(&dir, bin_dir, 3, base_port() + 80, Vec::new());
+    let all = [0, 1, 2];
+    let meta_leader = leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
+    // Five object partitions, each a group: six groups with the meta group, two per gateway.
+    let admin = reqwest::Client::new();
+    for key in ["f", "k", "p", "u"] {
+        let map = partition_map(&f, 0).await;
+        let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
+        let split = admin
+            .post(format!(
+                "{}/admin/v1/partitions/{last}/split",
+                f.gateways[0].admin
+            ))
+            .bearer_auth(&f.admin_token)
+            .json(&serde_json::json!({"bucket": BUCKET, "key": key}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            split.status().is_success(),
+            "split: HTTP {}",
+            split.status()
+        );
+    }
+    let spread = |led: &BTreeMap<u64, usize>, gateways: usize| {
+        led.len() == gateways
+            && led.values().sum::<usize>() == 6
+            && led.values().max().unwrap() - led.values().min().unwrap() <= 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let led = leaderships(&f, meta_leader).await;
+        if spread(&led, 3) {
+            eprintln!("leaderships after the splits: {led:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "splits never spread: {led:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A gateway other than the meta leader dies: its groups elect leaders among the others.
+    let victim = (meta_leader + 1) % 3;
+    fleet::signal(f.gateways[victim].pid, "KILL");
+    let survivors: Vec<usize> = all.iter().copied().filter(|&g| g != victim).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let led = leaderships(&f, meta_leader).await;
+        if led.values().sum::<usize>() == 6 && !led.contains_key(&(victim as u64 + 1)) {
+            eprintln!("leaderships with gateway {} down: {led:?}", victim + 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "groups stay leaderless: {led:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (i, key) in ["a", "g", "l", "q", "v"].iter().enumerate() {
+        assert!(
+            put(&s3[survivors[i % 2]], key).await,
+            "PUT {key} with a gateway down"
+        );
+    }
+
+    // It comes back: leaderships move to it, one at a time, until spread again.
+    fleet::restart_gateway(dir.path(), &mut f, victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let led = leaderships(&f, meta_leader).await;
+        if spread(&led, 3) {
+            eprintln!("leaderships once it is back: {led:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaderships never spread again: {led:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let acked: BTreeSet<String> = ["a", "g", "l", "q", "v"].map(String::from).into();
+    let s3 = client(&f.gateways[victim].s3, &f);
+    assert_eq!(
+        list_all(&s3).await,
+        acked.iter().cloned().collect::<Vec<_>>()
+    );
+    check_everything(&f, &all, &acked, &acked).await;
     dir.down();
 }

@@ -1,6 +1,6 @@
 //! The background task that splits and merges index partitions by load (see
-//! `index::partition::policy`), gives up bucket deletions whose gateway died midway, and keeps
-//! the per-partition gauges current. Every gateway runs it; only the one running background
+//! `index::partition::policy`), gives up bucket deletions whose gateway died midway, balances
+//! the index groups' leaderships over the gateways, and keeps the per-partition gauges current. Every gateway runs it; only the one running background
 //! work (alone, or the meta group's leader) changes the map.
 
 use std::sync::Arc;
@@ -32,9 +32,12 @@ impl Rebalancer {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         /// How often stuck bucket deletions are looked for.
         const DELETION_SWEEP: Duration = Duration::from_secs(30);
+        /// How often one group leadership may move to balance them.
+        const LEADER_BALANCE: Duration = Duration::from_secs(5);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut swept = tokio::time::Instant::now();
+        let mut balanced = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -52,6 +55,12 @@ impl Rebalancer {
             }
             if let Err(e) = self.index.report_reads().await {
                 tracing::debug!(error = %e, "read load not reported to the leader");
+            }
+            if balanced.elapsed() >= LEADER_BALANCE
+                && let Some(c) = self.index.consensus()
+            {
+                balanced = tokio::time::Instant::now();
+                c.balance_leaders().await;
             }
             match self.index.rebalance_once().await {
                 Ok(Some(change)) => record(&self.metrics, &change),

@@ -129,34 +129,21 @@ pub(super) struct Reconciler {
 }
 
 impl Reconciler {
-    /// Hands the leadership to another voter: stops heartbeats, refuses new proposals and
-    /// read-index requests, and does not stand for election, so the followers' election timers
-    /// run out and one of them takes over (openraft 0.9 has no leader transfer). Gives up after
-    /// a few seconds (no other voter could win) and leads on; the next tick tries again.
+    /// Hands the leadership to another voter (this gateway is retiring); see [`step_down`].
     async fn step_down(&self) {
-        const HANDOVER_WAIT: Duration = Duration::from_secs(5);
-        self.stepping_down.store(true, Ordering::Release);
-        let config = self.raft.runtime_config();
-        config.elect(false);
-        config.heartbeat(false);
-        let id = self.id;
-        let handed = self
-            .raft
-            .wait(Some(HANDOVER_WAIT))
-            .metrics(
-                |m| m.current_leader.is_some_and(|l| l != id),
-                "another index leader",
-            )
-            .await;
-        config.heartbeat(true);
-        config.elect(true);
-        self.stepping_down.store(false, Ordering::Release);
-        match handed {
-            Ok(m) => {
-                tracing::info!(group = self.group, leader = ?m.current_leader, "handed the index leadership over (this gateway is retiring)")
+        match step_down(self.id, &self.raft, &self.stepping_down).await {
+            Some(leader) => {
+                tracing::info!(
+                    group = self.group,
+                    leader,
+                    "handed the index leadership over (this gateway is retiring)"
+                )
             }
-            Err(e) => {
-                tracing::warn!(group = self.group, error = %e, "no other gateway took over the index leadership; leading on")
+            None => {
+                tracing::warn!(
+                    group = self.group,
+                    "no other gateway took over the index leadership; leading on"
+                )
             }
         }
     }
@@ -189,6 +176,35 @@ impl Reconciler {
             .into_iter()
             .collect()
     }
+}
+
+/// Hands the leadership of `raft`'s group (led by `id`) to another voter: stops heartbeats,
+/// refuses new proposals and read-index requests (`stepping_down`; callers retry), and does not
+/// stand for election, so the followers' leases and then their election timers run out and one
+/// of them takes over (openraft 0.9 has no leader transfer; a voter told to campaign goes first,
+/// see `Consensus::hand_over`). Gives up after a few seconds (no other voter could win) and
+/// leads on. Returns the new leader.
+pub(super) async fn step_down(
+    id: u64,
+    raft: &Raft<TypeConfig>,
+    stepping_down: &AtomicBool,
+) -> Option<u64> {
+    const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+    stepping_down.store(true, Ordering::Release);
+    let config = raft.runtime_config();
+    config.elect(false);
+    config.heartbeat(false);
+    let handed = raft
+        .wait(Some(HANDOVER_WAIT))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != id),
+            "another index leader",
+        )
+        .await;
+    config.heartbeat(true);
+    config.elect(true);
+    stepping_down.store(false, Ordering::Release);
+    handed.ok().and_then(|m| m.current_leader)
 }
 
 /// What the leader remembers of a listed gateway between ticks.

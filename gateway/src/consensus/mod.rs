@@ -17,6 +17,7 @@
 //! a majority has it on disk, and every replica applies it only if its guard holds, and only if
 //! the group still owns its keys (else `Moved`: the operation runs again, routed anew).
 
+pub mod balance;
 pub mod command;
 pub mod digest;
 mod group;
@@ -960,6 +961,91 @@ impl Consensus {
             .into_iter()
             .collect()
     }
+}
+
+/// A follower's lease on its leader: it refuses to vote for anyone else this long after the
+/// leader's last heartbeat (openraft 0.9 uses `election_timeout_max`).
+const FOLLOWER_LEASE: Duration = Duration::from_millis(800);
+
+impl Consensus {
+    /// Hands this gateway's leadership of `group` to its voter `to`: `to` is told to stand for
+    /// election as soon as the followers' leases on this leader have run out, and this leader
+    /// steps down (no heartbeats, no proposals, no election of its own), so `to` is first.
+    /// Whether `to` leads now (another voter may still win the race; the balancer tries again
+    /// later).
+    pub async fn hand_over(&self, group: GroupId, to: u64) -> Result<bool, ConsensusError> {
+        let runtime = self.runtime(group).await?;
+        if !leads(self.id, &runtime.raft) || to == self.id {
+            return Ok(false);
+        }
+        if let Forwarded::Failed(e) = self.forward::<_, ()>(group, to, "campaign", &()).await {
+            tracing::debug!(group, to, error = %e, "the new leader was not told to campaign");
+            return Ok(false);
+        }
+        let leader = group::step_down(self.id, &runtime.raft, &runtime.stepping_down).await;
+        tracing::info!(group, to, ?leader, "index group leadership handed over");
+        Ok(leader == Some(to))
+    }
+
+    /// Stands for election in `group` once the followers' leases on the current leader have run
+    /// out (it is stepping down for this gateway: see [`Consensus::hand_over`]).
+    pub async fn campaign_here(&self, group: GroupId) -> Forwarded<()> {
+        let runtime = match self.runtime(group).await {
+            Ok(r) => r,
+            Err(e) => return Forwarded::Failed(e.to_string()),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(FOLLOWER_LEASE + Duration::from_millis(150)).await;
+            if let Err(e) = runtime.raft.trigger().elect().await {
+                tracing::debug!(group, error = %e, "campaign not started");
+            }
+        });
+        Forwarded::Done(())
+    }
+
+    /// On the meta group's leader: moves one group leadership from the gateway leading the most
+    /// groups to a voter leading at least two fewer ([`balance::next_move`]), never to a retiring
+    /// or gone gateway. Returns the move made, if any.
+    pub async fn balance_leaders(&self) -> Option<balance::Move> {
+        if !self.is_leader() {
+            return None;
+        }
+        let mut excluded = self.retiring_here();
+        excluded.extend(
+            self.peer_views
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|p| !p.reachable || p.gone)
+                .map(|p| p.id),
+        );
+        let m = balance::next_move(&self.group_statuses(), &excluded)?;
+        let body = HandOver { to: m.to };
+        let moved = if m.from == self.id {
+            self.hand_over(m.group, m.to).await.unwrap_or(false)
+        } else {
+            matches!(
+                self.forward::<_, bool>(m.group, m.from, "hand-over", &body)
+                    .await,
+                Forwarded::Done(true)
+            )
+        };
+        tracing::info!(
+            group = m.group,
+            from = m.from,
+            to = m.to,
+            moved,
+            "balancing index group leaderships"
+        );
+        Some(m)
+    }
+}
+
+/// Body of `POST /internal/v1/index/{group}/hand-over`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct HandOver {
+    /// The voter to lead the group.
+    pub to: u64,
 }
 
 /// Whether `id` leads the group of `raft`.

@@ -35,6 +35,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/{group}/propose", post(propose))
         .route("/internal/v1/index/{group}/read-index", post(read_index))
         .route("/internal/v1/index/{group}/progress", get(progress))
+        .route("/internal/v1/index/campaign", post(campaign_meta))
+        .route("/internal/v1/index/{group}/campaign", post(campaign))
+        .route("/internal/v1/index/hand-over", post(hand_over_meta))
+        .route("/internal/v1/index/{group}/hand-over", post(hand_over))
         .route("/internal/v1/index/read-load", post(read_load))
         .route("/internal/v1/index/hello", get(hello))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -133,6 +137,43 @@ async fn progress(
         .await
         .map(Json)
         .ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Stand for election in a group once its leader's lease has run out (its leader is handing
+/// the leadership to this gateway).
+async fn campaign(
+    State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
+    Json(()): Json<()>,
+) -> Json<Forwarded<()>> {
+    Json(c.campaign_here(group).await)
+}
+
+async fn campaign_meta(State(c): State<Arc<Consensus>>, Json(()): Json<()>) -> Json<Forwarded<()>> {
+    Json(c.campaign_here(INDEX_GROUP).await)
+}
+
+/// Hand this gateway's leadership of a group to another voter (the meta leader balances
+/// leaderships); whether the voter leads now.
+async fn hand_over(
+    State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<super::HandOver>,
+) -> Json<Forwarded<bool>> {
+    Json(match c.hand_over(group, body.to).await {
+        Ok(moved) => Forwarded::Done(moved),
+        Err(e) => Forwarded::Failed(e.to_string()),
+    })
+}
+
+async fn hand_over_meta(
+    State(c): State<Arc<Consensus>>,
+    Json(body): Json<super::HandOver>,
+) -> Json<Forwarded<bool>> {
+    Json(match c.hand_over(INDEX_GROUP, body.to).await {
+        Ok(moved) => Forwarded::Done(moved),
+        Err(e) => Forwarded::Failed(e.to_string()),
+    })
 }
 
 /// The leader's liveness and zone probe.
