@@ -31,11 +31,12 @@ async fn three_gateways_one_index_survive_leader_loss_and_full_restart() {
         zones: 3,
         nodes_per_zone: 2,
         base_port: base_port(),
-        // Snapshots every 50 entries: the killed leader, down while 300 PUTs commit, must catch
-        // up from a snapshot, the log behind it being purged. Partitions split past 10 writes/s,
+        // Snapshots every 20 entries of a group: the killed leader, down while 300 PUTs commit
+        // (spread over the groups the stream splits off), must catch up from a snapshot, the log
+        // behind it being purged. Partitions split past 10 writes/s,
         // so the stream of sequential keys below splits the index while the leader changes.
         gateway_args: [
-            "--raft-snapshot-every=50",
+            "--raft-snapshot-every=20",
             "--split-write-threshold=10",
             "--split-cooldown=2s",
             "--partition-load-half-life=2s",

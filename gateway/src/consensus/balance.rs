@@ -23,8 +23,9 @@ pub struct Move {
 /// The next leadership to move among `groups`, if one is worth it: from the gateway leading the
 /// most groups (ties: smallest id) to the voter of one of its groups leading the fewest (at least
 /// two fewer, so a move never just swaps the imbalance; ties: smallest id). Gateways in `excluded`
-/// (retiring, or gone) are never given a leadership.
-pub fn next_move(groups: &[GroupStatus], excluded: &BTreeSet<u64>) -> Option<Move> {
+/// (retiring, or gone) are never given a leadership; the `fixed` group's leadership counts but
+/// never moves (the meta group: its leader runs the rebalancer and keeps the load figures).
+pub fn next_move(groups: &[GroupStatus], excluded: &BTreeSet<u64>, fixed: GroupId) -> Option<Move> {
     let mut led: BTreeMap<u64, usize> = BTreeMap::new();
     for g in groups {
         for v in &g.voters {
@@ -39,7 +40,7 @@ pub fn next_move(groups: &[GroupStatus], excluded: &BTreeSet<u64>) -> Option<Mov
         .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))?;
     groups
         .iter()
-        .filter(|g| g.leader == Some(from))
+        .filter(|g| g.leader == Some(from) && g.group != fixed)
         .filter_map(|g| {
             let (to, fewest) = g
                 .voters
@@ -82,7 +83,7 @@ mod tests {
             .collect();
         let none = BTreeSet::new();
         let mut moves = 0;
-        while let Some(m) = next_move(&groups, &none) {
+        while let Some(m) = next_move(&groups, &none, 0) {
             assert_ne!(m.from, m.to);
             let g = groups.iter_mut().find(|g| g.group == m.group).unwrap();
             assert_eq!(g.leader, Some(m.from));
@@ -106,7 +107,7 @@ mod tests {
             group(2, 1, &[1, 2]),
             group(3, 2, &[1, 2]),
         ];
-        assert_eq!(next_move(&groups, &BTreeSet::new()), None);
+        assert_eq!(next_move(&groups, &BTreeSet::new(), 0), None);
         // 2 against 1 against 0: one moves to the idle gateway.
         let groups = [
             group(1, 1, &[1, 2, 3]),
@@ -114,7 +115,7 @@ mod tests {
             group(3, 2, &[1, 2, 3]),
         ];
         assert_eq!(
-            next_move(&groups, &BTreeSet::new()),
+            next_move(&groups, &BTreeSet::new(), 0),
             Some(Move {
                 group: 1,
                 from: 1,
@@ -128,7 +129,7 @@ mod tests {
             group(3, 1, &[1, 2, 3]),
         ];
         assert_eq!(
-            next_move(&groups, &BTreeSet::new()),
+            next_move(&groups, &BTreeSet::new(), 0),
             Some(Move {
                 group: 1,
                 from: 1,
@@ -136,24 +137,35 @@ mod tests {
             })
         );
         assert_eq!(
-            next_move(&groups, &BTreeSet::from([2])),
+            next_move(&groups, &BTreeSet::from([2]), 0),
             Some(Move {
                 group: 1,
                 from: 1,
                 to: 3
             })
         );
-        assert_eq!(next_move(&groups, &BTreeSet::from([2, 3])), None);
+        assert_eq!(next_move(&groups, &BTreeSet::from([2, 3]), 0), None);
         // A gateway that votes in none of the leader's groups cannot take one.
         let groups = [
             group(1, 1, &[1, 2]),
             group(2, 1, &[1, 2]),
             group(3, 2, &[2, 4]),
         ];
-        assert_eq!(next_move(&groups, &BTreeSet::new()), None);
+        assert_eq!(next_move(&groups, &BTreeSet::new(), 0), None);
+        // The fixed group counts, but another group moves instead.
+        let groups = [group(1, 1, &[1, 2, 3]), group(2, 1, &[1, 2, 3])];
+        assert_eq!(
+            next_move(&groups, &BTreeSet::new(), 1),
+            Some(Move {
+                group: 2,
+                from: 1,
+                to: 2
+            })
+        );
+        assert_eq!(next_move(&groups[..1], &BTreeSet::new(), 1), None);
         // Groups without a leader count for nobody.
         let mut leaderless = group(4, 1, &[1, 2, 3]);
         leaderless.leader = None;
-        assert_eq!(next_move(&[leaderless], &BTreeSet::new()), None);
+        assert_eq!(next_move(&[leaderless], &BTreeSet::new(), 0), None);
     }
 }

@@ -1004,13 +1004,17 @@ impl Consensus {
     }
 
     /// On the meta group's leader: moves one group leadership from the gateway leading the most
-    /// groups to a voter leading at least two fewer ([`balance::next_move`]), never to a retiring
-    /// or gone gateway. Returns the move made, if any.
+    /// groups to a voter leading at least two fewer ([`balance::next_move`]), never to a gone
+    /// gateway, and not while gateways are being drained. Returns the move made, if any.
     pub async fn balance_leaders(&self) -> Option<balance::Move> {
         if !self.is_leader() {
             return None;
         }
+        // A drain moves votes and leaderships itself: leaderships are not shuffled meanwhile.
         let mut excluded = self.retiring_here();
+        if !excluded.is_empty() {
+            return None;
+        }
         excluded.extend(
             self.peer_views
                 .lock()
@@ -1019,7 +1023,7 @@ impl Consensus {
                 .filter(|p| !p.reachable || p.gone)
                 .map(|p| p.id),
         );
-        let m = balance::next_move(&self.group_statuses(), &excluded)?;
+        let m = balance::next_move(&self.group_statuses(), &excluded, INDEX_GROUP)?;
         let body = HandOver { to: m.to };
         let moved = if m.from == self.id {
             self.hand_over(m.group, m.to).await.unwrap_or(false)
