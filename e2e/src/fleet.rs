@@ -161,6 +161,68 @@ fn wait_for_port(addr: &str, what: &str) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// Starts storage node `id` of `zone` listening on 127.0.0.1:`port`, its data and log in `dir`.
+fn start_node(
+    node_bin: &Path,
+    dir: &Path,
+    id: &str,
+    zone: &str,
+    port: u16,
+) -> Result<NodeEntry, FleetError> {
+    let data_dir = dir.join("nodes").join(id);
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "--node-id",
+        id,
+        "--zone",
+        zone,
+        "--listen",
+        &addr,
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data_dir.display().to_string()])
+    .collect();
+    let log = dir.join("logs").join(format!("{id}.log"));
+    let pid = spawn(node_bin, &args, &[], &log)?;
+    Ok(NodeEntry {
+        id: id.to_string(),
+        zone: zone.to_string(),
+        endpoint: format!("http://{addr}"),
+        pid,
+        data_dir,
+    })
+}
+
+fn write_fleet_file(dir: &Path, fleet: &FleetFile) -> Result<(), FleetError> {
+    let path = dir.join("fleet.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(fleet).expect("serialises")).map_err(io(&path))
+}
+
+/// Starts one more storage node (`id`, in `zone`, on 127.0.0.1:`port`) for the fleet in `dir`,
+/// waits until it listens and records it in `fleet.json` (so `down` stops it). The gateways do
+/// not know it until it is registered (`PUT /admin/v1/nodes/{id}` on any gateway).
+pub fn add_node(
+    dir: &Path,
+    fleet: &mut FleetFile,
+    id: &str,
+    zone: &str,
+    port: u16,
+) -> Result<NodeEntry, FleetError> {
+    let node = start_node(
+        &default_bin_dir().join("cairn-storage-node"),
+        dir,
+        id,
+        zone,
+        port,
+    )?;
+    fleet.nodes.push(node.clone());
+    write_fleet_file(dir, fleet)?;
+    wait_for_port(node.endpoint.trim_start_matches("http://"), id)?;
+    Ok(node)
+}
+
 /// Starts the fleet and writes `DIR/fleet.json`.
 pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     if spec.gateways == 0 {
@@ -181,30 +243,8 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
         let zone = ((b'a' + z as u8) as char).to_string();
         for i in 0..spec.nodes_per_zone {
             let id = format!("node-{zone}{}", i + 1);
-            let data_dir = spec.dir.join("nodes").join(&id);
-            let addr = format!("127.0.0.1:{port}");
+            nodes.push(start_node(&node_bin, &spec.dir, &id, &zone, port)?);
             port += 1;
-            let args: Vec<String> = [
-                "--node-id",
-                &id,
-                "--zone",
-                &zone,
-                "--listen",
-                &addr,
-                "--data-dir",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([data_dir.display().to_string()])
-            .collect();
-            let pid = spawn(&node_bin, &args, &[], &logs.join(format!("{id}.log")))?;
-            nodes.push(NodeEntry {
-                id,
-                zone: zone.clone(),
-                endpoint: format!("http://{addr}"),
-                pid,
-                data_dir,
-            });
         }
     }
     for n in &nodes {
@@ -270,12 +310,7 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
         secret_key,
         admin_token,
     };
-    let path = spec.dir.join("fleet.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&fleet).expect("serialises"),
-    )
-    .map_err(io(&path))?;
+    write_fleet_file(&spec.dir, &fleet)?;
     Ok(fleet)
 }
 
@@ -293,12 +328,7 @@ pub fn restart_gateway(dir: &Path, fleet: &mut FleetFile, g: usize) -> Result<u3
     let pid = spawn(&gw_bin, &entry.args, &envs, &log)?;
     wait_for_port(entry.s3.trim_start_matches("http://"), "gateway")?;
     fleet.gateways[g].pid = pid;
-    let path = dir.join("fleet.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&*fleet).expect("serialises"),
-    )
-    .map_err(io(&path))?;
+    write_fleet_file(dir, fleet)?;
     Ok(pid)
 }
 

@@ -850,3 +850,122 @@ async fn a_paused_leader_serves_no_stale_reads_when_it_wakes() {
     check_everything(&f, &all, &acked, &attempted).await;
     dir.down();
 }
+
+/// Gateway `g`'s storage nodes (`GET /admin/v1/nodes`): id → (endpoint, state).
+async fn nodes_of(f: &FleetFile, g: usize) -> Option<BTreeMap<String, (String, String)>> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/admin/v1/nodes", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let body: Vec<serde_json::Value> = resp.json().await.ok()?;
+    Some(
+        body.iter()
+            .map(|n| {
+                let s = |k: &str| n[k].as_str().unwrap().to_string();
+                (s("id"), (s("endpoint"), s("state")))
+            })
+            .collect(),
+    )
+}
+
+/// Waits until gateway `g` knows `want` storage nodes, all up, `id` among them.
+async fn wait_for_node(f: &FleetFile, g: usize, id: &str, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = nodes_of(f, g).await.unwrap_or_default();
+        if nodes.len() == want && nodes.get(id).is_some_and(|(_, state)| state == "up") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway {g} never learnt of {id}: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
+    let Some(bin_dir) = fleet_binaries("storage-node registry") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    // Below every other test's range (and above the privileged ports).
+    let base = 1_100 + (std::process::id() % 140) as u16 * 20;
+    let mut f = fleet_of(&dir, bin_dir, 3, base, Vec::new());
+    let all = [0, 1, 2];
+    leader(&f, &all).await;
+    // The fleet's six nodes, three gateways' ports, then the new node's.
+    let node = fleet::add_node(dir.path(), &mut f, "node-a9", "a", base + 12).unwrap();
+    let register = |g: usize, id: &str, body: serde_json::Value| {
+        let url = format!("{}/admin/v1/nodes/{id}", f.gateways[g].admin);
+        let token = f.admin_token.clone();
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let body = serde_json::json!({"zone": "a", "endpoint": node.endpoint});
+    assert_eq!(register(0, &node.id, body.clone()).await, 201);
+    assert_eq!(register(0, &node.id, body.clone()).await, 200);
+    let bad = serde_json::json!({"zone": "a", "endpoint": "ftp://x"});
+    assert_eq!(register(0, "node-a8", bad).await, 400);
+    let nameless = serde_json::json!({"zone": "", "endpoint": node.endpoint});
+    assert_eq!(register(0, "node-a8", nameless).await, 400);
+    // The others take it from the index's registry.
+    for g in all {
+        wait_for_node(&f, g, &node.id, 7).await;
+    }
+
+    // Gateway 2 restarted without any --node flag learns all seven from the index.
+    let mut args = f.gateways[2].args.clone();
+    while let Some(at) = args.iter().position(|a| a == "--node") {
+        args.drain(at..at + 2);
+    }
+    roll(dir.path(), &mut f, 2, args).await;
+    wait_for_node(&f, 2, &node.id, 7).await;
+
+    // Writes through it place shards on the new node, and read back through the others.
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[2].create_bucket().bucket(BUCKET).send().await.unwrap();
+    let keys: Vec<String> = (0..24).map(|i| format!("spread/{i:02}0")).collect();
+    for key in &keys {
+        s3[2]
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(body_of(key)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shards = status["shards"].as_u64().unwrap();
+    assert!(shards > 0, "no shard reached the registered node: {status}");
+    for g in [0, 1] {
+        for key in &keys {
+            assert_eq!(
+                get_body(&s3[g], key).await.as_deref(),
+                Some(body_of(key).as_slice()),
+                "{key} through gateway {g}"
+            );
+        }
+    }
+    eprintln!("the registered node holds {shards} shards after 24 PUTs through gateway 2");
+    dir.down();
+}

@@ -155,6 +155,7 @@ pub fn router(
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
         .route("/admin/v1/nodes", get(list_nodes))
+        .route("/admin/v1/nodes/{id}", axum::routing::put(register_node))
         .route("/admin/v1/partitions", get(partitions))
         .route("/admin/v1/partitions/{id}/split", post(split_partition))
         .route("/admin/v1/partitions/{id}/merge", post(merge_partition))
@@ -809,6 +810,48 @@ async fn list_nodes(
     Ok(axum::Json(state.nodes.report()))
 }
 
+/// Body of `PUT /admin/v1/nodes/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct RegisterNode {
+    /// The node's zone.
+    pub zone: String,
+    /// Base URL of its API (`http://host:port`).
+    pub endpoint: String,
+}
+
+/// Registers a storage node (or changes its zone or endpoint) in the index's registry: this
+/// gateway writes to it at once, every other within a few seconds. 201 for a new node, 200
+/// otherwise.
+async fn register_node(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    axum::Json(req): axum::Json<RegisterNode>,
+) -> Result<(StatusCode, axum::Json<crate::data::nodes::NodeReport>), AdminError> {
+    let bad = |m: String| AdminError(StatusCode::BAD_REQUEST, "InvalidArgument", m);
+    if req.zone.is_empty() {
+        return Err(bad("a storage node needs a zone".into()));
+    }
+    let config = crate::data::nodes::parse_node(&format!("{id}@{}={}", req.zone, req.endpoint))
+        .map_err(bad)?;
+    state
+        .index
+        .put_storage_node(crate::data::registration::record_of(&config))
+        .await?;
+    let done = state.nodes.register(config.clone());
+    let status = if done == crate::data::nodes::Registered::Added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let report = state
+        .nodes
+        .report()
+        .into_iter()
+        .find(|r| r.id == config.id.as_str())
+        .expect("just registered");
+    Ok((status, axum::Json(report)))
+}
+
 /// Reply of `GET /admin/v1/partitions`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Partitions {
@@ -1027,18 +1070,19 @@ pub fn repair_backlog(reports: &[cairn_storage_node::scrubber::ScrubStatus]) -> 
 }
 
 async fn health(State(state): State<Arc<AdminState>>) -> AdminResult<Health> {
-    let total = state.nodes.configs().len();
+    let total = state.nodes.len();
     let up = state.nodes.up_count();
     let writable = up >= state.write_quorum.min(total);
-    let asks = (0..total).filter(|&i| state.nodes.is_up(i)).map(|i| {
-        let client = state.nodes.client_at(i).clone();
-        async move {
+    let asks = state
+        .nodes
+        .up_clients()
+        .into_iter()
+        .map(|client| async move {
             tokio::time::timeout(std::time::Duration::from_secs(2), client.scrub_status())
                 .await
                 .ok()
                 .and_then(Result::ok)
-        }
-    });
+        });
     let reports: Vec<_> = futures_util::future::join_all(asks)
         .await
         .into_iter()

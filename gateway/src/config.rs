@@ -164,8 +164,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-gateway-data")]
     pub data: PathBuf,
     /// A storage node as `id@zone=http://host:port`; repeat for each node (or comma-separate in
-    /// `CAIRN_NODES`).
-    #[arg(long = "node", env = "CAIRN_NODES", value_delimiter = ',', value_parser = parse_node, required = true)]
+    /// `CAIRN_NODES`). The gateway registers them in the index, and writes to every node
+    /// registered there too, so a gateway with `--peer` may start without any.
+    #[arg(long = "node", env = "CAIRN_NODES", value_delimiter = ',', value_parser = parse_node, required_unless_present = "peers")]
     pub nodes: Vec<NodeConfig>,
     /// This gateway's id in the replicated index (with `--peer`; unique, stable across restarts;
     /// on Kubernetes the StatefulSet pod's ordinal).
@@ -257,6 +258,12 @@ mod tests {
             _ => panic!("serve expected"),
         }
         assert!(Cli::try_parse_from(["g", "serve"]).is_err());
+        // A replicated gateway may learn its storage nodes from the index.
+        let c = Cli::try_parse_from(["g", "serve", "--gateway-id", "1", "--peer", "1=http://h1"]);
+        match c.unwrap().command {
+            Command::Serve(s) => assert!(s.nodes.is_empty()),
+            _ => panic!("serve expected"),
+        }
         let node = ["--node", "n1@a=http://127.0.0.1:1"];
         let c = Cli::try_parse_from(
             [

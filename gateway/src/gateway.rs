@@ -28,6 +28,10 @@ use crate::s3::auth::{CairnAccess, CairnAuth, RootCredentials};
 use crate::s3::{CairnS3, ClassWriters, S3Options};
 use crate::storage_class::StorageClasses;
 
+/// How often a gateway reads the storage-node registry of the index (a node registered through
+/// another gateway is written to from here at most this long after).
+const NODE_SYNC_INTERVAL: Duration = Duration::from_secs(3);
+
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -115,10 +119,13 @@ pub async fn start(
         .ok()
         .filter(|s| (4096..=64 << 20).contains(s))
         .ok_or_else(|| GatewayError::Config("--stripe-size must be 4K..=64M".into()))?;
-    if nodes.is_empty() {
+    // A replicated gateway may learn its nodes from the index (`data/registration.rs`); the
+    // checks below need configured nodes.
+    let learns_nodes = nodes.is_empty() && replication.is_some();
+    if nodes.is_empty() && !learns_nodes {
         return Err(GatewayError::Config("no storage nodes configured".into()));
     }
-    if nodes.len() < profile.data_shards() {
+    if !learns_nodes && nodes.len() < profile.data_shards() {
         // Every blob is spread over at least k nodes (see `BlobWriter::plan`).
         return Err(GatewayError::Config(format!(
             "{profile} needs at least {} storage nodes, {} configured",
@@ -128,7 +135,7 @@ pub async fn start(
     }
     let classes =
         StorageClasses::new(profile, args.storage_classes.clone()).map_err(GatewayError::Config)?;
-    for c in classes.iter() {
+    for c in classes.iter().filter(|_| !learns_nodes) {
         let usable = nodes
             .iter()
             .filter(|n| c.zone.as_ref().is_none_or(|z| &n.zone == z))
@@ -155,6 +162,18 @@ pub async fn start(
         source,
     })?;
     check_index_mode(&engine, &index_path, replication.is_some())?;
+    let registered = crate::data::registration::registered_locally(&engine).map_err(|source| {
+        GatewayError::Index {
+            path: index_path.clone(),
+            source,
+        }
+    })?;
+    if learns_nodes {
+        tracing::info!(
+            registered = registered.len(),
+            "no --node given: writing to the storage nodes registered in the index"
+        );
+    }
     let engine = Arc::new(engine);
     let index_options = IndexOptions {
         gc_delay_ms: args.gc_delay.as_millis() as u64,
@@ -179,7 +198,9 @@ pub async fn start(
         Some(c) => Index::replicated(engine, c.clone(), index_options),
         None => Index::new(engine, index_options),
     };
-    let registry = NodeRegistry::new(nodes, http);
+    let known = crate::data::registration::known_nodes(&nodes, registered);
+    let configured_nodes = nodes;
+    let registry = NodeRegistry::new(known, http);
     registry.probe_all().await;
     let data = DataOptions::new(profile, stripe_size);
     let writers: ClassWriters = classes
@@ -232,6 +253,7 @@ pub async fn start(
                 .partitions
                 .set(index.partition_map().partitions.len() as i64);
             metrics.nodes_up.set(registry.up_count() as i64);
+            metrics.nodes_known.set(registry.len() as i64);
         })
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -266,6 +288,14 @@ pub async fn start(
         registry
             .clone()
             .probe_loop(Duration::from_secs(2), stop_rx.clone()),
+    ));
+    let registration = crate::data::registration::NodeRegistration::new(
+        index.clone(),
+        registry.clone(),
+        configured_nodes,
+    );
+    tasks.push(tokio::spawn(
+        registration.run(NODE_SYNC_INTERVAL, stop_rx.clone()),
     ));
     let gc = GarbageCollector::new(
         index.clone(),

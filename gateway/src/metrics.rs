@@ -283,6 +283,8 @@ pub struct GatewayMetrics {
     pub partitions: Gauge,
     /// Storage nodes up (at scrape).
     pub nodes_up: Gauge,
+    /// Storage nodes in this gateway's registry (at scrape).
+    pub nodes_known: Gauge,
     /// Raw bytes stored per object byte of each storage class ((k+m)/k), in thousandths.
     pub class_overhead: Family<ClassLabels, Gauge>,
     /// Lifecycle runs.
@@ -328,6 +330,7 @@ impl GatewayMetrics {
             index_bytes: Gauge::default(),
             partitions: Gauge::default(),
             nodes_up: Gauge::default(),
+            nodes_known: Gauge::default(),
             class_overhead: Family::default(),
             lifecycle: LifecycleMetrics::default(),
             raft: RaftMetrics::default(),
@@ -375,7 +378,7 @@ impl GatewayMetrics {
         for (name, help, c) in counters {
             registry.register(name, help, c.clone());
         }
-        let gauges: [(&str, &str, &Gauge); 4] = [
+        let gauges: [(&str, &str, &Gauge); 5] = [
             (
                 "gc_queue",
                 "Blobs waiting in the garbage queue",
@@ -391,6 +394,11 @@ impl GatewayMetrics {
                 "storage_nodes_up",
                 "Storage nodes answering probes",
                 &m.nodes_up,
+            ),
+            (
+                "storage_nodes_known",
+                "Storage nodes in the gateway's registry (configured or registered in the index)",
+                &m.nodes_known,
             ),
         ];
         for (name, help, g) in gauges {

@@ -1,10 +1,12 @@
-//! The data path: placement of shards, the storage-node registry, streaming erasure-coded writes and
+//! The data path: placement of shards, the storage-node registry (and its registration in the
+//! index), streaming erasure-coded writes and
 //! reads, and the garbage collector that frees unreferenced shards.
 
 pub mod gc;
 pub mod nodes;
 pub mod placement;
 pub mod reader;
+pub mod registration;
 pub mod writer;
 
 use cairn_storage_node::codec::{CodecError, ErasureProfile};

@@ -1,8 +1,8 @@
 //! The storage nodes the gateway writes to, and whether each is up: probed in the background and
 //! marked down at once when a request to it fails to connect.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_storage_node::client::{ClientError, NodeClient};
@@ -75,83 +75,143 @@ pub struct NodeReport {
     pub used_bytes: u64,
 }
 
-/// The registry. Cheap to clone.
+/// What [`NodeRegistry::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The node was known exactly so.
+    Unchanged,
+    /// A new node, now a placement candidate.
+    Added,
+    /// A known node with a new zone or endpoint.
+    Updated,
+}
+
+/// The registry: a copy-on-write list, so a request works on one consistent view while nodes are
+/// registered. Nodes are only ever added or updated in place, never removed (blobs name them).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct NodeRegistry {
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<RwLock<Arc<Vec<Arc<Entry>>>>>,
+    http: reqwest::Client,
 }
 
 /// Writes are not placed on a node with less than this free.
 const FULL_BELOW_BYTES: u64 = 64 << 20;
 
+impl Entry {
+    fn new(config: NodeConfig, http: &reqwest::Client) -> Self {
+        Self {
+            client: NodeClient::new(http.clone(), config.endpoint.clone()),
+            config,
+            up: AtomicBool::new(true),
+            available_bytes: AtomicU64::new(u64::MAX),
+            total_bytes: AtomicU64::new(0),
+            shard_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
 impl NodeRegistry {
     /// A registry of `nodes`, all assumed up until a probe says otherwise.
     pub fn new(nodes: Vec<NodeConfig>, http: reqwest::Client) -> Self {
-        let entries = nodes
-            .into_iter()
-            .map(|config| Entry {
-                client: NodeClient::new(http.clone(), config.endpoint.clone()),
-                config,
-                up: AtomicBool::new(true),
-                available_bytes: AtomicU64::new(u64::MAX),
-                total_bytes: AtomicU64::new(0),
-                shard_bytes: AtomicU64::new(0),
-            })
-            .collect();
-        Self {
-            entries: Arc::new(entries),
+        let registry = Self {
+            entries: Arc::default(),
+            http,
+        };
+        for n in nodes {
+            registry.register(n);
         }
+        registry
     }
 
-    /// The configured nodes.
+    fn list(&self) -> Arc<Vec<Arc<Entry>>> {
+        self.entries.read().expect("node registry lock").clone()
+    }
+
+    /// Adds node `config`, or updates the zone and endpoint of the node with its id (a new
+    /// endpoint gets a new client; the node is assumed up until the next probe).
+    pub fn register(&self, config: NodeConfig) -> Registered {
+        let mut entries = self.entries.write().expect("node registry lock");
+        let at = entries.iter().position(|e| e.config.id == config.id);
+        if at.is_some_and(|i| entries[i].config == config) {
+            return Registered::Unchanged;
+        }
+        let mut list = entries.as_ref().clone();
+        let entry = Arc::new(Entry::new(config.clone(), &self.http));
+        let done = match at {
+            Some(i) => {
+                list[i] = entry;
+                Registered::Updated
+            }
+            None => {
+                list.push(entry);
+                Registered::Added
+            }
+        };
+        *entries = Arc::new(list);
+        tracing::info!(node = %config.id, zone = %config.zone, endpoint = %config.endpoint, ?done, "storage node registered");
+        done
+    }
+
+    /// The known nodes.
     pub fn configs(&self) -> Vec<NodeConfig> {
-        self.entries.iter().map(|e| e.config.clone()).collect()
+        self.list().iter().map(|e| e.config.clone()).collect()
     }
 
-    /// Every node as placement sees it, in configuration order.
-    pub fn candidates(&self) -> Vec<Candidate> {
-        self.entries
+    /// Every node as placement sees it, with its configuration, from one view of the registry.
+    pub fn placement_view(&self) -> Vec<(Candidate, NodeConfig)> {
+        self.list()
             .iter()
-            .map(|e| Candidate {
-                id: e.config.id.clone(),
-                zone: e.config.zone.clone(),
-                usable: e.up.load(Ordering::Relaxed)
-                    && e.available_bytes.load(Ordering::Relaxed) >= FULL_BELOW_BYTES,
+            .map(|e| {
+                let candidate = Candidate {
+                    id: e.config.id.clone(),
+                    zone: e.config.zone.clone(),
+                    usable: e.up.load(Ordering::Relaxed)
+                        && e.available_bytes.load(Ordering::Relaxed) >= FULL_BELOW_BYTES,
+                };
+                (candidate, e.config.clone())
             })
             .collect()
     }
 
-    /// The client of the `i`-th node.
-    pub fn client_at(&self, i: usize) -> &NodeClient {
-        &self.entries[i].client
+    /// Number of known nodes.
+    pub fn len(&self) -> usize {
+        self.list().len()
     }
 
-    /// The client of node `id`, if configured; else one for `fallback_endpoint`.
+    /// Whether no node is known.
+    pub fn is_empty(&self) -> bool {
+        self.list().is_empty()
+    }
+
+    /// The clients of the nodes believed up.
+    pub fn up_clients(&self) -> Vec<NodeClient> {
+        self.list()
+            .iter()
+            .filter(|e| e.up.load(Ordering::Relaxed))
+            .map(|e| e.client.clone())
+            .collect()
+    }
+
+    /// The client of node `id`, if known; else one for `fallback_endpoint`.
     pub fn client_for(&self, id: &NodeId, fallback_endpoint: &str) -> NodeClient {
-        match self.entries.iter().find(|e| &e.config.id == id) {
+        match self.list().iter().find(|e| &e.config.id == id) {
             Some(e) => e.client.clone(),
-            None => NodeClient::new(reqwest::Client::new(), fallback_endpoint),
+            None => NodeClient::new(self.http.clone(), fallback_endpoint),
         }
-    }
-
-    /// Position of node `id` in the registry.
-    pub fn position(&self, id: &NodeId) -> Option<usize> {
-        self.entries.iter().position(|e| &e.config.id == id)
-    }
-
-    /// Whether node `i` is believed up.
-    pub fn is_up(&self, i: usize) -> bool {
-        self.entries[i].up.load(Ordering::Relaxed)
     }
 
     /// Whether node `id` is believed up (a node not in the registry is assumed up).
     pub fn is_node_up(&self, id: &NodeId) -> bool {
-        self.position(id).is_none_or(|i| self.is_up(i))
+        self.list()
+            .iter()
+            .find(|e| &e.config.id == id)
+            .is_none_or(|e| e.up.load(Ordering::Relaxed))
     }
 
     /// Marks a node down after a failed connection; the next successful probe brings it back.
     pub fn mark_down(&self, id: &NodeId) {
-        if let Some(e) = self.entries.iter().find(|e| &e.config.id == id)
+        if let Some(e) = self.list().iter().find(|e| &e.config.id == id)
             && e.up.swap(false, Ordering::Relaxed)
         {
             tracing::warn!(node = %id, "storage node marked down");
@@ -160,7 +220,7 @@ impl NodeRegistry {
 
     /// Number of nodes up.
     pub fn up_count(&self) -> usize {
-        self.entries
+        self.list()
             .iter()
             .filter(|e| e.up.load(Ordering::Relaxed))
             .count()
@@ -168,7 +228,7 @@ impl NodeRegistry {
 
     /// Node states for the admin API.
     pub fn report(&self) -> Vec<NodeReport> {
-        self.entries
+        self.list()
             .iter()
             .map(|e| NodeReport {
                 id: e.config.id.to_string(),
@@ -188,7 +248,8 @@ impl NodeRegistry {
 
     /// Probes every node once: its status endpoint decides up/down and free space.
     pub async fn probe_all(&self) {
-        let probes = self.entries.iter().map(|e| async move {
+        let list = self.list();
+        let probes = list.iter().map(|e| async move {
             let status = tokio::time::timeout(Duration::from_secs(2), e.client.status()).await;
             match status {
                 Ok(Ok(s)) => {
@@ -238,5 +299,35 @@ mod tests {
         assert!(parse_node("node-a1=http://x").is_err());
         assert!(parse_node("node-a1@a=ftp://x").is_err());
         assert!(parse_node("Bad@a=http://x").is_err());
+    }
+
+    #[test]
+    fn registering_adds_at_the_end_and_updates_in_place() {
+        let n = |s: &str| parse_node(s).unwrap();
+        let r = NodeRegistry::new(
+            vec![n("n1@a=http://127.0.0.1:1"), n("n2@b=http://127.0.0.1:2")],
+            reqwest::Client::new(),
+        );
+        let view = r.placement_view();
+        assert_eq!(
+            r.register(n("n1@a=http://127.0.0.1:1")),
+            Registered::Unchanged
+        );
+        assert_eq!(r.register(n("n3@c=http://127.0.0.1:3")), Registered::Added);
+        assert_eq!(
+            r.register(n("n1@a=http://127.0.0.1:9")),
+            Registered::Updated
+        );
+        let ids: Vec<_> = r.configs().iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["n1", "n2", "n3"]);
+        assert_eq!(r.configs()[0].endpoint, "http://127.0.0.1:9");
+        // A view taken before stays as it was.
+        assert_eq!(view.len(), 2);
+        assert_eq!(view[0].1.endpoint, "http://127.0.0.1:1");
+        // An updated node is up again until a probe says otherwise, a down one stays down.
+        r.mark_down(&n("n2@b=http://x").id);
+        assert!(!r.is_node_up(&n("n2@b=http://x").id));
+        assert_eq!(r.up_count(), 2);
+        assert_eq!(r.len(), 3);
     }
 }

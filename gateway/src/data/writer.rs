@@ -89,12 +89,12 @@ impl BlobWriter {
     /// the profile tolerates. The client gets a 503 instead.
     pub fn plan(&self, length: u64) -> Result<StoredBlob, DataError> {
         let object_id = new_object_id();
-        // Positions (in the registry) of the nodes this writer may use.
-        let all = self.nodes.candidates();
+        // Positions (in one view of the registry) of the nodes this writer may use.
+        let all = self.nodes.placement_view();
         let allowed: Vec<usize> = (0..all.len())
-            .filter(|&i| self.zone.as_ref().is_none_or(|z| &all[i].zone == z))
+            .filter(|&i| self.zone.as_ref().is_none_or(|z| &all[i].0.zone == z))
             .collect();
-        let candidates: Vec<_> = allowed.iter().map(|&i| all[i].clone()).collect();
+        let candidates: Vec<_> = allowed.iter().map(|&i| all[i].0.clone()).collect();
         let total = self.options.profile.total_shards();
         let needed = min_nodes(&self.options);
         let usable = candidates.iter().filter(|c| c.usable).count();
@@ -105,7 +105,6 @@ impl BlobWriter {
         if p.zone_degraded {
             tracing::warn!(%object_id, "a zone has no usable node: shards placed in the remaining zones");
         }
-        let configs = self.nodes.configs();
         Ok(StoredBlob {
             object_id,
             profile: self.options.profile,
@@ -115,8 +114,8 @@ impl BlobWriter {
                 .nodes
                 .iter()
                 .map(|&i| PlacementEntry {
-                    node: configs[allowed[i]].id.clone(),
-                    endpoint: configs[allowed[i]].endpoint.clone(),
+                    node: all[allowed[i]].1.id.clone(),
+                    endpoint: all[allowed[i]].1.endpoint.clone(),
                 })
                 .collect(),
         })

@@ -14,7 +14,7 @@
 //! one contiguous key range in each of those tables ([`table_ranges`]). So every batch an object
 //! operation writes falls in one partition, whichever table it touches, and a partition's data
 //! can be scanned, snapshotted and measured table by table. Everything else (buckets,
-//! configuration, access keys, index metadata) routes to itself and lives in the meta partition.
+//! configuration, access keys, storage nodes, index metadata) routes to itself and lives in the meta partition.
 
 /// Table tags (first key byte).
 pub mod tag {
@@ -33,6 +33,8 @@ pub mod tag {
     pub const ACCESS_KEY: u8 = b'K';
     /// Index metadata (partition map, format version): `M` name.
     pub const META: u8 = b'M';
+    /// The storage-node registry: `N` node-id.
+    pub const STORAGE_NODE: u8 = b'N';
     /// Current object entries: `O` bucket 0 key.
     pub const OBJECT: u8 = b'O';
     /// Uploaded parts: `P` bucket 0 escaped-key 0 0 upload-id 0 part-number (u32 BE).
@@ -255,6 +257,11 @@ pub fn table_range(t: u8, start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Vec<u8>
 /// Key of an access key record.
 pub fn access_key(id: &str) -> Vec<u8> {
     with_tag(tag::ACCESS_KEY, &[id.as_bytes()])
+}
+
+/// Key of a storage node's registration.
+pub fn storage_node(id: &str) -> Vec<u8> {
+    with_tag(tag::STORAGE_NODE, &[id.as_bytes()])
 }
 
 /// Key of a garbage (or intent) record of a blob of `key` in `bucket`: it lives with the object,

@@ -21,6 +21,7 @@ mod objects;
 pub mod partition;
 mod rebalance;
 pub mod records;
+mod storage_nodes;
 mod tagging;
 mod txn;
 pub mod version;

@@ -441,6 +441,20 @@ pub struct AccessKeyRecord {
     pub created_ms: i64,
 }
 
+/// A storage node registered in the meta partition: every gateway writes to the nodes registered
+/// there, whichever nodes it was started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageNodeRecord {
+    /// Node id.
+    pub id: String,
+    /// Zone.
+    pub zone: String,
+    /// Base URL of its API.
+    pub endpoint: String,
+    /// When it was (last) registered, milliseconds since the Unix epoch.
+    pub registered_ms: i64,
+}
+
 /// Where a bucket's lifecycle runs stand, so a run interrupted by a crash resumes where it was
 /// (stored with the bucket's configuration documents).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
