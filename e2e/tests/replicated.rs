@@ -414,6 +414,10 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
             .unwrap();
     }
 
+    // A split and a merge first: the new gateway rebuilds groups whose history holds a group
+    // (the merged one) that no longer runs anywhere.
+    split_and_merge_back(&f, "k10").await;
+
     // Scale up: a fourth gateway, then every gateway restarted (one at a time) with four peers.
     let (s3_4, admin_4) = (
         format!("127.0.0.1:{}", base + 12),
@@ -445,6 +449,7 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
     let s3_new = client(&f.gateways[3].s3, &f);
     let listed = list_all(&s3_new).await;
     assert_eq!(listed.len(), 20, "the new gateway lists {listed:?}");
+    replicas_identical(&f, &[0, 1, 2, 3]).await;
     s3_new
         .put_object()
         .bucket(BUCKET)
@@ -485,6 +490,50 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
         .unwrap();
     assert_eq!(list_all(&through).await.len(), 22);
     dir.down();
+}
+
+/// The object groups (all but the meta group) gateway `g` hosts.
+async fn data_groups(f: &FleetFile, g: usize) -> usize {
+    replication(f, g)
+        .await
+        .and_then(|r| r["groups"].as_array().cloned())
+        .map_or(0, |groups| {
+            groups
+                .iter()
+                .filter(|g| g["objects_from"].is_string())
+                .count()
+        })
+}
+
+/// Splits the last partition at `key` of [`BUCKET`], waits for its group to split off, then
+/// merges the two back and waits for the groups to merge (as gateway 0 sees them).
+async fn split_and_merge_back(f: &FleetFile, key: &str) {
+    let admin = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let url = format!("{}/admin/v1/partitions/{path}", f.gateways[0].admin);
+        let req = admin.post(url).bearer_auth(&f.admin_token).json(&body);
+        async move { req.send().await.unwrap().status() }
+    };
+    let wait_for = |want: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while data_groups(f, 0).await != want {
+            assert!(Instant::now() < deadline, "never {want} data groups");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for(1).await;
+    let map = partition_map(f, 0).await;
+    let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
+    let split = post(
+        format!("{last}/split"),
+        serde_json::json!({"bucket": BUCKET, "key": key}),
+    )
+    .await;
+    assert!(split.is_success(), "split: HTTP {split}");
+    wait_for(2).await;
+    let merge = post(format!("{last}/merge"), serde_json::Value::Null).await;
+    assert!(merge.is_success(), "merge: HTTP {merge}");
+    wait_for(1).await;
 }
 
 /// Waits until the leader among `alive` reports members for which `done` holds; returns them.

@@ -281,7 +281,7 @@ impl GroupHost {
         let me = self.me.clone();
         state.observe_absorbs(Arc::new(move |absorbed: GroupId| {
             if let Some(host) = me.upgrade() {
-                host.absorbed(absorbed);
+                host.absorbed(group, absorbed);
             }
         }));
         let log = LogStore::new(&self.engine, group);
@@ -301,9 +301,11 @@ impl GroupHost {
         Ok(raft)
     }
 
-    /// A group of this gateway absorbed `group` (a merge): it leaves the routing at once, then
-    /// stops, and its log and state are forgotten (its records belong to the absorbing group).
-    fn absorbed(&self, group: GroupId) {
+    /// Group `absorber` of this gateway absorbed `group` (a merge): it leaves the routing at
+    /// once, then stops, and its log and state are forgotten (its records belong to the
+    /// absorbing group). The absorber then snapshots and purges its log here (see
+    /// [`GroupHost::compact`]).
+    fn absorbed(&self, absorber: GroupId, group: GroupId) {
         self.write_directory().remove(&group);
         let Some(host) = self.me.upgrade() else {
             return;
@@ -320,6 +322,9 @@ impl GroupHost {
             match store::forget_group(&host.engine, group) {
                 Ok(()) => tracing::info!(group, "absorbed index group stopped and forgotten"),
                 Err(e) => tracing::warn!(group, error = %e, "absorbed index group not forgotten"),
+            }
+            if let Err(e) = host.compact(absorber).await {
+                tracing::warn!(group = absorber, error = %e, "could not compact the log past a merge");
             }
         });
     }
@@ -460,11 +465,19 @@ impl GroupHost {
 
     async fn force_snapshot(&self, group: GroupId) -> Result<(), String> {
         let raft = self.get(group).await.map_err(|e| e.to_string())?;
-        let m = raft.metrics().borrow().clone();
-        if m.current_leader != Some(self.node) {
+        if raft.metrics().borrow().current_leader != Some(self.node) {
             return Ok(());
         }
-        let Some(last) = m.last_applied else {
+        self.compact(group).await
+    }
+
+    /// Snapshots `group` here and purges its log up to the snapshot, whatever this replica's
+    /// role. After a merge every replica of the absorbing group does so: a replica added later
+    /// must install the merged state, not replay the absorb, which needs a copy of the absorbed
+    /// group frozen, and that group runs nowhere any more.
+    async fn compact(&self, group: GroupId) -> Result<(), String> {
+        let raft = self.get(group).await.map_err(|e| e.to_string())?;
+        let Some(last) = raft.metrics().borrow().last_applied else {
             return Ok(());
         };
         raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
@@ -472,7 +485,7 @@ impl GroupHost {
             .wait(Some(Duration::from_secs(60)))
             .metrics(
                 |m| m.snapshot.is_some_and(|s| s.index >= last.index),
-                "a snapshot for a replica that lacks the group",
+                "a snapshot to purge the log behind",
             )
             .await
             .map_err(|e| e.to_string())?
@@ -481,7 +494,7 @@ impl GroupHost {
         tracing::info!(
             group,
             upto = snap.index,
-            "purging the log so a peer gets a snapshot"
+            "purging the log: a replica behind it gets the snapshot"
         );
         raft.trigger()
             .purge_log(snap.index)
