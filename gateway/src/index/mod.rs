@@ -1105,10 +1105,16 @@ impl Index {
 
     /// Every access key.
     pub async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, IndexError> {
-        self.run(|i| {
-            let start = vec![keys::tag::ACCESS_KEY];
-            let end = vec![keys::tag::ACCESS_KEY + 1];
-            Ok(i.scan_all(&start, &end, usize::MAX)?
+        self.list_table(keys::tag::ACCESS_KEY).await
+    }
+
+    /// Every record of the (small, meta) table `tag`, in key order.
+    async fn list_table<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        tag: u8,
+    ) -> Result<Vec<T>, IndexError> {
+        self.run(move |i| {
+            Ok(i.scan_all(&[tag], &[tag + 1], usize::MAX)?
                 .into_iter()
                 .map(|(_, r)| r)
                 .collect())

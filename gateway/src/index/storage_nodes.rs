@@ -26,14 +26,6 @@ impl Index {
 
     /// Every registered storage node, by id.
     pub async fn list_storage_nodes(&self) -> Result<Vec<StorageNodeRecord>, IndexError> {
-        self.run(|i| {
-            let start = vec![keys::tag::STORAGE_NODE];
-            let end = vec![keys::tag::STORAGE_NODE + 1];
-            Ok(i.scan_all(&start, &end, usize::MAX)?
-                .into_iter()
-                .map(|(_, r)| r)
-                .collect())
-        })
-        .await
+        self.list_table(keys::tag::STORAGE_NODE).await
     }
 }
