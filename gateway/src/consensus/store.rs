@@ -2,8 +2,8 @@
 //! their own column families, the state machine *is* the index (the default column family).
 //!
 //! Every log and state key starts with its Raft group's id (u64 BE, [`GroupKeys`]), so several
-//! groups can share the column families. Today the whole index is one group, [`INDEX_GROUP`]
-//! (`docs/multi-raft.md` is the plan for a group per partition).
+//! groups share the column families: the meta group [`INDEX_GROUP`] and a group per object
+//! partition (`docs/multi-raft.md`).
 //!
 //! Durability: a log append is synced before Raft counts it, so a committed entry is on disk on
 //! a majority before any S3 response. Applying an entry writes the index keys and the applied
