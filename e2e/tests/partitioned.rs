@@ -1,8 +1,9 @@
 //! The index cut into partitions that are Raft groups of their own, as real processes (three
 //! gateways): a hot prefix of sequential keys splits the index, the new partitions' leaders
 //! spread over the gateways, and the groups merge back once the load is gone; killing the leader of the partition a stream of PUTs writes to loses
-//! no acknowledged write; and deleting a bucket while other gateways write into it never leaves
-//! an object behind its bucket.
+//! no acknowledged write, as does a merge coordinator crashing between freeze and absorb; and
+//! deleting a bucket while other gateways write into it never leaves an object behind its
+//! bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -611,4 +612,152 @@ async fn leaderships_spread_again_when_a_killed_gateway_returns() {
     );
     check_everything(&f, &all, &acked, &acked).await;
     dir.down();
+}
+
+/// The coordinator of a merge (the meta group's leader) crashes between the merge's freeze and
+/// its absorb (a failpoint), while writers on every gateway PUT on both sides: the frozen group
+/// is thawed by the next coordinator, the merge is made again once the crashed gateway is back,
+/// and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_coordinator_crashing_between_freeze_and_absorb_loses_nothing() {
+    let Some(bin_dir) = fleet_binaries("merge coordinator crash") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    // Apart from the suite's other fleets (same pid, another hundred).
+    let base = 17_000 + (std::process::id() % 30) as u16 * 100;
+    let failpoint = dir.path().join("merge-crash");
+    let args = vec![
+        "--failpoint-merge-crash-file".to_string(),
+        failpoint.display().to_string(),
+    ];
+    let mut f = fleet_of(&dir, bin_dir, 3, base, args);
+    let all = [0, 1, 2];
+    let coordinator = leader(&f, &all).await;
+    let via = (coordinator + 1) % 3;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    s3[via].create_bucket().bucket(BUCKET).send().await.unwrap();
+    let admin = reqwest::Client::new();
+    let (admin_url, token) = (f.gateways[via].admin.clone(), f.admin_token.clone());
+    let post = |path: String, body: serde_json::Value| {
+        let req = admin
+            .post(format!("{admin_url}/admin/v1/partitions/{path}"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { req.send().await.unwrap().status() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups(&f, via).await != 1 {
+        assert!(Instant::now() < deadline, "no data group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let split = post(
+        "2/split".into(),
+        serde_json::json!({"bucket": BUCKET, "key": "m"}),
+    )
+    .await;
+    assert!(split.is_success(), "split: HTTP {split}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups(&f, via).await < 2 {
+        assert!(Instant::now() < deadline, "the split never made a group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Writers on every gateway, keys on both sides, until 20 each after the groups merged
+    // (bounded: 600 each). A write may fail (its gateway crashed, or a group is electing); it is
+    // then only attempted, never counted as acknowledged.
+    let merged = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = all
+        .iter()
+        .map(|&g| {
+            let (s3, acks, merged) = (s3[g].clone(), acks.clone(), merged.clone());
+            tokio::spawn(async move {
+                let (mut acked, mut attempted, mut after) = (Vec::new(), Vec::new(), 0);
+                for i in 0..600 {
+                    if merged.load(Ordering::SeqCst) {
+                        after += 1;
+                        if after > 20 {
+                            break;
+                        }
+                    }
+                    let key = format!("{}/{g}-{i:03}", ["a", "z"][i % 2]);
+                    attempted.push(key.clone());
+                    if put(&s3, &key).await {
+                        acks.fetch_add(1, Ordering::SeqCst);
+                        acked.push(key);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                (acked, attempted)
+            })
+        })
+        .collect();
+    let wait_from = Instant::now();
+    while acks.load(Ordering::SeqCst) < 40 {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(60),
+            "writes stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(&failpoint, b"once").unwrap();
+    let map = partition_map(&f, via).await;
+    let left = map["partitions"][1]["id"].clone();
+    let merge = post(format!("{left}/merge"), serde_json::Value::Null).await;
+    assert!(merge.is_success(), "merge: HTTP {merge}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet::alive(f.gateways[coordinator].pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator never reached the failpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!failpoint.exists(), "another gateway crashed");
+    let acks_at_crash = acks.load(Ordering::SeqCst);
+    eprintln!(
+        "coordinator {coordinator} crashed between freeze and absorb after {acks_at_crash} acknowledged writes"
+    );
+    // The survivors keep writing on both sides: the frozen group is thawed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.load(Ordering::SeqCst) < acks_at_crash + 40 {
+        assert!(
+            Instant::now() < deadline,
+            "writes stalled after the crash (a frozen group never thawed?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet::restart_gateway(dir.path(), &mut f, coordinator).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while data_groups(&f, via).await != 1 || data_groups(&f, coordinator).await != 1 {
+        assert!(Instant::now() < deadline, "the groups never merged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let acks_at_merge = acks.load(Ordering::SeqCst);
+    merged.store(true, Ordering::SeqCst);
+    let (mut acked, mut attempted) = (BTreeSet::new(), BTreeSet::new());
+    for w in writers {
+        let (a, t) = w.await.unwrap();
+        acked.extend(a);
+        attempted.extend(t);
+    }
+    eprintln!(
+        "{} of {} writes acknowledged, {acks_at_merge} before the groups had merged",
+        acked.len(),
+        attempted.len()
+    );
+    assert!(acked.len() > acks_at_merge, "no write after the merge");
+    check_everything(&f, &all, &acked, &attempted).await;
+    dir.down();
+}
+
+/// How many object groups (all but the meta group) gateway `g` hosts.
+async fn data_groups(f: &FleetFile, g: usize) -> usize {
+    groups(f, g)
+        .await
+        .iter()
+        .filter(|g| g["objects_from"].is_string())
+        .count()
 }

@@ -76,6 +76,10 @@ pub struct GatewayArgs {
     /// Most versions and uploads a lifecycle run evaluates per second (0: no limit).
     #[arg(long, env = "CAIRN_LIFECYCLE_RATE", default_value_t = 1000)]
     pub lifecycle_rate: u32,
+    /// Failpoint for crash tests: a merge coordinator that finds this file deletes it and aborts
+    /// the process between the merge's freeze and its absorb (the file makes it fire once).
+    #[arg(long, hide = true)]
+    pub failpoint_merge_crash_file: Option<PathBuf>,
     /// Freed shards are deleted this long after their object was overwritten or deleted, so that
     /// reads already under way can finish.
     #[arg(long, env = "CAIRN_GC_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]

@@ -179,6 +179,7 @@ pub async fn start(
         gc_delay_ms: args.gc_delay.as_millis() as u64,
         intent_ttl_ms: args.upload_timeout.as_millis() as u64,
         split: args.split_policy(),
+        merge_crash_file: args.failpoint_merge_crash_file.clone(),
     };
     let http = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))

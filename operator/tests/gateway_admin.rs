@@ -43,6 +43,7 @@ fn dev_args(data: std::path::PathBuf) -> DevArgs {
             storage_classes: Vec::new(),
             lifecycle_day_length: std::time::Duration::from_secs(86_400),
             lifecycle_rate: 1000,
+            failpoint_merge_crash_file: None,
             tls_cert: None,
             tls_key: None,
             gc_delay: std::time::Duration::from_millis(200),

@@ -157,6 +157,8 @@ pub struct IndexOptions {
     pub intent_ttl_ms: u64,
     /// When partitions split and merge.
     pub split: SplitPolicy,
+    /// Failpoint for crash tests (`--failpoint-merge-crash-file`).
+    pub merge_crash_file: Option<std::path::PathBuf>,
 }
 
 impl Default for IndexOptions {
@@ -165,6 +167,7 @@ impl Default for IndexOptions {
             gc_delay_ms: 10 * 60 * 1000,
             intent_ttl_ms: 6 * 60 * 60 * 1000,
             split: SplitPolicy::default(),
+            merge_crash_file: None,
         }
     }
 }

@@ -389,6 +389,16 @@ impl Index {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        if let Some(path) = &self.inner.options.merge_crash_file
+            && std::fs::remove_file(path).is_ok()
+        {
+            tracing::error!(
+                left,
+                right,
+                "failpoint: crashing between a merge's freeze and its absorb"
+            );
+            std::process::abort();
+        }
         let Some(ranges) = c.host().ranges_of(right) else {
             return Ok(());
         };

@@ -53,6 +53,7 @@ pub fn dev_args(data: PathBuf) -> DevArgs {
             storage_classes: Vec::new(),
             lifecycle_day_length: std::time::Duration::from_secs(86_400),
             lifecycle_rate: 1000,
+            failpoint_merge_crash_file: None,
             tls_cert: None,
             tls_key: None,
             gc_delay: std::time::Duration::from_millis(200),
