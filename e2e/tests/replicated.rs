@@ -920,7 +920,7 @@ async fn nodes_of(f: &FleetFile, g: usize) -> Option<BTreeMap<String, (String, S
     )
 }
 
-/// Waits until gateway `g` knows `want` storage nodes, all up, `id` among them.
+/// Waits until gateway `g` knows `want` storage nodes, `id` among them and up.
 async fn wait_for_node(f: &FleetFile, g: usize, id: &str, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1016,5 +1016,62 @@ async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
         }
     }
     eprintln!("the registered node holds {shards} shards after 24 PUTs through gateway 2");
+
+    // Removed through gateway 1: every gateway drops it (none lists it in its flags) and places
+    // no new shard on it, and the blobs on it still read from the endpoint they recorded.
+    let remove = || {
+        let req = reqwest::Client::new()
+            .delete(format!(
+                "{}/admin/v1/nodes/{}",
+                f.gateways[1].admin, node.id
+            ))
+            .bearer_auth(&f.admin_token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(remove().await, 204);
+    assert_eq!(remove().await, 404);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for g in all {
+        loop {
+            let nodes = nodes_of(&f, g).await.unwrap_or_default();
+            if nodes.len() == 6 && !nodes.contains_key(&node.id) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway {g} keeps {}: {nodes:?}",
+                node.id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for key in (0..12).map(|i| format!("after/{i:02}0")) {
+        s3[2]
+            .put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body_of(&key)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["shards"].as_u64(),
+        Some(shards),
+        "shards placed on a removed node"
+    );
+    for key in &keys {
+        assert_eq!(
+            get_body(&s3[2], key).await.as_deref(),
+            Some(body_of(key).as_slice()),
+            "{key} through gateway 2 after the removal"
+        );
+    }
     dir.down();
 }

@@ -155,7 +155,10 @@ pub fn router(
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
         .route("/admin/v1/nodes", get(list_nodes))
-        .route("/admin/v1/nodes/{id}", axum::routing::put(register_node))
+        .route(
+            "/admin/v1/nodes/{id}",
+            axum::routing::put(register_node).delete(deregister_node),
+        )
         .route("/admin/v1/partitions", get(partitions))
         .route("/admin/v1/partitions/{id}/split", post(split_partition))
         .route("/admin/v1/partitions/{id}/merge", post(merge_partition))
@@ -850,6 +853,24 @@ async fn register_node(
         .find(|r| r.id == config.id.as_str())
         .expect("just registered");
     Ok((status, axum::Json(report)))
+}
+
+/// Removes a storage node from the index's registry: no gateway places new shards on it any
+/// more (within a few seconds; a gateway whose `--node` flags list it keeps it until restarted
+/// without it). Blobs on it are still read from the endpoint they recorded, so move or repair
+/// its data before stopping it. 204, or 404 `NoSuchNode`.
+async fn deregister_node(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    if !state.index.delete_storage_node(&id).await? {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NoSuchNode",
+            format!("storage node {id} is not registered"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Reply of `GET /admin/v1/partitions`.

@@ -87,8 +87,8 @@ pub enum Registered {
 }
 
 /// The registry: a copy-on-write list, so a request works on one consistent view while nodes are
-/// registered. Nodes are only ever added or updated in place, never removed (blobs name them).
-/// Cheap to clone.
+/// registered or removed. A node removed takes no new shards; blobs that name it read it from the
+/// endpoint they recorded. Cheap to clone.
 #[derive(Clone)]
 pub struct NodeRegistry {
     entries: Arc<RwLock<Arc<Vec<Arc<Entry>>>>>,
@@ -151,6 +151,23 @@ impl NodeRegistry {
         *entries = Arc::new(list);
         tracing::info!(node = %config.id, zone = %config.zone, endpoint = %config.endpoint, ?done, "storage node registered");
         done
+    }
+
+    /// Drops every node whose id `keep` refuses. Returns the ids dropped. Blobs on a dropped
+    /// node are still read from the endpoint they recorded.
+    pub fn retain(&self, keep: impl Fn(&NodeId) -> bool) -> Vec<NodeId> {
+        let mut entries = self.entries.write().expect("node registry lock");
+        let (kept, dropped): (Vec<_>, Vec<_>) =
+            entries.iter().cloned().partition(|e| keep(&e.config.id));
+        if dropped.is_empty() {
+            return Vec::new();
+        }
+        *entries = Arc::new(kept);
+        let dropped: Vec<NodeId> = dropped.iter().map(|e| e.config.id.clone()).collect();
+        for id in &dropped {
+            tracing::info!(node = %id, "storage node no longer registered: no new shards go to it");
+        }
+        dropped
     }
 
     /// The known nodes.
@@ -329,5 +346,19 @@ mod tests {
         assert!(!r.is_node_up(&n("n2@b=http://x").id));
         assert_eq!(r.up_count(), 2);
         assert_eq!(r.len(), 3);
+        // Removed: no longer placed, read from the recorded endpoint.
+        let dropped = r.retain(|id| id.as_str() != "n1");
+        assert_eq!(dropped, [n("n1@a=http://x").id]);
+        assert!(r.retain(|_| true).is_empty());
+        assert!(
+            r.placement_view()
+                .iter()
+                .all(|(c, _)| c.id.as_str() != "n1")
+        );
+        let id = n("n1@a=http://x").id;
+        assert_eq!(
+            r.client_for(&id, "http://127.0.0.1:5").endpoint(),
+            "http://127.0.0.1:5"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! latest word: a changed endpoint is rolled out by restarting gateways with the new flags); then
 //! it reads the index's registry every few seconds and takes every node it finds, so a node
 //! registered through any gateway (`PUT /admin/v1/nodes/{id}`), or configured on any gateway,
-//! reaches all of them, and a gateway started without `--node` learns the fleet's nodes.
+//! reaches all of them, and a gateway started without `--node` learns the fleet's nodes. A node
+//! removed from the index (`DELETE /admin/v1/nodes/{id}`) leaves every gateway that does not
+//! list it in its own flags.
 
 use std::time::Duration;
 
@@ -96,15 +98,25 @@ impl NodeRegistration {
         Ok(written)
     }
 
-    /// Takes every node of the index's registry into this gateway's. Returns how many were new
-    /// or changed here.
+    /// Takes every node of the index's registry into this gateway's, and drops the nodes that
+    /// are neither registered there nor configured here (removed through the admin API).
+    /// Returns how many nodes were added, changed or dropped here.
     pub async fn sync(&self) -> Result<usize, IndexError> {
-        let records = self.index.list_storage_nodes().await?;
-        Ok(records
+        let registered: Vec<NodeConfig> = self
+            .index
+            .list_storage_nodes()
+            .await?
             .iter()
             .filter_map(config_of)
-            .filter(|c| self.registry.register(c.clone()) != Registered::Unchanged)
-            .count())
+            .collect();
+        let changed = registered
+            .iter()
+            .filter(|c| self.registry.register((*c).clone()) != Registered::Unchanged)
+            .count();
+        let known = |id: &NodeId| {
+            registered.iter().any(|c| &c.id == id) || self.configured.iter().any(|c| &c.id == id)
+        };
+        Ok(changed + self.registry.retain(known).len())
     }
 
     /// Announces until that succeeds once, and syncs every `interval`, until `shutdown`.

@@ -1,6 +1,6 @@
 //! The storage-node registry, kept in the meta partition so every gateway writes to the same
-//! nodes: a gateway registers the nodes it was configured with, and one registered through the
-//! admin API reaches every gateway without a restart.
+//! nodes: a gateway registers the nodes it was configured with, and one registered (or removed)
+//! through the admin API reaches every gateway without a restart.
 
 use super::engine::WriteOp;
 use super::records::{self, StorageNodeRecord};
@@ -20,6 +20,19 @@ impl Index {
                     .write(vec![WriteOp::Put(k, records::encode(&rec))])?;
             }
             Ok(!same)
+        })
+        .await
+    }
+
+    /// Removes a storage node's registration; `false` if it was not registered.
+    pub async fn delete_storage_node(&self, id: &str) -> Result<bool, IndexError> {
+        let k = keys::storage_node(id);
+        self.run(move |i| {
+            let existed = i.engine.get(&k)?.is_some();
+            if existed {
+                i.engine.write(vec![WriteOp::Delete(k.clone())])?;
+            }
+            Ok(existed)
         })
         .await
     }
