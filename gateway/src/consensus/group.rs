@@ -351,6 +351,19 @@ pub(super) async fn reconcile_membership(
         let Some(step) = membership::next_step(&desired, &current) else {
             continue;
         };
+        // No replica is added while a merge is under way: the absorbing group's replicas apply
+        // the absorb from their own frozen copy of its neighbour, which a replica added now to
+        // one group and not yet to the other would lack (the merge checks the members before
+        // it freezes and again before it absorbs; this keeps them from changing in between).
+        if matches!(step, membership::Step::AddLearner(..))
+            && r.consensus.upgrade().is_some_and(|c| c.host().merging())
+        {
+            tracing::debug!(
+                group = r.group,
+                "a merge is under way; the new replica waits"
+            );
+            continue;
+        }
         tracing::info!(
             group = r.group,
             ?step,

@@ -221,6 +221,11 @@ impl GroupHost {
         self.read_directory().get(&group).and_then(|s| s.frozen())
     }
 
+    /// Whether some group running here is frozen (a merge under way).
+    pub fn merging(&self) -> bool {
+        self.read_directory().values().any(|s| s.frozen().is_some())
+    }
+
     /// Whether `group` runs here.
     pub fn runs(&self, group: GroupId) -> bool {
         self.read_directory().contains_key(&group)

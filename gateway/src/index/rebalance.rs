@@ -399,6 +399,16 @@ impl Index {
             );
             std::process::abort();
         }
+        // Members added to the left group since the check above (a change under way when the
+        // freeze came) would lack a copy of the right one: the merge is undone and waits.
+        let (of_left, of_right) = (
+            c.progress_of_members(left).await,
+            c.progress_of_members(right).await,
+        );
+        if !of_left.keys().eq(of_right.keys()) {
+            tracing::info!(left, right, "the groups' members changed; merge undone");
+            return thaw(c, right).await;
+        }
         let Some(ranges) = c.host().ranges_of(right) else {
             return Ok(());
         };
