@@ -223,6 +223,55 @@ pub fn add_node(
     Ok(node)
 }
 
+/// Registers storage node `node` through the admin API of gateway `g` (`PUT
+/// /admin/v1/nodes/{id}`): every gateway of the fleet writes to it within seconds.
+pub async fn register_node(
+    fleet: &FleetFile,
+    g: usize,
+    node: &NodeEntry,
+) -> Result<(), FleetError> {
+    let url = format!("{}/admin/v1/nodes/{}", fleet.gateways[g].admin, node.id);
+    let failed = |detail: String| FleetError::Process {
+        what: format!("registering {}", node.id),
+        detail,
+    };
+    let resp = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&fleet.admin_token)
+        .json(&serde_json::json!({"zone": node.zone, "endpoint": node.endpoint}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(failed(format!("{url}: HTTP {status}: {body}")));
+    }
+    Ok(())
+}
+
+/// The first unused id `node-{zone}{n}` of the fleet, and the port after every port it uses.
+pub fn next_node(fleet: &FleetFile, zone: &str) -> (String, u16) {
+    let id = (1..)
+        .map(|n| format!("node-{zone}{n}"))
+        .find(|id| fleet.nodes.iter().all(|n| &n.id != id))
+        .expect("some id is free");
+    let port_of = |url: &str| url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    let used = fleet
+        .nodes
+        .iter()
+        .map(|n| n.endpoint.as_str())
+        .chain(
+            fleet
+                .gateways
+                .iter()
+                .flat_map(|g| [g.s3.as_str(), g.admin.as_str()]),
+        )
+        .filter_map(port_of);
+    (id, used.max().unwrap_or(9200) + 1)
+}
+
 /// Starts the fleet and writes `DIR/fleet.json`.
 pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     if spec.gateways == 0 {

@@ -80,6 +80,32 @@ async fn up_serves_s3_and_down_stops_everything() {
         .sum();
     assert_eq!(shard_files, 6);
 
+    // `cairn-fleet add-node` starts a seventh node and registers it: the gateway lists it.
+    let out = std::process::Command::new(fleet::default_bin_dir().join("cairn-fleet"))
+        .args(["add-node", "--zone", "a", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "add-node: {out:?}");
+    let f = fleet::read(dir.path()).unwrap();
+    assert_eq!(f.nodes.len(), 7);
+    assert_eq!(f.nodes[6].id, "node-a3");
+    let listed: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("{}/admin/v1/nodes", f.gateways[0].admin))
+        .bearer_auth(&f.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|n| n["id"] == "node-a3" && n["endpoint"] == f.nodes[6].endpoint),
+        "{listed:?}"
+    );
+
     fleet::down(dir.path(), Duration::from_secs(10)).unwrap();
     for pid in f.nodes.iter().map(|n| n.pid).chain([f.gateways[0].pid]) {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -1,7 +1,9 @@
 //! `cairn-fleet`: starts and stops a fleet of real processes on 127.0.0.1.
 //!
 //! `cairn-fleet up --dir DIR [--gateways 3] [--zones 3] [--nodes-per-zone 2] [--base-port 9200]`
-//! prints the endpoints and writes DIR/fleet.json; `cairn-fleet down --dir DIR` stops it.
+//! prints the endpoints and writes DIR/fleet.json; `cairn-fleet add-node --dir DIR --zone a`
+//! starts one more storage node and registers it through the first gateway;
+//! `cairn-fleet down --dir DIR` stops it all.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +45,19 @@ enum Cmd {
         #[arg(last = true)]
         gateway_args: Vec<String>,
     },
+    /// Start one more storage node and register it in the index through the first gateway
+    /// (every gateway writes to it within seconds, none restarts).
+    AddNode {
+        /// The fleet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's zone.
+        #[arg(long)]
+        zone: String,
+        /// Its port (default: the one after the highest the fleet uses).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Stop the fleet described by DIR/fleet.json.
     Down {
         /// The fleet's directory.
@@ -81,6 +96,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
             println!("credentials and pids: {}", dir.join("fleet.json").display());
+        }
+        Cmd::AddNode { dir, zone, port } => {
+            let mut f = fleet::read(&dir)?;
+            let (id, next_port) = fleet::next_node(&f, &zone);
+            let node = fleet::add_node(&dir, &mut f, &id, &zone, port.unwrap_or(next_port))?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(fleet::register_node(&f, 0, &node))?;
+            println!(
+                "node     {} zone={} {} pid={} (registered)",
+                node.id, node.zone, node.endpoint, node.pid
+            );
         }
         Cmd::Down { dir } => fleet::down(&dir, Duration::from_secs(10))?,
     }
