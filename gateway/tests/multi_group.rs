@@ -975,3 +975,79 @@ async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
         assert_eq!(found, [(META, KeyRanges::everything())]);
     }
 }
+
+/// A replica whose copy of the absorbed group never reached the freeze (as a gateway added to
+/// the groups mid-merge would be) cannot apply the absorb. Past the absorb wait it forgets both
+/// groups; the absorbing group's leader, told the replica lacks the group, takes it out and adds
+/// it again, so it is sent a snapshot of the merged state, and it ends with the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_cannot_absorb_is_rebuilt_from_a_snapshot() {
+    use cairn_gateway::consensus::command::{Absorb, Freeze};
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    let whole = start_whole(&router, &engines, |_| None).await;
+    let parent = &whole[0];
+    split_with_keys_on_both_sides(parent, 2).await;
+    let born = replicas_of(&router, SPLIT_OFF).await;
+    let child = born[leader_of(&born[0]).await as usize - 1].clone();
+    groups_applied(&[&whole, &born]).await;
+
+    // Node 3's replica of the child stops before the last writes and the freeze, for good.
+    let lagging = router.host(3).unwrap();
+    let child_ranges = lagging.ranges_of(SPLIT_OFF).unwrap();
+    lagging.stop(SPLIT_OFF).await;
+    let late: Vec<Vec<u8>> = (0..10)
+        .map(|i| keys::object("b", &format!("n{i:02}")))
+        .collect();
+    put_all(&child, &late, b"late").await;
+    let freeze = Command::Freeze(Freeze { freeze: SPLIT_OFF });
+    let frozen_at = child.client_write(freeze).await.unwrap().log_id.index;
+    let absorb = Command::Absorb(Absorb {
+        absorb: SPLIT_OFF,
+        frozen_at,
+        ranges: child_ranges,
+    });
+    assert_eq!(
+        parent.client_write(absorb).await.unwrap().data,
+        Outcome::Applied
+    );
+
+    // Node 3 gives the absorb up, forgets both groups and gets the merged group back whole.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let db = engines[2].db();
+    loop {
+        let digests: Vec<_> = engines
+            .iter()
+            .map(|e| digest::of(&e.db().snapshot(), &KeyRanges::everything()).unwrap())
+            .collect();
+        let whole_again = lagging.ranges_of(META) == Some(KeyRanges::everything())
+            && lagging.groups().await == [META]
+            && db.get(keys::object("b", "n09")).unwrap().as_deref() == Some(&b"late"[..])
+            && digests.iter().all(|d| *d == digests[0]);
+        if whole_again {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 never got the merged group back: groups {:?}, ranges {:?}",
+            lagging.groups().await,
+            lagging.ranges_of(META)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It is a member again (a learner, until a membership reconciler promotes it).
+    let members = parent
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    assert!(members.get_node(&3).is_some(), "{members:?}");
+    stop_all(&router).await;
+    for e in &engines {
+        let hosted = store::hosted_groups(e).unwrap();
+        let found: Vec<_> = hosted.iter().map(|h| (h.group, h.ranges.clone())).collect();
+        assert_eq!(found, [(META, KeyRanges::everything())]);
+    }
+}

@@ -289,6 +289,15 @@ impl GroupHost {
                 host.absorbed(group, absorbed);
             }
         }));
+        let me = self.me.clone();
+        state.observe_absorb_failures(Arc::new(move |absorbed: GroupId| {
+            if let Some(host) = me.upgrade() {
+                host.absorb_failed(group, absorbed);
+            }
+        }));
+        // Past this, a replica that cannot absorb is rebuilt from a snapshot (see
+        // `absorb_failed`); a copy short of the freeze that long is not catching up.
+        state.set_absorb_wait(self.grace * 4);
         let log = LogStore::new(&self.engine, group);
         let raft = (self.launch)(group, log, state.clone())
             .await
@@ -331,6 +340,44 @@ impl GroupHost {
             if let Err(e) = host.compact(absorber).await {
                 tracing::warn!(group = absorber, error = %e, "could not compact the log past a merge");
             }
+        });
+    }
+
+    /// Group `absorber` of this gateway could not absorb `group`: its copy here never reached
+    /// the freeze (it joined the groups mid-merge), so `absorber` stopped here. Both groups are
+    /// stopped and forgotten here; the absorber's leader, told this replica lacks the group,
+    /// takes it out of the group and adds it again, so that it is sent a snapshot of the merged
+    /// state ([`GroupHost::replica_missing`]).
+    fn absorb_failed(&self, absorber: GroupId, group: GroupId) {
+        self.write_directory().remove(&absorber);
+        self.write_directory().remove(&group);
+        let Some(host) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let stopped: Vec<_> = {
+                let mut groups = host.groups.lock().await;
+                [absorber, group]
+                    .iter()
+                    .filter_map(|g| {
+                        groups.stopped.remove(g);
+                        groups.running.remove(g)
+                    })
+                    .collect()
+            };
+            for r in stopped {
+                let _ = r.raft.shutdown().await;
+            }
+            for g in [absorber, group] {
+                if let Err(e) = store::forget_group(&host.engine, g) {
+                    tracing::warn!(group = g, error = %e, "index group not forgotten");
+                }
+            }
+            tracing::warn!(
+                group = absorber,
+                absorbed = group,
+                "forgot both groups of a merge this replica could not apply; waiting for a snapshot"
+            );
         });
     }
 
@@ -461,11 +508,54 @@ impl GroupHost {
         tokio::spawn(async move {
             if let Err(e) = host.force_snapshot(group).await {
                 tracing::warn!(group, target, error = %e, "could not force a snapshot");
+            } else if let Err(e) = host.re_add_if_lost(group, target).await {
+                tracing::warn!(group, target, error = %e, "could not add a replica again");
             }
             // The next attempts send the snapshot; a later report starts a new grace period.
             let mut missing = host.missing.lock().unwrap_or_else(|e| e.into_inner());
             missing.remove(&(group, target));
         });
+    }
+
+    /// On `group`'s leader: if `target` had the group (replication had matched some of its
+    /// log) and lost it (it gave up an absorb it could not apply), the leader would go on
+    /// appending after what it had, and never send the snapshot. So `target` leaves the group
+    /// (demoted first if it votes) and joins again as a learner, which replicates from nothing:
+    /// a snapshot, the log behind being purged. The membership reconciler promotes it again.
+    async fn re_add_if_lost(&self, group: GroupId, target: NodeId) -> Result<(), String> {
+        use openraft::ChangeMembers;
+        let raft = self.get(group).await.map_err(|e| e.to_string())?;
+        let m = raft.metrics().borrow().clone();
+        let had_it = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&target))
+            .is_some_and(|matched| matched.is_some());
+        if m.current_leader != Some(self.node) || !had_it {
+            return Ok(());
+        }
+        let membership = m.membership_config.membership().clone();
+        let Some(node) = membership.get_node(&target).cloned() else {
+            return Ok(());
+        };
+        tracing::warn!(
+            group,
+            target,
+            "a replica lost the group: it leaves the group and joins again, to be sent a snapshot"
+        );
+        let ids = std::collections::BTreeSet::from([target]);
+        if membership.voter_ids().any(|v| v == target) {
+            raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        raft.add_learner(target, node, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     async fn force_snapshot(&self, group: GroupId) -> Result<(), String> {

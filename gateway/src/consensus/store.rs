@@ -67,8 +67,8 @@ const STATE_NAMES: [&[u8]; 9] = [
     BORN,
     FROZEN,
 ];
-/// How long applying an absorb waits for this replica's copy of the absorbed group to reach its
-/// freeze before giving up (the group then stops on this replica: see [`StateMachine::apply`]).
+/// How long applying an absorb waits, by default, for this replica's copy of the absorbed group
+/// to reach its freeze before giving up (see [`StateMachine::set_absorb_wait`]).
 const ABSORB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A Raft group's id.
@@ -483,6 +483,9 @@ pub type SplitObserver = Arc<dyn Fn(SplitEvent) + Send + Sync>;
 /// Told of every group this replica's group absorbs (a merge), before the absorbing group takes
 /// its ranges: the absorbed group is to stop here and be forgotten.
 pub type AbsorbObserver = Arc<dyn Fn(GroupId) + Send + Sync>;
+/// Told the group this replica's group could not absorb: its copy here never reached the freeze
+/// (the absorbing group stops here; see [`StateMachine::observe_absorb_failures`]).
+pub type AbsorbFailureObserver = Arc<dyn Fn(GroupId) + Send + Sync>;
 
 /// Deletes every log entry and state record of `group` from `engine` (not the index keys, which
 /// another group owns by then) and its snapshot files: what remains of a group absorbed by a
@@ -516,6 +519,9 @@ pub struct StateMachine {
     observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     splits: Arc<std::sync::OnceLock<SplitObserver>>,
     absorbs: Arc<std::sync::OnceLock<AbsorbObserver>>,
+    absorb_failures: Arc<std::sync::OnceLock<AbsorbFailureObserver>>,
+    /// How long an absorb waits for this replica's frozen copy of the absorbed group.
+    absorb_wait: Arc<std::sync::OnceLock<std::time::Duration>>,
     /// The log index of the group's freeze while it is frozen (every batch and split is then
     /// `Moved`).
     frozen: Arc<std::sync::RwLock<Option<u64>>>,
@@ -569,6 +575,8 @@ impl StateMachine {
             observer,
             splits: Arc::default(),
             absorbs: Arc::default(),
+            absorb_failures: Arc::default(),
+            absorb_wait: Arc::default(),
             frozen: Arc::new(std::sync::RwLock::new(frozen)),
             snapshot_dir,
             receiving: Arc::default(),
@@ -603,6 +611,19 @@ impl StateMachine {
     /// Has `observer` told of every group this replica's group absorbs from now on (once).
     pub fn observe_absorbs(&self, observer: AbsorbObserver) {
         let _ = self.absorbs.set(observer);
+    }
+
+    /// Has `observer` told of a group this replica's group fails to absorb (once). The group
+    /// then stops here: the observer's job is to forget both groups, so this replica gets the
+    /// merged state again from the absorbing group's leader.
+    pub fn observe_absorb_failures(&self, observer: AbsorbFailureObserver) {
+        let _ = self.absorb_failures.set(observer);
+    }
+
+    /// How long an absorb waits for this replica's frozen copy of the absorbed group (once;
+    /// default a minute).
+    pub fn set_absorb_wait(&self, wait: std::time::Duration) {
+        let _ = self.absorb_wait.set(wait);
     }
 
     /// The log index of the group's freeze, if it is frozen (a merge under way).
@@ -700,8 +721,9 @@ impl StateMachine {
     /// absorbs; `None` for an absorb that changes nothing (this group is frozen itself, or owns
     /// some of those ranges already: the absorb was applied). Waits until this replica's copy of
     /// the absorbed group has applied its freeze, whose records are then final and already in
-    /// the shared engine; past [`ABSORB_WAIT`] it fails, which stops this group on this replica
-    /// (a copy that never reaches the freeze would leave the merged group without those records).
+    /// the shared engine; past the absorb wait it fails, which stops this group on this replica
+    /// (a copy that never reaches the freeze would leave the merged group without those records)
+    /// and tells the absorb-failure observer.
     async fn absorb_batch(
         &self,
         absorb: Absorb,
@@ -726,13 +748,16 @@ impl StateMachine {
             if frozen == Some(frozen_at) && applied.is_some_and(|l| l.index >= frozen_at) {
                 break;
             }
-            if started.elapsed() > ABSORB_WAIT {
+            if started.elapsed() > self.absorb_wait.get().copied().unwrap_or(ABSORB_WAIT) {
                 tracing::error!(
                     group,
                     absorbed = right,
                     frozen_at,
                     "this replica's copy of the absorbed group never reached its freeze; the group stops here"
                 );
+                if let Some(failed) = self.absorb_failures.get() {
+                    failed(right);
+                }
                 return Err(io_error(
                     ErrorSubject::StateMachine,
                     ErrorVerb::Read,
