@@ -159,17 +159,9 @@ async fn killing_the_leader_of_the_written_partition_loses_no_acknowledged_write
     s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
     // A partition of its own for the keys the stream writes: its group is led by the gateway
     // leading the fewest groups, not the meta group's leader.
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/admin/v1/partitions/2/split",
-            f.gateways[0].admin
-        ))
-        .bearer_auth(&f.admin_token)
-        .json(&serde_json::json!({"bucket": BUCKET, "key": "stream/"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "split: HTTP {}", resp.status());
+    let body = serde_json::json!({"bucket": BUCKET, "key": "stream/"});
+    let split = post_partitions(&f, 0, "2/split".into(), body).await;
+    assert!(split.is_success(), "split: HTTP {split}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let (group, victim) = loop {
         let seen = groups(&f, meta_leader).await;
@@ -273,7 +265,6 @@ async fn deleting_a_bucket_under_writes_through_other_gateways_leaves_no_object_
     leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     // The raced buckets' keys span two groups: partition 2 split at "race-…/m".
-    let admin = reqwest::Client::new();
     let started = Instant::now();
     let (mut deleted, mut refused) = (0, 0);
     for round in 0..12 {
@@ -282,23 +273,7 @@ async fn deleting_a_bucket_under_writes_through_other_gateways_leaves_no_object_
         }
         let bucket = format!("race-{round:02}");
         s3[0].create_bucket().bucket(&bucket).send().await.unwrap();
-        let map = partition_map(&f, 0).await;
-        let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
-        let split = admin
-            .post(format!(
-                "{}/admin/v1/partitions/{last}/split",
-                f.gateways[0].admin
-            ))
-            .bearer_auth(&f.admin_token)
-            .json(&serde_json::json!({"bucket": bucket, "key": "m"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            split.status().is_success(),
-            "split: HTTP {}",
-            split.status()
-        );
+        split_last(&f, 0, &bucket, "m").await;
         // Writers on two gateways PUT and DELETE their keys on both sides of the split, so
         // the bucket is empty now and then; the third gateway deletes the bucket meanwhile.
         let stop = Arc::new(AtomicBool::new(false));
@@ -398,39 +373,7 @@ async fn merging_two_partitions_under_writes_loses_and_refuses_nothing() {
     leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
-    let admin = reqwest::Client::new();
-    let post = |path: String, body: serde_json::Value| {
-        let req = admin
-            .post(format!(
-                "{}/admin/v1/partitions/{path}",
-                f.gateways[0].admin
-            ))
-            .bearer_auth(&f.admin_token)
-            .json(&body);
-        async move { req.send().await.unwrap() }
-    };
-    let split = post(
-        "2/split".into(),
-        serde_json::json!({"bucket": BUCKET, "key": "m"}),
-    )
-    .await;
-    assert!(
-        split.status().is_success(),
-        "split: HTTP {}",
-        split.status()
-    );
-    let data_groups = || async {
-        groups(&f, 0)
-            .await
-            .iter()
-            .filter(|g| g["objects_from"].is_string())
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while data_groups().await < 2 {
-        assert!(Instant::now() < deadline, "the split never made a group");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    split_in_two_groups(&f, 0, "m").await;
 
     // Writers on every gateway, keys on both sides of the boundary, until 20 each after the
     // groups have merged (bounded: 400 each).
@@ -473,14 +416,10 @@ async fn merging_two_partitions_under_writes_loses_and_refuses_nothing() {
     }
     let map = partition_map(&f, 0).await;
     let left = map["partitions"][1]["id"].clone();
-    let merge = post(format!("{left}/merge"), serde_json::Value::Null).await;
-    assert!(
-        merge.status().is_success(),
-        "merge: HTTP {}",
-        merge.status()
-    );
+    let merge = post_partitions(&f, 0, format!("{left}/merge"), serde_json::Value::Null).await;
+    assert!(merge.is_success(), "merge: HTTP {merge}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while data_groups().await != 1 {
+    while data_groups(&f, 0).await != 1 {
         assert!(Instant::now() < deadline, "the groups never merged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -532,25 +471,8 @@ async fn leaderships_spread_again_when_a_killed_gateway_returns() {
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
     // Five object partitions, each a group: six groups with the meta group, two per gateway.
-    let admin = reqwest::Client::new();
     for key in ["f", "k", "p", "u"] {
-        let map = partition_map(&f, 0).await;
-        let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
-        let split = admin
-            .post(format!(
-                "{}/admin/v1/partitions/{last}/split",
-                f.gateways[0].admin
-            ))
-            .bearer_auth(&f.admin_token)
-            .json(&serde_json::json!({"bucket": BUCKET, "key": key}))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            split.status().is_success(),
-            "split: HTTP {}",
-            split.status()
-        );
+        split_last(&f, 0, BUCKET, key).await;
     }
     let spread = |led: &BTreeMap<u64, usize>, gateways: usize| {
         led.len() == gateways
@@ -637,31 +559,7 @@ async fn a_merge_coordinator_crashing_between_freeze_and_absorb_loses_nothing() 
     let via = (coordinator + 1) % 3;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[via].create_bucket().bucket(BUCKET).send().await.unwrap();
-    let admin = reqwest::Client::new();
-    let (admin_url, token) = (f.gateways[via].admin.clone(), f.admin_token.clone());
-    let post = |path: String, body: serde_json::Value| {
-        let req = admin
-            .post(format!("{admin_url}/admin/v1/partitions/{path}"))
-            .bearer_auth(&token)
-            .json(&body);
-        async move { req.send().await.unwrap().status() }
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while data_groups(&f, via).await != 1 {
-        assert!(Instant::now() < deadline, "no data group");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let split = post(
-        "2/split".into(),
-        serde_json::json!({"bucket": BUCKET, "key": "m"}),
-    )
-    .await;
-    assert!(split.is_success(), "split: HTTP {split}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while data_groups(&f, via).await < 2 {
-        assert!(Instant::now() < deadline, "the split never made a group");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    split_in_two_groups(&f, via, "m").await;
 
     // Writers on every gateway, keys on both sides, until 20 each after the groups merged
     // (bounded: 600 each). A write may fail (its gateway crashed, or a group is electing); it is
@@ -705,7 +603,7 @@ async fn a_merge_coordinator_crashing_between_freeze_and_absorb_loses_nothing() 
     std::fs::write(&failpoint, b"once").unwrap();
     let map = partition_map(&f, via).await;
     let left = map["partitions"][1]["id"].clone();
-    let merge = post(format!("{left}/merge"), serde_json::Value::Null).await;
+    let merge = post_partitions(&f, via, format!("{left}/merge"), serde_json::Value::Null).await;
     assert!(merge.is_success(), "merge: HTTP {merge}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while fleet::alive(f.gateways[coordinator].pid) {
@@ -753,11 +651,20 @@ async fn a_merge_coordinator_crashing_between_freeze_and_absorb_loses_nothing() 
     dir.down();
 }
 
-/// How many object groups (all but the meta group) gateway `g` hosts.
-async fn data_groups(f: &FleetFile, g: usize) -> usize {
-    groups(f, g)
-        .await
-        .iter()
-        .filter(|g| g["objects_from"].is_string())
-        .count()
+/// Once the object keys have a group of their own, splits partition 2 at `key` of [`BUCKET`]
+/// through gateway `g` and waits until gateway `g` hosts the two groups.
+async fn split_in_two_groups(f: &FleetFile, g: usize, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups(f, g).await < 1 {
+        assert!(Instant::now() < deadline, "no data group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = serde_json::json!({"bucket": BUCKET, "key": key});
+    let split = post_partitions(f, g, "2/split".into(), body).await;
+    assert!(split.is_success(), "split: HTTP {split}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while data_groups(f, g).await < 2 {
+        assert!(Instant::now() < deadline, "the split never made a group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -492,28 +492,9 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
     dir.down();
 }
 
-/// The object groups (all but the meta group) gateway `g` hosts.
-async fn data_groups(f: &FleetFile, g: usize) -> usize {
-    replication(f, g)
-        .await
-        .and_then(|r| r["groups"].as_array().cloned())
-        .map_or(0, |groups| {
-            groups
-                .iter()
-                .filter(|g| g["objects_from"].is_string())
-                .count()
-        })
-}
-
 /// Splits the last partition at `key` of [`BUCKET`], waits for its group to split off, then
 /// merges the two back and waits for the groups to merge (as gateway 0 sees them).
 async fn split_and_merge_back(f: &FleetFile, key: &str) {
-    let admin = reqwest::Client::new();
-    let post = |path: String, body: serde_json::Value| {
-        let url = format!("{}/admin/v1/partitions/{path}", f.gateways[0].admin);
-        let req = admin.post(url).bearer_auth(&f.admin_token).json(&body);
-        async move { req.send().await.unwrap().status() }
-    };
     let wait_for = |want: usize| async move {
         let deadline = Instant::now() + Duration::from_secs(60);
         while data_groups(f, 0).await != want {
@@ -522,16 +503,9 @@ async fn split_and_merge_back(f: &FleetFile, key: &str) {
         }
     };
     wait_for(1).await;
-    let map = partition_map(f, 0).await;
-    let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
-    let split = post(
-        format!("{last}/split"),
-        serde_json::json!({"bucket": BUCKET, "key": key}),
-    )
-    .await;
-    assert!(split.is_success(), "split: HTTP {split}");
+    let last = split_last(f, 0, BUCKET, key).await;
     wait_for(2).await;
-    let merge = post(format!("{last}/merge"), serde_json::Value::Null).await;
+    let merge = post_partitions(f, 0, format!("{last}/merge"), serde_json::Value::Null).await;
     assert!(merge.is_success(), "merge: HTTP {merge}");
     wait_for(1).await;
 }
@@ -920,6 +894,17 @@ async fn nodes_of(f: &FleetFile, g: usize) -> Option<BTreeMap<String, (String, S
     )
 }
 
+/// How many shards storage node `node` holds (its `GET /v1/status`).
+async fn shards_on(node: &fleet::NodeEntry) -> u64 {
+    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["shards"].as_u64().unwrap()
+}
+
 /// Waits until gateway `g` knows `want` storage nodes, `id` among them and up.
 async fn wait_for_node(f: &FleetFile, g: usize, id: &str, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -987,25 +972,9 @@ async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
     // Writes through it place shards on the new node, and read back through the others.
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[2].create_bucket().bucket(BUCKET).send().await.unwrap();
-    let keys: Vec<String> = (0..24).map(|i| format!("spread/{i:02}0")).collect();
-    for key in &keys {
-        s3[2]
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(ByteStream::from(body_of(key)))
-            .send()
-            .await
-            .unwrap();
-    }
-    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let shards = status["shards"].as_u64().unwrap();
-    assert!(shards > 0, "no shard reached the registered node: {status}");
+    let keys = put_all(&s3[2], (0..24).map(|i| format!("spread/{i:02}0"))).await;
+    let shards = shards_on(&node).await;
+    assert!(shards > 0, "no shard reached the registered node");
     for g in [0, 1] {
         for key in &keys {
             assert_eq!(
@@ -1045,25 +1014,10 @@ async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    for key in (0..12).map(|i| format!("after/{i:02}0")) {
-        s3[2]
-            .put_object()
-            .bucket(BUCKET)
-            .key(&key)
-            .body(ByteStream::from(body_of(&key)))
-            .send()
-            .await
-            .unwrap();
-    }
-    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    put_all(&s3[2], (0..12).map(|i| format!("after/{i:02}0"))).await;
     assert_eq!(
-        status["shards"].as_u64(),
-        Some(shards),
+        shards_on(&node).await,
+        shards,
         "shards placed on a removed node"
     );
     for key in &keys {

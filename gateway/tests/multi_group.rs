@@ -876,27 +876,27 @@ async fn a_split_through_a_fenced_bucket_fences_both_halves() {
     stop_all(&router).await;
 }
 
-/// A merge: the split-off group is frozen (later batches `Moved`), then the parent absorbs it.
-/// Node 3 lags twice: its replica of the child is stopped through the last writes and the freeze
-/// (it catches up before the absorb, as the coordinator waits for every member to apply the
-/// freeze), and its replica of the parent is stopped through the absorb (it applies it later,
-/// from its own frozen copy of the child). Afterwards the parent owns every key on every node,
-/// holds the same records everywhere, and the child is stopped and forgotten (not reopened at a
-/// restart).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
-    use cairn_gateway::consensus::command::{Absorb, Freeze};
-    let dir = tempfile::tempdir().unwrap();
-    let engines = engines_in(dir.path());
-    let router = Router::default();
-    let whole = start_whole(&router, &engines, |_| None).await;
-    let parent = &whole[0];
-    split_with_keys_on_both_sides(parent, 2).await;
-    let born = replicas_of(&router, SPLIT_OFF).await;
+/// The groups of a merge about to be made (see [`frozen_with_node_3_behind`]).
+struct Frozen {
+    /// The parent's replicas (node 1's leads).
+    whole: Vec<Raft<TypeConfig>>,
+    /// The child's leader.
+    child: Raft<TypeConfig>,
+    /// The child's ranges.
+    child_ranges: KeyRanges,
+    /// The log index of the child's freeze.
+    frozen_at: u64,
+}
+
+/// Both groups on three nodes, keys on both sides; then node 3's replica of the child stops
+/// (and stays stopped) while the child takes ten writes (`n00`..`n09` = `late`) and its freeze.
+async fn frozen_with_node_3_behind(router: &Router, engines: &[Arc<RocksEngine>]) -> Frozen {
+    use cairn_gateway::consensus::command::Freeze;
+    let whole = start_whole(router, engines, |_| None).await;
+    split_with_keys_on_both_sides(&whole[0], 2).await;
+    let born = replicas_of(router, SPLIT_OFF).await;
     let child = born[leader_of(&born[0]).await as usize - 1].clone();
     groups_applied(&[&whole, &born]).await;
-
-    // Node 3's replica of the child misses the last writes and the freeze, then catches up.
     let lagging = router.host(3).unwrap();
     let child_ranges = lagging.ranges_of(SPLIT_OFF).unwrap();
     lagging.stop(SPLIT_OFF).await;
@@ -906,6 +906,36 @@ async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
     put_all(&child, &late, b"late").await;
     let freeze = Command::Freeze(Freeze { freeze: SPLIT_OFF });
     let frozen_at = child.client_write(freeze).await.unwrap().log_id.index;
+    Frozen {
+        whole,
+        child,
+        child_ranges,
+        frozen_at,
+    }
+}
+
+/// A merge: the split-off group is frozen (later batches `Moved`), then the parent absorbs it.
+/// Node 3 lags twice: its replica of the child is stopped through the last writes and the freeze
+/// (it catches up before the absorb, as the coordinator waits for every member to apply the
+/// freeze), and its replica of the parent is stopped through the absorb (it applies it later,
+/// from its own frozen copy of the child). Afterwards the parent owns every key on every node,
+/// holds the same records everywhere, and the child is stopped and forgotten (not reopened at a
+/// restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
+    use cairn_gateway::consensus::command::Absorb;
+    let dir = tempfile::tempdir().unwrap();
+    let engines = engines_in(dir.path());
+    let router = Router::default();
+    // Node 3's replica of the child misses the last writes and the freeze, then catches up.
+    let Frozen {
+        whole,
+        child,
+        child_ranges,
+        frozen_at,
+    } = frozen_with_node_3_behind(&router, &engines).await;
+    let parent = &whole[0];
+    let lagging = router.host(3).unwrap();
     assert_eq!(
         put_one(&child, keys::object("b", "n50")).await,
         Outcome::Moved,
@@ -982,27 +1012,19 @@ async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
 /// it again, so it is sent a snapshot of the merged state, and it ends with the same records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_cannot_absorb_is_rebuilt_from_a_snapshot() {
-    use cairn_gateway::consensus::command::{Absorb, Freeze};
+    use cairn_gateway::consensus::command::Absorb;
     let dir = tempfile::tempdir().unwrap();
     let engines = engines_in(dir.path());
     let router = Router::default();
-    let whole = start_whole(&router, &engines, |_| None).await;
-    let parent = &whole[0];
-    split_with_keys_on_both_sides(parent, 2).await;
-    let born = replicas_of(&router, SPLIT_OFF).await;
-    let child = born[leader_of(&born[0]).await as usize - 1].clone();
-    groups_applied(&[&whole, &born]).await;
-
     // Node 3's replica of the child stops before the last writes and the freeze, for good.
+    let Frozen {
+        whole,
+        child_ranges,
+        frozen_at,
+        ..
+    } = frozen_with_node_3_behind(&router, &engines).await;
+    let parent = &whole[0];
     let lagging = router.host(3).unwrap();
-    let child_ranges = lagging.ranges_of(SPLIT_OFF).unwrap();
-    lagging.stop(SPLIT_OFF).await;
-    let late: Vec<Vec<u8>> = (0..10)
-        .map(|i| keys::object("b", &format!("n{i:02}")))
-        .collect();
-    put_all(&child, &late, b"late").await;
-    let freeze = Command::Freeze(Freeze { freeze: SPLIT_OFF });
-    let frozen_at = child.client_write(freeze).await.unwrap().log_id.index;
     let absorb = Command::Absorb(Absorb {
         absorb: SPLIT_OFF,
         frozen_at,

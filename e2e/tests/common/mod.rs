@@ -325,3 +325,47 @@ pub fn id_set(status: &serde_json::Value, field: &str) -> Option<BTreeSet<u64>> 
             .collect(),
     )
 }
+
+/// `POST /admin/v1/partitions/{path}` with `body` through gateway `g`.
+pub async fn post_partitions(
+    f: &FleetFile,
+    g: usize,
+    path: String,
+    body: serde_json::Value,
+) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/admin/v1/partitions/{path}",
+            f.gateways[g].admin
+        ))
+        .bearer_auth(&f.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Splits the last partition at `key` of `bucket` through gateway `g`; returns the partition's
+/// id.
+pub async fn split_last(f: &FleetFile, g: usize, bucket: &str, key: &str) -> serde_json::Value {
+    let map = partition_map(f, g).await;
+    let last = map["partitions"].as_array().unwrap().last().unwrap()["id"].clone();
+    let body = serde_json::json!({"bucket": bucket, "key": key});
+    let split = post_partitions(f, g, format!("{last}/split"), body).await;
+    assert!(split.is_success(), "split: HTTP {split}");
+    last
+}
+
+/// The object groups (all but the meta group) gateway `g` hosts.
+pub async fn data_groups(f: &FleetFile, g: usize) -> usize {
+    replication(f, g)
+        .await
+        .and_then(|r| r["groups"].as_array().cloned())
+        .map_or(0, |groups| {
+            groups
+                .iter()
+                .filter(|g| g["objects_from"].is_string())
+                .count()
+        })
+}

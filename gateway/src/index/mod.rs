@@ -1127,11 +1127,15 @@ impl Index {
 
     /// Deletes an access key; `false` if it did not exist.
     pub async fn delete_access_key(&self, id: &str) -> Result<bool, IndexError> {
-        let k = keys::access_key(id);
+        self.delete_if_present(keys::access_key(id)).await
+    }
+
+    /// Deletes the record at `key` (of a small meta table); `false` if there was none.
+    async fn delete_if_present(&self, key: Vec<u8>) -> Result<bool, IndexError> {
         self.run(move |i| {
-            let existed = i.engine.get(&k)?.is_some();
+            let existed = i.engine.get(&key)?.is_some();
             if existed {
-                i.engine.write(vec![WriteOp::Delete(k.clone())])?;
+                i.engine.write(vec![WriteOp::Delete(key.clone())])?;
             }
             Ok(existed)
         })

@@ -26,15 +26,7 @@ impl Index {
 
     /// Removes a storage node's registration; `false` if it was not registered.
     pub async fn delete_storage_node(&self, id: &str) -> Result<bool, IndexError> {
-        let k = keys::storage_node(id);
-        self.run(move |i| {
-            let existed = i.engine.get(&k)?.is_some();
-            if existed {
-                i.engine.write(vec![WriteOp::Delete(k.clone())])?;
-            }
-            Ok(existed)
-        })
-        .await
+        self.delete_if_present(keys::storage_node(id)).await
     }
 
     /// Every registered storage node, by id.
