@@ -153,6 +153,8 @@ pub struct RaftMetrics {
     pub groups: Gauge,
     /// Index groups this gateway leads.
     pub groups_led: Gauge,
+    /// Reads this gateway had a replica of a group it does not run serve.
+    pub remote_reads: Counter,
 }
 
 impl Default for RaftMetrics {
@@ -171,6 +173,7 @@ impl Default for RaftMetrics {
             retiring_peers: Gauge::default(),
             groups: Gauge::default(),
             groups_led: Gauge::default(),
+            remote_reads: Counter::default(),
         }
     }
 }
@@ -191,6 +194,11 @@ impl RaftMetrics {
             "index_raft_read_barrier_duration_seconds",
             "Time an index operation waited until its replica caught up with the leader",
             self.read_barrier_seconds.clone(),
+        );
+        registry.register(
+            "index_remote_reads",
+            "Index reads served for this gateway by a replica of a group it does not run",
+            self.remote_reads.clone(),
         );
         registry.register(
             "index_raft_leader_changes",

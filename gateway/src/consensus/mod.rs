@@ -26,7 +26,9 @@ pub mod membership;
 pub mod network;
 pub mod proposal;
 pub mod ranges;
+pub mod remote;
 pub mod retiring;
+pub mod routing;
 pub mod rpc;
 pub mod snapshot;
 pub mod store;
@@ -235,6 +237,8 @@ pub struct Consensus {
     /// How many gateways vote in each group, and how long one may be gone before its vote moves.
     replicas: usize,
     replica_grace: Duration,
+    /// Where the groups this gateway does not run are ([`routing`]).
+    remote: routing::RemoteGroups,
     me: std::sync::Weak<Consensus>,
 }
 
@@ -348,6 +352,7 @@ impl Consensus {
             engine,
             replicas: cfg.replicas,
             replica_grace: cfg.replica_grace,
+            remote: Default::default(),
             me: me.clone(),
         });
         for group in consensus.host.groups().await {
@@ -739,11 +744,27 @@ impl Consensus {
         let started = Instant::now();
         let mut last_error = String::from("no leader elected");
         loop {
-            // A group absorbed by a merge has no leader to wait for: the caller reroutes.
-            if !self.host.runs(group) {
-                return Err(ConsensusError::NoGroup(group, "not hosted here".into()));
-            }
-            let attempt = match self.leader_of(group) {
+            let runs_here = self.host.runs(group);
+            let leader = if runs_here {
+                self.leader_of(group)
+            } else {
+                // Not running here: a group only peers run, led where they say.
+                if self.remote_group(group).is_none() {
+                    self.learn_remote_groups().await;
+                }
+                match self.remote_group(group) {
+                    Some(g) => g.leader.filter(|l| *l != self.id),
+                    // A group absorbed by a merge has no leader to wait for: the caller
+                    // reroutes.
+                    None => {
+                        return Err(ConsensusError::NoGroup(
+                            group,
+                            "neither this gateway nor a peer runs it".into(),
+                        ));
+                    }
+                }
+            };
+            let attempt = match leader {
                 Some(l) if l == self.id => here().await,
                 Some(l) => self.forward(group, l, what, body).await,
                 None => Forwarded::NotLeader,
@@ -757,6 +778,9 @@ impl Consensus {
                 return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if !runs_here {
+                self.learn_remote_groups().await;
+            }
         }
     }
 

@@ -35,6 +35,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/{group}/propose", post(propose))
         .route("/internal/v1/index/{group}/read-index", post(read_index))
         .route("/internal/v1/index/{group}/progress", get(progress))
+        .route("/internal/v1/index/{group}/read", post(read))
+        .route("/internal/v1/index/groups", get(groups))
         .route("/internal/v1/index/campaign", post(campaign_meta))
         .route("/internal/v1/index/{group}/campaign", post(campaign))
         .route("/internal/v1/index/hand-over", post(hand_over_meta))
@@ -125,6 +127,20 @@ async fn read_index_meta(
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
     Json(c.read_index_here(INDEX_GROUP).await)
+}
+
+/// Reads of a group for a gateway that does not run it (`NotLeader`: no replica here).
+async fn read(
+    State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
+    Json(reads): Json<Vec<super::remote::RemoteRead>>,
+) -> Json<Forwarded<super::remote::RemoteAnswer>> {
+    Json(c.read_here(group, &reads).await)
+}
+
+/// The groups running here, for peers routing keys they own.
+async fn groups(State(c): State<Arc<Consensus>>) -> Json<Vec<super::remote::GroupReplica>> {
+    Json(c.groups_here())
 }
 
 /// This gateway's progress in a group (404 without a replica of it): a merge waits until every

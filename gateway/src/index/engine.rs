@@ -91,7 +91,7 @@ pub fn rocks_batch(ops: Vec<WriteOp>) -> rocksdb::WriteBatch {
 }
 
 /// An ordered key-value store with atomic, durable batches.
-pub trait KvEngine: Send + Sync + 'static {
+pub trait KvEngine: Send + Sync {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
     /// Applies every op or none; returns only once the batch is durable (WAL fsynced).

@@ -392,7 +392,7 @@ impl Index {
             i.require_bucket(&bucket)?;
             let (start, end) = listed_routes(&bucket, &q.prefix, q.marker.as_deref());
             let local = i.engine.local(&start, &end)?;
-            list::list(local, &keys::objects_of(&bucket), &q, |v| {
+            list::list(&local, &keys::objects_of(&bucket), &q, |v| {
                 let r = records::decode::<ObjectRecord>(v)?;
                 Ok::<_, IndexError>((!r.delete_marker).then_some(r))
             })
@@ -412,7 +412,7 @@ impl Index {
             i.require_bucket(&bucket)?;
             let (start, end) = listed_routes(&bucket, &q.prefix, q.key_marker.as_deref());
             let local = i.engine.local_routes(&start, &end)?;
-            list::list_versions::<IndexError>(local, &bucket, &q)?
+            list::list_versions::<IndexError>(&local, &bucket, &q)?
                 .map_err(|_| IndexError::UnknownVersionMarker)
         })
         .await

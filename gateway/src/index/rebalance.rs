@@ -124,7 +124,7 @@ impl Index {
         let map = self
             .run(|i| {
                 let key = keys::meta(MAP_KEY);
-                stored_map(i.engine.local(&key, &keys::after(&key))?)
+                stored_map(&i.engine.local(&key, &keys::after(&key))?)
             })
             .await?;
         let now = self.inner.now_ms();

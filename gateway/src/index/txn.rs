@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use super::engine::{EngineError, Entries, KvEngine, WriteOp};
 use crate::consensus::Consensus;
-use crate::consensus::host::Owners;
 use crate::consensus::proposal::{Outcome, Proposal, ReadCheck};
+use crate::consensus::remote::RemoteRead;
+use crate::consensus::routing::{Route, RoutedError};
 use crate::consensus::store::GroupId;
 
 /// How long a read waits for a group that owns its keys to be running here (a split's new group
@@ -61,56 +62,70 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// The local replica for read-only work that needs no guard (lists), once the keys of
-    /// `[start, end)` are as fresh as a guarded read's would be.
-    pub(crate) fn local(&self, start: &[u8], end: &[u8]) -> Result<&dyn KvEngine, EngineError> {
-        self.settle(start, end)?;
-        Ok(self.local)
+    /// The index for read-only work that needs no guard (lists), once the keys of
+    /// `[start, end)` are as fresh as a guarded read's would be: the local replica, reading
+    /// through replicas of remote groups the keys it does not hold.
+    pub(crate) fn local(&self, start: &[u8], end: &[u8]) -> Result<Routed<'a>, EngineError> {
+        let route = self.settle(start, end)?;
+        Ok(self.routed(route.as_ref()))
     }
 
-    /// The local replica for read-only work that needs no guard, once every record whose route
-    /// is in `[start, end)` (object keys), in every data table, is as fresh as a guarded read's.
-    pub(crate) fn local_routes(
-        &self,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<&dyn KvEngine, EngineError> {
+    /// As [`Txn::local`], for every record whose route is in `[start, end)` (object keys), in
+    /// every data table.
+    pub(crate) fn local_routes(&self, start: &[u8], end: &[u8]) -> Result<Routed<'a>, EngineError> {
+        let mut remote = false;
         for (s, e) in super::keys::table_ranges(start, Some(end)) {
-            self.settle(&s, &e)?;
+            remote |= self.settle(&s, &e)?.is_some_and(|r| !r.remote.is_empty());
         }
-        Ok(self.local)
+        Ok(Routed {
+            local: self.local,
+            consensus: self.consensus.filter(|_| remote),
+        })
     }
 
-    /// Passes the read barrier of every group owning some key of `[start, end)` that this
-    /// attempt has not passed yet, until the owners are stable (a barrier may apply a split,
-    /// which hands keys to a group that then needs its own). Returns the owners.
-    fn settle(&self, start: &[u8], end: &[u8]) -> Result<Option<Owners>, EngineError> {
+    fn routed(&self, route: Option<&Route>) -> Routed<'a> {
+        let remote = route.is_some_and(|r| !r.remote.is_empty());
+        Routed {
+            local: self.local,
+            consensus: self.consensus.filter(|_| remote),
+        }
+    }
+
+    /// Passes the read barrier of every group running here that owns some key of
+    /// `[start, end)` and that this attempt has not passed yet, until the owners are stable (a
+    /// barrier may apply a split, which hands keys to a group that then needs its own). Keys no
+    /// group here owns are routed to the groups peers run ([`Consensus::route`]), whose replicas
+    /// pass their own barriers when they serve a read. Returns the owners.
+    fn settle(&self, start: &[u8], end: &[u8]) -> Result<Option<Route>, EngineError> {
         let Some(c) = self.consensus else {
             return Ok(None);
         };
         let began = Instant::now();
         loop {
-            let owners = c.host().owners(start, end);
+            let route = c.route(start, end);
             let fresh: Vec<GroupId> = {
                 let done = self.barriered.borrow();
-                owners
-                    .groups
+                route
+                    .local
                     .iter()
                     .copied()
                     .filter(|g| !done.contains(g))
                     .collect()
             };
             if fresh.is_empty() {
-                if owners.complete {
-                    return Ok(Some(owners));
+                if route.complete {
+                    return Ok(Some(route));
                 }
                 if began.elapsed() > ROUTE_WAIT {
                     return Err(EngineError::Unavailable(format!(
-                        "no index group here owns every key from {} to {}",
+                        "no index group known here owns every key from {} to {}",
                         super::keys::readable(start),
                         super::keys::readable(end)
                     )));
                 }
+                // Keys no group here owns: ask the peers where they are (at most every few
+                // hundred milliseconds), or wait for a group a split created to start here.
+                tokio::runtime::Handle::current().block_on(c.learn_remote_groups());
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -130,27 +145,18 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// The one group owning all of `owners`' keys, if one does.
-    fn single(owners: Option<Owners>) -> Option<GroupId> {
-        owners.and_then(|o| match o.groups.as_slice() {
-            [g] => Some(*g),
-            _ => None,
-        })
-    }
-
     /// Whether every read is still owned by the group it was read from.
     fn reads_still_routed(&self, consensus: &Consensus) -> bool {
         self.reads.borrow().iter().all(|(group, check)| {
             let Some(group) = group else {
                 return true;
             };
-            let owners = match check {
+            match check {
                 ReadCheck::Get { key, .. } => {
-                    consensus.host().owners(key, &super::keys::after(key))
+                    consensus.route(key, &super::keys::after(key)).is(*group)
                 }
-                ReadCheck::Scan { start, end, .. } => consensus.host().owners(start, end),
-            };
-            owners.complete && owners.groups == [*group]
+                ReadCheck::Scan { start, end, .. } => consensus.route(start, end).is(*group),
+            }
         })
     }
 
@@ -163,20 +169,25 @@ impl<'a> Txn<'a> {
         let Some(c) = self.consensus else {
             return Ok(None);
         };
-        let group =
-            Self::single(self.settle(key, &super::keys::after(key))?).ok_or(EngineError::Moved)?;
-        let routes = c.host().ranges_of(group).and_then(|r| r.object_routes());
+        let route = self.settle(key, &super::keys::after(key))?;
+        let group = route.and_then(|r| r.single()).ok_or(EngineError::Moved)?;
+        let ranges = c
+            .host()
+            .ranges_of(group)
+            .or_else(|| c.remote_group(group).map(|g| g.ranges));
+        let routes = ranges.and_then(|r| r.object_routes());
         routes.map(Some).ok_or(EngineError::Moved)
     }
 
     /// The value at `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        let owners = self.settle(key, &super::keys::after(key))?;
-        let value = self.local.get(key)?;
+        let route = self.settle(key, &super::keys::after(key))?;
+        let value = self.routed(route.as_ref()).get(key)?;
         if self.consensus.is_some() {
+            let group = route.and_then(|r| r.single());
             self.reads
                 .borrow_mut()
-                .push((Self::single(owners), ReadCheck::get(key, value.as_deref())));
+                .push((group, ReadCheck::get(key, value.as_deref())));
         }
         Ok(value)
     }
@@ -188,13 +199,13 @@ impl<'a> Txn<'a> {
         end: &[u8],
         limit: usize,
     ) -> Result<Entries, EngineError> {
-        let owners = self.settle(start, end)?;
-        let entries = self.local.scan(start, end, limit)?;
+        let route = self.settle(start, end)?;
+        let entries = self.routed(route.as_ref()).scan(start, end, limit)?;
         if self.consensus.is_some() {
-            self.reads.borrow_mut().push((
-                Self::single(owners),
-                ReadCheck::scan(start, end, limit, &entries),
-            ));
+            let group = route.and_then(|r| r.single());
+            self.reads
+                .borrow_mut()
+                .push((group, ReadCheck::scan(start, end, limit, &entries)));
         }
         Ok(entries)
     }
@@ -219,11 +230,11 @@ impl<'a> Txn<'a> {
             };
             let group = match consensus.host().owner_of(key) {
                 Some(g) => g,
-                None => {
-                    // Owned by a group still starting here: wait for it as a read would.
-                    self.settle(key, &super::keys::after(key))?;
-                    consensus.host().owner_of(key).ok_or(EngineError::Moved)?
-                }
+                // Owned by a group that does not run here: route it as a read would.
+                None => self
+                    .settle(key, &super::keys::after(key))?
+                    .and_then(|r| r.single())
+                    .ok_or(EngineError::Moved)?,
             };
             by_group.entry(group).or_default().push(op);
         }
@@ -261,5 +272,64 @@ impl<'a> Txn<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The index as a read-only engine for one operation: the local replica, and, when some keys
+/// are owned by groups this gateway does not run, replicas of those groups for them.
+pub(crate) struct Routed<'a> {
+    local: &'a dyn KvEngine,
+    /// Set only when some keys are remote (else every read is local).
+    consensus: Option<&'a Consensus>,
+}
+
+impl From<RoutedError> for EngineError {
+    fn from(e: RoutedError) -> Self {
+        match e {
+            RoutedError::Engine(e) => e,
+            RoutedError::Moved => EngineError::Moved,
+            RoutedError::Consensus(e) => EngineError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl KvEngine for Routed<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some(c) = self.consensus else {
+            return self.local.get(key);
+        };
+        let route = c.route(key, &super::keys::after(key));
+        match (route.local.as_slice(), route.remote.as_slice()) {
+            ([_], []) => self.local.get(key),
+            ([], [group]) => {
+                let read = RemoteRead::Get { key: key.to_vec() };
+                let value = c.read_remote_blocking(*group, read)?;
+                Ok(value.ok_or(EngineError::Moved)?.into_value())
+            }
+            _ => Err(EngineError::Moved),
+        }
+    }
+
+    fn write(&self, _ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        Err(EngineError::Unavailable(
+            "a routed read view takes no writes".into(),
+        ))
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Entries, EngineError> {
+        match self.consensus {
+            None => self.local.scan(start, end, limit),
+            Some(c) => c
+                .scan_routed(self.local, start, end, limit)?
+                .ok_or(EngineError::Moved),
+        }
+    }
+
+    fn approximate_size(&self) -> u64 {
+        self.local.approximate_size()
+    }
+
+    fn approximate_range_size(&self, start: &[u8], end: &[u8]) -> u64 {
+        self.local.approximate_range_size(start, end)
     }
 }

@@ -1,0 +1,335 @@
+//! Where the keys of an operation are: in groups running here (read from the local replica past
+//! their read barriers) or in groups only peers run ([`remote`](super::remote)), read through
+//! one of their replicas.
+
+use std::time::{Duration, Instant};
+
+use super::ranges::KeyRanges;
+use super::remote::{self, Directory, GroupReplica, ReadValue, RemoteAnswer, RemoteRead};
+use super::store::GroupId;
+use super::{Consensus, ConsensusError, Forwarded, LEADER_WAIT};
+use crate::index::engine::{Entries, KvEngine};
+
+/// The peers are asked where groups are at most this often (a burst of operations on keys
+/// owned by no group here asks once).
+const LEARN_EVERY: Duration = Duration::from_millis(200);
+
+/// How long the peers have to say which groups they run.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The groups owning a range of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Groups running here, in id order.
+    pub local: Vec<GroupId>,
+    /// Groups only peers run, in id order.
+    pub remote: Vec<GroupId>,
+    /// Whether they own every key of the range between them.
+    pub complete: bool,
+}
+
+impl Route {
+    /// The one group owning every key of the range, if one does.
+    pub fn single(&self) -> Option<GroupId> {
+        match (self.local.as_slice(), self.remote.as_slice()) {
+            ([g], []) | ([], [g]) => Some(*g),
+            _ => None,
+        }
+    }
+
+    /// Whether it is exactly `group`.
+    pub fn is(&self, group: GroupId) -> bool {
+        self.complete && self.single() == Some(group)
+    }
+}
+
+/// A part of a range owned by one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// First key.
+    pub start: Vec<u8>,
+    /// Past the last key.
+    pub end: Vec<u8>,
+    /// The owning group.
+    pub group: GroupId,
+    /// Whether it runs here.
+    pub local: bool,
+}
+
+/// The remote groups directory and when the peers were last asked.
+#[derive(Default)]
+pub(super) struct RemoteGroups {
+    directory: std::sync::RwLock<Directory>,
+    learned: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Consensus {
+    /// The groups owning `[start, end)`: those running here first, then, for keys none of them
+    /// owns, the remote groups last learned.
+    pub fn route(&self, start: &[u8], end: &[u8]) -> Route {
+        let owners = self.host.owners(start, end);
+        if owners.complete {
+            return Route {
+                local: owners.groups,
+                remote: Vec::new(),
+                complete: true,
+            };
+        }
+        let (found, rest) = self.remote_directory().cover(&self.holes(start, end));
+        Route {
+            local: owners.groups,
+            remote: found.into_iter().map(|(g, _)| g).collect(),
+            complete: rest.is_empty(),
+        }
+    }
+
+    /// The owners of `[start, end)`, part by part in key order; `None` if some key is owned by
+    /// no group known here.
+    pub fn segments(&self, start: &[u8], end: &[u8]) -> Option<Vec<Segment>> {
+        let span = KeyRanges::span(start, end);
+        let mut out = Vec::new();
+        let mut push = |group: GroupId, owned: &KeyRanges, local: bool| {
+            for (s, e) in owned.iter() {
+                out.push(Segment {
+                    start: s.to_vec(),
+                    end: e.to_vec(),
+                    group,
+                    local,
+                });
+            }
+        };
+        let mut rest = span;
+        for (group, ranges) in self.host.directory() {
+            let (inside, outside) = rest.partition_by(&ranges);
+            push(group, &inside, true);
+            rest = outside;
+        }
+        let (found, rest) = self.remote_directory().cover(&rest);
+        for (group, owned) in &found {
+            push(*group, owned, false);
+        }
+        out.sort_by(|a, b| a.start.cmp(&b.start));
+        rest.is_empty().then_some(out)
+    }
+
+    /// The keys of `[start, end)` no group running here owns.
+    fn holes(&self, start: &[u8], end: &[u8]) -> KeyRanges {
+        let mut rest = KeyRanges::span(start, end);
+        for (_, ranges) in self.host.directory() {
+            rest = rest.partition_by(&ranges).1;
+        }
+        rest
+    }
+
+    fn remote_directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.remote
+            .directory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this gateway knows of `group`, which it does not run.
+    pub fn remote_group(&self, group: GroupId) -> Option<GroupReplica> {
+        self.remote_directory().get(group).cloned()
+    }
+
+    /// Every group running here, as `GET /internal/v1/index/groups` describes it to peers.
+    pub fn groups_here(&self) -> Vec<GroupReplica> {
+        self.group_statuses()
+            .into_iter()
+            .filter_map(|s| {
+                Some(GroupReplica {
+                    ranges: self.host.ranges_of(s.group)?,
+                    group: s.group,
+                    voters: s.voters,
+                    learners: s.learners,
+                    leader: s.leader,
+                    applied: s.applied_index,
+                })
+            })
+            .collect()
+    }
+
+    /// Asks every peer which groups it runs (at most every [`LEARN_EVERY`]; concurrent callers
+    /// wait for one round) and keeps, per group not running here, the freshest description.
+    pub async fn learn_remote_groups(&self) {
+        let mut learned = self.remote.learned.lock().await;
+        if learned.is_some_and(|at| at.elapsed() < LEARN_EVERY) {
+            return;
+        }
+        let asks = self.known_peers().into_iter().map(|(id, addr)| async move {
+            let url = format!("{}/internal/v1/index/groups", addr.trim_end_matches('/'));
+            let sent = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .timeout(LEARN_TIMEOUT)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => r.json::<Vec<GroupReplica>>().await.ok(),
+                _ => {
+                    tracing::debug!(peer = id, "peer did not say which index groups it runs");
+                    None
+                }
+            }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let local = self.host.groups().await;
+        let directory = Directory::learn(answers.into_iter().flatten().flatten(), &local);
+        tracing::debug!(
+            groups = directory.len(),
+            "learned where remote index groups run"
+        );
+        *self
+            .remote
+            .directory
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = directory;
+        *learned = Some(Instant::now());
+    }
+
+    /// The other gateways: the listed peers and every member of the meta group (gateways added
+    /// since this one started), by id.
+    fn known_peers(&self) -> Vec<(u64, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let mut peers = self.peers.clone();
+        for (id, node) in m.membership_config.membership().nodes() {
+            peers.entry(*id).or_insert_with(|| node.addr.clone());
+        }
+        peers.into_iter().filter(|(id, _)| *id != self.id).collect()
+    }
+
+    /// Runs `reads` on a replica of `group`, a group this gateway does not run: its leader
+    /// first, then its other members, learning the directory again between rounds. `None`: the
+    /// group no longer owns some key read (the caller routes again).
+    pub async fn read_remote(
+        &self,
+        group: GroupId,
+        reads: Vec<RemoteRead>,
+    ) -> Result<Option<Vec<ReadValue>>, ConsensusError> {
+        let started = Instant::now();
+        let mut last_error = String::from("no replica answered");
+        loop {
+            let Some(known) = self.remote_group(group) else {
+                return Err(ConsensusError::NoGroup(
+                    group,
+                    "no peer runs it any more".into(),
+                ));
+            };
+            for member in known.members().into_iter().filter(|m| *m != self.id) {
+                match self.forward(group, member, "read", &reads).await {
+                    Forwarded::Done(RemoteAnswer::Values(values))
+                        if values.len() == reads.len() =>
+                    {
+                        self.metrics.raft.remote_reads.inc();
+                        return Ok(Some(values));
+                    }
+                    Forwarded::Done(RemoteAnswer::Values(_)) => {
+                        last_error = format!("gateway {member} answered the wrong number of reads");
+                    }
+                    Forwarded::Done(RemoteAnswer::Moved) => {
+                        self.learn_remote_groups().await;
+                        return Ok(None);
+                    }
+                    Forwarded::NotLeader => {
+                        last_error = format!("gateway {member} runs no replica of group {group}");
+                    }
+                    Forwarded::Failed(e) => last_error = e,
+                }
+            }
+            if started.elapsed() > LEADER_WAIT {
+                return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.learn_remote_groups().await;
+        }
+    }
+
+    /// Serves `reads` of `group` for another gateway from this replica, once past its read
+    /// barrier; `NotLeader` if it runs no replica of the group.
+    pub async fn read_here(&self, group: GroupId, reads: &[RemoteRead]) -> Forwarded<RemoteAnswer> {
+        if !self.host.runs(group) {
+            return Forwarded::NotLeader;
+        }
+        match self.read_barrier_of(group).await {
+            Ok(()) => {}
+            Err(ConsensusError::NoGroup(..)) => return Forwarded::NotLeader,
+            Err(e) => return Forwarded::Failed(e.to_string()),
+        }
+        let Some(owned) = self.host.ranges_of(group) else {
+            return Forwarded::NotLeader;
+        };
+        match remote::answer(self.engine.as_ref(), &owned, reads) {
+            Ok(answer) => Forwarded::Done(answer),
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+
+    /// Up to `limit` entries of `[start, end)`, each part read where its group is: from `local`
+    /// (this replica, whose groups the caller has passed the barriers of) or from a replica of
+    /// a remote group. `None`: the keys moved (the caller routes again). Blocking (runs the
+    /// remote reads on the current runtime).
+    pub fn scan_routed(
+        &self,
+        local: &dyn KvEngine,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Option<Entries>, RoutedError> {
+        let Some(segments) = self.segments(start, end) else {
+            return Ok(None);
+        };
+        let mut out: Entries = Vec::new();
+        for seg in segments {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            let mut got = if seg.local {
+                local.scan(&seg.start, &seg.end, left)?
+            } else {
+                let read = RemoteRead::Scan {
+                    start: seg.start,
+                    end: seg.end,
+                    limit: left as u64,
+                };
+                match self.read_remote_blocking(seg.group, read)? {
+                    Some(v) => v.into_entries(),
+                    None => return Ok(None),
+                }
+            };
+            out.append(&mut got);
+        }
+        Ok(Some(out))
+    }
+
+    /// One remote read from a blocking thread; `None`: moved.
+    pub fn read_remote_blocking(
+        &self,
+        group: GroupId,
+        read: RemoteRead,
+    ) -> Result<Option<ReadValue>, RoutedError> {
+        let answer = tokio::runtime::Handle::current()
+            .block_on(self.read_remote(group, vec![read]))
+            .map_err(|e| match e {
+                ConsensusError::NoGroup(..) => RoutedError::Moved,
+                e => RoutedError::Consensus(e),
+            })?;
+        Ok(answer.and_then(|v| v.into_iter().next()))
+    }
+}
+
+/// Why a routed read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutedError {
+    /// The local engine failed.
+    #[error(transparent)]
+    Engine(#[from] crate::index::engine::EngineError),
+    /// No replica of a remote group answered.
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    /// The group is gone (merged): route again.
+    #[error("the keys moved to another index group")]
+    Moved,
+}
