@@ -52,19 +52,27 @@ pub(super) async fn read_index_rounds(
 }
 
 /// Follows a group's Raft state into the metrics (the gauges are the meta group's; leader
-/// changes count in every group), and logs every change of leader.
+/// changes count in every group), and logs every change of leader. A data group whose
+/// membership stops listing this gateway (its replica was moved away) is left.
 pub(super) async fn observe(
     id: u64,
     group: GroupId,
     raft: Raft<TypeConfig>,
     metrics: Arc<GatewayMetrics>,
+    consensus: std::sync::Weak<Consensus>,
 ) {
     let mut rx = raft.metrics();
     drop(raft);
     let mut leader = None;
+    let mut was_member = false;
     loop {
-        {
+        let removed = {
             let m = rx.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let member = membership.get_node(&id).is_some();
+            let removed =
+                group != INDEX_GROUP && was_member && !member && membership.nodes().count() > 0;
+            was_member |= member;
             let r = &metrics.raft;
             if group == INDEX_GROUP {
                 r.term.set(m.current_term as i64);
@@ -96,6 +104,17 @@ pub(super) async fn observe(
                 );
                 leader = m.current_leader;
             }
+            removed
+        };
+        if removed {
+            if let Some(c) = consensus.upgrade() {
+                tracing::info!(group, "this gateway was removed from the index group");
+                c.leave(group).await;
+            }
+            if leader == Some(id) {
+                metrics.raft.groups_led.dec();
+            }
+            return;
         }
         if rx.changed().await.is_err() {
             if leader == Some(id) {
@@ -148,9 +167,9 @@ impl Reconciler {
         }
     }
 
-    /// Asks every other listed gateway for its zone at once; `None` for those that do not answer
-    /// within a short timeout.
-    async fn probe(&self) -> BTreeMap<u64, Option<String>> {
+    /// Asks every other listed gateway for its zone (and how many groups it hosts) at once;
+    /// `None` for those that do not answer within a short timeout.
+    async fn probe(&self) -> BTreeMap<u64, Option<Hello>> {
         let asks =
             self.peers
                 .iter()
@@ -169,7 +188,7 @@ impl Reconciler {
                         _ => None,
                     };
                     // A gateway answering with another id is misconfigured: it does not count as seen.
-                    (*id, hello.filter(|h| h.id == *id).map(|h| h.zone))
+                    (*id, hello.filter(|h| h.id == *id))
                 });
         futures_util::future::join_all(asks)
             .await
@@ -212,6 +231,8 @@ pub(super) async fn step_down(
 struct Sighting {
     zone: Option<String>,
     reachable: bool,
+    /// How many groups it hosted when it last answered.
+    hosted: usize,
     /// When it last answered, or when this gateway started leading (a new leader gives every
     /// gateway a full grace period).
     seen: Instant,
@@ -256,19 +277,26 @@ pub(super) async fn reconcile_membership(
             let s = sightings.entry(id).or_insert(Sighting {
                 zone: None,
                 reachable: false,
+                hosted: 0,
                 seen: now,
             });
             s.reachable = answer.is_some();
-            if let Some(zone) = answer {
-                s.zone = Some(zone);
+            if let Some(hello) = answer {
+                s.zone = Some(hello.zone);
+                s.hosted = hello.groups;
                 s.seen = now;
             }
         }
+        let hosted_here = r
+            .consensus
+            .upgrade()
+            .map_or(0, |c| c.host().directory().len());
         sightings.insert(
             r.id,
             Sighting {
                 zone: Some(r.zone.clone()),
                 reachable: true,
+                hosted: hosted_here,
                 seen: now,
             },
         );
@@ -328,10 +356,13 @@ pub(super) async fn reconcile_membership(
             r.metrics.raft.retiring_peers.set(retiring.len() as i64);
         }
         let desired = membership::Desired {
+            hosted: peers.keys().map(|id| (*id, sightings[id].hosted)).collect(),
             peers,
             replicas: r.replicas,
             leader: r.id,
             retiring,
+            // Every gateway needs the meta group at hand; data groups live on their voters.
+            bounded: !meta,
         };
         let config = m.membership_config.membership();
         let last = m.last_log_index.unwrap_or(0);

@@ -33,7 +33,7 @@ use openraft::raft::InstallSnapshotRequest;
 use super::TypeConfig;
 use super::ranges::KeyRanges;
 use super::snapshot;
-use super::store::{self, ApplyObserver, Birth, GroupId, LogStore, SplitEvent, StateMachine};
+use super::store::{self, Birth, GroupId, LogStore, SplitEvent, StateMachine};
 use crate::index::engine::RocksEngine;
 
 type NodeId = u64;
@@ -125,7 +125,6 @@ pub struct GroupHost {
     node: NodeId,
     engine: Arc<RocksEngine>,
     launch: Launch,
-    observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     /// How long a born group waits for its chosen leader before a replica initializes it itself,
     /// and how long a peer must lack a group before its leader forces a snapshot for it.
     grace: Duration,
@@ -141,13 +140,11 @@ pub struct GroupHost {
 
 impl GroupHost {
     /// Opens `node`'s groups over `engine`: `base` (owning `ranges` unless it persisted others),
-    /// then every other group the engine holds, births settled. `observer` sees every applied
-    /// batch of every group; `grace` as on [`GroupHost`].
+    /// then every other group the engine holds, births settled; `grace` as on [`GroupHost`].
     pub async fn open(
         node: NodeId,
         engine: Arc<RocksEngine>,
         base: (GroupId, KeyRanges),
-        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
         launch: Launch,
         grace: Duration,
     ) -> Result<Arc<Self>, HostError> {
@@ -155,7 +152,6 @@ impl GroupHost {
             node,
             engine,
             launch,
-            observer,
             grace,
             groups: Default::default(),
             directory: Default::default(),
@@ -274,9 +270,8 @@ impl GroupHost {
             return Ok(running.raft.clone());
         }
         let fail = |e: String| HostError::Start(group, e);
-        let state =
-            StateMachine::open_owning(self.engine.clone(), group, ranges, self.observer.clone())
-                .map_err(|e| fail(e.to_string()))?;
+        let state = StateMachine::open_owning(self.engine.clone(), group, ranges)
+            .map_err(|e| fail(e.to_string()))?;
         let me = self.me.clone();
         state.observe_splits(Arc::new(move |born: SplitEvent| {
             if let Some(host) = me.upgrade() {
@@ -605,6 +600,40 @@ impl GroupHost {
             groups.stopped.insert(group, r.state.ranges());
             // Under the lock: nothing may start the group again before this replica is down.
             let _ = r.raft.shutdown().await;
+        }
+    }
+
+    /// Drops this gateway's replica of `group`, which was moved away (its leader no longer
+    /// counts this gateway as a member): it leaves the routing at once, stops, and its log and
+    /// state are forgotten, so the group's keys are read where it runs now and a later return
+    /// starts from a snapshot.
+    pub async fn leave(&self, group: GroupId) {
+        self.write_directory().remove(&group);
+        let (running, stopped) = {
+            let mut groups = self.groups.lock().await;
+            (groups.running.remove(&group), groups.stopped.remove(&group))
+        };
+        let Some(ranges) = running.as_ref().map(|r| r.state.ranges()).or(stopped) else {
+            return;
+        };
+        if let Some(r) = running {
+            let _ = r.raft.shutdown().await;
+        }
+        // Its records go too: no other group here owns them, and sizes and digests read the
+        // engine directly.
+        let forgotten = store::forget_group(&self.engine, group).and_then(|()| {
+            let db = self.engine.db();
+            let mut batch = rocksdb::WriteBatch::default();
+            for (start, end) in ranges.iter() {
+                batch.delete_range(start, end);
+            }
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            db.write_opt(batch, &sync)
+        });
+        match forgotten {
+            Ok(()) => tracing::info!(group, "left the index group (its replica moved away)"),
+            Err(e) => tracing::warn!(group, error = %e, "index group not forgotten"),
         }
     }
 

@@ -1,6 +1,11 @@
-//! Shapes the index group from the configured gateways (`--peer`): every listed gateway holds a
-//! replica, `--index-replicas` of them vote, spread over as many zones as the fleet has, and a
-//! voter gone for longer than the grace period is replaced by a live gateway.
+//! Shapes an index group from the configured gateways (`--peer`): `--index-replicas` of them
+//! vote, spread over as many zones as the fleet has, and a voter gone for longer than the grace
+//! period is replaced by a live gateway. The meta group is also followed by every other listed
+//! gateway, as a learner (each needs the buckets, keys and partition map at hand). A data group
+//! is *bounded*: it lives on its voters only, and gains a learner just while that learner
+//! catches up to replace a voter (gone, retiring, or moved away to spread the groups: the
+//! gateway hosting the fewest groups is chosen), so a fleet of many gateways does not apply
+//! every write everywhere.
 //!
 //! The leader computes one [`Step`] at a time with [`next_step`] (pure, so every rule is unit
 //! tested) and commits it before asking again. Two rules keep the group safe while it changes:
@@ -49,9 +54,15 @@ pub struct Desired {
     pub replicas: usize,
     /// The leader (kept voting when voters are dropped, so the group keeps its leader).
     pub leader: u64,
-    /// Listed gateways about to leave (the operator drains them before a scale-down): they keep
-    /// a replica but hand their votes, and the leadership, to the others.
+    /// Listed gateways about to leave (the operator drains them before a scale-down): they
+    /// hand their votes, and the leadership, to the others (in a bounded group they then leave
+    /// it; otherwise they keep a replica). A replica being moved away is retiring from its group.
     pub retiring: BTreeSet<u64>,
+    /// Whether the group lives on its voters only (a data group), not on every listed gateway.
+    pub bounded: bool,
+    /// How many groups each gateway hosts, as it last said (a bounded group's new replica goes
+    /// where there are fewest).
+    pub hosted: BTreeMap<u64, usize>,
 }
 
 /// The membership as the leader sees it.
@@ -69,7 +80,9 @@ pub struct Current {
 pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
     let peers = &desired.peers;
     let members: BTreeSet<u64> = current.voters.union(&current.learners).copied().collect();
-    if let Some((id, peer)) = peers.iter().find(|(id, _)| !members.contains(id)) {
+    if !desired.bounded
+        && let Some((id, peer)) = peers.iter().find(|(id, _)| !members.contains(id))
+    {
         return Some(Step::AddLearner(*id, peer.addr.clone()));
     }
     let retiring = &desired.retiring;
@@ -100,10 +113,27 @@ pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
         })
         .collect();
     candidates.sort();
+    // Learners that may vote once caught up (a bounded group keeps no others).
+    let pending: BTreeSet<u64> = current
+        .learners
+        .iter()
+        .filter(|id| peers.get(id).is_some_and(|p| p.reachable && !p.gone))
+        .filter(|id| !retiring.contains(id))
+        .copied()
+        .collect();
+    let zones_known = healthy.iter().all(|id| peers[id].zone.is_some());
+    // Voters share a zone that a replica elsewhere could cover.
+    let doubled = zones_known && healthy_zones.len() < healthy.len();
     if healthy.len() < target {
         // Too few healthy voters: promote one (nothing may stop voting until this is repaired).
         if let Some((_, id)) = candidates.first() {
             return Some(Step::Promote(BTreeSet::from([*id])));
+        }
+        if desired.bounded && healthy.len() + pending.len() < target {
+            let covered = healthy_zones.union(&zones_of(&pending)).cloned().collect();
+            if let Some(step) = add_replica(desired, &members, &covered, false) {
+                return Some(step);
+            }
         }
     } else {
         // A retiring leader is not demoted by itself: it steps down once the rest is done.
@@ -121,27 +151,75 @@ pub fn next_step(desired: &Desired, current: &Current) -> Option<Step> {
             return Some(Step::StepDown);
         }
         // Zones are compared only once every voter has told its own.
-        let zones_known = healthy.iter().all(|id| peers[id].zone.is_some());
         if healthy.len() > target && zones_known {
             let keep = spread(&healthy, target, desired.leader, peers);
             return Some(Step::Demote(healthy.difference(&keep).copied().collect()));
         }
         // Voters share a zone while a caught-up learner sits in a zone without one: add it
         // (the step above then drops a voter of the doubled zone).
-        if zones_known
-            && healthy_zones.len() < healthy.len()
-            && let Some((false, id)) = candidates.first()
-        {
+        if doubled && let Some((false, id)) = candidates.first() {
             return Some(Step::Promote(BTreeSet::from([*id])));
         }
+        // A bounded group brings a replica into such a zone first.
+        let fixing = pending.iter().any(|id| {
+            peers[id]
+                .zone
+                .as_ref()
+                .is_some_and(|z| !healthy_zones.contains(z))
+        });
+        if desired.bounded
+            && doubled
+            && !fixing
+            && let Some(step) = add_replica(desired, &members, &healthy_zones, true)
+        {
+            return Some(step);
+        }
     }
+    // Learners of gateways no longer listed go; in a bounded group, every learner that is not
+    // on its way to a vote the group needs (a demoted voter, a replacement no longer needed).
+    let useful = |id: &u64| {
+        pending.contains(id)
+            && (healthy.len() < target
+                || (doubled
+                    && peers[id]
+                        .zone
+                        .as_ref()
+                        .is_some_and(|z| !healthy_zones.contains(z))))
+    };
     let stale: BTreeSet<u64> = current
         .learners
         .iter()
-        .filter(|id| !peers.contains_key(id))
+        .filter(|id| !peers.contains_key(id) || (desired.bounded && !useful(id)))
         .copied()
         .collect();
     (!stale.is_empty()).then_some(Step::RemoveLearners(stale))
+}
+
+/// A new replica for a bounded group: a listed, live, staying gateway that is not a member and
+/// has told its zone, in a zone not in `covered` if there is one (only there if
+/// `other_zone_only`), then hosting the fewest groups, then the smallest id.
+fn add_replica(
+    desired: &Desired,
+    members: &BTreeSet<u64>,
+    covered: &BTreeSet<String>,
+    other_zone_only: bool,
+) -> Option<Step> {
+    let (id, peer) = desired
+        .peers
+        .iter()
+        .filter(|(id, p)| {
+            !members.contains(id) && !desired.retiring.contains(id) && p.reachable && !p.gone
+        })
+        .filter_map(|(id, p)| {
+            let same_zone = covered.contains(p.zone.as_ref()?);
+            (!(other_zone_only && same_zone)).then_some((id, p, same_zone))
+        })
+        .min_by_key(|(id, _, same_zone)| {
+            let hosted = desired.hosted.get(id).copied().unwrap_or(0);
+            (*same_zone, hosted, **id)
+        })
+        .map(|(id, p, _)| (id, p))?;
+    Some(Step::AddLearner(*id, peer.addr.clone()))
 }
 
 /// `count` of `voters` covering as many zones as possible: the leader first, then by id, one per
@@ -191,6 +269,18 @@ mod tests {
             replicas,
             leader,
             retiring: BTreeSet::new(),
+            bounded: false,
+            hosted: BTreeMap::new(),
+        }
+    }
+
+    /// [`desired`] for a bounded (data) group, with each gateway's hosted group count.
+    fn bounded(peers: &[(u64, &str, usize)], replicas: usize, leader: u64) -> Desired {
+        let zones: Vec<(u64, &str)> = peers.iter().map(|(id, z, _)| (*id, *z)).collect();
+        Desired {
+            bounded: true,
+            hosted: peers.iter().map(|(id, _, n)| (*id, *n)).collect(),
+            ..desired(&zones, replicas, leader)
         }
     }
 
@@ -420,5 +510,85 @@ mod tests {
         d.peers.get_mut(&2).unwrap().gone = true;
         d.retiring = set(&[3]);
         assert_eq!(next_step(&d, &current(&[0, 1, 2], &[3], &[3])), None);
+    }
+
+    #[test]
+    fn a_bounded_group_lives_on_its_voters_and_replaces_one_on_the_least_loaded_gateway() {
+        // Five gateways; the group votes on 1, 2, 3. Nothing more is added.
+        let mut d = bounded(
+            &[
+                (1, "a", 3),
+                (2, "b", 3),
+                (3, "c", 3),
+                (4, "a", 5),
+                (5, "c", 1),
+            ],
+            3,
+            1,
+        );
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[], &[])), None);
+        // Learners left over (a formed group, a demoted voter) go.
+        assert_eq!(
+            next_step(&d, &current(&[1, 2, 3], &[4, 5], &[4, 5])),
+            Some(Step::RemoveLearners(set(&[4, 5])))
+        );
+        // 3 (zone c) is gone: 5, in zone c and hosting fewest, replaces it.
+        d.peers.get_mut(&3).unwrap().gone = true;
+        let cur = current(&[1, 2, 3], &[], &[]);
+        assert_eq!(
+            next_step(&d, &cur),
+            Some(Step::AddLearner(5, "http://g5".into()))
+        );
+        // While it catches up nothing else is added, and it is kept.
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[5], &[])), None);
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 2, 5]));
+        assert!(end.learners.is_empty(), "the gone voter leaves: {end:?}");
+        // Without a live gateway in zone c, the least loaded elsewhere is taken.
+        d.peers.get_mut(&5).unwrap().reachable = false;
+        assert_eq!(
+            next_step(&d, &current(&[1, 2, 3], &[], &[])),
+            Some(Step::AddLearner(4, "http://g4".into()))
+        );
+    }
+
+    #[test]
+    fn a_replica_moved_off_a_bounded_group_hands_over_its_vote_then_leaves() {
+        let mut d = bounded(
+            &[
+                (1, "a", 4),
+                (2, "b", 4),
+                (3, "c", 4),
+                (4, "a", 1),
+                (5, "b", 1),
+            ],
+            3,
+            1,
+        );
+        // Moving 2 away: retiring from this group only.
+        d.retiring = set(&[2]);
+        let cur = current(&[1, 2, 3], &[], &[]);
+        assert_eq!(
+            next_step(&d, &cur),
+            Some(Step::AddLearner(5, "http://g5".into()))
+        );
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 3, 5]));
+        assert!(end.learners.is_empty(), "{end:?}");
+    }
+
+    #[test]
+    fn a_bounded_group_with_voters_sharing_a_zone_brings_in_one_from_a_missing_zone() {
+        let d = bounded(&[(1, "a", 2), (2, "a", 2), (3, "b", 2), (4, "c", 9)], 3, 1);
+        let cur = current(&[1, 2, 3], &[], &[]);
+        assert_eq!(
+            next_step(&d, &cur),
+            Some(Step::AddLearner(4, "http://g4".into()))
+        );
+        // Kept while it catches up.
+        assert_eq!(next_step(&d, &current(&[1, 2, 3], &[4], &[])), None);
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 3, 4]));
+        assert!(end.learners.is_empty(), "{end:?}");
     }
 }

@@ -85,6 +85,10 @@ pub enum ConsensusError {
     /// This gateway runs no replica of the group (it is still starting, or gone).
     #[error("index group {0} is not running here: {1}")]
     NoGroup(GroupId, String),
+    /// The group's leader does not count this gateway as a member any more (its replica was
+    /// moved away): the replica here is stale, and is dropped.
+    #[error("this gateway is no longer a member of index group {0}")]
+    NotMember(GroupId),
 }
 
 /// Where this gateway's index replica sits.
@@ -116,6 +120,9 @@ pub enum Forwarded<T> {
     NotLeader,
     /// The leader failed the request.
     Failed(String),
+    /// The receiver leads the group, and the sender is not one of its members (only sent to
+    /// senders that say who they are, so gateways of earlier versions never see it).
+    NotMember,
 }
 
 /// The replication state as the admin API shows it: the meta group's at the top level.
@@ -177,6 +184,10 @@ pub struct Hello {
     pub id: u64,
     /// Its zone.
     pub zone: String,
+    /// How many index groups it hosts (a bounded group's new replica goes where there are
+    /// fewest; 0 from gateways that do not tell).
+    #[serde(default)]
+    pub groups: usize,
 }
 
 /// One group as the admin API shows it.
@@ -226,8 +237,6 @@ pub struct Consensus {
     http: reqwest::Client,
     token: String,
     metrics: Arc<GatewayMetrics>,
-    /// Told of every applied write (the index counts partition load with it).
-    apply_observer: Arc<std::sync::OnceLock<store::ApplyObserver>>,
     /// Told of the reads other gateways report (while this one leads).
     read_observer: std::sync::OnceLock<store::ReadObserver>,
     /// The listed gateways as the meta group's membership reconciler sees them while it leads.
@@ -275,7 +284,6 @@ impl Consensus {
         }
         .validate()
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
-        let apply_observer = Arc::new(std::sync::OnceLock::new());
         // Every group this gateway hosts (the meta group, and those splits create), each with
         // its own network to the same peers. Peers that answer "no such group" are reported to
         // the host, which is set once it exists.
@@ -304,7 +312,6 @@ impl Consensus {
             cfg.id,
             engine.clone(),
             (INDEX_GROUP, ranges::KeyRanges::everything()),
-            apply_observer.clone(),
             launch,
             BIRTH_GRACE,
         )
@@ -346,7 +353,6 @@ impl Consensus {
             http,
             token: cfg.token,
             metrics,
-            apply_observer,
             read_observer: std::sync::OnceLock::new(),
             peer_views: Arc::default(),
             engine,
@@ -394,6 +400,7 @@ impl Consensus {
             group,
             raft.clone(),
             self.metrics.clone(),
+            self.me.clone(),
         ));
         let views = if group == INDEX_GROUP {
             self.peer_views.clone()
@@ -442,12 +449,6 @@ impl Consensus {
             .cloned()
     }
 
-    /// Has `observer` told the load key of every write batch this replica applies from now on
-    /// (once; later calls are ignored).
-    pub fn observe_applied(&self, observer: store::ApplyObserver) {
-        let _ = self.apply_observer.set(observer);
-    }
-
     /// Has `observer` told the reads other gateways report to this one while it leads (once).
     pub fn observe_reported_reads(&self, observer: store::ReadObserver) {
         let _ = self.read_observer.set(observer);
@@ -463,7 +464,7 @@ impl Consensus {
                     .forward::<_, ()>(INDEX_GROUP, l, "read-load", report)
                     .await
                 {
-                    Forwarded::Done(()) | Forwarded::NotLeader => Ok(()),
+                    Forwarded::Done(()) | Forwarded::NotLeader | Forwarded::NotMember => Ok(()),
                     Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
                 }
             }
@@ -492,6 +493,7 @@ impl Consensus {
         Hello {
             id: self.id,
             zone: self.zone.clone(),
+            groups: self.host.directory().len(),
         }
     }
 
@@ -773,6 +775,7 @@ impl Consensus {
                 Forwarded::Done(answer) => return Ok(answer),
                 Forwarded::NotLeader => {}
                 Forwarded::Failed(e) => last_error = e,
+                Forwarded::NotMember => return Err(ConsensusError::NotMember(group)),
             }
             if started.elapsed() > LEADER_WAIT {
                 return Err(ConsensusError::NoLeader(LEADER_WAIT, last_error));
@@ -819,9 +822,38 @@ impl Consensus {
 
     /// The read index of `group`'s leader, asked now (from this gateway if it leads, else
     /// forwarded), waiting through elections for up to [`LEADER_WAIT`].
+    ///
+    /// A data group's leader is told who asks (`?from=`), and answers `NotMember` to a gateway
+    /// it no longer counts as a member: that replica stopped receiving the group's log when it
+    /// was moved away, so it would wait forever to catch up. It is dropped instead, and the
+    /// group's keys are read where it now runs.
     async fn fetch_read_index(&self, group: GroupId) -> Result<Option<u64>, ConsensusError> {
-        self.at_leader(group, "read-index", &(), || self.read_index_here(group))
-            .await
+        let what = if group == INDEX_GROUP {
+            "read-index".to_string()
+        } else {
+            format!("read-index?from={}", self.id)
+        };
+        let from = Some(self.id).filter(|_| group != INDEX_GROUP);
+        let asked = self
+            .at_leader(group, &what, &(), || self.read_index_here(group, from))
+            .await;
+        if let Err(ConsensusError::NotMember(_)) = &asked {
+            tracing::warn!(
+                group,
+                "this gateway's replica of the index group was moved away; dropping it"
+            );
+            self.leave(group).await;
+        }
+        asked
+    }
+
+    /// Drops this gateway's replica of `group` and its runtime ([`GroupHost::leave`]).
+    pub(crate) async fn leave(&self, group: GroupId) {
+        self.host.leave(group).await;
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group);
     }
 
     /// Commits `command` in `group` on this gateway, which believes it leads it.
@@ -840,14 +872,30 @@ impl Consensus {
         }
     }
 
-    /// The read index of `group` (this gateway believes it leads it).
-    pub async fn read_index_here(&self, group: GroupId) -> Forwarded<Option<u64>> {
+    /// The read index of `group` (this gateway believes it leads it), for gateway `from`
+    /// (`NotMember` if that is not a member of the group).
+    pub async fn read_index_here(
+        &self,
+        group: GroupId,
+        from: Option<u64>,
+    ) -> Forwarded<Option<u64>> {
         let runtime = match self.runtime(group).await {
             Ok(r) => r,
             Err(e) => return Forwarded::Failed(e.to_string()),
         };
         if runtime.stepping_down.load(Ordering::Acquire) {
             return Forwarded::NotLeader;
+        }
+        let metrics = runtime.raft.metrics().borrow().clone();
+        if let Some(from) = from
+            && metrics.current_leader == Some(self.id)
+            && metrics
+                .membership_config
+                .membership()
+                .get_node(&from)
+                .is_none()
+        {
+            return Forwarded::NotMember;
         }
         match runtime.raft.ensure_linearizable().await {
             Ok(log_id) => Forwarded::Done(log_id.map(|l| l.index)),

@@ -232,7 +232,7 @@ impl Consensus {
                         self.learn_remote_groups().await;
                         return Ok(None);
                     }
-                    Forwarded::NotLeader => {
+                    Forwarded::NotLeader | Forwarded::NotMember => {
                         last_error = format!("gateway {member} runs no replica of group {group}");
                     }
                     Forwarded::Failed(e) => last_error = e,

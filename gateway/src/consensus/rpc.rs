@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -114,19 +114,27 @@ async fn read_load(
     Json(c.reported_reads_here(&report))
 }
 
+/// Who asks for a read index (`?from=`; gateways of earlier versions do not say).
+#[derive(serde::Deserialize)]
+struct ReadIndexFrom {
+    from: Option<u64>,
+}
+
 async fn read_index(
     State(c): State<Arc<Consensus>>,
     Path(group): Path<GroupId>,
+    Query(asker): Query<ReadIndexFrom>,
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
-    Json(c.read_index_here(group).await)
+    let from = asker.from.filter(|_| group != INDEX_GROUP);
+    Json(c.read_index_here(group, from).await)
 }
 
 async fn read_index_meta(
     State(c): State<Arc<Consensus>>,
     Json(()): Json<()>,
 ) -> Json<Forwarded<Option<u64>>> {
-    Json(c.read_index_here(INDEX_GROUP).await)
+    Json(c.read_index_here(INDEX_GROUP, None).await)
 }
 
 /// Reads of a group for a gateway that does not run it (`NotLeader`: no replica here).

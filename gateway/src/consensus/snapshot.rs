@@ -754,12 +754,7 @@ mod tests {
             .write(vec![WriteOp::Put(rows[5].0.clone(), rows[5].1.clone())])
             .unwrap();
         let engine = Arc::new(target);
-        crate::consensus::store::StateMachine::open(
-            engine.clone(),
-            INDEX_GROUP,
-            Default::default(),
-        )
-        .unwrap();
+        crate::consensus::store::StateMachine::open(engine.clone(), INDEX_GROUP).unwrap();
         assert_eq!(all(&engine), rows);
     }
 }

@@ -374,19 +374,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Told the load key of every applied write batch (see `index::partition::load_key`), so that
-/// every replica, the leader included, counts the whole group's writes per partition.
-pub type ApplyObserver = Arc<dyn Fn(&[u8]) + Send + Sync>;
-
 /// Told the reads another gateway served (sampled keys with weights), on the leader.
 pub type ReadObserver = Arc<dyn Fn(&ReadReport) + Send + Sync>;
 
-/// Reads a gateway served since its last report, sent to the leader so that the leader's load
-/// figures (which drive splits) cover every gateway's reads, not just its own.
+/// Reads a gateway served and writes it committed since its last report, sent to the meta
+/// leader so that the leader's load figures (which drive splits) cover every gateway's
+/// requests, not just its own.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadReport {
     /// Sampled index keys and the reads each stands for.
     pub samples: Vec<(String, f64)>,
+    /// Sampled load keys of committed write batches and the writes each stands for (absent
+    /// from gateways of earlier versions, whose writes the leader counted as they applied).
+    #[serde(default)]
+    pub writes: Vec<(String, f64)>,
 }
 
 /// How a group born of a split starts: its first members are the parent's at the split, and
@@ -516,7 +517,6 @@ pub struct StateMachine {
     /// The index keys this group owns now: a batch outside them is `Moved`, its snapshots carry
     /// them and installs replace them.
     ranges: Arc<std::sync::RwLock<KeyRanges>>,
-    observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     splits: Arc<std::sync::OnceLock<SplitObserver>>,
     absorbs: Arc<std::sync::OnceLock<AbsorbObserver>>,
     absorb_failures: Arc<std::sync::OnceLock<AbsorbFailureObserver>>,
@@ -533,14 +533,9 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// The state machine of `group` over `engine` (the index itself), owning every key (the one
-    /// group of today); `observer` is set once the index exists. Finishes a snapshot install a
-    /// crash interrupted.
-    pub fn open(
-        engine: Arc<RocksEngine>,
-        group: GroupId,
-        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
-    ) -> Result<Self, snapshot::SnapshotError> {
-        Self::open_owning(engine, group, KeyRanges::everything(), observer)
+    /// group of a gateway alone). Finishes a snapshot install a crash interrupted.
+    pub fn open(engine: Arc<RocksEngine>, group: GroupId) -> Result<Self, snapshot::SnapshotError> {
+        Self::open_owning(engine, group, KeyRanges::everything())
     }
 
     /// The state machine of `group` owning the keys of `ranges` only: its snapshots carry them
@@ -549,7 +544,6 @@ impl StateMachine {
         engine: Arc<RocksEngine>,
         group: GroupId,
         ranges: KeyRanges,
-        observer: Arc<std::sync::OnceLock<ApplyObserver>>,
     ) -> Result<Self, snapshot::SnapshotError> {
         let db = engine.db();
         let snapshot_dir = snapshot::dir_of(db.path());
@@ -572,7 +566,6 @@ impl StateMachine {
                 persisted.unwrap_or_else(|| ranges.clone()),
             )),
             initial: ranges,
-            observer,
             splits: Arc::default(),
             absorbs: Arc::default(),
             absorb_failures: Arc::default(),
@@ -938,11 +931,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .holds(self.engine.as_ref() as &dyn KvEngine)
                         .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
                     if holds {
-                        if let Some(observe) = self.observer.get()
-                            && let Some(key) = crate::index::partition::load_key(&proposal.ops)
-                        {
-                            observe(&key);
-                        }
                         (rocks_batch(proposal.ops), Outcome::Applied)
                     } else {
                         (WriteBatch::default(), Outcome::Conflict)
@@ -1137,8 +1125,7 @@ mod tests {
                 }
             }
             let log = LogStore::new(&engine, INDEX_GROUP);
-            let sm = StateMachine::open(engine, INDEX_GROUP, Default::default())
-                .map_err(snapshot_error)?;
+            let sm = StateMachine::open(engine, INDEX_GROUP).map_err(snapshot_error)?;
             Ok((dir, log, sm))
         }
     }

@@ -212,6 +212,10 @@ struct Shared {
     book: Mutex<LoadBook>,
     /// Reads to report to the leader (replicated, while not leading).
     read_outbox: Mutex<partition::load::ReadOutbox>,
+    /// Writes to report to the leader, sampled likewise: a write is counted by the gateway
+    /// that proposed it (the meta leader does not run every group, so it cannot count them as
+    /// they apply).
+    write_outbox: Mutex<partition::load::ReadOutbox>,
     /// Origin of the load clock.
     clock: std::time::Instant,
     options: IndexOptions,
@@ -256,8 +260,12 @@ impl Shared {
     fn count(&self, key: &[u8], kind: Access) {
         let now = self.now_ms();
         self.book().record(key, kind, now, 1.0);
-        if kind == Access::Read && self.consensus.is_some() {
-            self.read_outbox.lock().expect("read outbox").record(key);
+        if self.consensus.is_some() {
+            let outbox = match kind {
+                Access::Read => &self.read_outbox,
+                Access::Write => &self.write_outbox,
+            };
+            outbox.lock().expect("load outbox").record(key);
         }
     }
 }
@@ -381,18 +389,13 @@ impl Index {
             consensus,
             book: Mutex::new(LoadBook::new(options.split.clone(), map, 0)),
             read_outbox: Mutex::default(),
+            write_outbox: Mutex::default(),
             clock: std::time::Instant::now(),
             options,
             key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             bucket_lock: RwLock::new(()),
         });
         if let Some(c) = &inner.consensus {
-            let shared = Arc::downgrade(&inner);
-            c.observe_applied(Arc::new(move |key: &[u8]| {
-                if let Some(shared) = shared.upgrade() {
-                    shared.count(key, Access::Write);
-                }
-            }));
             let shared = Arc::downgrade(&inner);
             c.observe_reported_reads(Arc::new(move |report| {
                 if let Some(shared) = shared.upgrade() {

@@ -39,14 +39,20 @@ pub(super) fn partition_size(engine: &dyn KvEngine, p: &super::partition::Partit
         .sum()
 }
 
-/// Counts the reads another gateway reported (this gateway leads).
+/// Counts the reads and writes another gateway reported (this gateway leads).
 pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) {
     use base64::Engine as _;
     let now = shared.now_ms();
     let mut book = shared.book();
-    for (key, weight) in &report.samples {
-        if let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) {
-            book.record(&key, Access::Read, now, *weight);
+    let kinds = [
+        (&report.samples, Access::Read),
+        (&report.writes, Access::Write),
+    ];
+    for (samples, kind) in kinds {
+        for (key, weight) in samples {
+            if let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) {
+                book.record(&key, kind, now, *weight);
+            }
         }
     }
 }
@@ -103,15 +109,20 @@ impl Index {
         let Some(consensus) = self.consensus().filter(|c| !c.is_leader()) else {
             return Ok(());
         };
-        let samples = self.inner.read_outbox.lock().expect("read outbox").take();
-        if samples.is_empty() {
+        let reads = self.inner.read_outbox.lock().expect("read outbox").take();
+        let writes = self.inner.write_outbox.lock().expect("write outbox").take();
+        if reads.is_empty() && writes.is_empty() {
             return Ok(());
         }
-        let report = ReadReport {
-            samples: samples
+        let encode = |samples: Vec<(Vec<u8>, f64)>| {
+            samples
                 .into_iter()
                 .map(|(k, w)| (base64::engine::general_purpose::STANDARD.encode(k), w))
-                .collect(),
+                .collect()
+        };
+        let report = ReadReport {
+            samples: encode(reads),
+            writes: encode(writes),
         };
         consensus
             .report_reads(&report)

@@ -42,7 +42,8 @@ pub(crate) struct Txn<'a> {
     /// What the operation read, with the group owning it (`None`: a scan across groups, which
     /// guards no batch).
     reads: RefCell<Vec<(Option<GroupId>, ReadCheck)>>,
-    /// Told the load key of a local write (replicated, the state machine tells it at apply).
+    /// Told the load key of each committed write (replicated too: the gateway that proposed a
+    /// write counts it, and reports it to the meta leader).
     on_write: &'a dyn Fn(&[u8]),
 }
 
@@ -215,10 +216,10 @@ impl<'a> Txn<'a> {
     /// batch per group (independent writes, such as the collector's removals). Must run on a
     /// blocking thread of the runtime (index operations do).
     pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        let load_key = crate::index::partition::load_key(&ops).map(|k| k.into_owned());
         let Some(consensus) = self.consensus else {
-            let key = crate::index::partition::load_key(&ops).map(|k| k.into_owned());
             self.local.write(ops)?;
-            if let Some(key) = key {
+            if let Some(key) = load_key {
                 (self.on_write)(&key);
             }
             return Ok(());
@@ -270,6 +271,9 @@ impl<'a> Txn<'a> {
                 Outcome::Conflict => return Err(EngineError::Conflict),
                 Outcome::Moved => return Err(EngineError::Moved),
             }
+        }
+        if let Some(key) = load_key {
+            (self.on_write)(&key);
         }
         Ok(())
     }
