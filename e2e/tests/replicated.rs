@@ -619,6 +619,25 @@ async fn a_voter_gone_past_the_grace_period_hands_its_vote_to_a_live_gateway() {
     })
     .await;
     eprintln!("after gateway {first_victim} was gone: voters {voters:?}");
+    // Every data group (each lives on three gateways only) has replaced it too.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let l = leader(&f, &alive).await;
+        let groups = fleet_groups(&f, l).await;
+        let repaired = !groups.is_empty()
+            && groups.iter().all(|g| {
+                let voters = id_set(g, "voters").unwrap_or_default();
+                voters.len() == 3 && !voters.contains(&first_victim)
+            });
+        if repaired {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the groups never replaced gateway {first_victim}: {groups:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A second voter dies. Without the hand-over, two of the three voters would now be down and
     // nothing could commit; with it, the leader and the spare still form a majority.

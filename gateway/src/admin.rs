@@ -930,13 +930,15 @@ async fn partitions(State(state): State<Arc<AdminState>>) -> AdminResult<Partiti
         Err(_) => state.index.partition_map(),
     };
     // Each partition is served by the group owning its first key (its own, once split off).
-    let groups = replication
+    let groups: Vec<_> = replication
         .as_ref()
-        .map(|r| r.groups.clone())
+        .map(|r| r.groups.iter().chain(&r.remote_groups).cloned().collect())
         .unwrap_or_default();
     let served_by = |p: &crate::index::partition::Partition| {
         let consensus = state.index.consensus()?;
-        let group = consensus.host().owner_of(&p.start)?;
+        let group = consensus
+            .route(&p.start, &crate::index::keys::after(&p.start))
+            .single()?;
         groups.iter().find(|g| g.group == group).cloned()
     };
     let load = state

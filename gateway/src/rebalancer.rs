@@ -61,6 +61,7 @@ impl Rebalancer {
             {
                 balanced = tokio::time::Instant::now();
                 c.balance_leaders().await;
+                self.index.balance_replicas().await;
             }
             match self.index.rebalance_once().await {
                 Ok(Some(change)) => record(&self.metrics, &change),

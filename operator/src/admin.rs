@@ -151,10 +151,14 @@ pub struct IndexMembers {
     /// Gateways the answering gateway holds as retiring.
     #[serde(default)]
     pub retiring: Vec<u64>,
-    /// Every index group (a partition each; the top-level fields are the meta group's), from
-    /// gateways that split the index into several groups.
+    /// Every index group the answering gateway runs (a partition each; the top-level fields are
+    /// the meta group's), from gateways that split the index into several groups.
     #[serde(default)]
     pub groups: Vec<GroupMembers>,
+    /// The groups only other gateways run, as they describe them (data groups live on three
+    /// gateways, not on the one answering).
+    #[serde(default)]
+    pub remote_groups: Vec<GroupMembers>,
 }
 
 /// One index group's leader and voters.
@@ -178,7 +182,12 @@ impl IndexMembers {
             leader.is_some_and(|l| !retiring.contains(&l))
                 && voters.iter().all(|v| !retiring.contains(v))
         };
-        clear(self.leader, &self.voters) && self.groups.iter().all(|g| clear(g.leader, &g.voters))
+        clear(self.leader, &self.voters)
+            && self
+                .groups
+                .iter()
+                .chain(&self.remote_groups)
+                .all(|g| clear(g.leader, &g.voters))
     }
 }
 

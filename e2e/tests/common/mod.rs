@@ -2,7 +2,7 @@
 //! clients, and the admin API's views of replication, partitions and replica digests.
 #![allow(dead_code)] // each suite uses some of these
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -40,6 +40,19 @@ impl Drop for FleetDir {
     fn drop(&mut self) {
         if !self.stopped && self.path().join("fleet.json").exists() {
             let _ = fleet::down(self.path(), Duration::from_secs(5));
+        }
+        // A failed test's fleet (logs, data) is kept for a look when CAIRN_E2E_KEEP names a
+        // directory.
+        if std::thread::panicking()
+            && let Some(keep) = std::env::var_os("CAIRN_E2E_KEEP")
+        {
+            let to = std::path::Path::new(&keep).join(format!("fleet-{}", std::process::id()));
+            let copied = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(self.path())
+                .arg(&to)
+                .status();
+            eprintln!("kept the failed fleet in {} ({copied:?})", to.display());
         }
     }
 }
@@ -203,14 +216,18 @@ pub async fn check_everything(
     replicas_identical(f, through).await;
 }
 
-/// Waits until the replicas of `gateways` report the same groups at the same applied indexes,
-/// then checks that they hold exactly the same records, group by group (`GET
-/// /admin/v1/index/digest`).
+/// Waits until, group by group, every gateway of `gateways` holding a replica of the group
+/// reports it at the same applied index, then checks that those replicas hold exactly the same
+/// records (`GET /admin/v1/index/digest`). Every group must be held by the gateways that hold
+/// the meta group (all of them) or, for data groups, by three of them or by all when fewer.
 pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut digests = Vec::new();
+        // group → [(gateway, applied index, group digest)]
+        let mut by_group: BTreeMap<u64, Vec<(u64, serde_json::Value, serde_json::Value)>> =
+            BTreeMap::new();
+        let mut map_versions = BTreeSet::new();
         for &g in gateways {
             let resp = http
                 .get(format!("{}/admin/v1/index/digest", f.gateways[g].admin))
@@ -224,39 +241,69 @@ pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
                 "gateway {g} digest: HTTP {}",
                 resp.status()
             );
-            digests.push(resp.json::<serde_json::Value>().await.unwrap());
-        }
-        let positions: BTreeSet<String> = digests
-            .iter()
-            .map(|d| {
-                let groups = d["groups"].as_array().cloned().unwrap_or_default();
-                let at: Vec<_> = groups
-                    .iter()
-                    .map(|g| (g["group"].clone(), g["applied_index"].clone()))
-                    .collect();
-                format!("{at:?}")
-            })
-            .collect();
-        if positions.len() == 1 {
-            let first = &digests[0];
-            for d in &digests[1..] {
-                assert_eq!(
-                    (&d["map_version"], &d["groups"]),
-                    (&first["map_version"], &first["groups"]),
-                    "gateways {} and {} applied the same logs but hold different records",
-                    d["gateway"],
-                    first["gateway"]
-                );
+            let d = resp.json::<serde_json::Value>().await.unwrap();
+            map_versions.insert(d["map_version"].to_string());
+            for group in d["groups"].as_array().cloned().unwrap_or_default() {
+                let id = group["group"].as_u64().unwrap();
+                let at = group["applied_index"].clone();
+                by_group.entry(id).or_default().push((g as u64, at, group));
             }
-            eprintln!("replicas identical: {}", first["groups"]);
+        }
+        let settled = map_versions.len() == 1
+            && by_group.iter().all(|(id, replicas)| {
+                let wanted = if *id == 1 {
+                    gateways.len()
+                } else {
+                    gateways.len().min(3)
+                };
+                let at: BTreeSet<String> = replicas.iter().map(|r| r.1.to_string()).collect();
+                replicas.len() >= wanted && at.len() == 1
+            });
+        if settled {
+            for (id, replicas) in &by_group {
+                let (first_gateway, _, first) = &replicas[0];
+                for (g, _, d) in &replicas[1..] {
+                    assert_eq!(
+                        d, first,
+                        "gateways {g} and {first_gateway} applied group {id} to the same index \
+                         but hold different records"
+                    );
+                }
+            }
+            let held: Vec<(u64, Vec<u64>)> = by_group
+                .iter()
+                .map(|(id, r)| (*id, r.iter().map(|x| x.0).collect()))
+                .collect();
+            eprintln!("replicas identical, group by group (on gateways): {held:?}");
             return;
         }
+        let positions: Vec<_> = by_group
+            .iter()
+            .map(|(id, r)| {
+                (
+                    *id,
+                    r.iter().map(|x| (x.0, x.1.clone())).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
         assert!(
             Instant::now() < deadline,
-            "replicas never at the same applied indexes: {positions:?}"
+            "replicas never at the same applied indexes: {positions:?} (map versions \
+             {map_versions:?})"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Every group of the fleet as gateway `g` sees it: those it runs (`replication.groups`) and
+/// those only other gateways run (`replication.remote_groups`).
+pub async fn fleet_groups(f: &FleetFile, g: usize) -> Vec<serde_json::Value> {
+    let Some(r) = replication(f, g).await else {
+        return Vec::new();
+    };
+    let mut all = r["groups"].as_array().cloned().unwrap_or_default();
+    all.extend(r["remote_groups"].as_array().cloned().unwrap_or_default());
+    all
 }
 
 /// Gateway `g`'s per-partition load (`load` of `GET /admin/v1/partitions`).

@@ -25,6 +25,8 @@ pub(super) struct GroupRuntime {
     /// Set while this leader hands over the leadership: it refuses proposals and read-index
     /// requests (their callers retry), so nothing resets the followers' election timers.
     pub(super) stepping_down: Arc<AtomicBool>,
+    /// The members this leader was asked to give the group (a replica move, or a merge).
+    pub(super) align: Arc<super::placement::AlignTarget>,
 }
 
 /// Serves read barriers in rounds: every barrier waiting when a round starts shares that
@@ -52,27 +54,19 @@ pub(super) async fn read_index_rounds(
 }
 
 /// Follows a group's Raft state into the metrics (the gauges are the meta group's; leader
-/// changes count in every group), and logs every change of leader. A data group whose
-/// membership stops listing this gateway (its replica was moved away) is left.
+/// changes count in every group), and logs every change of leader.
 pub(super) async fn observe(
     id: u64,
     group: GroupId,
     raft: Raft<TypeConfig>,
     metrics: Arc<GatewayMetrics>,
-    consensus: std::sync::Weak<Consensus>,
 ) {
     let mut rx = raft.metrics();
     drop(raft);
     let mut leader = None;
-    let mut was_member = false;
     loop {
-        let removed = {
+        {
             let m = rx.borrow_and_update();
-            let membership = m.membership_config.membership();
-            let member = membership.get_node(&id).is_some();
-            let removed =
-                group != INDEX_GROUP && was_member && !member && membership.nodes().count() > 0;
-            was_member |= member;
             let r = &metrics.raft;
             if group == INDEX_GROUP {
                 r.term.set(m.current_term as i64);
@@ -104,17 +98,6 @@ pub(super) async fn observe(
                 );
                 leader = m.current_leader;
             }
-            removed
-        };
-        if removed {
-            if let Some(c) = consensus.upgrade() {
-                tracing::info!(group, "this gateway was removed from the index group");
-                c.leave(group).await;
-            }
-            if leader == Some(id) {
-                metrics.raft.groups_led.dec();
-            }
-            return;
         }
         if rx.changed().await.is_err() {
             if leader == Some(id) {
@@ -142,6 +125,8 @@ pub(super) struct Reconciler {
     pub(super) engine: Arc<RocksEngine>,
     /// See [`GroupRuntime::stepping_down`].
     pub(super) stepping_down: Arc<AtomicBool>,
+    /// See [`GroupRuntime::align`].
+    pub(super) align: Arc<super::placement::AlignTarget>,
     /// The gateway's replicated index: a group other than the meta group reads the retiring
     /// set after the meta group's read barrier.
     pub(super) consensus: std::sync::Weak<Consensus>,
@@ -355,6 +340,19 @@ pub(super) async fn reconcile_membership(
         if meta {
             r.metrics.raft.retiring_peers.set(retiring.len() as i64);
         }
+        let config = m.membership_config.membership();
+        // Asked to move the group (a replica move, a merge): members outside the target retire
+        // from it, and new replicas come from the target only.
+        let prefer = r.align.get().filter(|_| !meta);
+        let mut retiring = retiring;
+        if let Some(target) = &prefer {
+            retiring.extend(
+                config
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !target.contains(id)),
+            );
+        }
         let desired = membership::Desired {
             hosted: peers.keys().map(|id| (*id, sightings[id].hosted)).collect(),
             peers,
@@ -363,8 +361,8 @@ pub(super) async fn reconcile_membership(
             retiring,
             // Every gateway needs the meta group at hand; data groups live on their voters.
             bounded: !meta,
+            prefer,
         };
-        let config = m.membership_config.membership();
         let last = m.last_log_index.unwrap_or(0);
         let matched = m.replication.clone().unwrap_or_default();
         let current = membership::Current {

@@ -63,6 +63,8 @@ pub struct Desired {
     /// How many groups each gateway hosts, as it last said (a bounded group's new replica goes
     /// where there are fewest).
     pub hosted: BTreeMap<u64, usize>,
+    /// Where a bounded group's new replicas must come from, while it is being moved.
+    pub prefer: Option<BTreeSet<u64>>,
 }
 
 /// The membership as the leader sees it.
@@ -210,6 +212,7 @@ fn add_replica(
         .filter(|(id, p)| {
             !members.contains(id) && !desired.retiring.contains(id) && p.reachable && !p.gone
         })
+        .filter(|(id, _)| desired.prefer.as_ref().is_none_or(|p| p.contains(id)))
         .filter_map(|(id, p)| {
             let same_zone = covered.contains(p.zone.as_ref()?);
             (!(other_zone_only && same_zone)).then_some((id, p, same_zone))
@@ -271,6 +274,7 @@ mod tests {
             retiring: BTreeSet::new(),
             bounded: false,
             hosted: BTreeMap::new(),
+            prefer: None,
         }
     }
 
@@ -572,9 +576,17 @@ mod tests {
             next_step(&d, &cur),
             Some(Step::AddLearner(5, "http://g5".into()))
         );
-        let end = converge(&d, cur);
+        let end = converge(&d, cur.clone());
         assert_eq!(end.voters, set(&[1, 3, 5]));
         assert!(end.learners.is_empty(), "{end:?}");
+        // Moved onto given gateways (a merge wants its neighbour's): only those are taken.
+        d.prefer = Some(set(&[1, 3, 4]));
+        assert_eq!(
+            next_step(&d, &cur),
+            Some(Step::AddLearner(4, "http://g4".into()))
+        );
+        let end = converge(&d, cur);
+        assert_eq!(end.voters, set(&[1, 3, 4]));
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub mod digest;
 mod group;
 pub mod host;
 pub mod membership;
+mod moves;
 pub mod network;
+pub mod placement;
 pub mod proposal;
 pub mod ranges;
 pub mod remote;
@@ -160,6 +162,10 @@ pub struct ReplicationStatus {
     /// Every group this gateway hosts (the meta group too), with its leader and members.
     #[serde(default)]
     pub groups: Vec<GroupStatus>,
+    /// The groups only other gateways run, as they last described them (leader, members,
+    /// keys, their applied index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_groups: Vec<GroupStatus>,
 }
 
 /// A listed gateway as the leader's membership reconciler last saw it.
@@ -248,6 +254,8 @@ pub struct Consensus {
     replica_grace: Duration,
     /// Where the groups this gateway does not run are ([`routing`]).
     remote: routing::RemoteGroups,
+    /// The replica move this gateway asked for while leading the meta group, and when.
+    moving: std::sync::Mutex<Option<(placement::Move, Instant)>>,
     me: std::sync::Weak<Consensus>,
 }
 
@@ -359,6 +367,7 @@ impl Consensus {
             replicas: cfg.replicas,
             replica_grace: cfg.replica_grace,
             remote: Default::default(),
+            moving: Default::default(),
             me: me.clone(),
         });
         for group in consensus.host.groups().await {
@@ -394,13 +403,13 @@ impl Consensus {
         }
         let (read_index_waiters, rounds) = mpsc::unbounded_channel();
         let stepping_down = Arc::new(AtomicBool::new(false));
+        let align = Arc::new(placement::AlignTarget::default());
         tokio::spawn(group::read_index_rounds(self.me.clone(), group, rounds));
         tokio::spawn(group::observe(
             self.id,
             group,
             raft.clone(),
             self.metrics.clone(),
-            self.me.clone(),
         ));
         let views = if group == INDEX_GROUP {
             self.peer_views.clone()
@@ -421,6 +430,7 @@ impl Consensus {
                 metrics: self.metrics.clone(),
                 engine: self.engine.clone(),
                 stepping_down: stepping_down.clone(),
+                align: align.clone(),
                 consensus: self.me.clone(),
             },
             views,
@@ -429,6 +439,7 @@ impl Consensus {
             raft,
             read_index_waiters,
             stepping_down,
+            align,
         });
         runtimes.insert(group, runtime.clone());
         self.metrics.raft.groups.set(runtimes.len() as i64);
@@ -568,6 +579,7 @@ impl Consensus {
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
             groups: self.group_statuses(),
+            remote_groups: self.remote_group_statuses(),
         }
     }
 
@@ -609,7 +621,7 @@ impl Consensus {
     /// groups now (ties: not `group`'s own leader, then the smallest id), so splits spread the
     /// leaderships over the gateways.
     pub fn least_loaded_voter(&self, group: GroupId) -> Option<u64> {
-        let statuses = self.group_statuses();
+        let statuses = self.fleet_group_statuses();
         let parent = statuses.iter().find(|s| s.group == group)?;
         let led = |id: u64| statuses.iter().filter(|s| s.leader == Some(id)).count();
         parent
@@ -645,6 +657,9 @@ impl Consensus {
             self.read_barrier().await?;
             tracing::info!(retiring = ?ids, previous = ?held, "gateways to drain of index votes changed");
         }
+        // The groups only other gateways run are in the answer too (the operator checks that
+        // none of them still has a retiring voter): learn them fresh.
+        self.learn_remote_groups().await;
         Ok(self.status())
     }
 
@@ -1095,7 +1110,9 @@ impl Consensus {
                 .filter(|p| !p.reachable || p.gone)
                 .map(|p| p.id),
         );
-        let m = balance::next_move(&self.group_statuses(), &excluded, INDEX_GROUP)?;
+        // Groups this gateway does not run are balanced too, as their replicas describe them.
+        self.learn_remote_groups().await;
+        let m = balance::next_move(&self.fleet_group_statuses(), &excluded, INDEX_GROUP)?;
         let body = HandOver { to: m.to };
         let moved = if m.from == self.id {
             self.hand_over(m.group, m.to).await.unwrap_or(false)
@@ -1139,6 +1156,10 @@ fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
 /// created by snapshots), and drops those of groups that are gone (absorbed by merges). Ends
 /// with the gateway.
 async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
+    /// How often the peers are asked which groups they run (which also tells this gateway of
+    /// replicas here that their groups moved away).
+    const MEMBERSHIP_CHECK: Duration = Duration::from_secs(3);
+    let mut checked = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let Some(c) = consensus.upgrade() else {
@@ -1148,6 +1169,13 @@ async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
             return;
         }
         let hosted = c.host.groups().await;
+        if checked.elapsed() > MEMBERSHIP_CHECK {
+            checked = Instant::now();
+            if hosted.iter().any(|g| *g != INDEX_GROUP) {
+                let c = c.clone();
+                tokio::spawn(async move { c.learn_remote_groups().await });
+            }
+        }
         for &group in &hosted {
             if c.runtime_now(group).is_none()
                 && let Err(e) = c.runtime(group).await

@@ -187,6 +187,11 @@ impl Directory {
         (found, rest)
     }
 
+    /// The known groups, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &GroupReplica> {
+        self.groups.values()
+    }
+
     /// How many groups it knows.
     pub fn len(&self) -> usize {
         self.groups.len()

@@ -2,6 +2,7 @@
 //! their read barriers) or in groups only peers run ([`remote`](super::remote)), read through
 //! one of their replicas.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::ranges::KeyRanges;
@@ -56,11 +57,18 @@ pub struct Segment {
     pub local: bool,
 }
 
+/// A replica here of a group that no other member runs any more for this long is stale: the
+/// group was absorbed by a merge after this replica had been moved away (a group born of a
+/// split starts on all its members within moments).
+const ORPHANED_FOR: Duration = Duration::from_secs(5);
+
 /// The remote groups directory and when the peers were last asked.
 #[derive(Default)]
 pub(super) struct RemoteGroups {
     directory: std::sync::RwLock<Directory>,
     learned: tokio::sync::Mutex<Option<Instant>>,
+    /// Groups running here that no other member said it runs, since when.
+    orphans: std::sync::Mutex<BTreeMap<GroupId, Instant>>,
 }
 
 impl Consensus {
@@ -150,6 +158,38 @@ impl Consensus {
             .collect()
     }
 
+    /// The groups only peers run, as last learned, in id order.
+    pub fn remote_group_statuses(&self) -> Vec<super::GroupStatus> {
+        let readable = |k: &[u8]| crate::index::keys::readable(k);
+        self.remote_directory()
+            .iter()
+            .map(|g| {
+                let routes = g.ranges.object_routes();
+                super::GroupStatus {
+                    group: g.group,
+                    leader: g.leader,
+                    term: 0,
+                    applied_index: g.applied,
+                    voters: g.voters.clone(),
+                    learners: g.learners.clone(),
+                    objects_from: routes.as_ref().map(|(s, _)| readable(s)),
+                    objects_to: routes.and_then(|(_, e)| e).map(|e| readable(&e)),
+                    frozen: None,
+                    snapshot_index: None,
+                    purged_index: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Every group of the fleet: those running here, then those only peers run, in id order.
+    pub fn fleet_group_statuses(&self) -> Vec<super::GroupStatus> {
+        let mut all = self.group_statuses();
+        all.extend(self.remote_group_statuses());
+        all.sort_by_key(|g| g.group);
+        all
+    }
+
     /// Asks every peer which groups it runs (at most every [`LEARN_EVERY`]; concurrent callers
     /// wait for one round) and keeps, per group not running here, the freshest description.
     pub async fn learn_remote_groups(&self) {
@@ -166,17 +206,43 @@ impl Consensus {
                 .timeout(LEARN_TIMEOUT)
                 .send()
                 .await;
-            match sent {
+            let groups = match sent {
                 Ok(r) if r.status().is_success() => r.json::<Vec<GroupReplica>>().await.ok(),
-                _ => {
-                    tracing::debug!(peer = id, "peer did not say which index groups it runs");
-                    None
-                }
+                _ => None,
+            };
+            if groups.is_none() {
+                tracing::debug!(peer = id, "peer did not say which index groups it runs");
             }
+            groups.map(|g| (id, g))
         });
-        let answers = futures_util::future::join_all(asks).await;
+        let answers: Vec<(u64, Vec<GroupReplica>)> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let local = self.host.groups().await;
-        let directory = Directory::learn(answers.into_iter().flatten().flatten(), &local);
+        // A replica here that its group moved away never hears of it (the leader stops sending
+        // it the log before the change that removed it): the group's leader, describing its
+        // own membership without this gateway, tells. (Not any peer: a replica moved away
+        // earlier still lists itself, and may be further along than a new one catching up.)
+        let mut moved_away: BTreeSet<GroupId> = answers
+            .iter()
+            .flat_map(|(peer, groups)| groups.iter().filter(|g| g.leader == Some(*peer)))
+            .filter(|g| g.group != super::store::INDEX_GROUP && local.contains(&g.group))
+            .filter(|g| !g.voters.contains(&self.id) && !g.learners.contains(&self.id))
+            .map(|g| g.group)
+            .collect();
+        moved_away.extend(self.orphaned(&answers, &local));
+        for group in moved_away {
+            tracing::warn!(
+                group,
+                "this gateway's replica of the index group is stale (moved away); dropping it"
+            );
+            self.leave(group).await;
+        }
+        let answers = answers.into_iter().flat_map(|(_, groups)| groups);
+        let local = self.host.groups().await;
+        let directory = Directory::learn(answers, &local);
         tracing::debug!(
             groups = directory.len(),
             "learned where remote index groups run"
@@ -187,6 +253,52 @@ impl Consensus {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = directory;
         *learned = Some(Instant::now());
+    }
+
+    /// The data groups running here whose other members all answered, none running the group,
+    /// for [`ORPHANED_FOR`] (the group no longer exists: it was absorbed while this replica,
+    /// moved away, was not told).
+    fn orphaned(&self, answers: &[(u64, Vec<GroupReplica>)], local: &[GroupId]) -> Vec<GroupId> {
+        let answered: BTreeMap<u64, &Vec<GroupReplica>> = answers
+            .iter()
+            .map(|(peer, groups)| (*peer, groups))
+            .collect();
+        let mut orphans = self
+            .remote
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let mut found = BTreeMap::new();
+        for &group in local.iter().filter(|g| **g != super::store::INDEX_GROUP) {
+            let Some(runtime) = self.runtime_now(group) else {
+                continue;
+            };
+            let others: Vec<u64> = {
+                let m = runtime.raft.metrics().borrow().clone();
+                let config = m.membership_config.membership();
+                config
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id != self.id)
+                    .collect()
+            };
+            let orphaned = !others.is_empty()
+                && others.iter().all(|id| {
+                    answered
+                        .get(id)
+                        .is_some_and(|groups| groups.iter().all(|g| g.group != group))
+                });
+            if orphaned {
+                found.insert(group, orphans.get(&group).copied().unwrap_or(now));
+            }
+        }
+        *orphans = found;
+        orphans
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= ORPHANED_FOR)
+            .map(|(g, _)| *g)
+            .collect()
     }
 
     /// The other gateways: the listed peers and every member of the meta group (gateways added

@@ -36,6 +36,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/{group}/read-index", post(read_index))
         .route("/internal/v1/index/{group}/progress", get(progress))
         .route("/internal/v1/index/{group}/read", post(read))
+        .route("/internal/v1/index/{group}/align", post(align))
         .route("/internal/v1/index/groups", get(groups))
         .route("/internal/v1/index/campaign", post(campaign_meta))
         .route("/internal/v1/index/{group}/campaign", post(campaign))
@@ -144,6 +145,15 @@ async fn read(
     Json(reads): Json<Vec<super::remote::RemoteRead>>,
 ) -> Json<Forwarded<super::remote::RemoteAnswer>> {
     Json(c.read_here(group, &reads).await)
+}
+
+/// A new membership for a group this gateway leads (a replica move, or a merge).
+async fn align(
+    State(c): State<Arc<Consensus>>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<super::placement::Align>,
+) -> Json<Forwarded<()>> {
+    Json(c.align_here(group, body.members).await)
 }
 
 /// The groups running here, for peers routing keys they own.

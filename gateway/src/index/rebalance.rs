@@ -143,16 +143,17 @@ impl Index {
         Ok(map)
     }
 
-    /// One tick of load-based partitioning: refreshes the map, then (on the gateway running
-    /// background work) gives every partition a Raft group of its own if one lacks it, and
-    /// makes the split or merge the policy asks for, if any.
+    /// One tick of load-based partitioning: refreshes the map; makes the map's splits and
+    /// merges in the groups this gateway leads; then, on the gateway running background work
+    /// (the meta leader), makes the split or merge of the map the policy asks for, if any.
     pub async fn rebalance_once(&self) -> Result<Option<Rebalanced>, IndexError> {
         let map = self.refresh_partition_map().await?;
+        // Every gateway makes the map's splits and merges in the groups it leads.
+        self.split_groups(&map).await?;
+        self.merge_groups(&map).await?;
         if !self.runs_background_work() {
             return Ok(None);
         }
-        self.split_groups(&map).await?;
-        self.merge_groups(&map).await?;
         let action = {
             let shared = &self.inner;
             let now = shared.now_ms();
@@ -236,7 +237,8 @@ impl Index {
     /// starts, by splitting the group owning its first route there (the new group takes the
     /// partition's id, and is led by the gateway leading the fewest groups). A split committed
     /// in the map but not yet in the groups (a crash in between, a leader change) is finished
-    /// by the next tick; a split already made is a no-op.
+    /// by the next tick; a split already made is a no-op. Each split is made by the leader of
+    /// the group it cuts (a data group need not run on the meta leader).
     pub(super) async fn split_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
         let Some(c) = self.consensus() else {
             return Ok(());
@@ -251,11 +253,11 @@ impl Index {
                     .is_some_and(|(start, _)| start == route)
         };
         for p in map.partitions.iter().filter(|p| !p.is_meta()) {
-            if c.host()
-                .owner_of(&p.start)
-                .is_some_and(|g| starts_at(g, &p.start))
-            {
-                continue;
+            match c.host().owner_of(&p.start) {
+                Some(g) if starts_at(g, &p.start) => continue,
+                Some(g) if c.is_leader_of(g) => {}
+                // Its owner's leader makes the split.
+                _ => continue,
             }
             let route = p.start.clone();
             // The owner as committed: pass its barrier first.
@@ -298,42 +300,109 @@ impl Index {
         Ok(())
     }
 
+    /// Replicated, on the meta leader: moves a replica of a data group to spread the groups
+    /// over the gateways (see `Consensus::balance_replicas`), never one of a group about to
+    /// merge (its range does not match its partition's).
+    pub async fn balance_replicas(&self) {
+        let Some(c) = self.consensus() else {
+            return;
+        };
+        let map = self.partition_map();
+        let starts: std::collections::BTreeSet<Vec<u8>> =
+            map.partitions.iter().map(|p| p.start.clone()).collect();
+        let settled = |group: GroupId| {
+            let ranges = c
+                .host()
+                .ranges_of(group)
+                .or_else(|| c.remote_group(group).map(|g| g.ranges));
+            ranges
+                .and_then(|r| r.object_routes())
+                .is_some_and(|(start, end)| {
+                    starts.contains(&start) && end.is_none_or(|e| starts.contains(&e))
+                })
+        };
+        c.balance_replicas(&settled).await;
+    }
+
     /// Replicated: merges neighbouring groups that serve one partition of `map` (the map merged
     /// two partitions), one merge per call: freezes the right one, waits until every member has
     /// applied the freeze, and has the left one absorb it (`consensus::store`). Writes to the
     /// frozen group wait meanwhile (they are `Moved` and retried), so nothing is frozen unless
     /// every member answers first, and a merge that cannot finish in a few seconds is undone. A
     /// frozen group that serves a partition of its own again (the map split there meanwhile) is
-    /// thawed.
+    /// thawed. The leader of the left group coordinates; if the right one lives on other
+    /// gateways, it is first asked onto the left one's (and the left one kept where it is).
     pub(super) async fn merge_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
         let Some(c) = self.consensus() else {
             return Ok(());
         };
-        let mut data: Vec<(GroupId, Vec<u8>, Option<Vec<u8>>)> = c
+        let data: Vec<(GroupId, Vec<u8>, Option<Vec<u8>>)> = c
             .host()
             .directory()
             .into_iter()
             .filter(|(g, _)| *g != c.group())
             .filter_map(|(g, r)| r.object_routes().map(|(start, end)| (g, start, end)))
             .collect();
-        data.sort_by(|a, b| a.1.cmp(&b.1));
         let starts: std::collections::BTreeSet<&[u8]> =
             map.partitions.iter().map(|p| p.start.as_slice()).collect();
-        for pair in data.windows(2) {
-            let ((left, _, left_end), (right, right_start, _)) = (&pair[0], &pair[1]);
-            if left_end.as_deref() != Some(right_start.as_slice()) {
+        for (left, _, left_end) in &data {
+            let Some(right_start) = left_end else {
+                continue;
+            };
+            if !c.is_leader_of(*left) {
                 continue;
             }
+            let right = data.iter().find(|(_, s, _)| s == right_start).map(|d| d.0);
             if starts.contains(right_start.as_slice()) {
-                if c.host().frozen_of(*right).is_some() {
-                    thaw(c, *right).await?;
+                if let Some(right) = right
+                    && c.host().frozen_of(right).is_some()
+                {
+                    thaw(c, right).await?;
                 }
                 continue;
             }
             if c.host().frozen_of(*left).is_some() {
                 continue;
             }
-            return self.merge_group_into(c, *left, *right).await;
+            let right = match right {
+                Some(right) => right,
+                None => {
+                    // The neighbour runs on other gateways only.
+                    c.learn_remote_groups().await;
+                    let route = keys::after(right_start);
+                    match c.route(right_start, &route).single() {
+                        Some(r) if !c.host().runs(r) => r,
+                        _ => continue,
+                    }
+                }
+            };
+            let (Some(left_members), Some(right_members)) =
+                (c.members_of(*left), c.members_of(right))
+            else {
+                continue;
+            };
+            if left_members != right_members {
+                // A change of the left group under way: its voters are the target once it is
+                // done.
+                let (voters, learners) = left_members;
+                if !learners.is_empty() {
+                    continue;
+                }
+                tracing::info!(
+                    left,
+                    right,
+                    ?voters,
+                    ?right_members,
+                    "moving an index group onto its left neighbour's gateways before merging them"
+                );
+                let unavailable = |e: crate::consensus::ConsensusError| {
+                    IndexError::from(super::engine::EngineError::Unavailable(e.to_string()))
+                };
+                c.align(*left, voters.clone()).await.map_err(unavailable)?;
+                c.align(right, voters).await.map_err(unavailable)?;
+                continue;
+            }
+            return self.merge_group_into(c, *left, right).await;
         }
         Ok(())
     }

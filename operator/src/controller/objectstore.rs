@@ -854,6 +854,7 @@ mod tests {
             voters: voters.to_vec(),
             retiring: Vec::new(),
             groups: Vec::new(),
+            remote_groups: Vec::new(),
         };
         assert!(members(Some(0), &[0, 1, 2]).drained(&retiring));
         assert!(!members(Some(0), &[0, 1, 3]).drained(&retiring));
@@ -871,6 +872,10 @@ mod tests {
         split.groups.push(group(3, Some(3), &[0, 1, 2]));
         assert!(!split.drained(&retiring));
         split.groups[2] = group(3, Some(1), &[1, 2, 4]);
+        assert!(!split.drained(&retiring));
+        // Groups the answering gateway does not run count too.
+        split.groups.pop();
+        split.remote_groups = vec![group(4, Some(2), &[2, 3, 5])];
         assert!(!split.drained(&retiring));
     }
 

@@ -68,6 +68,7 @@ impl FakeAdmin {
                 voters: vec![0, 1, 2],
                 retiring: Vec::new(),
                 groups: Vec::new(),
+                remote_groups: Vec::new(),
             };
         }
         f

@@ -1,0 +1,216 @@
+//! Where bounded (data) groups live, beyond repairs: the meta leader moves one replica at a time
+//! from the gateway hosting the most groups to one hosting at least two fewer, and a merge first
+//! gives the right group the left one's members (an absorb needs both on the same gateways).
+//!
+//! Both are asked of the group's leader as an [`Align`] target: for a while, its membership
+//! reconciler treats members outside the target as retiring from the group and takes new
+//! replicas only from the target, so the usual safe steps (a learner catches up, votes, then the
+//! old voter stops and leaves) carry the group there. [`next_move`] is pure and unit tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::GroupStatus;
+use super::store::GroupId;
+
+/// How long a group's leader pursues an align target (a move or a merge asks again while it
+/// still wants it).
+pub const ALIGN_FOR: Duration = Duration::from_secs(30);
+
+/// Body of `POST /internal/v1/index/{group}/align`: the members the group should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Align {
+    /// The gateways that should hold the group's replicas (and vote in it).
+    pub members: BTreeSet<u64>,
+}
+
+/// An align target as the group's leader holds it.
+#[derive(Debug, Default)]
+pub struct AlignTarget(std::sync::Mutex<Option<(BTreeSet<u64>, Instant)>>);
+
+impl AlignTarget {
+    /// Pursue `members` from now on, for [`ALIGN_FOR`].
+    pub fn set(&self, members: BTreeSet<u64>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((members, Instant::now()));
+    }
+
+    /// The target, while it is fresh.
+    pub fn get(&self) -> Option<BTreeSet<u64>> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.as_ref()
+            .filter(|(_, since)| since.elapsed() < ALIGN_FOR)
+            .map(|(m, _)| m.clone())
+    }
+}
+
+/// A gateway as the move planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// Its zone, once known.
+    pub zone: Option<String>,
+    /// Whether it may take a replica (reachable, not gone, not retiring).
+    pub live: bool,
+}
+
+/// One replica to move: `group` should have `members` (its voters with `from` swapped for `to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The group.
+    pub group: GroupId,
+    /// The member leaving.
+    pub from: u64,
+    /// The gateway joining.
+    pub to: u64,
+    /// The target membership.
+    pub members: BTreeSet<u64>,
+}
+
+/// The move that best evens out how many groups each live gateway hosts, if one gains: a
+/// replica of a data group (not frozen, not the one its leader holds, none with learners: a
+/// change is under way) goes from the gateway hosting the most groups to a live gateway hosting
+/// at least two fewer that keeps the group's zones covered. Ties go to the lowest ids.
+pub fn next_move(
+    groups: &[GroupStatus],
+    gateways: &BTreeMap<u64, Gateway>,
+    meta: GroupId,
+) -> Option<Move> {
+    let mut hosted: BTreeMap<u64, usize> = gateways.keys().map(|id| (*id, 0)).collect();
+    for g in groups {
+        for id in g.voters.iter().chain(&g.learners) {
+            *hosted.entry(*id).or_default() += 1;
+        }
+    }
+    let zone = |id: &u64| gateways.get(id).and_then(|g| g.zone.clone());
+    let mut best: Option<(usize, Move)> = None;
+    for g in groups {
+        if g.group == meta || g.frozen.is_some() || !g.learners.is_empty() {
+            continue;
+        }
+        for from in g.voters.iter().filter(|v| g.leader != Some(**v)) {
+            let others: BTreeSet<Option<String>> =
+                g.voters.iter().filter(|v| *v != from).map(&zone).collect();
+            for (to, gw) in gateways {
+                if !gw.live || gw.zone.is_none() || g.voters.contains(to) {
+                    continue;
+                }
+                // The zones stay covered: the same zone, or one the group lacked.
+                if zone(to) != zone(from) && others.contains(&zone(to)) {
+                    continue;
+                }
+                let gain = hosted[from].saturating_sub(hosted[to]);
+                if gain < 2 || best.as_ref().is_some_and(|(b, _)| *b >= gain) {
+                    continue;
+                }
+                let mut members: BTreeSet<u64> = g.voters.iter().copied().collect();
+                members.remove(from);
+                members.insert(*to);
+                let m = Move {
+                    group: g.group,
+                    from: *from,
+                    to: *to,
+                    members,
+                };
+                best = Some((gain, m));
+            }
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: GroupId, leader: u64, voters: &[u64]) -> GroupStatus {
+        GroupStatus {
+            group: id,
+            leader: Some(leader),
+            term: 1,
+            applied_index: None,
+            voters: voters.to_vec(),
+            learners: vec![],
+            objects_from: None,
+            objects_to: None,
+            frozen: None,
+            snapshot_index: None,
+            purged_index: None,
+        }
+    }
+
+    fn gateways(zones: &[(u64, &str)]) -> BTreeMap<u64, Gateway> {
+        zones
+            .iter()
+            .map(|(id, z)| {
+                let g = Gateway {
+                    zone: Some(z.to_string()),
+                    live: true,
+                };
+                (*id, g)
+            })
+            .collect()
+    }
+
+    /// Applies moves until none is left (bounded), returning each gateway's hosted count.
+    fn settle(mut groups: Vec<GroupStatus>, gws: &BTreeMap<u64, Gateway>) -> BTreeMap<u64, usize> {
+        for _ in 0..50 {
+            let Some(m) = next_move(&groups, gws, 1) else {
+                let mut hosted: BTreeMap<u64, usize> = gws.keys().map(|id| (*id, 0)).collect();
+                for g in &groups {
+                    for v in &g.voters {
+                        *hosted.get_mut(v).unwrap() += 1;
+                    }
+                }
+                return hosted;
+            };
+            let g = groups.iter_mut().find(|g| g.group == m.group).unwrap();
+            assert!(!g.voters.contains(&m.to) && g.leader != Some(m.from));
+            g.voters = m.members.into_iter().collect();
+        }
+        panic!("moves never stop");
+    }
+
+    #[test]
+    fn replicas_spread_over_new_gateways_zone_by_zone_until_no_move_gains() {
+        // Five gateways in three zones; six data groups all on 1, 2, 3 (led by 1).
+        let gws = gateways(&[(1, "a"), (2, "b"), (3, "c"), (4, "a"), (5, "b")]);
+        let mut groups = vec![group(1, 1, &[1, 2, 3])];
+        groups.extend((2..8).map(|id| group(id, 1, &[1, 2, 3])));
+        let first = next_move(&groups, &gws, 1).unwrap();
+        // Never the leader's replica, never the meta group; zone b's replica goes to 5.
+        assert_eq!((first.from, first.to), (2, 5));
+        assert_eq!(first.members, BTreeSet::from([1, 3, 5]));
+        let hosted = settle(groups, &gws);
+        // 2 and 5 share zone b's replicas; 1 leads them all and keeps its own; 3 is zone c's
+        // only gateway.
+        assert!(hosted[&2].abs_diff(hosted[&5]) <= 1, "{hosted:?}");
+        assert_eq!(
+            hosted[&4], 0,
+            "zone a's replica is the leader's: {hosted:?}"
+        );
+        assert_eq!(hosted[&3], 7);
+    }
+
+    #[test]
+    fn no_move_to_a_dead_gateway_a_group_changing_or_frozen_or_when_it_gains_little() {
+        let mut gws = gateways(&[(1, "a"), (2, "b"), (3, "c"), (4, "b")]);
+        let groups: Vec<_> = (2..5).map(|id| group(id, 1, &[1, 2, 3])).collect();
+        assert!(next_move(&groups, &gws, 1).is_some());
+        gws.get_mut(&4).unwrap().live = false;
+        assert_eq!(next_move(&groups, &gws, 1), None);
+        gws.get_mut(&4).unwrap().live = true;
+        let mut busy = groups.clone();
+        for g in &mut busy {
+            g.learners = vec![4];
+        }
+        assert_eq!(next_move(&busy, &gws, 1), None);
+        let mut frozen = groups.clone();
+        for g in &mut frozen {
+            g.frozen = Some(9);
+        }
+        assert_eq!(next_move(&frozen, &gws, 1), None);
+        // One group: 2 hosts one, 4 none; moving gains nothing lasting.
+        assert_eq!(next_move(&groups[..1], &gws, 1), None);
+    }
+}
