@@ -44,9 +44,10 @@ impl Consensus {
         Forwarded::Done(())
     }
 
-    /// The voters and learners of `group`: from the replica here, or as learned.
-    pub fn members_of(&self, group: GroupId) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
-        if let Some(r) = self.runtime_now(group) {
+    /// The voters and learners of `group`: from the replica here (its runtime started if it is
+    /// new), or as learned.
+    pub async fn members_of(&self, group: GroupId) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
+        if let Ok(r) = self.runtime(group).await {
             let m = r.raft.metrics().borrow().clone();
             let config = m.membership_config.membership();
             return Some((config.voter_ids().collect(), config.learner_ids().collect()));

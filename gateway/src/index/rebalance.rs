@@ -238,7 +238,8 @@ impl Index {
     /// partition's id, and is led by the gateway leading the fewest groups). A split committed
     /// in the map but not yet in the groups (a crash in between, a leader change) is finished
     /// by the next tick; a split already made is a no-op. Each split is made by the leader of
-    /// the group it cuts (a data group need not run on the meta leader).
+    /// the group it cuts (a data group need not run on the meta leader), and by the meta leader
+    /// if it runs that group.
     pub(super) async fn split_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
         let Some(c) = self.consensus() else {
             return Ok(());
@@ -255,7 +256,9 @@ impl Index {
         for p in map.partitions.iter().filter(|p| !p.is_meta()) {
             match c.host().owner_of(&p.start) {
                 Some(g) if starts_at(g, &p.start) => continue,
-                Some(g) if c.is_leader_of(g) => {}
+                // The meta leader also makes the splits of the groups it runs (through their
+                // leaders, waiting out an election): a split is a no-op the second time.
+                Some(g) if c.is_leader_of(g) || self.runs_background_work() => {}
                 // Its owner's leader makes the split.
                 _ => continue,
             }
@@ -330,8 +333,9 @@ impl Index {
     /// frozen group wait meanwhile (they are `Moved` and retried), so nothing is frozen unless
     /// every member answers first, and a merge that cannot finish in a few seconds is undone. A
     /// frozen group that serves a partition of its own again (the map split there meanwhile) is
-    /// thawed. The leader of the left group coordinates; if the right one lives on other
-    /// gateways, it is first asked onto the left one's (and the left one kept where it is).
+    /// thawed. The meta leader coordinates if it runs the left group, else the left group's
+    /// leader; if the right one lives on other gateways, it is first asked onto the left one's
+    /// (and the left one kept where it is).
     pub(super) async fn merge_groups(&self, map: &PartitionMap) -> Result<(), IndexError> {
         let Some(c) = self.consensus() else {
             return Ok(());
@@ -349,7 +353,17 @@ impl Index {
             let Some(right_start) = left_end else {
                 continue;
             };
-            if !c.is_leader_of(*left) {
+            // One coordinator per merge: the meta leader if it runs the left group (waiting out
+            // a new group's first election), else the left group's leader.
+            let meta_runs_left = c.leader().zip(c.members_of(*left).await).is_some_and(
+                |(meta, (voters, learners))| voters.contains(&meta) || learners.contains(&meta),
+            );
+            let coordinates = if meta_runs_left {
+                c.is_leader()
+            } else {
+                c.is_leader_of(*left)
+            };
+            if !coordinates {
                 continue;
             }
             let right = data.iter().find(|(_, s, _)| s == right_start).map(|d| d.0);
@@ -377,7 +391,7 @@ impl Index {
                 }
             };
             let (Some(left_members), Some(right_members)) =
-                (c.members_of(*left), c.members_of(right))
+                (c.members_of(*left).await, c.members_of(right).await)
             else {
                 continue;
             };
