@@ -536,7 +536,7 @@ async fn leaderships_spread_again_when_a_killed_gateway_returns() {
     dir.down();
 }
 
-/// The coordinator of a merge (the left group's leader) crashes between the merge's freeze and
+/// The coordinator of a merge (the meta leader, which runs every group of three gateways) crashes between the merge's freeze and
 /// its absorb (a failpoint), while writers on every gateway PUT on both sides: the frozen group
 /// is thawed by the next coordinator, the merge is made again once the crashed gateway is back,
 /// and no acknowledged write is lost.
