@@ -13,28 +13,12 @@ use cairn_gateway::consensus::{Consensus, ConsensusConfig, rpc};
 use cairn_gateway::index::engine::RocksEngine;
 use cairn_gateway::index::keys;
 use cairn_gateway::index::list::{ListEntry, ListQuery};
-use cairn_gateway::index::records::{Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord};
+use cairn_gateway::index::records::BucketRecord;
 use cairn_gateway::index::{Deleted, Index, IndexError, IndexOptions, Stamp, WriteCondition};
 use cairn_gateway::metrics::GatewayMetrics;
 
-fn record(v: u8) -> ObjectRecord {
-    ObjectRecord {
-        size: 1,
-        etag: format!("{v:02x}"),
-        last_modified_ms: 0,
-        version_id: None,
-        delete_marker: false,
-        seq: 0,
-        null_version_seq: None,
-        noncurrent_since_ms: None,
-        storage_class: "STANDARD".into(),
-        headers: ContentHeaders::default(),
-        user_metadata: BTreeMap::new(),
-        checksum: None,
-        tags: Default::default(),
-        data: ObjectData::Single(Blob::Inline(vec![v])),
-    }
-}
+mod common;
+use common::inline_record as record;
 
 struct Gateway {
     index: Index,

@@ -222,3 +222,25 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An object record of one inline byte `v` (its ETag `v` in hex), for tests driving the index
+/// directly.
+pub fn inline_record(v: u8) -> cairn_gateway::index::records::ObjectRecord {
+    use cairn_gateway::index::records::{Blob, ContentHeaders, ObjectData, ObjectRecord};
+    ObjectRecord {
+        size: 1,
+        etag: format!("{v:02x}"),
+        last_modified_ms: 0,
+        version_id: None,
+        delete_marker: false,
+        seq: 0,
+        null_version_seq: None,
+        noncurrent_since_ms: None,
+        storage_class: "STANDARD".into(),
+        headers: ContentHeaders::default(),
+        user_metadata: std::collections::BTreeMap::new(),
+        checksum: None,
+        tags: Default::default(),
+        data: ObjectData::Single(Blob::Inline(vec![v])),
+    }
+}
