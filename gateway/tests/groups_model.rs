@@ -12,14 +12,13 @@ use cairn_gateway::consensus::ranges::KeyRanges;
 use cairn_gateway::consensus::{Consensus, ConsensusConfig};
 use cairn_gateway::index::engine::RocksEngine;
 use cairn_gateway::index::keys;
-use cairn_gateway::index::list::{ListEntry, ListQuery};
 use cairn_gateway::index::records::BucketRecord;
 use cairn_gateway::index::{Deleted, Index, IndexOptions, Stamp, WriteCondition};
 use cairn_gateway::metrics::GatewayMetrics;
 use proptest::prelude::*;
 
 mod common;
-use common::inline_record as record;
+use common::{index_keys as list, inline_record as record};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -69,30 +68,6 @@ async fn replicated(dir: &std::path::Path) -> (Index, Arc<Consensus>) {
         .unwrap();
     let index = Index::replicated(engine, consensus.clone(), IndexOptions::default());
     (index, consensus)
-}
-
-/// Lists `prefix` in pages of `page`, following the markers.
-async fn list(idx: &Index, prefix: &str, page: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut marker = None;
-    loop {
-        let q = ListQuery {
-            prefix: prefix.to_string(),
-            delimiter: None,
-            marker: marker.clone(),
-            max_keys: page,
-        };
-        let got = idx.list_objects("b", q).await.unwrap();
-        for e in &got.entries {
-            if let ListEntry::Object(k, _) = e {
-                out.push(k.clone());
-            }
-        }
-        if !got.truncated {
-            return out;
-        }
-        marker = got.next_marker;
-    }
 }
 
 /// The groups' ranges (once a new group has started) cover every key exactly once; every partition of the map starts a group

@@ -68,7 +68,7 @@ impl<'a> Txn<'a> {
     /// through replicas of remote groups the keys it does not hold.
     pub(crate) fn local(&self, start: &[u8], end: &[u8]) -> Result<Routed<'a>, EngineError> {
         let route = self.settle(start, end)?;
-        Ok(self.routed(route.as_ref()))
+        Ok(self.routed(route.is_some_and(|r| !r.remote.is_empty())))
     }
 
     /// As [`Txn::local`], for every record whose route is in `[start, end)` (object keys), in
@@ -78,14 +78,11 @@ impl<'a> Txn<'a> {
         for (s, e) in super::keys::table_ranges(start, Some(end)) {
             remote |= self.settle(&s, &e)?.is_some_and(|r| !r.remote.is_empty());
         }
-        Ok(Routed {
-            local: self.local,
-            consensus: self.consensus.filter(|_| remote),
-        })
+        Ok(self.routed(remote))
     }
 
-    fn routed(&self, route: Option<&Route>) -> Routed<'a> {
-        let remote = route.is_some_and(|r| !r.remote.is_empty());
+    /// The engine view: the local replica alone unless some keys are `remote`.
+    fn routed(&self, remote: bool) -> Routed<'a> {
         Routed {
             local: self.local,
             consensus: self.consensus.filter(|_| remote),
@@ -183,7 +180,9 @@ impl<'a> Txn<'a> {
     /// The value at `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let route = self.settle(key, &super::keys::after(key))?;
-        let value = self.routed(route.as_ref()).get(key)?;
+        let value = self
+            .routed(route.as_ref().is_some_and(|r| !r.remote.is_empty()))
+            .get(key)?;
         if self.consensus.is_some() {
             let group = route.and_then(|r| r.single());
             self.reads
@@ -201,7 +200,9 @@ impl<'a> Txn<'a> {
         limit: usize,
     ) -> Result<Entries, EngineError> {
         let route = self.settle(start, end)?;
-        let entries = self.routed(route.as_ref()).scan(start, end, limit)?;
+        let entries = self
+            .routed(route.as_ref().is_some_and(|r| !r.remote.is_empty()))
+            .scan(start, end, limit)?;
         if self.consensus.is_some() {
             let group = route.and_then(|r| r.single());
             self.reads

@@ -244,3 +244,33 @@ pub fn inline_record(v: u8) -> cairn_gateway::index::records::ObjectRecord {
         data: ObjectData::Single(Blob::Inline(vec![v])),
     }
 }
+
+/// The keys of bucket `b` under `prefix`, listed through `idx` in pages of `page`, following
+/// the markers.
+pub async fn index_keys(
+    idx: &cairn_gateway::index::Index,
+    prefix: &str,
+    page: usize,
+) -> Vec<String> {
+    use cairn_gateway::index::list::{ListEntry, ListQuery};
+    let mut out = Vec::new();
+    let mut marker = None;
+    loop {
+        let q = ListQuery {
+            prefix: prefix.to_string(),
+            delimiter: None,
+            marker: marker.clone(),
+            max_keys: page,
+        };
+        let got = idx.list_objects("b", q).await.unwrap();
+        for e in &got.entries {
+            if let ListEntry::Object(k, _) = e {
+                out.push(k.clone());
+            }
+        }
+        if !got.truncated {
+            return out;
+        }
+        marker = got.next_marker;
+    }
+}
