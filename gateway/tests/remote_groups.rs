@@ -20,6 +20,7 @@ mod common;
 use common::{index_keys, inline_record as record};
 
 struct Gateway {
+    engine: Arc<RocksEngine>,
     index: Index,
     consensus: Arc<Consensus>,
     metrics: Arc<GatewayMetrics>,
@@ -27,6 +28,11 @@ struct Gateway {
 
 /// Three gateways forming one replicated index, their internal routes served on loopback.
 async fn three_gateways(dir: &std::path::Path) -> Vec<Gateway> {
+    three_gateways_with(dir, IndexOptions::default()).await
+}
+
+/// As [`three_gateways`], each index with `options`.
+async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Vec<Gateway> {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 1..=3u64 {
@@ -53,8 +59,9 @@ async fn three_gateways(dir: &std::path::Path) -> Vec<Gateway> {
                 .unwrap();
         let routes: axum::Router = rpc::router(consensus.clone());
         tokio::spawn(async move { axum::serve(listener, routes).await });
-        let index = Index::replicated(engine, consensus.clone(), IndexOptions::default());
+        let index = Index::replicated(engine.clone(), consensus.clone(), options.clone());
         out.push(Gateway {
+            engine,
             index,
             consensus,
             metrics,
@@ -239,6 +246,104 @@ async fn a_gateway_serves_keys_of_a_group_it_does_not_run_through_the_groups_rep
         let stored = far.index.get_object("b", &key).await.unwrap().unwrap();
         let winner = if a.is_ok() { "05" } else { "06" };
         assert_eq!(stored.etag, winner, "round {round}");
+    }
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_leader_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = IndexOptions::default();
+    options.split.size_limit = 64 << 10;
+    options.split.cooldown_ms = 0;
+    let gws = three_gateways_with(dir.path(), options).await;
+    until("a meta leader is elected", async || {
+        gws[0].consensus.leader().is_some()
+    })
+    .await;
+    let meta = gws
+        .iter()
+        .position(|g| g.consensus.is_leader())
+        .expect("a leader");
+    gws[meta]
+        .index
+        .create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
+    // Object keys go to a group of their own, led by another gateway.
+    gws[meta].index.rebalance_once().await.unwrap();
+    let first = keys::object("b", "");
+    let data = gws[meta].index.partition_map().lookup(&first).id.0;
+    until("every gateway runs the data group", async || {
+        gws.iter()
+            .all(|g| g.consensus.host().owner_of(&first) == Some(data))
+    })
+    .await;
+    let other = (meta + 1) % 3;
+    let to = gws[other].consensus.id();
+    until("another gateway leads the data group", async || {
+        let c = &gws[meta].consensus;
+        match c.leader_of(data) {
+            Some(l) if l == to => true,
+            Some(l) if l == c.id() => {
+                let _ = c.hand_over(data, to).await;
+                false
+            }
+            _ => false,
+        }
+    })
+    .await;
+    // The meta leader stops its replica: it can size the partition only by the leader's reports.
+    gws[meta].consensus.host().stop(data).await;
+    let names: Vec<String> = (0..120).map(|i| format!("k{i:03}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut r = record(1);
+        // About 1 KiB of metadata that does not compress.
+        let noise: String = (0..128u64)
+            .map(|j| {
+                format!(
+                    "{:08x}",
+                    (i as u64 * 131 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+                )
+            })
+            .collect();
+        r.user_metadata.insert("noise".into(), noise);
+        gws[other]
+            .index
+            .put_object("b", name, r, WriteCondition::None, vec![], Stamp::now())
+            .await
+            .unwrap();
+    }
+    gws[other].engine.db().flush().unwrap();
+    let before = gws[meta].index.partition_map().partitions.len();
+    until("the meta leader splits the partition by size", async || {
+        for g in &gws {
+            let _ = g.index.report_reads().await;
+        }
+        matches!(
+            gws[meta].index.rebalance_once().await,
+            Ok(Some(cairn_gateway::index::Rebalanced::Split {
+                reason: cairn_gateway::index::SplitReason::Size,
+                ..
+            }))
+        )
+    })
+    .await;
+    let map = gws[meta].index.partition_map();
+    assert_eq!(map.partitions.len(), before + 1);
+    // The cut is inside the keys (found by scanning the remote group), and the group's leader
+    // makes it in the group.
+    let right = map.partitions.last().unwrap();
+    assert!(right.start > keys::object("b", "k000") && right.start <= keys::object("b", "k119"));
+    until("the data group is split too", async || {
+        let _ = gws[other].index.rebalance_once().await;
+        gws[other].consensus.host().owner_of(&right.start) == Some(right.id.0)
+    })
+    .await;
+    for g in &gws {
+        assert_eq!(index_keys(&g.index, "", 1000).await, names);
     }
     for g in &gws {
         g.consensus.shutdown().await;

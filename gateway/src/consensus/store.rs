@@ -388,6 +388,21 @@ pub struct ReadReport {
     /// from gateways of earlier versions, whose writes the leader counted as they applied).
     #[serde(default)]
     pub writes: Vec<(String, f64)>,
+    /// Sizes of the partitions whose groups the reporting gateway leads (sent every few
+    /// seconds; absent from gateways of earlier versions).
+    #[serde(default)]
+    pub sizes: Vec<PartitionSize>,
+}
+
+/// A partition's approximate size on disk, as its group's leader measured it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSize {
+    /// The partition's id.
+    pub partition: u64,
+    /// The partition's epoch the size was measured at (a report of an older range is stale).
+    pub epoch: u64,
+    /// Approximate bytes on disk.
+    pub bytes: u64,
 }
 
 /// How a group born of a split starts: its first members are the parent's at the split, and

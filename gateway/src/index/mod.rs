@@ -38,7 +38,7 @@ pub use objects::{Deleted, Written};
 use partition::PartitionMap;
 use partition::load::Access;
 use partition::policy::{LoadBook, SplitPolicy};
-pub use rebalance::Rebalanced;
+pub use rebalance::{Rebalanced, SplitReason};
 use records::{
     AccessKeyRecord, BucketRecord, GarbageRecord, ObjectRecord, PartRecord, RecordError,
     StoredBlob, UploadRecord, Versioning,
@@ -216,6 +216,8 @@ struct Shared {
     /// that proposed it (the meta leader does not run every group, so it cannot count them as
     /// they apply).
     write_outbox: Mutex<partition::load::ReadOutbox>,
+    /// When (load clock) the sizes of the partitions led here are next reported.
+    sizes_reported_ms: std::sync::atomic::AtomicU64,
     /// Origin of the load clock.
     clock: std::time::Instant,
     options: IndexOptions,
@@ -390,6 +392,7 @@ impl Index {
             book: Mutex::new(LoadBook::new(options.split.clone(), map, 0)),
             read_outbox: Mutex::default(),
             write_outbox: Mutex::default(),
+            sizes_reported_ms: std::sync::atomic::AtomicU64::new(0),
             clock: std::time::Instant::now(),
             options,
             key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),

@@ -10,7 +10,7 @@ use super::partition::load::Access;
 use super::partition::policy::{Action, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
 use super::{Index, IndexError, keys, records};
-use crate::consensus::store::{GroupId, ReadReport};
+use crate::consensus::store::{GroupId, PartitionSize, ReadReport};
 
 /// Name of the map's record (`keys::meta`).
 pub(super) const MAP_KEY: &str = "partition-map";
@@ -55,7 +55,13 @@ pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) 
             }
         }
     }
+    for size in &report.sizes {
+        book.size_reported(PartitionId(size.partition), size.epoch, size.bytes, now);
+    }
 }
+
+/// How often a group leader reports the sizes of its partitions.
+const SIZE_REPORT_EVERY_MS: u64 = 5_000;
 
 /// Why a partition was split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,8 +108,10 @@ impl Index {
         move |p| partition_size(engine.as_ref(), p)
     }
 
-    /// Sends the reads served here since the last call to the leader (replicated, not leading),
-    /// so the leader's read rates, which drive splits, cover every gateway.
+    /// Sends the reads served and writes proposed here since the last call to the meta leader
+    /// (replicated, not leading), so its rates, which drive splits, cover every gateway; every
+    /// few seconds also the sizes of the partitions whose groups this gateway leads, as the
+    /// meta leader need not hold a replica of them.
     pub async fn report_reads(&self) -> Result<(), IndexError> {
         use base64::Engine as _;
         let Some(consensus) = self.consensus().filter(|c| !c.is_leader()) else {
@@ -111,7 +119,8 @@ impl Index {
         };
         let reads = self.inner.read_outbox.lock().expect("read outbox").take();
         let writes = self.inner.write_outbox.lock().expect("write outbox").take();
-        if reads.is_empty() && writes.is_empty() {
+        let sizes = self.sizes_to_report(consensus);
+        if reads.is_empty() && writes.is_empty() && sizes.is_empty() {
             return Ok(());
         }
         let encode = |samples: Vec<(Vec<u8>, f64)>| {
@@ -123,11 +132,42 @@ impl Index {
         let report = ReadReport {
             samples: encode(reads),
             writes: encode(writes),
+            sizes,
         };
         consensus
             .report_reads(&report)
             .await
             .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()).into())
+    }
+
+    /// The sizes of the partitions whose owning group this gateway leads, if they are due
+    /// (every [`SIZE_REPORT_EVERY_MS`]); else none.
+    fn sizes_to_report(&self, c: &crate::consensus::Consensus) -> Vec<PartitionSize> {
+        let now = self.inner.now_ms();
+        let last = &self.inner.sizes_reported_ms;
+        let due = last.load(std::sync::atomic::Ordering::Relaxed);
+        if now < due {
+            return Vec::new();
+        }
+        last.store(
+            now + SIZE_REPORT_EVERY_MS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let map = self.partition_map();
+        map.partitions
+            .iter()
+            .filter(|p| !p.is_meta())
+            .filter(|p| {
+                c.host()
+                    .owner_of(&p.start)
+                    .is_some_and(|g| c.is_leader_of(g))
+            })
+            .map(|p| PartitionSize {
+                partition: p.id.0,
+                epoch: p.epoch,
+                bytes: partition_size(self.inner.engine.as_ref(), p),
+            })
+            .collect()
     }
 
     /// Re-reads the committed map (after the read barrier) and adopts it.

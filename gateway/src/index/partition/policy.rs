@@ -84,7 +84,13 @@ struct Tracked {
     changed_ms: u64,
     /// Since when the partition has been cold.
     cold_since_ms: Option<u64>,
+    /// Bytes the leader of the partition's group last reported, and when: the gateway deciding
+    /// need not hold a replica of every group, so its own engine cannot size them all.
+    reported_bytes: Option<(u64, u64)>,
 }
+
+/// How long a reported size counts (leaders report every few seconds).
+pub const REPORTED_SIZE_TTL_MS: u64 = 60_000;
 
 /// Each partition's load next to the map it was measured against.
 #[derive(Debug, Clone)]
@@ -122,6 +128,15 @@ impl LoadBook {
             epoch,
             changed_ms: now_ms,
             cold_since_ms: None,
+            reported_bytes: None,
+        }
+    }
+
+    /// Notes that partition `id` at `epoch` holds `bytes` on its group's leader. A report made
+    /// against another epoch (before a split or merge of it) is ignored.
+    pub fn size_reported(&mut self, id: PartitionId, epoch: u64, bytes: u64, now_ms: u64) {
+        if let Some(t) = self.ranges.get_mut(&id).filter(|t| t.epoch == epoch) {
+            t.reported_bytes = Some((bytes, now_ms));
         }
     }
 
@@ -179,7 +194,7 @@ impl LoadBook {
         }
     }
 
-    /// The measured load of every partition (sizes from `size_of`).
+    /// The measured load of every partition (sizes: the larger of `size_of` and a fresh report).
     pub fn stats(
         &mut self,
         now_ms: u64,
@@ -195,7 +210,11 @@ impl LoadBook {
                 reads_per_second: t.load.reads.per_second(now_ms),
                 writes_per_second: t.load.writes.per_second(now_ms),
                 sampled_keys: t.load.sample.len(),
-                approximate_bytes: size_of(p),
+                approximate_bytes: t
+                    .reported_bytes
+                    .filter(|(_, at)| now_ms.saturating_sub(*at) < REPORTED_SIZE_TTL_MS)
+                    .map_or(0, |(bytes, _)| bytes)
+                    .max(size_of(p)),
             });
         }
         out
@@ -369,6 +388,65 @@ mod tests {
             book.decide(10_000, &big),
             Some(Action::SplitBySize { id: PartitionId(2) })
         );
+    }
+
+    #[test]
+    fn a_size_reported_by_the_groups_leader_splits_a_partition_not_held_here() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let id = PartitionId(2);
+        let epoch = book.map().get(id).unwrap().epoch;
+        // Reports made against another epoch (before a split or merge) are ignored.
+        book.size_reported(id, epoch + 1, 2 << 30, 9_000);
+        assert_eq!(book.decide(10_000, &no_size), None);
+        book.size_reported(id, epoch, 2 << 30, 9_000);
+        let stats = book.stats(10_000, &no_size);
+        assert_eq!(stats[1].approximate_bytes, 2 << 30);
+        assert_eq!(
+            book.decide(10_000, &no_size),
+            Some(Action::SplitBySize { id })
+        );
+        // A report stops counting once it is old.
+        assert_eq!(book.decide(9_000 + REPORTED_SIZE_TTL_MS, &no_size), None);
+        // After the split both halves wait for fresh reports of their own.
+        let next = book.map().split(id, &keys::object("b", "m")).unwrap();
+        book.split_done(id, &keys::object("b", "m"), next, 10_000);
+        assert!(
+            book.stats(10_000, &no_size)
+                .iter()
+                .all(|s| s.approximate_bytes == 0)
+        );
+    }
+
+    #[test]
+    fn reported_sizes_keep_big_cold_neighbours_apart() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let next = book
+            .map()
+            .split(PartitionId(2), &keys::object("b", "m"))
+            .unwrap();
+        book.set_map(next, 0);
+        let quiet = policy().quiet_ms + policy().cooldown_ms;
+        let report = |book: &mut LoadBook, now: u64| {
+            for p in book
+                .map()
+                .partitions
+                .clone()
+                .iter()
+                .filter(|p| !p.is_meta())
+            {
+                book.size_reported(p.id, p.epoch, 1 << 29, now);
+            }
+        };
+        // Both cold: seen through `decide` once to start the quiet period, then again after it.
+        report(&mut book, 0);
+        assert_eq!(book.decide(0, &no_size), None);
+        report(&mut book, quiet);
+        assert_eq!(book.decide(quiet, &no_size), None, "too big to merge");
+        // Without the reports they would merge.
+        assert!(matches!(
+            book.decide(quiet + REPORTED_SIZE_TTL_MS, &no_size),
+            Some(Action::Merge { .. })
+        ));
     }
 
     #[test]
