@@ -281,7 +281,7 @@ pub struct GatewayMetrics {
     pub objects_inline: Counter,
     /// Objects and parts stored erasure-coded.
     pub objects_erasure_coded: Counter,
-    /// Garbage records waiting (blobs to free).
+    /// Garbage records waiting (blobs to free) in the groups this gateway leads.
     pub gc_queue: Gauge,
     /// Blobs freed by the garbage collector.
     pub gc_blobs_freed: Counter,
@@ -389,7 +389,7 @@ impl GatewayMetrics {
         let gauges: [(&str, &str, &Gauge); 5] = [
             (
                 "gc_queue",
-                "Blobs waiting in the garbage queue",
+                "Blobs waiting in the part of the garbage queue this gateway collects (the groups it leads; summed over gateways, the fleet's)",
                 &m.gc_queue,
             ),
             (

@@ -349,3 +349,101 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
         g.consensus.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_group_leader_collects_its_own_groups_garbage() {
+    use cairn_gateway::index::records::StoredBlob;
+    use cairn_storage_node::codec::ErasureProfile;
+    use cairn_storage_node::format::PlacementEntry;
+    use cairn_storage_node::ids::ObjectId;
+
+    let dir = tempfile::tempdir().unwrap();
+    let gws = three_gateways(dir.path()).await;
+    until("a meta leader is elected", async || {
+        gws[0].consensus.leader().is_some()
+    })
+    .await;
+    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    let lead = &gws[meta].index;
+    lead.create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
+    lead.rebalance_once().await.unwrap();
+    let at = keys::object("b", "m");
+    let p = lead.partition_map().lookup(&at).clone();
+    lead.split_partition(p.id, at.clone()).await.unwrap();
+    let right = lead.partition_map().lookup(&at).id.0;
+    let left = lead.partition_map().lookup(&keys::object("b", "a")).id.0;
+    // The two data groups led by two different gateways.
+    until("the data groups have different leaders", async || {
+        let c = &gws[0].consensus;
+        match (c.leader_of(left), c.leader_of(right)) {
+            (Some(l), Some(r)) if l != r => true,
+            (Some(l), Some(_)) => {
+                let to = (l % 3) + 1;
+                let g = &gws[l as usize - 1].consensus;
+                let _ = g.hand_over(right, to).await;
+                false
+            }
+            _ => false,
+        }
+    })
+    .await;
+    // One failed upload's blob per object; each becomes garbage in its object's group.
+    let blob = |n: u8| StoredBlob {
+        object_id: ObjectId::from_bytes([n; 16]),
+        profile: ErasureProfile::new(4, 2).unwrap(),
+        stripe_size: 1 << 20,
+        length: 100_000,
+        placement: (0..6)
+            .map(|i| PlacementEntry {
+                node: format!("n{i}").parse().unwrap(),
+                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
+            })
+            .collect(),
+    };
+    let objects = [("a", 1u8), ("l", 2), ("q", 3), ("z", 4)];
+    for (key, n) in objects {
+        gws[n as usize % 3]
+            .index
+            .record_intent("b", key, &blob(n), 0)
+            .await
+            .unwrap();
+    }
+    // Each gateway sees exactly the garbage of the groups it leads, read from its own replica.
+    let mut seen = Vec::new();
+    for g in &gws {
+        let mine: Vec<u8> = objects
+            .iter()
+            .filter(|(key, _)| {
+                let owner = g.consensus.host().owner_of(&keys::object("b", key));
+                owner.is_some_and(|o| g.consensus.is_leader_of(o))
+            })
+            .map(|(_, n)| *n)
+            .collect();
+        let before = g.metrics.raft.remote_reads.get();
+        let mut found = Vec::new();
+        for scope in g.index.garbage_scopes() {
+            let due = g
+                .index
+                .due_garbage_in(scope, u64::MAX - 1, 100, None, usize::MAX)
+                .await
+                .unwrap();
+            found.extend(due.due.iter().map(|(_, r)| r.blob.object_id.as_bytes()[0]));
+        }
+        found.sort();
+        assert_eq!(found, mine, "gateway {}", g.consensus.id());
+        assert_eq!(g.metrics.raft.remote_reads.get(), before, "read locally");
+        assert_eq!(g.index.garbage_len(100).await.unwrap(), mine.len());
+        seen.extend(found);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![1, 2, 3, 4],
+        "every record has exactly one collector"
+    );
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}

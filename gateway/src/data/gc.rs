@@ -51,16 +51,16 @@ impl GarbageCollector {
     /// Runs rounds until `shutdown` turns true.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            // With a replicated index the queue is shared: the leader alone works it.
-            if self.index.runs_background_work() {
-                match self.round().await {
+            // With a replicated index each group's leader works that group's part of the queue.
+            for scope in self.index.garbage_scopes() {
+                match self.round(scope).await {
                     Ok(n) if n > 0 => tracing::debug!(blobs = n, "garbage collected"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "garbage collection round failed"),
                 }
-                if let Ok(len) = self.index.garbage_len(100_000).await {
-                    self.metrics.gc_queue.set(len as i64);
-                }
+            }
+            if let Ok(len) = self.index.garbage_len(100_000).await {
+                self.metrics.gc_queue.set(len as i64);
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
@@ -69,16 +69,26 @@ impl GarbageCollector {
         }
     }
 
-    /// Collects every due blob; returns how many were freed. Garbage records sit with their
-    /// objects (so each partition owns its own), not in due order: a round walks the whole
-    /// queue, [`SCAN_PAGE`] records per index call.
-    pub async fn round(&self) -> Result<usize, crate::index::IndexError> {
+    /// Collects every due blob of `scope` (a part of the queue, as
+    /// [`Index::garbage_scopes`] lists them); returns how many were freed. Garbage records sit
+    /// with their objects (so each partition owns its own), not in due order: a round walks the
+    /// whole scope, [`SCAN_PAGE`] records per index call.
+    pub async fn round(
+        &self,
+        scope: (Vec<u8>, Vec<u8>),
+    ) -> Result<usize, crate::index::IndexError> {
         let mut freed = 0;
         let mut from = None;
         loop {
             let page = self
                 .index
-                .due_garbage(now_ms() as u64, BATCH, from.take(), SCAN_PAGE)
+                .due_garbage_in(
+                    scope.clone(),
+                    now_ms() as u64,
+                    BATCH,
+                    from.take(),
+                    SCAN_PAGE,
+                )
                 .await?;
             let mut done = Vec::new();
             for (key, rec) in page.due {

@@ -172,6 +172,11 @@ impl Default for IndexOptions {
     }
 }
 
+/// The whole garbage queue's key range (a table of its own).
+fn garbage_queue() -> (Vec<u8>, Vec<u8>) {
+    (vec![keys::tag::GARBAGE], vec![keys::tag::GARBAGE + 1])
+}
+
 /// Garbage records due for collection, and where the scan stopped.
 #[derive(Debug, Clone, Default)]
 pub struct DueGarbage {
@@ -816,6 +821,27 @@ impl Index {
         .await
     }
 
+    /// The parts of the garbage queue this gateway collects, as key ranges. Alone: all of it.
+    /// Replicated: the parts owned by the groups it leads. Garbage records sit with their
+    /// objects, so each group's leader frees its own group's blobs from its own replica, and
+    /// no gateway has to read the whole fleet's queue through other gateways.
+    pub fn garbage_scopes(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let queue = garbage_queue();
+        let Some(c) = self.consensus() else {
+            return vec![queue];
+        };
+        let queue = crate::consensus::ranges::KeyRanges::span(&queue.0, &queue.1);
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (group, owned) in c.host().directory() {
+            if c.is_leader_of(group) {
+                let (mine, _) = queue.partition_by(&owned);
+                out.extend(mine.iter().map(|(s, e)| (s.to_vec(), e.to_vec())));
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Up to `limit` garbage records due by `now`, found by scanning at most `scan_cap` records
     /// from `from` on (records sit with their objects, not in due order); also returns where the
     /// next call should go on (`None`: the scan reached the end of the queue).
@@ -826,12 +852,26 @@ impl Index {
         from: Option<Vec<u8>>,
         scan_cap: usize,
     ) -> Result<DueGarbage, IndexError> {
+        self.due_garbage_in(garbage_queue(), now, limit, from, scan_cap)
+            .await
+    }
+
+    /// As [`Index::due_garbage`], for the records in `scope` (a part of the queue, as
+    /// [`Index::garbage_scopes`] lists them); `None` as the next position: the scope's end.
+    pub async fn due_garbage_in(
+        &self,
+        scope: (Vec<u8>, Vec<u8>),
+        now: u64,
+        limit: usize,
+        from: Option<Vec<u8>>,
+        scan_cap: usize,
+    ) -> Result<DueGarbage, IndexError> {
         self.run(move |i| {
-            let mut pos = from.clone().unwrap_or_else(|| vec![keys::tag::GARBAGE]);
-            let end = vec![keys::tag::GARBAGE + 1];
+            let (start, end) = &scope;
+            let mut pos = from.clone().unwrap_or_else(|| start.clone());
             let (mut due, mut scanned) = (Vec::new(), 0);
             while due.len() < limit && scanned < scan_cap {
-                let page = i.scan_all::<GarbageRecord>(&pos, &end, 1000)?;
+                let page = i.scan_all::<GarbageRecord>(&pos, end, 1000)?;
                 let Some((last, _)) = page.last() else {
                     return Ok(DueGarbage { due, next: None });
                 };
@@ -850,12 +890,19 @@ impl Index {
         .await
     }
 
-    /// Number of garbage records (due or not), up to `cap`.
+    /// Number of garbage records (due or not) this gateway collects ([`Index::garbage_scopes`]),
+    /// up to `cap`.
     pub async fn garbage_len(&self, cap: usize) -> Result<usize, IndexError> {
+        let scopes = self.garbage_scopes();
         self.run(move |i| {
-            let start = vec![keys::tag::GARBAGE];
-            let end = vec![keys::tag::GARBAGE + 1];
-            Ok(i.engine.scan(&start, &end, cap)?.len())
+            let mut n = 0;
+            for (start, end) in &scopes {
+                n += i.engine.scan(start, end, cap - n)?.len();
+                if n >= cap {
+                    break;
+                }
+            }
+            Ok(n)
         })
         .await
     }
