@@ -155,6 +155,18 @@ pub struct RaftMetrics {
     pub groups_led: Gauge,
     /// Reads this gateway had a replica of a group it does not run serve.
     pub remote_reads: Counter,
+    /// Times this gateway learned where the index groups run, by whom it asked: `meta_leader`
+    /// (the meta leader and its own groups' members) or `every_peer`.
+    pub directory_learns: Family<DirectorySourceLabels, Counter>,
+    /// Gateways asked while learning where the index groups run.
+    pub directory_peers_asked: Counter,
+}
+
+/// Whom a gateway asked where the index groups run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectorySourceLabels {
+    /// `meta_leader` or `every_peer`.
+    pub source: String,
 }
 
 impl Default for RaftMetrics {
@@ -174,6 +186,8 @@ impl Default for RaftMetrics {
             groups: Gauge::default(),
             groups_led: Gauge::default(),
             remote_reads: Counter::default(),
+            directory_learns: Family::default(),
+            directory_peers_asked: Counter::default(),
         }
     }
 }
@@ -199,6 +213,16 @@ impl RaftMetrics {
             "index_remote_reads",
             "Index reads served for this gateway by a replica of a group it does not run",
             self.remote_reads.clone(),
+        );
+        registry.register(
+            "index_directory_learns",
+            "Times this gateway learned where the index groups run, by whom it asked",
+            self.directory_learns.clone(),
+        );
+        registry.register(
+            "index_directory_peers_asked",
+            "Gateways asked while learning where the index groups run",
+            self.directory_peers_asked.clone(),
         );
         registry.register(
             "index_raft_leader_changes",

@@ -447,3 +447,84 @@ async fn each_group_leader_collects_its_own_groups_garbage() {
         g.consensus.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_learns_where_groups_run_from_the_meta_leader_alone() {
+    use cairn_gateway::metrics::DirectorySourceLabels;
+    let dir = tempfile::tempdir().unwrap();
+    let gws = three_gateways(dir.path()).await;
+    until("a meta leader is elected", async || {
+        gws.iter().all(|g| g.consensus.leader().is_some())
+    })
+    .await;
+    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    let lead = &gws[meta].index;
+    lead.create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
+    lead.rebalance_once().await.unwrap();
+    let at = keys::object("b", "m");
+    let p = lead.partition_map().lookup(&at).clone();
+    lead.split_partition(p.id, at.clone()).await.unwrap();
+    let right = lead.partition_map().lookup(&at).id.0;
+    let left = lead.partition_map().lookup(&keys::object("b", "a")).id.0;
+    until("every gateway runs both data groups", async || {
+        gws.iter()
+            .all(|g| g.consensus.host().owner_of(&at) == Some(right))
+    })
+    .await;
+    for k in ["a", "z"] {
+        lead.put_object(
+            "b",
+            k,
+            record(1),
+            WriteCondition::None,
+            vec![],
+            Stamp::now(),
+        )
+        .await
+        .unwrap();
+    }
+    // Another gateway stops both data groups: it has no group-mates left to ask.
+    let far = &gws[(meta + 1) % 3];
+    far.consensus.host().stop(left).await;
+    far.consensus.host().stop(right).await;
+    let learns = |source: &str| {
+        far.metrics
+            .raft
+            .directory_learns
+            .get_or_create(&DirectorySourceLabels {
+                source: source.into(),
+            })
+            .get()
+    };
+    let asked = || far.metrics.raft.directory_peers_asked.get();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (from_meta, from_all, peers) = (learns("meta_leader"), learns("every_peer"), asked());
+    // Left alone, it learns every 3 s, asking the meta leader only.
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let from_meta = learns("meta_leader") - from_meta;
+    assert!(
+        from_meta >= 2,
+        "learned {from_meta} times from the meta leader"
+    );
+    assert_eq!(learns("every_peer"), from_all, "never asked every peer");
+    assert_eq!(asked() - peers, from_meta, "one gateway asked per learning");
+    // What the meta leader relayed routes reads of both groups.
+    for k in ["a", "z"] {
+        assert_eq!(
+            far.index.get_object("b", k).await.unwrap().unwrap().etag,
+            "01"
+        );
+    }
+    // An unchanged layout is answered with its version alone.
+    let answer = gws[meta].consensus.directory_answer(None);
+    let groups = answer.groups.clone().expect("the layout");
+    assert!(groups.own.iter().any(|g| g.group == right));
+    let again = gws[meta].consensus.directory_answer(Some(answer.version));
+    assert_eq!(again.version, answer.version);
+    assert!(again.groups.is_none());
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}

@@ -1156,8 +1156,9 @@ fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
 /// created by snapshots), and drops those of groups that are gone (absorbed by merges). Ends
 /// with the gateway.
 async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
-    /// How often the peers are asked which groups they run (which also tells this gateway of
-    /// replicas here that their groups moved away).
+    /// How often this gateway learns where the groups run (which also tells it of replicas
+    /// here that their groups moved away); the meta leader, whose layout the others ask for,
+    /// asks every peer.
     const MEMBERSHIP_CHECK: Duration = Duration::from_secs(3);
     let mut checked = Instant::now();
     loop {
@@ -1171,7 +1172,7 @@ async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
         let hosted = c.host.groups().await;
         if checked.elapsed() > MEMBERSHIP_CHECK {
             checked = Instant::now();
-            if hosted.iter().any(|g| *g != INDEX_GROUP) {
+            if !c.known_peers().is_empty() {
                 let c = c.clone();
                 tokio::spawn(async move { c.learn_remote_groups().await });
             }

@@ -62,11 +62,25 @@ pub struct Segment {
 /// split starts on all its members within moments).
 const ORPHANED_FOR: Duration = Duration::from_secs(5);
 
+/// A gateway that learned from the meta leader and asks again this soon asks every peer.
+const RETRY_EVERY_PEER: Duration = Duration::from_secs(1);
+
+/// When and how the directory was last learned.
+#[derive(Default)]
+pub(super) struct LearnState {
+    /// The last learning.
+    at: Option<Instant>,
+    /// The last learning from the meta leader (`None` if the last one asked every peer).
+    from_meta_at: Option<Instant>,
+    /// The meta leader's last full answer: who answered, its version, the groups.
+    relayed: Option<(u64, u64, remote::DirectoryGroups)>,
+}
+
 /// The remote groups directory and when the peers were last asked.
 #[derive(Default)]
 pub(super) struct RemoteGroups {
     directory: std::sync::RwLock<Directory>,
-    learned: tokio::sync::Mutex<Option<Instant>>,
+    learned: tokio::sync::Mutex<LearnState>,
     /// Groups running here that no other member said it runs, since when.
     orphans: std::sync::Mutex<BTreeMap<GroupId, Instant>>,
 }
@@ -190,39 +204,48 @@ impl Consensus {
         all
     }
 
-    /// Asks every peer which groups it runs (at most every [`LEARN_EVERY`]; concurrent callers
-    /// wait for one round) and keeps, per group not running here, the freshest description.
+    /// Learns where the groups run (at most every [`LEARN_EVERY`]; concurrent callers wait for
+    /// one round) and keeps, per group not running here, the freshest description.
+    ///
+    /// A gateway asks the meta leader (which relays what it learned) and the other members of
+    /// its own groups (whose answers also tell it of replicas here that were moved away), so
+    /// learning costs one request per group-mate instead of one per gateway. Every peer is
+    /// asked instead by the meta leader itself (it collects the layout it relays), when no meta
+    /// leader is known or it does not answer, and when a gateway asks again within
+    /// [`RETRY_EVERY_PEER`] of learning from the meta leader: what it relayed did not help (it
+    /// is up to one period behind a split or a move).
     pub async fn learn_remote_groups(&self) {
-        let mut learned = self.remote.learned.lock().await;
-        if learned.is_some_and(|at| at.elapsed() < LEARN_EVERY) {
+        let mut state = self.remote.learned.lock().await;
+        if state.at.is_some_and(|at| at.elapsed() < LEARN_EVERY) {
             return;
         }
-        let asks = self.known_peers().into_iter().map(|(id, addr)| async move {
-            let url = format!("{}/internal/v1/index/groups", addr.trim_end_matches('/'));
-            let sent = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.token)
-                .timeout(LEARN_TIMEOUT)
-                .send()
-                .await;
-            let groups = match sent {
-                Ok(r) if r.status().is_success() => r.json::<Vec<GroupReplica>>().await.ok(),
-                _ => None,
-            };
-            if groups.is_none() {
-                tracing::debug!(peer = id, "peer did not say which index groups it runs");
-            }
-            groups.map(|g| (id, g))
-        });
-        let answers: Vec<(u64, Vec<GroupReplica>)> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
         let local = self.host.groups().await;
+        let meta = self.leader().filter(|l| *l != self.id).filter(|_| {
+            state
+                .from_meta_at
+                .is_none_or(|at| at.elapsed() >= RETRY_EVERY_PEER)
+        });
+        let mut relayed = Vec::new();
+        let answers = match meta {
+            Some(meta) => match self.ask_meta_leader(meta, &local, &mut state).await {
+                Some((answers, r)) => {
+                    relayed = r;
+                    state.from_meta_at = Some(Instant::now());
+                    Some(answers)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let answers = match answers {
+            Some(answers) => answers,
+            None => {
+                state.from_meta_at = None;
+                self.ask_every_peer().await
+            }
+        };
         // A replica here that its group moved away never hears of it (the leader stops sending
-        // it the log before the change that removed it): the group's leader, describing its
+        // it the log before the change that removes it): the group's leader, describing its
         // own membership without this gateway, tells. (Not any peer: a replica moved away
         // earlier still lists itself, and may be further along than a new one catching up.)
         let mut moved_away: BTreeSet<GroupId> = answers
@@ -242,7 +265,7 @@ impl Consensus {
         }
         let answers = answers.into_iter().flat_map(|(_, groups)| groups);
         let local = self.host.groups().await;
-        let directory = Directory::learn(answers, &local);
+        let directory = Directory::learn(answers.chain(relayed), &local);
         tracing::debug!(
             groups = directory.len(),
             "learned where remote index groups run"
@@ -252,7 +275,137 @@ impl Consensus {
             .directory
             .write()
             .unwrap_or_else(|e| e.into_inner()) = directory;
-        *learned = Some(Instant::now());
+        state.at = Some(Instant::now());
+    }
+
+    /// Asks every peer which groups it runs: each peer's answer, for those that answered.
+    async fn ask_every_peer(&self) -> Vec<(u64, Vec<GroupReplica>)> {
+        let peers = self.known_peers();
+        self.count_learn("every_peer", peers.len());
+        let asks = peers
+            .into_iter()
+            .map(|(id, addr)| async move { self.groups_of_peer(id, &addr).await.map(|g| (id, g)) });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Asks the meta leader where the groups run (sending the layout version it last answered,
+    /// so an unchanged layout costs a few bytes) and the other members of the groups running
+    /// here which groups they run. The direct answers (the meta leader's own groups among
+    /// them) and the groups it relayed; `None` if the meta leader did not answer.
+    async fn ask_meta_leader(
+        &self,
+        meta: u64,
+        local: &[GroupId],
+        state: &mut LearnState,
+    ) -> Option<(Vec<(u64, Vec<GroupReplica>)>, Vec<GroupReplica>)> {
+        let peers: BTreeMap<u64, String> = self.known_peers().into_iter().collect();
+        let mates: BTreeSet<u64> = self
+            .members_of_local_groups(local)
+            .into_iter()
+            .filter(|id| *id != meta && *id != self.id && peers.contains_key(id))
+            .collect();
+        self.count_learn("meta_leader", 1 + mates.len());
+        let known = state
+            .relayed
+            .as_ref()
+            .filter(|(by, _, _)| *by == meta)
+            .map(|(_, version, _)| *version);
+        let addr = peers.get(&meta)?;
+        let url = match known {
+            Some(v) => format!(
+                "{}/internal/v1/index/directory?known={v}",
+                addr.trim_end_matches('/')
+            ),
+            None => format!("{}/internal/v1/index/directory", addr.trim_end_matches('/')),
+        };
+        let peers = &peers;
+        let asks = mates
+            .iter()
+            .map(|id| async move { self.groups_of_peer(*id, &peers[id]).await.map(|g| (*id, g)) });
+        let (answer, mut answers) = tokio::join!(
+            self.get_json::<remote::DirectoryAnswer>(&url),
+            futures_util::future::join_all(asks)
+        );
+        let answer = answer?;
+        let groups = match answer.groups {
+            Some(groups) => groups,
+            None => state
+                .relayed
+                .as_ref()
+                .filter(|(by, v, _)| *by == meta && *v == answer.version)?
+                .2
+                .clone(),
+        };
+        state.relayed = Some((meta, answer.version, groups.clone()));
+        let mut direct: Vec<(u64, Vec<GroupReplica>)> = answers.drain(..).flatten().collect();
+        direct.push((meta, groups.own));
+        Some((direct, groups.relayed))
+    }
+
+    /// What this gateway answers `GET /internal/v1/index/directory?known=V`: the groups it
+    /// runs and those it learned, or just the version if the asker `known` it already.
+    pub fn directory_answer(&self, known: Option<u64>) -> remote::DirectoryAnswer {
+        let groups = remote::DirectoryGroups {
+            own: self.groups_here(),
+            relayed: self.remote_directory().iter().cloned().collect(),
+        };
+        let version = remote::layout_version(self.id, &groups);
+        remote::DirectoryAnswer {
+            version,
+            groups: (known != Some(version)).then_some(groups),
+        }
+    }
+
+    /// The groups peer `id` at `addr` runs, if it answers.
+    async fn groups_of_peer(&self, id: u64, addr: &str) -> Option<Vec<GroupReplica>> {
+        let url = format!("{}/internal/v1/index/groups", addr.trim_end_matches('/'));
+        let groups = self.get_json::<Vec<GroupReplica>>(&url).await;
+        if groups.is_none() {
+            tracing::debug!(peer = id, "peer did not say which index groups it runs");
+        }
+        groups
+    }
+
+    /// A peer's JSON answer to an internal GET, if it gives one in time.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Option<T> {
+        let sent = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .timeout(LEARN_TIMEOUT)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => r.json::<T>().await.ok(),
+            _ => None,
+        }
+    }
+
+    fn count_learn(&self, source: &str, asked: usize) {
+        let m = &self.metrics.raft;
+        m.directory_learns
+            .get_or_create(&crate::metrics::DirectorySourceLabels {
+                source: source.into(),
+            })
+            .inc();
+        m.directory_peers_asked.inc_by(asked as u64);
+    }
+
+    /// Every member (voter or learner) of the data groups running here, as their replicas
+    /// here know them.
+    fn members_of_local_groups(&self, local: &[GroupId]) -> BTreeSet<u64> {
+        let mut out = BTreeSet::new();
+        for &group in local.iter().filter(|g| **g != super::store::INDEX_GROUP) {
+            if let Some(runtime) = self.runtime_now(group) {
+                let m = runtime.raft.metrics().borrow().clone();
+                out.extend(m.membership_config.membership().nodes().map(|(id, _)| *id));
+            }
+        }
+        out
     }
 
     /// The data groups running here whose other members all answered, none running the group,
@@ -303,7 +456,7 @@ impl Consensus {
 
     /// The other gateways: the listed peers and every member of the meta group (gateways added
     /// since this one started), by id.
-    fn known_peers(&self) -> Vec<(u64, String)> {
+    pub(super) fn known_peers(&self) -> Vec<(u64, String)> {
         let m = self.raft.metrics().borrow().clone();
         let mut peers = self.peers.clone();
         for (id, node) in m.membership_config.membership().nodes() {
