@@ -60,7 +60,7 @@ impl Rebalancer {
                 && let Some(c) = self.index.consensus()
             {
                 balanced = tokio::time::Instant::now();
-                c.balance_leaders().await;
+                c.balance_leaders(&self.index.group_pressure()).await;
                 self.index.balance_replicas().await;
             }
             match self.index.rebalance_once().await {

@@ -317,6 +317,22 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
             .unwrap();
     }
     gws[other].engine.db().flush().unwrap();
+    // The writes reported weigh the data group's leadership on the meta leader.
+    until(
+        "the meta leader weighs the data group by its reported writes",
+        async || {
+            for g in &gws {
+                let _ = g.index.report_reads().await;
+            }
+            gws[meta].consensus.learn_remote_groups().await;
+            gws[meta]
+                .index
+                .group_pressure()
+                .get(&data)
+                .is_some_and(|p| *p > 0.0)
+        },
+    )
+    .await;
     let before = gws[meta].index.partition_map().partitions.len();
     until("the meta leader splits the partition by size", async || {
         for g in &gws {

@@ -617,18 +617,13 @@ impl Consensus {
             .collect()
     }
 
-    /// The voter of `group` that should lead a group split off it: the one leading the fewest
-    /// groups now (ties: not `group`'s own leader, then the smallest id), so splits spread the
-    /// leaderships over the gateways.
-    pub fn least_loaded_voter(&self, group: GroupId) -> Option<u64> {
+    /// The voter of `group` that should lead a group split off it: the one whose leaderships
+    /// weigh least by `pressure` ([`balance::lightest_voter`]), so splits spread the load of
+    /// leading over the gateways.
+    pub fn least_loaded_voter(&self, group: GroupId, pressure: &balance::Pressure) -> Option<u64> {
         let statuses = self.fleet_group_statuses();
         let parent = statuses.iter().find(|s| s.group == group)?;
-        let led = |id: u64| statuses.iter().filter(|s| s.leader == Some(id)).count();
-        parent
-            .voters
-            .iter()
-            .copied()
-            .min_by_key(|&v| (led(v), parent.leader == Some(v), v))
+        balance::lightest_voter(parent, &statuses, pressure)
     }
 
     /// The retiring set as this replica holds it (empty, and logged, if it cannot be read).
@@ -1090,10 +1085,11 @@ impl Consensus {
         Forwarded::Done(())
     }
 
-    /// On the meta group's leader: moves one group leadership from the gateway leading the most
-    /// groups to a voter leading at least two fewer ([`balance::next_move`]), never to a gone
-    /// gateway, and not while gateways are being drained. Returns the move made, if any.
-    pub async fn balance_leaders(&self) -> Option<balance::Move> {
+    /// On the meta group's leader: moves one group leadership from the gateway whose
+    /// leaderships weigh most (by count, and by `pressure`) to a voter of that group at least
+    /// two groups' weight lighter ([`balance::next_move`]), never to a gone gateway, and not
+    /// while gateways are being drained. Returns the move made, if any.
+    pub async fn balance_leaders(&self, pressure: &balance::Pressure) -> Option<balance::Move> {
         if !self.is_leader() {
             return None;
         }
@@ -1112,7 +1108,12 @@ impl Consensus {
         );
         // Groups this gateway does not run are balanced too, as their replicas describe them.
         self.learn_remote_groups().await;
-        let m = balance::next_move(&self.fleet_group_statuses(), &excluded, INDEX_GROUP)?;
+        let m = balance::next_move(
+            &self.fleet_group_statuses(),
+            &excluded,
+            INDEX_GROUP,
+            pressure,
+        )?;
         let body = HandOver { to: m.to };
         let moved = if m.from == self.id {
             self.hand_over(m.group, m.to).await.unwrap_or(false)

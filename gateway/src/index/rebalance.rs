@@ -102,6 +102,31 @@ impl Index {
         self.inner.book().stats(now, &size_of)
     }
 
+    /// Each group's pressure as this gateway measures it (on the meta leader: every
+    /// gateway's reported load): the sum over the partitions it serves of the larger of their
+    /// write and read rates over the split thresholds. Weighs leaderships when they are
+    /// balanced and when a split's new group is given a leader.
+    pub fn group_pressure(&self) -> crate::consensus::balance::Pressure {
+        let mut out = crate::consensus::balance::Pressure::new();
+        let Some(c) = self.consensus() else {
+            return out;
+        };
+        let map = self.partition_map();
+        let policy = self.inner.options.split.clone();
+        for s in self.partition_stats() {
+            let Some(p) = map.get(s.id) else {
+                continue;
+            };
+            let Some(group) = c.route(&p.start, &keys::after(&p.start)).single() else {
+                continue;
+            };
+            let pressure = (s.writes_per_second / policy.write_threshold)
+                .max(s.reads_per_second / policy.read_threshold);
+            *out.entry(group).or_default() += pressure;
+        }
+        out
+    }
+
     /// A partition's approximate size on disk.
     fn size_of(&self) -> impl Fn(&super::partition::Partition) -> u64 + use<> {
         let engine = self.inner.engine.clone();
@@ -321,7 +346,7 @@ impl Index {
                 // A merge of this group was under way; the map wants it cut instead.
                 thaw(c, owner).await?;
             }
-            let leader = c.least_loaded_voter(owner);
+            let leader = c.least_loaded_voter(owner, &self.group_pressure());
             let split = crate::consensus::command::Split {
                 split_at: p.start.clone(),
                 new_group: p.id.0,
