@@ -3,7 +3,7 @@
 //! spread over the gateways, and the groups merge back once the load is gone; killing the leader of the partition a stream of PUTs writes to loses
 //! no acknowledged write, as does a merge coordinator crashing between freeze and absorb; and
 //! deleting a bucket while other gateways write into it never leaves an object behind its
-//! bucket.
+//! bucket; each bucket's lifecycle runs on the leader of the group holding its first keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -678,4 +678,140 @@ async fn split_in_two_groups(f: &FleetFile, g: usize, key: &str) {
         assert!(Instant::now() < deadline, "the split never made a group");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `cairn_lifecycle_expired_total` for `bucket` on gateway `g` (0 before any).
+async fn expired_on(f: &FleetFile, g: usize, bucket: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", f.gateways[g].admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("cairn_lifecycle_expired_total{{bucket=\"{bucket}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_buckets_lifecycle_runs_on_the_leader_of_its_group() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    let Some(bin_dir) = fleet_binaries("lifecycle per group leader") else {
+        return;
+    };
+    let mut dir = FleetDir::new();
+    let base = 17_020 + (std::process::id() % 30) as u16 * 100;
+    let args = vec!["--lifecycle-day-length=2s".to_string()];
+    let f = fleet_of(&dir, bin_dir, 3, base, args);
+    let all = [0, 1, 2];
+    leader(&f, &all).await;
+    let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
+    let buckets = ["lc-a", "lc-b"];
+    for b in buckets {
+        s3[0].create_bucket().bucket(b).send().await.unwrap();
+    }
+    // Bucket lc-b gets a group of its own.
+    while data_groups(&f, 0).await < 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    split_last(&f, 0, "lc-b", "").await;
+    // Once leader balancing settles (a group per gateway), the two buckets' groups are led by
+    // different gateways.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let leaders = loop {
+        let seen = groups(&f, 0).await;
+        let leader_of = |bucket: &str| {
+            let first = format!("{bucket}/");
+            seen.iter()
+                .find(|g| {
+                    g["objects_from"]
+                        .as_str()
+                        .is_some_and(|s| s <= first.as_str())
+                        && g["objects_to"].as_str().is_none_or(|e| first.as_str() < e)
+                })
+                .and_then(|g| g["leader"].as_u64())
+        };
+        if let (Some(a), Some(b)) = (leader_of("lc-a"), leader_of("lc-b"))
+            && a != b
+            && seen.len() == 3
+        {
+            break [a, b];
+        }
+        assert!(Instant::now() < deadline, "groups not spread: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!(
+        "lc-a's group led by gateway {}, lc-b's by {}",
+        leaders[0], leaders[1]
+    );
+    for (i, b) in buckets.iter().enumerate() {
+        for k in ["old/1", "old/2", "old/3", "keep/1"] {
+            let body = ByteStream::from(body_of(k));
+            s3[i]
+                .put_object()
+                .bucket(*b)
+                .key(k)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+        // Objects under old/ expire one (2 s) day after they were written.
+        let rule = LifecycleRule::builder()
+            .id("old")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("old/").build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .unwrap();
+        let conf = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .unwrap();
+        s3[2]
+            .put_bucket_lifecycle_configuration()
+            .bucket(*b)
+            .lifecycle_configuration(conf)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Every gateway sees the old objects gone and the others kept.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for b in buckets {
+        for s in &s3 {
+            loop {
+                let keys: Vec<String> = s
+                    .list_objects_v2()
+                    .bucket(b)
+                    .send()
+                    .await
+                    .unwrap()
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned))
+                    .collect();
+                if keys == ["keep/1"] {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{b}: {keys:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    // Each bucket's three expirations were made once, by the leader of its group.
+    for (b, leader) in buckets.iter().zip(leaders) {
+        let mut by_gateway = Vec::new();
+        for g in all {
+            by_gateway.push(expired_on(&f, g, b).await);
+        }
+        assert_eq!(by_gateway.iter().sum::<u64>(), 3, "{b}: {by_gateway:?}");
+        assert_eq!(by_gateway[leader as usize - 1], 3, "{b}: {by_gateway:?}");
+    }
+    dir.down();
 }

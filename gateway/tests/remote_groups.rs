@@ -367,7 +367,7 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn each_group_leader_collects_its_own_groups_garbage() {
+async fn each_group_leader_collects_its_own_groups_garbage_and_runs_its_buckets_lifecycle() {
     use cairn_gateway::index::records::StoredBlob;
     use cairn_storage_node::codec::ErasureProfile;
     use cairn_storage_node::format::PlacementEntry;
@@ -418,6 +418,40 @@ async fn each_group_leader_collects_its_own_groups_garbage() {
             })
             .collect(),
     };
+    // Each bucket's lifecycle runs on exactly one gateway: the leader of the group holding the
+    // bucket's first keys.
+    lead.create_bucket(BucketRecord::new("c", "o", 0))
+        .await
+        .unwrap();
+    until("the new leaders have taken over", async || {
+        [left, right].iter().all(|g| {
+            let leaders: Vec<u64> = gws
+                .iter()
+                .filter(|gw| gw.consensus.is_leader_of(*g))
+                .map(|gw| gw.consensus.id())
+                .collect();
+            leaders.len() == 1 && gws[0].consensus.leader_of(*g) == Some(leaders[0])
+        })
+    })
+    .await;
+    for bucket in ["b", "c"] {
+        let owner = gws[0]
+            .consensus
+            .host()
+            .owner_of(&keys::objects_of(bucket))
+            .unwrap();
+        let leader = gws[0].consensus.leader_of(owner).unwrap();
+        let runs: Vec<u64> = gws
+            .iter()
+            .filter(|g| g.index.runs_lifecycle_of(bucket))
+            .map(|g| g.consensus.id())
+            .collect();
+        assert_eq!(runs, vec![leader], "bucket {bucket}");
+    }
+    assert_ne!(
+        gws[0].consensus.leader_of(left),
+        gws[0].consensus.leader_of(right)
+    );
     let objects = [("a", 1u8), ("l", 2), ("q", 3), ("z", 4)];
     for (key, n) in objects {
         gws[n as usize % 3]

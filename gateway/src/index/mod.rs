@@ -429,8 +429,23 @@ impl Index {
         self.inner.consensus.as_ref()
     }
 
-    /// Whether this gateway runs the fleet-wide background work (garbage collection, lifecycle):
-    /// always alone, only as the leader when replicated.
+    /// Whether this gateway runs `bucket`'s lifecycle: always alone; replicated, when it leads
+    /// the group owning the bucket's first object key. Runs spread over the group leaders, and a
+    /// bucket that fits in one group is walked on that group's own replica (a bigger one reads
+    /// its other groups through their replicas). A gateway running no group that owns the key
+    /// leaves it to that group's leader.
+    pub fn runs_lifecycle_of(&self, bucket: &str) -> bool {
+        let Some(c) = self.consensus() else {
+            return true;
+        };
+        c.host()
+            .owner_of(&keys::objects_of(bucket))
+            .is_some_and(|group| c.is_leader_of(group))
+    }
+
+    /// Whether this gateway runs the fleet-wide background work (stuck bucket deletions, the
+    /// partition map's splits and merges): always alone, only as the meta leader when
+    /// replicated.
     pub fn runs_background_work(&self) -> bool {
         self.inner.consensus.as_ref().is_none_or(|c| c.is_leader())
     }

@@ -195,10 +195,7 @@ impl LifecycleWorker {
             "lifecycle worker started"
         );
         loop {
-            // With a replicated index the leader alone runs lifecycle (one Raft group today).
-            if self.index.runs_background_work()
-                && let Err(e) = self.pass(&shutdown).await
-            {
+            if let Err(e) = self.pass(&shutdown).await {
                 tracing::warn!(error = %e, "lifecycle pass failed");
             }
             tokio::select! {
@@ -208,14 +205,15 @@ impl LifecycleWorker {
         }
     }
 
-    /// One pass: a run over every bucket that has a lifecycle configuration (resuming runs that
-    /// were interrupted).
+    /// One pass: a run over every bucket that has a lifecycle configuration and whose
+    /// lifecycle runs here ([`Index::runs_lifecycle_of`]: with a replicated index, on the leader
+    /// of the group holding the bucket's first keys), resuming runs that were interrupted.
     pub async fn pass(&self, shutdown: &watch::Receiver<bool>) -> Result<(), LifecycleError> {
         for b in self.index.list_buckets().await? {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if !b.lifecycle {
+            if !b.lifecycle || !self.index.runs_lifecycle_of(&b.name) {
                 continue;
             }
             let Some(cfg) = self.index.get_lifecycle(&b.name).await? else {
@@ -277,7 +275,9 @@ impl LifecycleWorker {
         };
         let mut pacer = Pacer::new(self.options.rate);
         loop {
-            if *shutdown.borrow() {
+            // Stopping, or the bucket's run moved to another gateway (a new group leader), which
+            // resumes it from the progress saved here.
+            if *shutdown.borrow() || !self.index.runs_lifecycle_of(r.bucket) {
                 return self.save(&mut r).await;
             }
             let phase_done = match r.run.phase {
