@@ -61,12 +61,13 @@ impl Consensus {
     }
 
     /// On the meta leader: moves one replica of a data group towards the gateways hosting the
-    /// fewest groups ([`placement::next_move`]), one move at a time in the whole fleet, none
+    /// lightest replicas (by count and `pressure`, [`placement::next_move`]), one move at a time in the whole fleet, none
     /// while gateways drain, and only of groups that are `settled` (not about to merge: a merge
     /// moves the groups itself). Returns the move asked for now, if any.
     pub async fn balance_replicas(
         &self,
         settled: &(dyn Fn(GroupId) -> bool + Send + Sync),
+        pressure: &super::balance::Pressure,
     ) -> Option<placement::Move> {
         if !self.is_leader() {
             return None;
@@ -126,7 +127,7 @@ impl Consensus {
                 )
             })
             .collect();
-        let m = placement::next_move(&statuses, &gateways, INDEX_GROUP)?;
+        let m = placement::next_move(&statuses, &gateways, INDEX_GROUP, pressure)?;
         match self.align(m.group, m.members.clone()).await {
             Ok(()) => {
                 tracing::info!(

@@ -389,7 +389,7 @@ impl Index {
                     starts.contains(&start) && end.is_none_or(|e| starts.contains(&e))
                 })
         };
-        c.balance_replicas(&settled).await;
+        c.balance_replicas(&settled, &self.group_pressure()).await;
     }
 
     /// Replicated: merges neighbouring groups that serve one partition of `map` (the map merged
