@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use cairn_gateway::index::engine::{EngineError, Entries, KvEngine, MemEngine, WriteOp};
 use cairn_gateway::index::keys;
 use cairn_gateway::index::records::{
-    Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord, PartRecord, PartRef, StoredBlob,
+    Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord, PartRecord, PartRef,
     UploadRecord, Versioning,
 };
 use cairn_gateway::index::{Index, IndexOptions, Stamp, VersionRef, WriteCondition};
-use cairn_storage_node::codec::ErasureProfile;
-use cairn_storage_node::format::PlacementEntry;
-use cairn_storage_node::ids::ObjectId;
+
+mod common;
+use common::stored_blob;
 
 /// The in-memory engine, recording the keys of every batch written.
 #[derive(Default)]
@@ -107,21 +107,6 @@ fn record(data: ObjectData) -> ObjectRecord {
     }
 }
 
-fn blob(id: u8) -> StoredBlob {
-    StoredBlob {
-        object_id: ObjectId::from_bytes([id; 16]),
-        profile: ErasureProfile::new(4, 2).unwrap(),
-        stripe_size: 1 << 20,
-        length: 100_000,
-        placement: (0..6)
-            .map(|i| PlacementEntry {
-                node: format!("n{i}").parse().unwrap(),
-                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
-            })
-            .collect(),
-    }
-}
-
 #[tokio::test]
 async fn every_object_operation_writes_within_one_object() {
     let engine = Arc::new(Recording::default());
@@ -135,7 +120,7 @@ async fn every_object_operation_writes_within_one_object() {
     // Keys whose bytes would sort apart from their object in a table keyed differently.
     for (n, key) in ["a", "a\0b", "é/x", "z"].into_iter().enumerate() {
         let n = n as u8;
-        let stored = blob(10 + n);
+        let stored = stored_blob(10 + n);
         let intent = idx.record_intent("b", key, &stored, 0).await.unwrap();
         check(&engine, "record an intent", false);
         idx.put_object(
@@ -178,7 +163,7 @@ async fn every_object_operation_writes_within_one_object() {
         check(&engine, "create an upload", false);
         let mut parts = Vec::new();
         for part_number in 1..=2u32 {
-            let stored = blob(100 + 2 * n + part_number as u8);
+            let stored = stored_blob(100 + 2 * n + part_number as u8);
             let intent = idx.record_intent("b", key, &stored, 0).await.unwrap();
             let part = PartRecord {
                 part_number,
@@ -224,7 +209,7 @@ async fn every_object_operation_writes_within_one_object() {
             ..upload
         };
         idx.create_upload(aborted.clone()).await.unwrap();
-        let stored = blob(200 + n);
+        let stored = stored_blob(200 + n);
         let intent = idx.record_intent("b", key, &stored, 0).await.unwrap();
         let part = PartRecord {
             part_number: 1,
@@ -239,7 +224,7 @@ async fn every_object_operation_writes_within_one_object() {
         check(&engine, "abort an upload", false);
 
         // An upload that failed gives its intent up.
-        let stored = blob(250 - n);
+        let stored = stored_blob(250 - n);
         let intent = idx.record_intent("b", key, &stored, 0).await.unwrap();
         engine.take();
         idx.abandon(intent, &stored, 0).await.unwrap();

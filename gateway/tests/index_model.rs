@@ -18,6 +18,8 @@ use cairn_gateway::index::{
 };
 use proptest::prelude::*;
 
+mod common;
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(String, u8),
@@ -566,25 +568,10 @@ fn version_listings_stay_consistent_under_concurrent_writes() {
 #[tokio::test]
 async fn commit_after_the_intent_was_collected_is_refused() {
     use cairn_gateway::index::IndexError;
-    use cairn_gateway::index::records::StoredBlob;
-    use cairn_storage_node::codec::ErasureProfile;
-    use cairn_storage_node::format::PlacementEntry;
-    use cairn_storage_node::ids::ObjectId;
 
     let idx = Index::new(Arc::new(MemEngine::default()), IndexOptions::default());
     idx.create_bucket(bucket("b")).await.unwrap();
-    let blob = StoredBlob {
-        object_id: ObjectId::from_bytes([9; 16]),
-        profile: ErasureProfile::new(4, 2).unwrap(),
-        stripe_size: 1 << 20,
-        length: 100_000,
-        placement: (0..6)
-            .map(|i| PlacementEntry {
-                node: format!("n{i}").parse().unwrap(),
-                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
-            })
-            .collect(),
-    };
+    let blob = common::stored_blob(9);
     let mut rec = record(1);
     rec.data = ObjectData::Single(Blob::Stored(blob.clone()));
     // A live intent commits.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_gateway::consensus::store::GroupId;
 use cairn_gateway::consensus::{Consensus, ConsensusConfig, rpc};
 use cairn_gateway::index::engine::RocksEngine;
 use cairn_gateway::index::keys;
@@ -17,7 +18,7 @@ use cairn_gateway::index::{Deleted, Index, IndexError, IndexOptions, Stamp, Writ
 use cairn_gateway::metrics::GatewayMetrics;
 
 mod common;
-use common::{index_keys, inline_record as record};
+use common::{index_keys, inline_record as record, stored_blob};
 
 struct Gateway {
     engine: Arc<RocksEngine>,
@@ -70,6 +71,33 @@ async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Ve
     out
 }
 
+/// Waits for a meta leader, creates bucket "b" through it, gives the object keys a group of
+/// their own and splits it at "b/m", and waits until every gateway runs both data groups.
+/// Returns the meta leader's place in `gws` and the left and right data groups.
+async fn two_data_groups(gws: &[Gateway]) -> (usize, GroupId, GroupId) {
+    until("a meta leader is elected", async || {
+        gws.iter().all(|g| g.consensus.leader().is_some())
+    })
+    .await;
+    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    let lead = &gws[meta].index;
+    lead.create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
+    lead.rebalance_once().await.unwrap();
+    let at = keys::object("b", "m");
+    let p = lead.partition_map().lookup(&at).clone();
+    lead.split_partition(p.id, at.clone()).await.unwrap();
+    let right = lead.partition_map().lookup(&at).id.0;
+    let left = lead.partition_map().lookup(&keys::object("b", "a")).id.0;
+    until("every gateway runs both data groups", async || {
+        gws.iter()
+            .all(|g| g.consensus.host().owner_of(&at) == Some(right))
+    })
+    .await;
+    (meta, left, right)
+}
+
 /// Waits until `check` holds (polling for up to 20 s).
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..400 {
@@ -85,31 +113,8 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn a_gateway_serves_keys_of_a_group_it_does_not_run_through_the_groups_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let gws = three_gateways(dir.path()).await;
-    until("a meta leader is elected", async || {
-        gws[0].consensus.leader().is_some()
-    })
-    .await;
-    gws[0]
-        .index
-        .create_bucket(BucketRecord::new("b", "o", 0))
-        .await
-        .unwrap();
-    // Object keys go to a group of their own, which is then split at "m".
-    let leader = gws
-        .iter()
-        .position(|g| g.consensus.is_leader())
-        .expect("a leader");
-    let lead = &gws[leader].index;
-    lead.rebalance_once().await.unwrap();
+    let (_, _, right) = two_data_groups(&gws).await;
     let at = keys::object("b", "m");
-    let p = lead.partition_map().lookup(&at).clone();
-    lead.split_partition(p.id, at.clone()).await.unwrap();
-    let right = lead.partition_map().lookup(&at).id.0;
-    until("every gateway runs both data groups", async || {
-        gws.iter()
-            .all(|g| g.consensus.host().owner_of(&at) == Some(right))
-    })
-    .await;
     for k in ["a", "l", "m", "z"] {
         gws[0]
             .index
@@ -368,28 +373,10 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_group_leader_collects_its_own_groups_garbage_and_runs_its_buckets_lifecycle() {
-    use cairn_gateway::index::records::StoredBlob;
-    use cairn_storage_node::codec::ErasureProfile;
-    use cairn_storage_node::format::PlacementEntry;
-    use cairn_storage_node::ids::ObjectId;
-
     let dir = tempfile::tempdir().unwrap();
     let gws = three_gateways(dir.path()).await;
-    until("a meta leader is elected", async || {
-        gws[0].consensus.leader().is_some()
-    })
-    .await;
-    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    let (meta, left, right) = two_data_groups(&gws).await;
     let lead = &gws[meta].index;
-    lead.create_bucket(BucketRecord::new("b", "o", 0))
-        .await
-        .unwrap();
-    lead.rebalance_once().await.unwrap();
-    let at = keys::object("b", "m");
-    let p = lead.partition_map().lookup(&at).clone();
-    lead.split_partition(p.id, at.clone()).await.unwrap();
-    let right = lead.partition_map().lookup(&at).id.0;
-    let left = lead.partition_map().lookup(&keys::object("b", "a")).id.0;
     // The two data groups led by two different gateways.
     until("the data groups have different leaders", async || {
         let c = &gws[0].consensus;
@@ -406,18 +393,6 @@ async fn each_group_leader_collects_its_own_groups_garbage_and_runs_its_buckets_
     })
     .await;
     // One failed upload's blob per object; each becomes garbage in its object's group.
-    let blob = |n: u8| StoredBlob {
-        object_id: ObjectId::from_bytes([n; 16]),
-        profile: ErasureProfile::new(4, 2).unwrap(),
-        stripe_size: 1 << 20,
-        length: 100_000,
-        placement: (0..6)
-            .map(|i| PlacementEntry {
-                node: format!("n{i}").parse().unwrap(),
-                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
-            })
-            .collect(),
-    };
     // Each bucket's lifecycle runs on exactly one gateway: the leader of the group holding the
     // bucket's first keys.
     lead.create_bucket(BucketRecord::new("c", "o", 0))
@@ -456,7 +431,7 @@ async fn each_group_leader_collects_its_own_groups_garbage_and_runs_its_buckets_
     for (key, n) in objects {
         gws[n as usize % 3]
             .index
-            .record_intent("b", key, &blob(n), 0)
+            .record_intent("b", key, &stored_blob(n), 0)
             .await
             .unwrap();
     }
@@ -503,26 +478,8 @@ async fn a_gateway_learns_where_groups_run_from_the_meta_leader_alone() {
     use cairn_gateway::metrics::DirectorySourceLabels;
     let dir = tempfile::tempdir().unwrap();
     let gws = three_gateways(dir.path()).await;
-    until("a meta leader is elected", async || {
-        gws.iter().all(|g| g.consensus.leader().is_some())
-    })
-    .await;
-    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    let (meta, left, right) = two_data_groups(&gws).await;
     let lead = &gws[meta].index;
-    lead.create_bucket(BucketRecord::new("b", "o", 0))
-        .await
-        .unwrap();
-    lead.rebalance_once().await.unwrap();
-    let at = keys::object("b", "m");
-    let p = lead.partition_map().lookup(&at).clone();
-    lead.split_partition(p.id, at.clone()).await.unwrap();
-    let right = lead.partition_map().lookup(&at).id.0;
-    let left = lead.partition_map().lookup(&keys::object("b", "a")).id.0;
-    until("every gateway runs both data groups", async || {
-        gws.iter()
-            .all(|g| g.consensus.host().owner_of(&at) == Some(right))
-    })
-    .await;
     for k in ["a", "z"] {
         lead.put_object(
             "b",

@@ -274,3 +274,23 @@ pub async fn index_keys(
         marker = got.next_marker;
     }
 }
+
+/// A stored (erasure-coded) blob description with id bytes `id`, placed on six made-up nodes:
+/// for index tests that need blob references (garbage, intents), never read.
+pub fn stored_blob(id: u8) -> cairn_gateway::index::records::StoredBlob {
+    use cairn_storage_node::codec::ErasureProfile;
+    use cairn_storage_node::format::PlacementEntry;
+    use cairn_storage_node::ids::ObjectId;
+    cairn_gateway::index::records::StoredBlob {
+        object_id: ObjectId::from_bytes([id; 16]),
+        profile: ErasureProfile::new(4, 2).unwrap(),
+        stripe_size: 1 << 20,
+        length: 100_000,
+        placement: (0..6)
+            .map(|i| PlacementEntry {
+                node: format!("n{i}").parse().unwrap(),
+                endpoint: format!("http://127.0.0.1:{}", 7000 + i),
+            })
+            .collect(),
+    }
+}
