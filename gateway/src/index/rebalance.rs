@@ -414,10 +414,17 @@ impl Index {
             .collect();
         let starts: std::collections::BTreeSet<&[u8]> =
             map.partitions.iter().map(|p| p.start.as_slice()).collect();
-        for (left, _, left_end) in &data {
+        for (left, left_start, left_end) in &data {
             let Some(right_start) = left_end else {
                 continue;
             };
+            // A group not starting a partition is itself the right side of a merge: it is
+            // absorbed first, and its left neighbour then takes its right one (several merges
+            // of one partition cascade from the left). Aligning it for two merges at once, onto
+            // its left neighbour and as the pinned left of its right one, would never settle.
+            if !starts.contains(left_start.as_slice()) {
+                continue;
+            }
             // One coordinator per merge: the meta leader if it runs the left group (waiting out
             // a new group's first election), else the left group's leader.
             let meta_runs_left = c.leader().zip(c.members_of(*left).await).is_some_and(
