@@ -81,6 +81,8 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         vec!["--replica-grace=3s".into()],
     );
     let all = [0, 1, 2, 3, 4];
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s: {what}", started.elapsed().as_secs_f64());
     leader(&f, &all).await;
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[0].create_bucket().bucket(BUCKET).send().await.unwrap();
@@ -104,6 +106,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         g.len() == 4 && on_three(g, &none) && hosts.len() == 5
     })
     .await;
+    phase("spread");
     eprintln!("spread: {groups:#?}");
     // Each gateway runs exactly the data groups it is a member of (a replica moved away is
     // dropped), as the leader sees them at the time.
@@ -138,6 +141,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    phase("every gateway runs exactly its groups");
     // Writes and reads through every gateway, whether it holds the key's group or not.
     for i in 20..60 {
         let key = format!("k{i:02}");
@@ -145,6 +149,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         acked.insert(key);
     }
     check_everything(&f, &all, &acked, &acked).await;
+    phase("written and read through every gateway");
 
     // A gateway holding data groups (not the meta leader) dies: past the grace period its
     // replicas are rebuilt on the others, and writes go on meanwhile.
@@ -164,6 +169,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         put_through(&s3[alive[i % alive.len()]], &key).await;
         acked.insert(key);
     }
+    phase("written with a gateway down");
     let gone = BTreeSet::from([gw_id(victim)]);
     wait_for_groups(
         &f,
@@ -173,6 +179,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         |g| g.len() == 4 && on_three(g, &gone),
     )
     .await;
+    phase("the dead gateway's replicas rebuilt");
     check_everything(&f, &alive, &acked, &acked).await;
 
     // Merge the partitions back into one: groups on different gateways move together first.
@@ -198,6 +205,7 @@ async fn data_groups_live_on_three_of_five_gateways_and_every_gateway_serves_the
         g.len() == 1 && on_three(g, &gone)
     })
     .await;
+    phase("merged back");
     check_everything(&f, &alive, &acked, &acked).await;
     dir.down();
 }

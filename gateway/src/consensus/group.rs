@@ -343,7 +343,25 @@ pub(super) async fn reconcile_membership(
         let config = m.membership_config.membership();
         // Asked to move the group (a replica move, a merge): members outside the target retire
         // from it, and new replicas come from the target only.
-        let prefer = r.align.get().filter(|_| !meta);
+        let mut prefer = r.align.get().filter(|_| !meta);
+        // A target naming a gateway that does not answer cannot be reached, and while it holds,
+        // the members outside it retire and no replacement may come from elsewhere: a group
+        // whose move or merge was under way when a member died would wait for the target to
+        // lapse. It is dropped; the planner asks again once the fleet is whole.
+        if let Some(target) = &prefer
+            && let Some(lost) = target
+                .iter()
+                .find(|id| peers.get(id).is_none_or(|p| !p.reachable || p.gone))
+        {
+            tracing::info!(
+                group = r.group,
+                ?target,
+                lost,
+                "dropping an align target naming a gateway that does not answer"
+            );
+            r.align.clear();
+            prefer = None;
+        }
         let mut retiring = retiring;
         if let Some(target) = &prefer {
             retiring.extend(

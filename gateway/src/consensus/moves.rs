@@ -61,9 +61,11 @@ impl Consensus {
     }
 
     /// On the meta leader: moves one replica of a data group towards the gateways hosting the
-    /// lightest replicas (by count and `pressure`, [`placement::next_move`]), one move at a time in the whole fleet, none
-    /// while gateways drain, and only of groups that are `settled` (not about to merge: a merge
-    /// moves the groups itself). Returns the move asked for now, if any.
+    /// lightest replicas (by count and `pressure`, [`placement::next_move`]), one move at a
+    /// time in the whole fleet, none while gateways drain, and only of groups that are
+    /// `settled` (not about to merge: a merge moves the groups itself). A move is over when
+    /// done, after [`MOVE_WAIT`], or once a gateway of its target stops answering. Returns the
+    /// move asked for now, if any.
     pub async fn balance_replicas(
         &self,
         settled: &(dyn Fn(GroupId) -> bool + Send + Sync),
@@ -82,35 +84,6 @@ impl Consensus {
             .into_iter()
             .filter(|g| g.group == INDEX_GROUP || settled(g.group))
             .collect();
-        let in_flight = self
-            .moving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some((m, since)) = in_flight {
-            let done = statuses.iter().any(|g| {
-                g.group == m.group
-                    && g.learners.is_empty()
-                    && g.voters.iter().copied().collect::<BTreeSet<_>>() == m.members
-            });
-            let gone = !statuses.iter().any(|g| g.group == m.group) || !settled(m.group);
-            if done || gone || since.elapsed() > MOVE_WAIT {
-                tracing::info!(
-                    group = m.group,
-                    from = m.from,
-                    to = m.to,
-                    done,
-                    "index replica move over"
-                );
-                *self.moving.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            } else {
-                // Keep the target fresh at the group's leader (a new leader learns it too).
-                if let Err(e) = self.align(m.group, m.members.clone()).await {
-                    tracing::debug!(group = m.group, error = %e, "replica move not confirmed");
-                }
-                return None;
-            }
-        }
         let gateways: BTreeMap<u64, placement::Gateway> = self
             .peer_views
             .lock()
@@ -127,6 +100,41 @@ impl Consensus {
                 )
             })
             .collect();
+        let in_flight = self
+            .moving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((m, since)) = in_flight {
+            let done = statuses.iter().any(|g| {
+                g.group == m.group
+                    && g.learners.is_empty()
+                    && g.voters.iter().copied().collect::<BTreeSet<_>>() == m.members
+            });
+            let gone = !statuses.iter().any(|g| g.group == m.group) || !settled(m.group);
+            // A target member that stopped answering: the group's leader drops the target.
+            let lost = m
+                .members
+                .iter()
+                .any(|id| gateways.get(id).is_none_or(|g| !g.live));
+            if done || gone || lost || since.elapsed() > MOVE_WAIT {
+                tracing::info!(
+                    group = m.group,
+                    from = m.from,
+                    to = m.to,
+                    done,
+                    lost,
+                    "index replica move over"
+                );
+                *self.moving.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            } else {
+                // Keep the target fresh at the group's leader (a new leader learns it too).
+                if let Err(e) = self.align(m.group, m.members.clone()).await {
+                    tracing::debug!(group = m.group, error = %e, "replica move not confirmed");
+                }
+                return None;
+            }
+        }
         let m = placement::next_move(&statuses, &gateways, INDEX_GROUP, pressure)?;
         match self.align(m.group, m.members.clone()).await {
             Ok(()) => {

@@ -40,6 +40,11 @@ impl AlignTarget {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((members, Instant::now()));
     }
 
+    /// Drops the target (it cannot be reached).
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The target, while it is fresh.
     pub fn get(&self) -> Option<BTreeSet<u64>> {
         let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
