@@ -155,8 +155,8 @@ pub struct RaftMetrics {
     pub groups_led: Gauge,
     /// Reads this gateway had a replica of a group it does not run serve.
     pub remote_reads: Counter,
-    /// Times this gateway learned where the index groups run, by whom it asked: `meta_leader`
-    /// (the meta leader and its own groups' members) or `every_peer`.
+    /// Times this gateway learned where the index groups run, by how: `meta_group` (the layout
+    /// recorded in its replica of the meta group, and its own groups' members) or `every_peer`.
     pub directory_learns: Family<DirectorySourceLabels, Counter>,
     /// Gateways asked while learning where the index groups run.
     pub directory_peers_asked: Counter,
@@ -165,7 +165,7 @@ pub struct RaftMetrics {
 /// Whom a gateway asked where the index groups run.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectorySourceLabels {
-    /// `meta_leader` or `every_peer`.
+    /// `meta_group` or `every_peer`.
     pub source: String,
 }
 
@@ -216,7 +216,7 @@ impl RaftMetrics {
         );
         registry.register(
             "index_directory_learns",
-            "Times this gateway learned where the index groups run, by whom it asked",
+            "Times this gateway learned where the index groups run, by how (meta_group: the recorded layout and its groups' members; every_peer)",
             self.directory_learns.clone(),
         );
         registry.register(

@@ -22,6 +22,7 @@ pub mod command;
 pub mod digest;
 mod group;
 pub mod host;
+pub mod layout;
 pub mod membership;
 mod moves;
 pub mod network;

@@ -3,8 +3,9 @@
 //! A gateway routes an operation by the groups it hosts. A key owned by none of them (its
 //! replica of the owning group is still starting, was stopped, or was forgotten after a failed
 //! absorb; or, once groups live on fewer gateways than the fleet, was never here) is routed by a
-//! directory learned from the peers: each answers `GET /internal/v1/index/groups` with the groups
-//! it runs, their ranges, members and leader, and the freshest answer per group wins.
+//! directory: the layout the meta leader records in the meta group ([`super::layout`]), and the
+//! answers of the peers to `GET /internal/v1/index/groups` (the groups each runs, their ranges,
+//! members and leader); the freshest description per group wins.
 //!
 //! The directory is a hint. A replica serving a remote read first passes its own read barrier
 //! and then checks that its group still owns every key read (`Moved` otherwise, and the reader
@@ -49,45 +50,6 @@ impl GroupReplica {
         }
         out
     }
-}
-
-/// Where the groups run as one gateway (the meta leader, asked by the others) knows it: the
-/// groups it runs itself, and those it learned from the peers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryGroups {
-    /// The groups the answering gateway runs, as its replicas describe them.
-    pub own: Vec<GroupReplica>,
-    /// The other groups, as it last learned them (freshest description of each).
-    pub relayed: Vec<GroupReplica>,
-}
-
-/// An answer to `GET /internal/v1/index/directory?known=V`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryAnswer {
-    /// The layout's version ([`layout_version`]).
-    pub version: u64,
-    /// The groups; `None` when the asker already knows `version` (most asks, once the layout
-    /// settles, are answered with a few bytes).
-    pub groups: Option<DirectoryGroups>,
-}
-
-/// A version of the layout `groups` describes as gateway `by` answers it: changes when a group
-/// is added or dropped, or its ranges, members or leader change; not when only the applied
-/// positions move (they do with every write).
-pub fn layout_version(by: u64, groups: &DirectoryGroups) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    by.hash(&mut h);
-    for (part, list) in [(0u8, &groups.own), (1, &groups.relayed)] {
-        part.hash(&mut h);
-        for g in list {
-            (g.group, &g.voters, &g.learners, g.leader).hash(&mut h);
-            for (s, e) in g.ranges.iter() {
-                (s, e).hash(&mut h);
-            }
-        }
-    }
-    h.finish()
 }
 
 /// One read of a remote group.
@@ -283,32 +245,6 @@ mod tests {
         );
         assert_eq!(rest, KeyRanges::span(b"k", b"m"));
         assert_eq!(dir.get(5).unwrap().members(), vec![2, 1, 3, 4]);
-    }
-
-    #[test]
-    fn the_layout_version_ignores_applied_positions_only() {
-        let groups = DirectoryGroups {
-            own: vec![replica(5, "m", "z", 10)],
-            relayed: vec![replica(6, "a", "m", 3)],
-        };
-        let v = layout_version(1, &groups);
-        let mut later = groups.clone();
-        later.own[0].applied = Some(99);
-        later.relayed[0].applied = Some(7);
-        assert_eq!(layout_version(1, &later), v);
-        assert_ne!(layout_version(2, &groups), v, "another gateway's answer");
-        let changes: [fn(&mut DirectoryGroups); 5] = [
-            |g| g.own[0].leader = Some(3),
-            |g| g.relayed[0].voters.push(9),
-            |g| g.relayed[0].learners.clear(),
-            |g| g.own[0].ranges = KeyRanges::span(b"m", b"p"),
-            |g| g.relayed.push(replica(7, "z", "zz", 1)),
-        ];
-        for change in changes {
-            let mut other = groups.clone();
-            change(&mut other);
-            assert_ne!(layout_version(1, &other), v, "{other:?}");
-        }
     }
 
     #[test]

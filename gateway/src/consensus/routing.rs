@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::layout;
 use super::ranges::KeyRanges;
 use super::remote::{self, Directory, GroupReplica, ReadValue, RemoteAnswer, RemoteRead};
 use super::store::GroupId;
@@ -62,7 +63,7 @@ pub struct Segment {
 /// split starts on all its members within moments).
 const ORPHANED_FOR: Duration = Duration::from_secs(5);
 
-/// A gateway that learned from the meta leader and asks again this soon asks every peer.
+/// A gateway that learned from the recorded layout and asks again this soon asks every peer.
 const RETRY_EVERY_PEER: Duration = Duration::from_secs(1);
 
 /// When and how the directory was last learned.
@@ -70,10 +71,8 @@ const RETRY_EVERY_PEER: Duration = Duration::from_secs(1);
 pub(super) struct LearnState {
     /// The last learning.
     at: Option<Instant>,
-    /// The last learning from the meta leader (`None` if the last one asked every peer).
-    from_meta_at: Option<Instant>,
-    /// The meta leader's last full answer: who answered, its version, the groups.
-    relayed: Option<(u64, u64, remote::DirectoryGroups)>,
+    /// The last learning from the recorded layout (`None` if the last one asked every peer).
+    from_layout_at: Option<Instant>,
 }
 
 /// The remote groups directory and when the peers were last asked.
@@ -207,41 +206,48 @@ impl Consensus {
     /// Learns where the groups run (at most every [`LEARN_EVERY`]; concurrent callers wait for
     /// one round) and keeps, per group not running here, the freshest description.
     ///
-    /// A gateway asks the meta leader (which relays what it learned) and the other members of
-    /// its own groups (whose answers also tell it of replicas here that were moved away), so
-    /// learning costs one request per group-mate instead of one per gateway. Every peer is
-    /// asked instead by the meta leader itself (it collects the layout it relays), when no meta
-    /// leader is known or it does not answer, and when a gateway asks again within
-    /// [`RETRY_EVERY_PEER`] of learning from the meta leader: what it relayed did not help (it
-    /// is up to one period behind a split or a move).
+    /// A gateway reads the layout recorded in its replica of the meta group ([`layout`]) and
+    /// asks the other members of its own groups (whose answers also tell it of replicas here
+    /// that were moved away), so learning costs a request per group-mate, whatever the size of
+    /// the fleet. Every peer is asked instead by the meta leader (which records what it
+    /// learns), while nothing is recorded yet, and by a gateway asking again within
+    /// [`RETRY_EVERY_PEER`] of reading the records: they did not route it (they are up to one
+    /// period behind a split or a move).
     pub async fn learn_remote_groups(&self) {
         let mut state = self.remote.learned.lock().await;
         if state.at.is_some_and(|at| at.elapsed() < LEARN_EVERY) {
             return;
         }
         let local = self.host.groups().await;
-        let meta = self.leader().filter(|l| *l != self.id).filter(|_| {
-            state
-                .from_meta_at
-                .is_none_or(|at| at.elapsed() >= RETRY_EVERY_PEER)
-        });
-        let mut relayed = Vec::new();
-        let answers = match meta {
-            Some(meta) => match self.ask_meta_leader(meta, &local, &mut state).await {
-                Some((answers, r)) => {
-                    relayed = r;
-                    state.from_meta_at = Some(Instant::now());
-                    Some(answers)
+        let retry = state
+            .from_layout_at
+            .is_some_and(|at| at.elapsed() < RETRY_EVERY_PEER);
+        let recorded = if self.is_leader() || retry {
+            None
+        } else {
+            match layout::read(self.engine.as_ref()) {
+                Ok(r) if !r.is_empty() => Some(r),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+                    None
                 }
-                None => None,
-            },
-            None => None,
+            }
         };
-        let answers = match answers {
-            Some(answers) => answers,
+        let (answers, recorded) = match recorded {
+            Some(recorded) => {
+                state.from_layout_at = Some(Instant::now());
+                let answers = self.ask_group_mates(&local).await;
+                (answers, recorded.into_values().collect())
+            }
             None => {
-                state.from_meta_at = None;
-                self.ask_every_peer().await
+                state.from_layout_at = None;
+                let peers = self.known_peers().len();
+                let answers = self.ask_every_peer().await;
+                if self.is_leader() {
+                    self.record_layout(&answers, answers.len() == peers).await;
+                }
+                (answers, Vec::new())
             }
         };
         // A replica here that its group moved away never hears of it (the leader stops sending
@@ -263,9 +269,10 @@ impl Consensus {
             );
             self.leave(group).await;
         }
+        // Recorded descriptions carry no applied position: any replica's answer wins over them.
         let answers = answers.into_iter().flat_map(|(_, groups)| groups);
         let local = self.host.groups().await;
-        let directory = Directory::learn(answers.chain(relayed), &local);
+        let directory = Directory::learn(answers.chain(recorded), &local);
         tracing::debug!(
             groups = directory.len(),
             "learned where remote index groups run"
@@ -276,6 +283,42 @@ impl Consensus {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = directory;
         state.at = Some(Instant::now());
+    }
+
+    /// On the meta leader: commits the layout records that differ from what every peer
+    /// (`answers`, `complete` if all answered) and this gateway say (the freshest description
+    /// of each group).
+    async fn record_layout(&self, answers: &[(u64, Vec<GroupReplica>)], complete: bool) {
+        let mut all = self.groups_here();
+        all.extend(
+            answers
+                .iter()
+                .flat_map(|(_, groups)| groups.iter().cloned()),
+        );
+        let learned: Vec<GroupReplica> = Directory::learn(all, &[]).iter().cloned().collect();
+        let recorded = match layout::read(self.engine.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+                BTreeMap::new()
+            }
+        };
+        let ops = layout::changes(&recorded, &learned, super::store::INDEX_GROUP, complete);
+        if ops.is_empty() {
+            return;
+        }
+        let changed = ops.len();
+        let proposal = super::proposal::Proposal {
+            checks: Vec::new(),
+            ops,
+        };
+        // Straight into this leader's log (a leader that lost its place records nothing; the
+        // next one does): routing a proposal may learn the layout, which would record it.
+        let batch = super::command::Command::Batch(proposal);
+        match self.propose_here(super::store::INDEX_GROUP, batch).await {
+            Forwarded::Done(_) => tracing::debug!(changed, "recorded where the index groups run"),
+            other => tracing::debug!(?other, "index group layout not recorded"),
+        }
     }
 
     /// Asks every peer which groups it runs: each peer's answer, for those that answered.
@@ -292,72 +335,23 @@ impl Consensus {
             .collect()
     }
 
-    /// Asks the meta leader where the groups run (sending the layout version it last answered,
-    /// so an unchanged layout costs a few bytes) and the other members of the groups running
-    /// here which groups they run. The direct answers (the meta leader's own groups among
-    /// them) and the groups it relayed; `None` if the meta leader did not answer.
-    async fn ask_meta_leader(
-        &self,
-        meta: u64,
-        local: &[GroupId],
-        state: &mut LearnState,
-    ) -> Option<(Vec<(u64, Vec<GroupReplica>)>, Vec<GroupReplica>)> {
+    /// Asks the other members of the data groups running here which groups they run.
+    async fn ask_group_mates(&self, local: &[GroupId]) -> Vec<(u64, Vec<GroupReplica>)> {
         let peers: BTreeMap<u64, String> = self.known_peers().into_iter().collect();
-        let mates: BTreeSet<u64> = self
+        let mates: Vec<(u64, &String)> = self
             .members_of_local_groups(local)
             .into_iter()
-            .filter(|id| *id != meta && *id != self.id && peers.contains_key(id))
+            .filter_map(|id| peers.get(&id).map(|addr| (id, addr)))
             .collect();
-        self.count_learn("meta_leader", 1 + mates.len());
-        let known = state
-            .relayed
-            .as_ref()
-            .filter(|(by, _, _)| *by == meta)
-            .map(|(_, version, _)| *version);
-        let addr = peers.get(&meta)?;
-        let url = match known {
-            Some(v) => format!(
-                "{}/internal/v1/index/directory?known={v}",
-                addr.trim_end_matches('/')
-            ),
-            None => format!("{}/internal/v1/index/directory", addr.trim_end_matches('/')),
-        };
-        let peers = &peers;
+        self.count_learn("meta_group", mates.len());
         let asks = mates
-            .iter()
-            .map(|id| async move { self.groups_of_peer(*id, &peers[id]).await.map(|g| (*id, g)) });
-        let (answer, mut answers) = tokio::join!(
-            self.get_json::<remote::DirectoryAnswer>(&url),
-            futures_util::future::join_all(asks)
-        );
-        let answer = answer?;
-        let groups = match answer.groups {
-            Some(groups) => groups,
-            None => state
-                .relayed
-                .as_ref()
-                .filter(|(by, v, _)| *by == meta && *v == answer.version)?
-                .2
-                .clone(),
-        };
-        state.relayed = Some((meta, answer.version, groups.clone()));
-        let mut direct: Vec<(u64, Vec<GroupReplica>)> = answers.drain(..).flatten().collect();
-        direct.push((meta, groups.own));
-        Some((direct, groups.relayed))
-    }
-
-    /// What this gateway answers `GET /internal/v1/index/directory?known=V`: the groups it
-    /// runs and those it learned, or just the version if the asker `known` it already.
-    pub fn directory_answer(&self, known: Option<u64>) -> remote::DirectoryAnswer {
-        let groups = remote::DirectoryGroups {
-            own: self.groups_here(),
-            relayed: self.remote_directory().iter().cloned().collect(),
-        };
-        let version = remote::layout_version(self.id, &groups);
-        remote::DirectoryAnswer {
-            version,
-            groups: (known != Some(version)).then_some(groups),
-        }
+            .into_iter()
+            .map(|(id, addr)| async move { self.groups_of_peer(id, addr).await.map(|g| (id, g)) });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The groups peer `id` at `addr` runs, if it answers.

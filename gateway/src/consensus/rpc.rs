@@ -38,7 +38,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Ro
         .route("/internal/v1/index/{group}/read", post(read))
         .route("/internal/v1/index/{group}/align", post(align))
         .route("/internal/v1/index/groups", get(groups))
-        .route("/internal/v1/index/directory", get(directory))
         .route("/internal/v1/index/campaign", post(campaign_meta))
         .route("/internal/v1/index/{group}/campaign", post(campaign))
         .route("/internal/v1/index/hand-over", post(hand_over_meta))
@@ -160,20 +159,6 @@ async fn align(
 /// The groups running here, for peers routing keys they own.
 async fn groups(State(c): State<Arc<Consensus>>) -> Json<Vec<super::remote::GroupReplica>> {
     Json(c.groups_here())
-}
-
-/// `?known=V` on a directory ask: the layout version the asker holds.
-#[derive(serde::Deserialize)]
-struct KnownLayout {
-    known: Option<u64>,
-}
-
-/// Where every group runs as this gateway knows it (asked of the meta leader).
-async fn directory(
-    State(c): State<Arc<Consensus>>,
-    axum::extract::Query(q): axum::extract::Query<KnownLayout>,
-) -> Json<super::remote::DirectoryAnswer> {
-    Json(c.directory_answer(q.known))
 }
 
 /// This gateway's progress in a group (404 without a replica of it): a merge waits until every
