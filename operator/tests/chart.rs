@@ -92,6 +92,12 @@ fn exported_metric_names() -> BTreeSet<String> {
         })
         .inc();
     gw.raft.commit_seconds.observe(0.01);
+    gw.raft
+        .directory_learns
+        .get_or_create(&cairn_gateway::metrics::DirectorySourceLabels {
+            source: "meta_group".into(),
+        })
+        .inc();
     let node = cairn_storage_node::metrics::NodeMetrics::new();
     node.requests
         .get_or_create(&cairn_storage_node::metrics::RequestLabels {
