@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use cairn_e2e::fleet::{self, FleetFile};
 
 mod common;
@@ -58,13 +57,9 @@ fn on_three(groups: &[serde_json::Value], not_on: &BTreeSet<u64>) -> bool {
 }
 
 async fn put_through(s3: &aws_sdk_s3::Client, key: &str) {
-    s3.put_object()
-        .bucket(BUCKET)
-        .key(key)
-        .body(ByteStream::from(body_of(key)))
-        .send()
+    put(s3, key)
         .await
-        .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
+        .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

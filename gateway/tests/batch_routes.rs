@@ -88,22 +88,11 @@ fn check(engine: &Recording, what: &str, garbage_only: bool) {
     }
 }
 
+/// An object record holding `data` (ETag "00").
 fn record(data: ObjectData) -> ObjectRecord {
     ObjectRecord {
-        size: 1,
-        etag: "00".into(),
-        last_modified_ms: 0,
-        version_id: None,
-        delete_marker: false,
-        seq: 0,
-        null_version_seq: None,
-        noncurrent_since_ms: None,
-        storage_class: "STANDARD".into(),
-        headers: ContentHeaders::default(),
-        user_metadata: BTreeMap::new(),
-        checksum: None,
-        tags: Default::default(),
         data,
+        ..common::inline_record(0)
     }
 }
 

@@ -10,15 +10,14 @@ use std::sync::Arc;
 use cairn_gateway::index::engine::{KvEngine, MemEngine};
 use cairn_gateway::index::keys;
 use cairn_gateway::index::list::{ListEntry, ListQuery, VersionQuery};
-use cairn_gateway::index::records::{
-    Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord, Versioning,
-};
+use cairn_gateway::index::records::{Blob, BucketRecord, ObjectData, ObjectRecord, Versioning};
 use cairn_gateway::index::{
     Deleted, Index, IndexOptions, Stamp, VersionRef, WriteCondition, version,
 };
 use proptest::prelude::*;
 
 mod common;
+use common::inline_record as record;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -79,25 +78,6 @@ fn check_partitions(engine: &Arc<MemEngine>, idx: &Index, model: &BTreeMap<Strin
     assert_eq!(seen, expected);
     let reopened = Index::new(engine.clone(), IndexOptions::default());
     assert_eq!(reopened.partition_map(), map);
-}
-
-fn record(v: u8) -> ObjectRecord {
-    ObjectRecord {
-        size: 1,
-        etag: format!("{v:02x}"),
-        last_modified_ms: 0,
-        version_id: None,
-        delete_marker: false,
-        seq: 0,
-        null_version_seq: None,
-        noncurrent_since_ms: None,
-        storage_class: "STANDARD".into(),
-        headers: ContentHeaders::default(),
-        user_metadata: BTreeMap::new(),
-        checksum: None,
-        tags: Default::default(),
-        data: ObjectData::Single(Blob::Inline(vec![v])),
-    }
 }
 
 fn bucket(name: &str) -> BucketRecord {

@@ -416,3 +416,15 @@ pub async fn data_groups(f: &FleetFile, g: usize) -> usize {
                 .count()
         })
 }
+
+/// PUTs `key` of [`BUCKET`] (its body from [`body_of`]) through `s3`; the SDK's error, if any.
+pub async fn put(s3: &aws_sdk_s3::Client, key: &str) -> Result<(), String> {
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body_of(key)))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}

@@ -112,7 +112,7 @@ impl Index {
             return out;
         };
         let map = self.partition_map();
-        let policy = self.inner.options.split.clone();
+        let policy = &self.inner.options.split;
         for s in self.partition_stats() {
             let Some(p) = map.get(s.id) else {
                 continue;
@@ -120,9 +120,7 @@ impl Index {
             let Some(group) = c.route(&p.start, &keys::after(&p.start)).single() else {
                 continue;
             };
-            let pressure = (s.writes_per_second / policy.write_threshold)
-                .max(s.reads_per_second / policy.read_threshold);
-            *out.entry(group).or_default() += pressure;
+            *out.entry(group).or_default() += policy.pressure(&s);
         }
         out
     }

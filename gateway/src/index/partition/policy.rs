@@ -34,6 +34,14 @@ pub struct SplitPolicy {
     pub min_samples: usize,
 }
 
+impl SplitPolicy {
+    /// How far `s` is past the split thresholds: the larger of its write and read rates over
+    /// their thresholds (1.0: at a threshold).
+    pub fn pressure(&self, s: &PartitionStats) -> f64 {
+        (s.writes_per_second / self.write_threshold).max(s.reads_per_second / self.read_threshold)
+    }
+}
+
 impl Default for SplitPolicy {
     fn default() -> Self {
         Self {
@@ -230,8 +238,7 @@ impl LoadBook {
         let mut cold = Vec::with_capacity(stats.len());
         for (p, s) in self.map.partitions.iter().zip(&stats) {
             let t = self.ranges.get_mut(&p.id).expect("tracked");
-            let pressure = (s.writes_per_second / policy.write_threshold)
-                .max(s.reads_per_second / policy.read_threshold);
+            let pressure = policy.pressure(s);
             let is_cold = !p.is_meta() && pressure < policy.merge_share;
             t.cold_since_ms = if is_cold {
                 Some(t.cold_since_ms.unwrap_or(now_ms))
