@@ -418,10 +418,18 @@ pub(super) async fn reconcile_membership(
         );
         let raft = &r.raft;
         let done = match step.clone() {
-            membership::Step::AddLearner(peer, addr) => raft
-                .add_learner(peer, BasicNode { addr }, false)
-                .await
-                .map(|_| ()),
+            membership::Step::AddLearner(peer, addr) => {
+                let added = raft.add_learner(peer, BasicNode { addr }, false).await;
+                // The log is purged past the entry adding it, so the new replica is sent a
+                // snapshot next.
+                if added.is_ok()
+                    && let Some(c) = r.consensus.upgrade()
+                    && let Err(e) = c.host().snapshot_for_new_replica(r.group).await
+                {
+                    tracing::debug!(group = r.group, error = %e, "no snapshot for the new replica yet");
+                }
+                added.map(|_| ())
+            }
             membership::Step::Promote(ids) => raft
                 .change_membership(ChangeMembers::AddVoterIds(ids), false)
                 .await

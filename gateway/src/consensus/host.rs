@@ -553,6 +553,14 @@ impl GroupHost {
         Ok(())
     }
 
+    /// On `group`'s leader, once it added a replica: snapshots the group and purges the log
+    /// behind (up to the entry adding it), so the new replica (which lacks the group, and may
+    /// only get it by an install) is sent the snapshot at once, not refused appends for the
+    /// grace period of [`GroupHost::replica_missing`] first.
+    pub async fn snapshot_for_new_replica(&self, group: GroupId) -> Result<(), String> {
+        self.force_snapshot(group).await
+    }
+
     async fn force_snapshot(&self, group: GroupId) -> Result<(), String> {
         let raft = self.get(group).await.map_err(|e| e.to_string())?;
         if raft.metrics().borrow().current_leader != Some(self.node) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::RPCOption;
+use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -100,10 +100,16 @@ impl HttpPeer {
             }
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
-        if resp.status() == reqwest::StatusCode::NOT_FOUND
-            && let Some(report) = &self.net.missing
-        {
-            report(self.net.group, self.target);
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            // The peer runs no replica of the group (yet: a split it has not applied, a
+            // replica being added): unreachable for this group, so openraft backs off
+            // ([`RaftNetwork::backoff`]) instead of resending at once, hundreds of times a
+            // second, until the group starts there or its leader sends a snapshot.
+            if let Some(report) = &self.net.missing {
+                report(self.net.group, self.target);
+            }
+            let e = std::io::Error::other(format!("{url}: no replica of the group there"));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
         }
         if !resp.status().is_success() {
             let e = std::io::Error::other(format!("{url}: HTTP {}", resp.status()));
@@ -117,7 +123,29 @@ impl HttpPeer {
     }
 }
 
+/// First wait before resending to a peer that was unreachable; doubled on each failure up to
+/// [`RETRY_AT_MOST`]. Short: a split's new group is refused by its followers until they apply
+/// the split, usually a heartbeat after its leader.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+
+/// Longest wait before resending to an unreachable peer (openraft's default).
+const RETRY_AT_MOST: Duration = Duration::from_millis(500);
+
+/// The waits before resending to an unreachable peer: [`RETRY_FIRST`], doubling, at most
+/// [`RETRY_AT_MOST`].
+fn retry_waits() -> impl Iterator<Item = Duration> + Send + 'static {
+    (0u32..).map(|i| {
+        RETRY_FIRST
+            .saturating_mul(1 << i.min(10))
+            .min(RETRY_AT_MOST)
+    })
+}
+
 impl RaftNetwork<TypeConfig> for HttpPeer {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(retry_waits())
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -143,5 +171,36 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_without_the_group_is_unreachable_for_it_and_reported() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let routes = axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+        tokio::spawn(async move { axum::serve(listener, routes).await });
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = reported.clone();
+        let mut net = HttpNetwork::new(reqwest::Client::new(), "t".into(), 7).reporting_missing(
+            Arc::new(move |group, peer| seen.lock().unwrap().push((group, peer))),
+        );
+        let mut peer = net.new_client(2, &BasicNode { addr }).await;
+        let vote = VoteRequest::new(openraft::Vote::new(1, 1), None);
+        let sent = peer
+            .vote(vote, RPCOption::new(Duration::from_secs(5)))
+            .await;
+        assert!(matches!(sent, Err(RPCError::Unreachable(_))), "{sent:?}");
+        assert_eq!(*reported.lock().unwrap(), vec![(7, 2)]);
+    }
+
+    #[test]
+    fn resends_to_an_unreachable_peer_wait_longer_each_time_up_to_half_a_second() {
+        let ms: Vec<u128> = retry_waits().take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, vec![20, 40, 80, 160, 320, 500, 500, 500]);
     }
 }
