@@ -160,6 +160,9 @@ pub struct RaftMetrics {
     pub directory_learns: Family<DirectorySourceLabels, Counter>,
     /// Gateways asked while learning where the index groups run.
     pub directory_peers_asked: Counter,
+    /// Batches of layout records (where index groups run) this gateway wrote as the leader of
+    /// the groups they describe.
+    pub layout_publications: Counter,
 }
 
 /// Whom a gateway asked where the index groups run.
@@ -188,6 +191,7 @@ impl Default for RaftMetrics {
             remote_reads: Counter::default(),
             directory_learns: Family::default(),
             directory_peers_asked: Counter::default(),
+            layout_publications: Counter::default(),
         }
     }
 }
@@ -223,6 +227,11 @@ impl RaftMetrics {
             "index_directory_peers_asked",
             "Gateways asked while learning where the index groups run",
             self.directory_peers_asked.clone(),
+        );
+        registry.register(
+            "index_layout_publications",
+            "Batches of records of where index groups run that this gateway wrote to the meta group, as the groups' leader",
+            self.layout_publications.clone(),
         );
         registry.register(
             "index_raft_leader_changes",

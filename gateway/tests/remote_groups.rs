@@ -546,3 +546,75 @@ async fn a_gateway_learns_where_groups_run_from_the_layout_recorded_in_the_meta_
         g.consensus.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_groups_leader_records_where_its_group_runs_and_the_meta_leader_only_sweeps_now_and_then()
+{
+    use cairn_gateway::metrics::DirectorySourceLabels;
+    let dir = tempfile::tempdir().unwrap();
+    let gws = three_gateways(dir.path()).await;
+    let (meta, left, _) = two_data_groups(&gws).await;
+    let sweeps = || {
+        gws[meta]
+            .metrics
+            .raft
+            .directory_learns
+            .get_or_create(&DirectorySourceLabels {
+                source: "every_peer".into(),
+            })
+            .get()
+    };
+    let recorded_leader = |g: &Gateway| {
+        layout::read(g.engine.as_ref())
+            .unwrap()
+            .get(&left)
+            .and_then(|r| r.leader)
+    };
+    // The meta leader's first sweep of every peer records the layout; the next is 30 s later.
+    until("the meta leader asked every peer", async || sweeps() >= 1).await;
+    let swept = sweeps();
+    // The left group's leadership moves to a gateway that leads neither it nor the meta group.
+    let mut led_by = None;
+    until("the left group's leader is recorded", async || {
+        led_by = gws.iter().position(|g| g.consensus.is_leader_of(left));
+        led_by.is_some() && recorded_leader(&gws[meta]) == led_by.map(|i| gws[i].consensus.id())
+    })
+    .await;
+    let new_leader = &gws[(0..3).find(|i| *i != meta && Some(*i) != led_by).unwrap()];
+    let to = new_leader.consensus.id();
+    until("another gateway leads the left group", async || {
+        match gws.iter().find(|g| g.consensus.is_leader_of(left)) {
+            Some(g) if g.consensus.id() == to => true,
+            Some(g) => {
+                let _ = g.consensus.hand_over(left, to).await;
+                false
+            }
+            _ => false,
+        }
+    })
+    .await;
+    // Its new leader records that, on every replica of the meta group, long before the meta
+    // leader's next sweep of every peer.
+    until("the new leader is recorded everywhere", async || {
+        gws.iter().all(|g| recorded_leader(g) == Some(to))
+    })
+    .await;
+    assert!(new_leader.metrics.raft.layout_publications.get() >= 1);
+    assert_eq!(
+        sweeps(),
+        swept,
+        "recorded without the meta leader asking every peer"
+    );
+    // Idle for 7 s, the meta leader asks every peer at most once more (30 s apart; once if
+    // this window holds the one due).
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let more = sweeps() - swept;
+    assert!(
+        more <= 1,
+        "the meta leader asked every peer {more} more times"
+    );
+    assert_eq!(recorded_leader(&gws[meta]), Some(to), "no sweep undid it");
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}

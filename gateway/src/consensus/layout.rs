@@ -3,14 +3,19 @@
 //! of the meta group, routes keys of groups it does not run from its own replica instead of
 //! asking the peers.
 //!
-//! The meta leader learns the layout from every peer and commits the records that changed
-//! (leaders, members or ranges: not applied positions, which move with every write), so the
-//! log carries one small entry per change, however many gateways read it. The records are a
-//! hint like any directory entry: a replica serving a remote read checks that its group owns the
-//! keys, so a record one period behind a split or a move costs a retry.
+//! A group's leader writes its group's record when it changes (leader, members or ranges: not
+//! applied positions, which move with every write), and deletes the records of the groups it
+//! absorbed in a merge ([`publications`]); the meta leader asks every peer only now and then
+//! ([`changes`]), for groups no leader described: the log carries one small entry per change,
+//! however many gateways read it, and no gateway asks every peer each period. Writes are guarded
+//! by the records they replace ([`guards`]), so a batch from a replica a moment behind, or
+//! racing another gateway's, is refused instead of writing over a newer record. The records are
+//! a hint like any directory entry: a replica serving a remote read checks that its group owns
+//! the keys, so a record one period behind a split or a move costs a retry.
 
 use std::collections::BTreeMap;
 
+use super::proposal::ReadCheck;
 use super::remote::GroupReplica;
 use super::store::GroupId;
 use crate::index::engine::{EngineError, KvEngine, WriteOp};
@@ -72,6 +77,40 @@ pub fn changes(
     ops
 }
 
+/// The writes by which the leader of the groups `led` (as its replicas describe them) makes
+/// the records current: their changed or missing records are written, and the records of
+/// other groups whose keys all belong to one of them are deleted (groups absorbed by a merge;
+/// live groups never share keys).
+pub fn publications(
+    recorded: &BTreeMap<GroupId, GroupReplica>,
+    led: &[GroupReplica],
+    meta: GroupId,
+) -> Vec<WriteOp> {
+    let mut ops = changes(recorded, led, meta, false);
+    let led: Vec<&GroupReplica> = led.iter().filter(|g| g.group != meta).collect();
+    for (group, record) in recorded {
+        let absorbed = !record.ranges.is_empty()
+            && led.iter().all(|g| g.group != *group)
+            && led
+                .iter()
+                .any(|g| record.ranges.partition_by(&g.ranges).1.is_empty());
+        if absorbed {
+            ops.push(WriteOp::Delete(key(*group)));
+        }
+    }
+    ops
+}
+
+/// Guards for `ops`: each record they write or delete is still what `engine` holds now.
+pub fn guards(engine: &dyn KvEngine, ops: &[WriteOp]) -> Result<Vec<ReadCheck>, EngineError> {
+    ops.iter()
+        .map(|op| {
+            let (WriteOp::Put(key, _) | WriteOp::Delete(key)) = op;
+            Ok(ReadCheck::get(key, engine.get(key)?.as_deref()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +152,49 @@ mod tests {
         let recorded = read(&engine).unwrap();
         assert_eq!(recorded.keys().copied().collect::<Vec<_>>(), vec![2]);
         assert_eq!(recorded[&2].leader, Some(3));
+    }
+
+    fn spanning(group: GroupId, leader: u64, from: &[u8], to: &[u8]) -> GroupReplica {
+        GroupReplica {
+            ranges: KeyRanges::span(from, to),
+            ..replica(group, leader, 1)
+        }
+    }
+
+    #[test]
+    fn a_leader_writes_its_groups_records_and_deletes_those_it_absorbed() {
+        let engine = MemEngine::default();
+        // Groups 2 and 3 were split at "Om"; 4 is elsewhere.
+        let before = vec![
+            spanning(2, 1, b"Oa", b"Om"),
+            spanning(3, 2, b"Om", b"Oz"),
+            spanning(4, 2, b"P", b"Q"),
+        ];
+        engine
+            .write(changes(&read(&engine).unwrap(), &before, 1, true))
+            .unwrap();
+        let recorded = read(&engine).unwrap();
+        assert!(
+            publications(&recorded, &before[..1], 1).is_empty(),
+            "unchanged"
+        );
+        // Gateway 1 leads group 2, which absorbed group 3.
+        let merged = vec![spanning(2, 1, b"Oa", b"Oz")];
+        let ops = publications(&recorded, &merged, 1);
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        let checks = guards(&engine, &ops).unwrap();
+        engine.write(ops).unwrap();
+        let recorded = read(&engine).unwrap();
+        assert_eq!(recorded.keys().copied().collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(recorded[&2].ranges, KeyRanges::span(b"Oa", b"Oz"));
+        // The guards no longer hold: a batch computed before is refused.
+        for check in checks {
+            assert!(!check.holds(&engine).unwrap(), "{check:?}");
+        }
+        // Group 4's leader changed: only its own record is rewritten.
+        let ops = publications(&recorded, &[spanning(4, 3, b"P", b"Q")], 1);
+        assert_eq!(ops.len(), 1);
+        assert!(guards(&engine, &ops).unwrap()[0].holds(&engine).unwrap());
     }
 
     #[test]

@@ -1108,7 +1108,7 @@ impl Consensus {
                 .map(|p| p.id),
         );
         // Groups this gateway does not run are balanced too, as their replicas describe them.
-        self.learn_remote_groups().await;
+        self.refresh_remote_groups().await;
         let m = balance::next_move(
             &self.fleet_group_statuses(),
             &excluded,
@@ -1155,12 +1155,11 @@ fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
 }
 
 /// Starts the runtime of every group the host runs, as groups appear (born of splits, or
-/// created by snapshots), and drops those of groups that are gone (absorbed by merges). Ends
-/// with the gateway.
+/// created by snapshots), drops those of groups that are gone (absorbed by merges), and keeps
+/// the recorded layout of the groups led here current. Ends with the gateway.
 async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
     /// How often this gateway learns where the groups run (which also tells it of replicas
-    /// here that their groups moved away); the meta leader, whose layout the others ask for,
-    /// asks every peer.
+    /// here that their groups moved away).
     const MEMBERSHIP_CHECK: Duration = Duration::from_secs(3);
     let mut checked = Instant::now();
     loop {
@@ -1172,11 +1171,15 @@ async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
             return;
         }
         let hosted = c.host.groups().await;
+        {
+            let c = c.clone();
+            tokio::spawn(async move { c.publish_layout().await });
+        }
         if checked.elapsed() > MEMBERSHIP_CHECK {
             checked = Instant::now();
             if !c.known_peers().is_empty() {
                 let c = c.clone();
-                tokio::spawn(async move { c.learn_remote_groups().await });
+                tokio::spawn(async move { c.refresh_remote_groups().await });
             }
         }
         for &group in &hosted {

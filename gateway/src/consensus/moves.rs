@@ -78,7 +78,7 @@ impl Consensus {
         if !retiring.is_empty() {
             return None;
         }
-        self.learn_remote_groups().await;
+        self.refresh_remote_groups().await;
         let statuses: Vec<_> = self
             .fleet_group_statuses()
             .into_iter()

@@ -66,6 +66,10 @@ const ORPHANED_FOR: Duration = Duration::from_secs(5);
 /// A gateway that learned from the recorded layout and asks again this soon asks every peer.
 const RETRY_EVERY_PEER: Duration = Duration::from_secs(1);
 
+/// The meta leader asks every peer this often, to record groups no leader described (their
+/// leader lost or not yet elected) and delete the records of groups no gateway runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// When and how the directory was last learned.
 #[derive(Default)]
 pub(super) struct LearnState {
@@ -73,6 +77,8 @@ pub(super) struct LearnState {
     at: Option<Instant>,
     /// The last learning from the recorded layout (`None` if the last one asked every peer).
     from_layout_at: Option<Instant>,
+    /// The meta leader's last sweep of every peer.
+    swept_at: Option<Instant>,
 }
 
 /// The remote groups directory and when the peers were last asked.
@@ -82,6 +88,8 @@ pub(super) struct RemoteGroups {
     learned: tokio::sync::Mutex<LearnState>,
     /// Groups running here that no other member said it runs, since when.
     orphans: std::sync::Mutex<BTreeMap<GroupId, Instant>>,
+    /// Held while this gateway writes the records of the groups it leads.
+    publishing: tokio::sync::Mutex<()>,
 }
 
 impl Consensus {
@@ -206,23 +214,38 @@ impl Consensus {
     /// Learns where the groups run (at most every [`LEARN_EVERY`]; concurrent callers wait for
     /// one round) and keeps, per group not running here, the freshest description.
     ///
-    /// A gateway reads the layout recorded in its replica of the meta group ([`layout`]) and
-    /// asks the other members of its own groups (whose answers also tell it of replicas here
-    /// that were moved away), so learning costs a request per group-mate, whatever the size of
-    /// the fleet. Every peer is asked instead by the meta leader (which records what it
-    /// learns), while nothing is recorded yet, and by a gateway asking again within
-    /// [`RETRY_EVERY_PEER`] of reading the records: they did not route it (they are up to one
-    /// period behind a split or a move).
+    /// A gateway reads the layout recorded in its replica of the meta group ([`layout`], kept
+    /// by the groups' leaders: [`Consensus::publish_layout`]) and asks the other members of its
+    /// own groups (whose answers also tell it of replicas here that were moved away), so
+    /// learning costs a request per group-mate, whatever the size of the fleet. Every peer is
+    /// asked instead by the meta leader every [`SWEEP_EVERY`] (it records what no leader
+    /// did), while nothing is recorded yet, and by a gateway asking again within
+    /// [`RETRY_EVERY_PEER`] of reading the records: they did not route it (a leader's record
+    /// is moments behind a split or a move).
     pub async fn learn_remote_groups(&self) {
+        self.learn(true).await
+    }
+
+    /// As [`Consensus::learn_remote_groups`], for a periodic refresh rather than a route the
+    /// directory missed: never asks every peer for being soon after the last learning.
+    pub(super) async fn refresh_remote_groups(&self) {
+        self.learn(false).await
+    }
+
+    /// Learns where the groups run; `retrying`: a caller the last learning did not serve, which
+    /// asks every peer if that learning was from the recorded layout.
+    async fn learn(&self, retrying: bool) {
         let mut state = self.remote.learned.lock().await;
         if state.at.is_some_and(|at| at.elapsed() < LEARN_EVERY) {
             return;
         }
         let local = self.host.groups().await;
-        let retry = state
-            .from_layout_at
-            .is_some_and(|at| at.elapsed() < RETRY_EVERY_PEER);
-        let recorded = if self.is_leader() || retry {
+        let retry = retrying
+            && state
+                .from_layout_at
+                .is_some_and(|at| at.elapsed() < RETRY_EVERY_PEER);
+        let sweep = self.is_leader() && state.swept_at.is_none_or(|at| at.elapsed() > SWEEP_EVERY);
+        let recorded = if sweep || retry {
             None
         } else {
             match layout::read(self.engine.as_ref()) {
@@ -246,6 +269,7 @@ impl Consensus {
                 let answers = self.ask_every_peer().await;
                 if self.is_leader() {
                     self.record_layout(&answers, answers.len() == peers).await;
+                    state.swept_at = Some(Instant::now());
                 }
                 (answers, Vec::new())
             }
@@ -285,6 +309,54 @@ impl Consensus {
         state.at = Some(Instant::now());
     }
 
+    /// Writes the records of the data groups this gateway leads where they differ from its
+    /// replica of the meta group, and deletes those of the groups they absorbed
+    /// ([`layout::publications`]), guarded by the records replaced. One batch at a time: the
+    /// supervisor calls it every tick, and a call while one is under way returns at once.
+    pub(super) async fn publish_layout(&self) {
+        let Ok(_one) = self.remote.publishing.try_lock() else {
+            return;
+        };
+        let led: Vec<GroupReplica> = self
+            .groups_here()
+            .into_iter()
+            .filter(|g| g.group != super::store::INDEX_GROUP && g.leader == Some(self.id))
+            .collect();
+        if led.is_empty() {
+            return;
+        }
+        let engine = self.engine.as_ref();
+        let ops = match layout::read(engine) {
+            Ok(recorded) => layout::publications(&recorded, &led, super::store::INDEX_GROUP),
+            Err(e) => {
+                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+                return;
+            }
+        };
+        if ops.is_empty() {
+            return;
+        }
+        let checks = match layout::guards(engine, &ops) {
+            Ok(checks) => checks,
+            Err(e) => {
+                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+                return;
+            }
+        };
+        let changed = ops.len();
+        let proposal = super::proposal::Proposal { checks, ops };
+        match self.propose_in(super::store::INDEX_GROUP, proposal).await {
+            Ok(super::proposal::Outcome::Applied) => {
+                self.metrics.raft.layout_publications.inc();
+                tracing::debug!(changed, "recorded where the index groups led here run");
+            }
+            // A replica a moment behind, or another gateway's batch first: the next tick
+            // compares again.
+            Ok(outcome) => tracing::debug!(?outcome, "index group layout not recorded"),
+            Err(e) => tracing::debug!(error = %e, "index group layout not recorded"),
+        }
+    }
+
     /// On the meta leader: commits the layout records that differ from what every peer
     /// (`answers`, `complete` if all answered) and this gateway say (the freshest description
     /// of each group).
@@ -307,11 +379,15 @@ impl Consensus {
         if ops.is_empty() {
             return;
         }
-        let changed = ops.len();
-        let proposal = super::proposal::Proposal {
-            checks: Vec::new(),
-            ops,
+        let checks = match layout::guards(self.engine.as_ref(), &ops) {
+            Ok(checks) => checks,
+            Err(e) => {
+                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+                return;
+            }
         };
+        let changed = ops.len();
+        let proposal = super::proposal::Proposal { checks, ops };
         // Straight into this leader's log (a leader that lost its place records nothing; the
         // next one does): routing a proposal may learn the layout, which would record it.
         let batch = super::command::Command::Batch(proposal);
