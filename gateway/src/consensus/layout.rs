@@ -46,6 +46,23 @@ pub fn read(engine: &dyn KvEngine) -> Result<BTreeMap<GroupId, GroupReplica>, En
     Ok(out)
 }
 
+/// Whether `engine` records `group` as `current` describes it (ranges, members and leader): a
+/// point read, so a leader checks its groups every tick without reading the whole layout.
+pub fn records(engine: &dyn KvEngine, current: &GroupReplica) -> Result<bool, EngineError> {
+    let Some(v) = engine.get(&key(current.group))? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_slice::<GroupReplica>(&v).ok() == Some(as_record(current)))
+}
+
+/// `g` as recorded: without its applied position, which moves with every write.
+fn as_record(g: &GroupReplica) -> GroupReplica {
+    GroupReplica {
+        applied: None,
+        ..g.clone()
+    }
+}
+
 /// The writes that make the records describe `learned` (the freshest description of every data
 /// group; the meta group is left out): changed and new groups are written, and, when `complete`
 /// (every peer answered, so a group missing from `learned` is gone), records of missing groups
@@ -59,10 +76,7 @@ pub fn changes(
     let mut ops = Vec::new();
     let mut seen = Vec::new();
     for g in learned.iter().filter(|g| g.group != meta) {
-        let record = GroupReplica {
-            applied: None,
-            ..g.clone()
-        };
+        let record = as_record(g);
         seen.push(g.group);
         if recorded.get(&g.group) != Some(&record) {
             let json = serde_json::to_vec(&record).expect("a group description serialises");
@@ -178,6 +192,11 @@ mod tests {
             publications(&recorded, &before[..1], 1).is_empty(),
             "unchanged"
         );
+        assert!(
+            !records(&engine, &replica(2, 1, 99)).unwrap(),
+            "other ranges"
+        );
+        assert!(records(&engine, &spanning(2, 1, b"Oa", b"Om")).unwrap());
         // Gateway 1 leads group 2, which absorbed group 3.
         let merged = vec![spanning(2, 1, b"Oa", b"Oz")];
         let ops = publications(&recorded, &merged, 1);
@@ -187,6 +206,11 @@ mod tests {
         let recorded = read(&engine).unwrap();
         assert_eq!(recorded.keys().copied().collect::<Vec<_>>(), vec![2, 4]);
         assert_eq!(recorded[&2].ranges, KeyRanges::span(b"Oa", b"Oz"));
+        assert!(records(&engine, &merged[0]).unwrap());
+        assert!(
+            !records(&engine, &spanning(3, 2, b"Om", b"Oz")).unwrap(),
+            "deleted"
+        );
         // The guards no longer hold: a batch computed before is refused.
         for check in checks {
             assert!(!check.holds(&engine).unwrap(), "{check:?}");

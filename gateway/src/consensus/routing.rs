@@ -311,7 +311,8 @@ impl Consensus {
 
     /// Writes the records of the data groups this gateway leads where they differ from its
     /// replica of the meta group, and deletes those of the groups they absorbed
-    /// ([`layout::publications`]), guarded by the records replaced. One batch at a time: the
+    /// ([`layout::publications`]; a group absorbing another changes its own record too),
+    /// guarded by the records replaced. One batch at a time: the
     /// supervisor calls it every tick, and a call while one is under way returns at once.
     pub(super) async fn publish_layout(&self) {
         let Ok(_one) = self.remote.publishing.try_lock() else {
@@ -326,6 +327,13 @@ impl Consensus {
             return;
         }
         let engine = self.engine.as_ref();
+        // Point reads every tick; the whole layout only once a record is not current.
+        let current = led
+            .iter()
+            .all(|g| layout::records(engine, g).unwrap_or(false));
+        if current {
+            return;
+        }
         let ops = match layout::read(engine) {
             Ok(recorded) => layout::publications(&recorded, &led, super::store::INDEX_GROUP),
             Err(e) => {
