@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::proposal::ReadCheck;
+use super::proposal::{Proposal, ReadCheck};
 use super::remote::GroupReplica;
 use super::store::GroupId;
 use crate::index::engine::{EngineError, KvEngine, WriteOp};
@@ -113,6 +113,15 @@ pub fn publications(
         }
     }
     ops
+}
+
+/// `ops` as a batch guarded by [`guards`]; `None` when there is nothing to write.
+pub fn guarded(engine: &dyn KvEngine, ops: Vec<WriteOp>) -> Result<Option<Proposal>, EngineError> {
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    let checks = guards(engine, &ops)?;
+    Ok(Some(Proposal { checks, ops }))
 }
 
 /// Guards for `ops`: each record they write or delete is still what `engine` holds now.

@@ -341,18 +341,15 @@ impl Consensus {
                 return;
             }
         };
-        if ops.is_empty() {
-            return;
-        }
-        let checks = match layout::guards(engine, &ops) {
-            Ok(checks) => checks,
+        let proposal = match layout::guarded(engine, ops) {
+            Ok(Some(proposal)) => proposal,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "the recorded index group layout is unreadable");
                 return;
             }
         };
-        let changed = ops.len();
-        let proposal = super::proposal::Proposal { checks, ops };
+        let changed = proposal.ops.len();
         match self.propose_in(super::store::INDEX_GROUP, proposal).await {
             Ok(super::proposal::Outcome::Applied) => {
                 self.metrics.raft.layout_publications.inc();
@@ -384,18 +381,15 @@ impl Consensus {
             }
         };
         let ops = layout::changes(&recorded, &learned, super::store::INDEX_GROUP, complete);
-        if ops.is_empty() {
-            return;
-        }
-        let checks = match layout::guards(self.engine.as_ref(), &ops) {
-            Ok(checks) => checks,
+        let proposal = match layout::guarded(self.engine.as_ref(), ops) {
+            Ok(Some(proposal)) => proposal,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "the recorded index group layout is unreadable");
                 return;
             }
         };
-        let changed = ops.len();
-        let proposal = super::proposal::Proposal { checks, ops };
+        let changed = proposal.ops.len();
         // Straight into this leader's log (a leader that lost its place records nothing; the
         // next one does): routing a proposal may learn the layout, which would record it.
         let batch = super::command::Command::Batch(proposal);
