@@ -115,8 +115,13 @@ pub fn publications(
     ops
 }
 
-/// `ops` as a batch guarded by [`guards`]; `None` when there is nothing to write.
-pub fn guarded(engine: &dyn KvEngine, ops: Vec<WriteOp>) -> Result<Option<Proposal>, EngineError> {
+/// The writes `ops_for` makes of the layout `engine` holds, as a batch guarded by [`guards`];
+/// `None` when there is nothing to write.
+pub fn batch(
+    engine: &dyn KvEngine,
+    ops_for: impl FnOnce(&BTreeMap<GroupId, GroupReplica>) -> Vec<WriteOp>,
+) -> Result<Option<Proposal>, EngineError> {
+    let ops = ops_for(&read(engine)?);
     if ops.is_empty() {
         return Ok(None);
     }

@@ -334,20 +334,10 @@ impl Consensus {
         if current {
             return;
         }
-        let ops = match layout::read(engine) {
-            Ok(recorded) => layout::publications(&recorded, &led, super::store::INDEX_GROUP),
-            Err(e) => {
-                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
-                return;
-            }
-        };
-        let proposal = match layout::guarded(engine, ops) {
-            Ok(Some(proposal)) => proposal,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
-                return;
-            }
+        let Some(proposal) = self.layout_batch(|recorded| {
+            layout::publications(recorded, &led, super::store::INDEX_GROUP)
+        }) else {
+            return;
         };
         let changed = proposal.ops.len();
         match self.propose_in(super::store::INDEX_GROUP, proposal).await {
@@ -362,6 +352,18 @@ impl Consensus {
         }
     }
 
+    /// [`layout::batch`] on this replica of the meta group; `None` (logged) if its layout is
+    /// unreadable.
+    fn layout_batch(
+        &self,
+        ops_for: impl FnOnce(&BTreeMap<GroupId, GroupReplica>) -> Vec<crate::index::engine::WriteOp>,
+    ) -> Option<super::proposal::Proposal> {
+        layout::batch(self.engine.as_ref(), ops_for).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the recorded index group layout is unreadable");
+            None
+        })
+    }
+
     /// On the meta leader: commits the layout records that differ from what every peer
     /// (`answers`, `complete` if all answered) and this gateway say (the freshest description
     /// of each group).
@@ -373,21 +375,10 @@ impl Consensus {
                 .flat_map(|(_, groups)| groups.iter().cloned()),
         );
         let learned: Vec<GroupReplica> = Directory::learn(all, &[]).iter().cloned().collect();
-        let recorded = match layout::read(self.engine.as_ref()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
-                BTreeMap::new()
-            }
-        };
-        let ops = layout::changes(&recorded, &learned, super::store::INDEX_GROUP, complete);
-        let proposal = match layout::guarded(self.engine.as_ref(), ops) {
-            Ok(Some(proposal)) => proposal,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "the recorded index group layout is unreadable");
-                return;
-            }
+        let Some(proposal) = self.layout_batch(|recorded| {
+            layout::changes(recorded, &learned, super::store::INDEX_GROUP, complete)
+        }) else {
+            return;
         };
         let changed = proposal.ops.len();
         // Straight into this leader's log (a leader that lost its place records nothing; the
