@@ -112,12 +112,12 @@ impl PartitionMetrics {
         );
         registry.register(
             "index_partition_reads_per_second",
-            "Reads per second (decayed) of each index partition: this gateway's, on the leader every gateway's",
+            "Reads per second (decayed) of each index partition whose group this gateway leads (every gateway's reads, reported to the leader)",
             self.reads_per_second.clone(),
         );
         registry.register(
             "index_partition_writes_per_second",
-            "Committed writes per second (decayed) of each index partition",
+            "Writes per second (decayed) of each index partition whose group this gateway leads (every gateway's writes, reported to the leader)",
             self.writes_per_second.clone(),
         );
     }

@@ -1,7 +1,8 @@
 //! The background task that splits and merges index partitions by load (see
 //! `index::partition::policy`), gives up bucket deletions whose gateway died midway, balances
-//! the index groups' leaderships over the gateways, and keeps the per-partition gauges current. Every gateway runs it; only the one running background
-//! work (alone, or the meta group's leader) changes the map.
+//! the index groups' leaderships over the gateways, and keeps the per-partition gauges current.
+//! Every gateway runs it: each reports the load it served to the partitions' leaders and splits
+//! the partitions whose groups it leads; the meta group's leader also merges cold neighbours.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,8 +54,8 @@ impl Rebalancer {
                     tracing::debug!(error = %e, "stuck bucket deletions not looked for");
                 }
             }
-            if let Err(e) = self.index.report_reads().await {
-                tracing::debug!(error = %e, "read load not reported to the leader");
+            if let Err(e) = self.index.report_load().await {
+                tracing::debug!(error = %e, "load not reported to the leaders");
             }
             if balanced.elapsed() >= LEADER_BALANCE
                 && let Some(c) = self.index.consensus()
@@ -72,12 +73,13 @@ impl Rebalancer {
         }
     }
 
-    /// Sets the per-partition gauges (only partitions that exist now).
+    /// Sets the per-partition gauges of the partitions led here (only those that exist now):
+    /// one series per partition fleet-wide, with its leader's whole figures.
     fn publish_rates(&self) {
         let m = &self.metrics.partition;
         m.reads_per_second.clear();
         m.writes_per_second.clear();
-        for s in self.index.partition_stats() {
+        for s in self.index.partition_stats_led_here() {
             let labels = PartitionLabels {
                 partition: s.id.to_string(),
             };

@@ -259,10 +259,13 @@ async fn a_gateway_serves_keys_of_a_group_it_does_not_run_through_the_groups_rep
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_leader_reports() {
+async fn a_partition_splits_on_its_groups_leader_by_the_load_the_other_gateways_report_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = IndexOptions::default();
-    options.split.size_limit = 64 << 10;
+    // Over 2 writes/s (decayed) splits; reads never do.
+    options.split.write_threshold = 2.0;
+    options.split.read_threshold = 1e9;
+    options.split.min_samples = 16;
     options.split.cooldown_ms = 0;
     let gws = three_gateways_with(dir.path(), options).await;
     until("a meta leader is elected", async || {
@@ -287,8 +290,8 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
             .all(|g| g.consensus.host().owner_of(&first) == Some(data))
     })
     .await;
-    let other = (meta + 1) % 3;
-    let to = gws[other].consensus.id();
+    let (leader, third) = ((meta + 1) % 3, (meta + 2) % 3);
+    let to = gws[leader].consensus.id();
     until("another gateway leads the data group", async || {
         let c = &gws[meta].consensus;
         match c.leader_of(data) {
@@ -301,67 +304,84 @@ async fn a_partition_the_meta_leader_holds_no_replica_of_splits_by_the_size_its_
         }
     })
     .await;
-    // The meta leader stops its replica: it can size the partition only by the leader's reports.
+    // The meta leader stops its replica: it knows the partition only by the leader's reports.
     gws[meta].consensus.host().stop(data).await;
+    // The writes go through the two gateways not leading the group: its leader serves none.
+    // Out of key order, or the policy would take them for an append stream and cut after the
+    // newest.
     let names: Vec<String> = (0..120).map(|i| format!("k{i:03}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        let mut r = record(1);
-        // About 1 KiB of metadata that does not compress.
-        let noise: String = (0..128u64)
-            .map(|j| {
-                format!(
-                    "{:08x}",
-                    (i as u64 * 131 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
-                )
-            })
-            .collect();
-        r.user_metadata.insert("noise".into(), noise);
-        gws[other]
+    for i in 0..names.len() {
+        let name = &names[i * 37 % names.len()];
+        gws[[meta, third][i % 2]]
             .index
-            .put_object("b", name, r, WriteCondition::None, vec![], Stamp::now())
+            .put_object(
+                "b",
+                name,
+                record(1),
+                WriteCondition::None,
+                vec![],
+                Stamp::now(),
+            )
             .await
             .unwrap();
     }
-    gws[other].engine.db().flush().unwrap();
-    // The writes reported weigh the data group's leadership on the meta leader.
+    let partition = gws[meta].index.partition_map().lookup(&first).clone();
+    let writes_on = |g: usize| {
+        gws[g]
+            .index
+            .partition_stats()
+            .into_iter()
+            .find(|s| s.id == partition.id)
+            .map_or(0.0, |s| s.writes_per_second)
+    };
+    // The meta leader measured its share of the writes over the threshold, but decides no
+    // split of a partition it does not lead.
+    assert!(writes_on(meta) > 2.0, "{}", writes_on(meta));
+    assert_eq!(gws[meta].index.rebalance_once().await.unwrap(), None);
+    assert_eq!(
+        gws[meta].index.partition_map(),
+        gws[leader].index.partition_map()
+    );
+    // The group's leader heard of no write until the others report them to it.
+    assert_eq!(writes_on(leader), 0.0);
     until(
-        "the meta leader weighs the data group by its reported writes",
+        "the group's leader splits the partition by load",
         async || {
             for g in &gws {
-                let _ = g.index.report_reads().await;
+                g.index.report_load().await.unwrap();
             }
-            gws[meta].consensus.learn_remote_groups().await;
-            gws[meta]
-                .index
-                .group_pressure()
-                .get(&data)
-                .is_some_and(|p| *p > 0.0)
+            matches!(
+                gws[leader].index.rebalance_once().await,
+                Ok(Some(cairn_gateway::index::Rebalanced::Split {
+                    reason: cairn_gateway::index::SplitReason::Load,
+                    ..
+                }))
+            )
         },
     )
     .await;
-    let before = gws[meta].index.partition_map().partitions.len();
-    until("the meta leader splits the partition by size", async || {
-        for g in &gws {
-            let _ = g.index.report_reads().await;
-        }
-        matches!(
-            gws[meta].index.rebalance_once().await,
-            Ok(Some(cairn_gateway::index::Rebalanced::Split {
-                reason: cairn_gateway::index::SplitReason::Size,
-                ..
-            }))
-        )
+    let map = gws[leader].index.partition_map();
+    let right = map.lookup(&keys::object("b", "k119")).clone();
+    assert_ne!(right.id, partition.id);
+    assert!(right.start > keys::object("b", "k000"));
+    // The leader made the split in the group too (no other gateway's tick needed).
+    until("the leader's replicas split the group", async || {
+        gws[leader].consensus.host().owner_of(&right.start) == Some(right.id.0)
+            && gws[third].consensus.host().owner_of(&right.start) == Some(right.id.0)
     })
     .await;
-    let map = gws[meta].index.partition_map();
-    assert_eq!(map.partitions.len(), before + 1);
-    // The cut is inside the keys (found by scanning the remote group), and the group's leader
-    // makes it in the group.
-    let right = map.partitions.last().unwrap();
-    assert!(right.start > keys::object("b", "k000") && right.start <= keys::object("b", "k119"));
-    until("the data group is split too", async || {
-        let _ = gws[other].index.rebalance_once().await;
-        gws[other].consensus.host().owner_of(&right.start) == Some(right.id.0)
+    // It tells the meta leader what it measures of the partitions it leads (which weighs the
+    // leaderships there, and keeps hot partitions from merging): the left half kept its share
+    // of the load (the meta leader's own count of it restarted with the split's new epoch).
+    until("the meta leader hears the leader's figures", async || {
+        gws[leader].index.report_load().await.unwrap();
+        let _ = gws[meta].index.refresh_partition_map().await;
+        gws[meta].consensus.learn_remote_groups().await;
+        gws[meta]
+            .index
+            .group_pressure()
+            .get(&data)
+            .is_some_and(|p| *p > 0.0)
     })
     .await;
     for g in &gws {

@@ -461,38 +461,46 @@ impl Consensus {
             .cloned()
     }
 
-    /// Has `observer` told the reads other gateways report to this one while it leads (once).
+    /// Has `observer` told the load other gateways report to this one (once).
     pub fn observe_reported_reads(&self, observer: store::ReadObserver) {
         let _ = self.read_observer.set(observer);
     }
 
-    /// Sends `report` to the meta group's leader, once (a lost report only makes the leader's
-    /// read rate a little low for a tick). Nothing to do on the leader itself, which counts its
-    /// own reads.
-    pub async fn report_reads(&self, report: &store::ReadReport) -> Result<(), ConsensusError> {
-        match self.leader() {
-            Some(l) if l != self.id => {
-                match self
-                    .forward::<_, ()>(INDEX_GROUP, l, "read-load", report)
-                    .await
-                {
-                    Forwarded::Done(()) | Forwarded::NotLeader | Forwarded::NotMember => Ok(()),
-                    Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
-                }
-            }
-            _ => Ok(()),
+    /// Sends `report` to gateway `to` (the leader of the groups owning its keys, or the meta
+    /// leader), once: a lost report only makes a leader's rates a little low for a tick.
+    pub async fn report_load(
+        &self,
+        to: u64,
+        report: &store::ReadReport,
+    ) -> Result<(), ConsensusError> {
+        match self
+            .forward::<_, ()>(INDEX_GROUP, to, "read-load", report)
+            .await
+        {
+            Forwarded::Done(()) | Forwarded::NotLeader | Forwarded::NotMember => Ok(()),
+            Forwarded::Failed(e) => Err(ConsensusError::NoLeader(Duration::ZERO, e)),
         }
     }
 
-    /// A report from another gateway, handled here if this gateway leads.
-    pub fn reported_reads_here(&self, report: &store::ReadReport) -> Forwarded<()> {
-        if !self.is_leader() {
-            return Forwarded::NotLeader;
-        }
+    /// A report from another gateway. Counted whatever this gateway leads now: the sender
+    /// routed it by what it last knew, and load counted against a partition not led here
+    /// decides nothing (it only shows in this gateway's own figures, and decays).
+    pub fn reported_load_here(&self, report: &store::ReadReport) -> Forwarded<()> {
         if let Some(observe) = self.read_observer.get() {
             observe(report);
         }
         Forwarded::Done(())
+    }
+
+    /// The leader of the group owning index key `key` as this gateway knows it: of a group
+    /// running here, its Raft's; of one only peers run, the last learned.
+    pub fn leader_of_key(&self, key: &[u8]) -> Option<u64> {
+        let group = self.route(key, &crate::index::keys::after(key)).single()?;
+        if self.host.runs(group) {
+            self.leader_of(group)
+        } else {
+            self.remote_group(group)?.leader
+        }
     }
 
     /// This gateway's id.

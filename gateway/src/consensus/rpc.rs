@@ -112,7 +112,7 @@ async fn read_load(
     State(c): State<Arc<Consensus>>,
     Json(report): Json<super::store::ReadReport>,
 ) -> Json<Forwarded<()>> {
-    Json(c.reported_reads_here(&report))
+    Json(c.reported_load_here(&report))
 }
 
 /// Who asks for a read index (`?from=`; gateways of earlier versions do not say).

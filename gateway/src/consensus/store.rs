@@ -377,9 +377,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// Told the reads another gateway served (sampled keys with weights), on the leader.
 pub type ReadObserver = Arc<dyn Fn(&ReadReport) + Send + Sync>;
 
-/// Reads a gateway served and writes it committed since its last report, sent to the meta
-/// leader so that the leader's load figures (which drive splits) cover every gateway's
-/// requests, not just its own.
+/// Reads a gateway served and writes it proposed since its last report, sent to the leaders of
+/// the groups owning their keys, so that each leader's load figures (which drive the splits it
+/// decides) cover every gateway's requests, not just its own; and, to the meta leader, what a
+/// group leader measured of its partitions (the meta leader decides merges and weighs
+/// leaderships without a replica of every group).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadReport {
     /// Sampled index keys and the reads each stands for.
@@ -388,21 +390,35 @@ pub struct ReadReport {
     /// from gateways of earlier versions, whose writes the leader counted as they applied).
     #[serde(default)]
     pub writes: Vec<(String, f64)>,
-    /// Sizes of the partitions whose groups the reporting gateway leads (sent every few
-    /// seconds; absent from gateways of earlier versions).
-    #[serde(default)]
-    pub sizes: Vec<PartitionSize>,
+    /// What the reporting gateway measured of the partitions whose groups it leads (sent to
+    /// the meta leader every few seconds; absent from gateways of earlier versions).
+    #[serde(default, rename = "sizes")]
+    pub partitions: Vec<PartitionSummary>,
 }
 
-/// A partition's approximate size on disk, as its group's leader measured it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionSize {
+impl ReadReport {
+    /// Whether the report carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.writes.is_empty() && self.partitions.is_empty()
+    }
+}
+
+/// A partition's approximate size on disk and its load, as its group's leader measured them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSummary {
     /// The partition's id.
     pub partition: u64,
     /// The partition's epoch the size was measured at (a report of an older range is stale).
     pub epoch: u64,
     /// Approximate bytes on disk.
     pub bytes: u64,
+    /// Reads per second (decayed) on the leader, the other gateways' reports included
+    /// (absent from gateways of earlier versions, which reported only sizes).
+    #[serde(default)]
+    pub reads_per_second: f64,
+    /// Writes per second (decayed), likewise.
+    #[serde(default)]
+    pub writes_per_second: f64,
 }
 
 /// How a group born of a split starts: its first members are the parent's at the split, and

@@ -215,13 +215,13 @@ struct Shared {
     consensus: Option<Arc<Consensus>>,
     /// The partition map as last read, with each partition's measured load.
     book: Mutex<LoadBook>,
-    /// Reads to report to the leader (replicated, while not leading).
+    /// Reads to report to the leaders of the groups owning their keys (replicated).
     read_outbox: Mutex<partition::load::ReadOutbox>,
-    /// Writes to report to the leader, sampled likewise: a write is counted by the gateway
-    /// that proposed it (the meta leader does not run every group, so it cannot count them as
-    /// they apply).
+    /// Writes to report likewise, sampled the same way: a write is counted by the gateway
+    /// that proposed it, so a leader hears of every write to its partitions whoever proposed it.
     write_outbox: Mutex<partition::load::ReadOutbox>,
-    /// When (load clock) the sizes of the partitions led here are next reported.
+    /// When (load clock) the figures of the partitions led here are next reported to the meta
+    /// leader.
     sizes_reported_ms: std::sync::atomic::AtomicU64,
     /// Origin of the load clock.
     clock: std::time::Instant,
@@ -407,7 +407,7 @@ impl Index {
             let shared = Arc::downgrade(&inner);
             c.observe_reported_reads(Arc::new(move |report| {
                 if let Some(shared) = shared.upgrade() {
-                    rebalance::count_reported_reads(&shared, report);
+                    rebalance::count_reported_load(&shared, report);
                 }
             }));
         }
@@ -444,8 +444,8 @@ impl Index {
     }
 
     /// Whether this gateway runs the fleet-wide background work (stuck bucket deletions, the
-    /// partition map's splits and merges): always alone, only as the meta leader when
-    /// replicated.
+    /// partition map's merges): always alone, only as the meta leader when replicated. (Splits
+    /// are decided by each partition's group leader.)
     pub fn runs_background_work(&self) -> bool {
         self.inner.consensus.as_ref().is_none_or(|c| c.is_leader())
     }

@@ -7,10 +7,10 @@
 
 use super::engine::{KvEngine, WriteOp};
 use super::partition::load::Access;
-use super::partition::policy::{Action, PartitionStats};
+use super::partition::policy::{Action, LeaderReport, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
 use super::{Index, IndexError, keys, records};
-use crate::consensus::store::{GroupId, PartitionSize, ReadReport};
+use crate::consensus::store::{GroupId, PartitionSummary, ReadReport};
 
 /// Name of the map's record (`keys::meta`).
 pub(super) const MAP_KEY: &str = "partition-map";
@@ -39,8 +39,9 @@ pub(super) fn partition_size(engine: &dyn KvEngine, p: &super::partition::Partit
         .sum()
 }
 
-/// Counts the reads and writes another gateway reported (this gateway leads).
-pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) {
+/// Counts the reads and writes another gateway reported (of keys in groups this gateway
+/// leads), and notes what the leaders of other groups measured (on the meta leader).
+pub(super) fn count_reported_load(shared: &super::Shared, report: &ReadReport) {
     use base64::Engine as _;
     let now = shared.now_ms();
     let mut book = shared.book();
@@ -55,13 +56,41 @@ pub(super) fn count_reported_reads(shared: &super::Shared, report: &ReadReport) 
             }
         }
     }
-    for size in &report.sizes {
-        book.size_reported(PartitionId(size.partition), size.epoch, size.bytes, now);
+    for p in &report.partitions {
+        let measured = LeaderReport {
+            bytes: p.bytes,
+            reads_per_second: p.reads_per_second,
+            writes_per_second: p.writes_per_second,
+        };
+        book.reported(PartitionId(p.partition), p.epoch, measured, now);
     }
 }
 
-/// How often a group leader reports the sizes of its partitions.
-const SIZE_REPORT_EVERY_MS: u64 = 5_000;
+/// How often a group leader reports the sizes and rates of its partitions to the meta leader.
+const SUMMARY_EVERY_MS: u64 = 5_000;
+
+/// How long a load report may take: a gateway that does not answer loses it (a lost report
+/// only makes a leader's rates a little low for a tick), and must not hold up the next tick.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sampled keys (base64, as reports carry them) grouped by the gateway to report them to: the
+/// leader of the group owning each (`leader_of`), leaving out those this gateway leads (`me`:
+/// counted here already) and those whose leader is unknown (dropped: a report is a sample).
+fn by_leader(
+    samples: Vec<(Vec<u8>, f64)>,
+    me: u64,
+    leader_of: &dyn Fn(&[u8]) -> Option<u64>,
+) -> std::collections::BTreeMap<u64, Vec<(String, f64)>> {
+    use base64::Engine as _;
+    let mut out = std::collections::BTreeMap::<u64, Vec<(String, f64)>>::new();
+    for (key, weight) in samples {
+        if let Some(leader) = leader_of(&key).filter(|l| *l != me) {
+            let key = base64::engine::general_purpose::STANDARD.encode(key);
+            out.entry(leader).or_default().push((key, weight));
+        }
+    }
+    out
+}
 
 /// Why a partition was split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,8 +131,18 @@ impl Index {
         self.inner.book().stats(now, &size_of)
     }
 
-    /// Each group's pressure as this gateway measures it (on the meta leader: every
-    /// gateway's reported load): the sum over the partitions it serves of the larger of their
+    /// The measured load of the partitions whose groups this gateway leads (alone: all): their
+    /// leader's figures are whole, so each partition is published once, by its leader.
+    pub fn partition_stats_led_here(&self) -> Vec<PartitionStats> {
+        let map = self.partition_map();
+        self.partition_stats()
+            .into_iter()
+            .filter(|s| map.get(s.id).is_some_and(|p| self.leads_partition(p)))
+            .collect()
+    }
+
+    /// Each group's pressure as this gateway measures it (for the groups it leads: every
+    /// gateway's reported load; on the meta leader also every leader's reported figures): the sum over the partitions it serves of the larger of their
     /// write and read rates over the split thresholds. Weighs leaderships when they are
     /// balanced and when a split's new group is given a leader.
     pub fn group_pressure(&self) -> crate::consensus::balance::Pressure {
@@ -131,66 +170,94 @@ impl Index {
         move |p| partition_size(engine.as_ref(), p)
     }
 
-    /// Sends the reads served and writes proposed here since the last call to the meta leader
-    /// (replicated, not leading), so its rates, which drive splits, cover every gateway; every
-    /// few seconds also the sizes of the partitions whose groups this gateway leads, as the
-    /// meta leader need not hold a replica of them.
-    pub async fn report_reads(&self) -> Result<(), IndexError> {
-        use base64::Engine as _;
-        let Some(consensus) = self.consensus().filter(|c| !c.is_leader()) else {
+    /// Sends the reads served and writes proposed here since the last call to the leaders of
+    /// the groups owning their keys (one report per leader, those to different gateways at
+    /// once), so that each leader's rates, which drive the splits it decides, cover every
+    /// gateway; and every few seconds what this gateway measured of the partitions whose groups
+    /// it leads to the meta leader (which decides merges and weighs leaderships without a
+    /// replica of every group). A report is a sample: one that fails is dropped.
+    pub async fn report_load(&self) -> Result<(), IndexError> {
+        let Some(c) = self.consensus() else {
             return Ok(());
         };
         let reads = self.inner.read_outbox.lock().expect("read outbox").take();
         let writes = self.inner.write_outbox.lock().expect("write outbox").take();
-        let sizes = self.sizes_to_report(consensus);
-        if reads.is_empty() && writes.is_empty() && sizes.is_empty() {
-            return Ok(());
+        let leader_of = |key: &[u8]| c.leader_of_key(key);
+        let mut reports = std::collections::BTreeMap::<u64, ReadReport>::new();
+        for (leader, samples) in by_leader(reads, c.id(), &leader_of) {
+            reports.entry(leader).or_default().samples = samples;
         }
-        let encode = |samples: Vec<(Vec<u8>, f64)>| {
-            samples
-                .into_iter()
-                .map(|(k, w)| (base64::engine::general_purpose::STANDARD.encode(k), w))
-                .collect()
-        };
-        let report = ReadReport {
-            samples: encode(reads),
-            writes: encode(writes),
-            sizes,
-        };
-        consensus
-            .report_reads(&report)
+        for (leader, samples) in by_leader(writes, c.id(), &leader_of) {
+            reports.entry(leader).or_default().writes = samples;
+        }
+        if let Some(meta) = c.leader().filter(|l| *l != c.id()) {
+            let summaries = self.summaries_to_report();
+            if !summaries.is_empty() {
+                reports.entry(meta).or_default().partitions = summaries;
+            }
+        }
+        let sent = reports
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(to, r)| async move {
+                match tokio::time::timeout(REPORT_TIMEOUT, c.report_load(*to, r)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("gateway {to}: {e}")),
+                    Err(_) => Err(format!("gateway {to}: no answer in {REPORT_TIMEOUT:?}")),
+                }
+            });
+        let failed: Vec<String> = futures_util::future::join_all(sent)
             .await
-            .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()).into())
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(super::engine::EngineError::Unavailable(failed.join("; ")).into())
+        }
     }
 
-    /// The sizes of the partitions whose owning group this gateway leads, if they are due
-    /// (every [`SIZE_REPORT_EVERY_MS`]); else none.
-    fn sizes_to_report(&self, c: &crate::consensus::Consensus) -> Vec<PartitionSize> {
+    /// What this gateway measured of the partitions whose owning group it leads, if due (every
+    /// [`SUMMARY_EVERY_MS`]); else nothing.
+    fn summaries_to_report(&self) -> Vec<PartitionSummary> {
         let now = self.inner.now_ms();
         let last = &self.inner.sizes_reported_ms;
         let due = last.load(std::sync::atomic::Ordering::Relaxed);
         if now < due {
             return Vec::new();
         }
-        last.store(
-            now + SIZE_REPORT_EVERY_MS,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        last.store(now + SUMMARY_EVERY_MS, std::sync::atomic::Ordering::Relaxed);
         let map = self.partition_map();
+        let stats: std::collections::HashMap<PartitionId, PartitionStats> = self
+            .partition_stats()
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
         map.partitions
             .iter()
-            .filter(|p| !p.is_meta())
-            .filter(|p| {
-                c.host()
-                    .owner_of(&p.start)
-                    .is_some_and(|g| c.is_leader_of(g))
-            })
-            .map(|p| PartitionSize {
-                partition: p.id.0,
-                epoch: p.epoch,
-                bytes: partition_size(self.inner.engine.as_ref(), p),
+            .filter(|p| !p.is_meta() && self.leads_partition(p))
+            .map(|p| {
+                let measured = stats.get(&p.id);
+                PartitionSummary {
+                    partition: p.id.0,
+                    epoch: p.epoch,
+                    bytes: partition_size(self.inner.engine.as_ref(), p),
+                    reads_per_second: measured.map_or(0.0, |s| s.reads_per_second),
+                    writes_per_second: measured.map_or(0.0, |s| s.writes_per_second),
+                }
             })
             .collect()
+    }
+
+    /// Whether this gateway leads the group owning partition `p` (always, alone): it measures
+    /// `p`'s load whole and decides its splits.
+    fn leads_partition(&self, p: &super::partition::Partition) -> bool {
+        self.consensus().is_none_or(|c| {
+            c.host()
+                .owner_of(&p.start)
+                .is_some_and(|g| c.is_leader_of(g))
+        })
     }
 
     /// Re-reads the committed map (after the read barrier) and adopts it.
@@ -207,22 +274,22 @@ impl Index {
     }
 
     /// One tick of load-based partitioning: refreshes the map; makes the map's splits and
-    /// merges in the groups this gateway leads; then, on the gateway running background work
-    /// (the meta leader), makes the split or merge of the map the policy asks for, if any.
+    /// merges in the groups this gateway leads; then commits the split of a partition whose
+    /// group it leads, if the policy asks for one, or (on the gateway running background work,
+    /// the meta leader) a merge.
     pub async fn rebalance_once(&self) -> Result<Option<Rebalanced>, IndexError> {
         let map = self.refresh_partition_map().await?;
         // Every gateway makes the map's splits and merges in the groups it leads.
         self.split_groups(&map).await?;
         self.merge_groups(&map).await?;
-        if !self.runs_background_work() {
-            return Ok(None);
-        }
+        let merges = self.runs_background_work();
         let action = {
             let shared = &self.inner;
             let now = shared.now_ms();
             let engine = shared.engine.clone();
             let size_of = move |p: &super::partition::Partition| partition_size(engine.as_ref(), p);
-            shared.book().decide(now, &size_of)
+            let leads = |p: &super::partition::Partition| self.leads_partition(p);
+            shared.book().decide_in(now, &size_of, &leads, merges)
         };
         match action {
             None => Ok(None),
@@ -667,6 +734,28 @@ mod tests {
     use crate::index::IndexOptions;
     use crate::index::engine::MemEngine;
     use crate::index::partition::policy::SplitPolicy;
+
+    #[test]
+    fn sampled_keys_are_reported_to_the_leaders_of_their_groups_and_not_to_this_gateway() {
+        use base64::Engine as _;
+        // Keys before "m" are led by gateway 1 (this one), from "m" by 2, from "t" by nobody
+        // known.
+        let leader_of = |key: &[u8]| match key {
+            k if k < b"m".as_slice() => Some(1),
+            k if k < b"t".as_slice() => Some(2),
+            _ => None,
+        };
+        let samples = ["a", "n", "z", "p"]
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), 2.5))
+            .collect();
+        let reports = by_leader(samples, 1, &leader_of);
+        let encode = |k: &str| base64::engine::general_purpose::STANDARD.encode(k);
+        assert_eq!(
+            reports,
+            [(2, vec![(encode("n"), 2.5), (encode("p"), 2.5)])].into()
+        );
+    }
 
     #[tokio::test]
     async fn splits_and_merges_are_stored_and_survive_a_reopen() {

@@ -92,13 +92,28 @@ struct Tracked {
     changed_ms: u64,
     /// Since when the partition has been cold.
     cold_since_ms: Option<u64>,
-    /// Bytes the leader of the partition's group last reported, and when: the gateway deciding
-    /// need not hold a replica of every group, so its own engine cannot size them all.
-    reported_bytes: Option<(u64, u64)>,
+    /// What the leader of the partition's group last reported of it, and when: the meta
+    /// leader, deciding merges, need not hold a replica of every group nor serve its requests.
+    reported: Option<(LeaderReport, u64)>,
+}
+
+/// A partition's size and load as the leader of its group measured them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LeaderReport {
+    /// Approximate bytes on disk.
+    pub bytes: u64,
+    /// Reads per second (decayed).
+    pub reads_per_second: f64,
+    /// Writes per second (decayed).
+    pub writes_per_second: f64,
 }
 
 /// How long a reported size counts (leaders report every few seconds).
 pub const REPORTED_SIZE_TTL_MS: u64 = 60_000;
+
+/// How long reported rates count: a few reports (every 5 s). A partition whose leader stopped
+/// reporting (it died, or leads no more) falls back on what this gateway measures itself.
+pub const REPORTED_RATE_TTL_MS: u64 = 15_000;
 
 /// Each partition's load next to the map it was measured against.
 #[derive(Debug, Clone)]
@@ -136,15 +151,15 @@ impl LoadBook {
             epoch,
             changed_ms: now_ms,
             cold_since_ms: None,
-            reported_bytes: None,
+            reported: None,
         }
     }
 
-    /// Notes that partition `id` at `epoch` holds `bytes` on its group's leader. A report made
-    /// against another epoch (before a split or merge of it) is ignored.
-    pub fn size_reported(&mut self, id: PartitionId, epoch: u64, bytes: u64, now_ms: u64) {
+    /// Notes what the leader of partition `id`'s group measured of it at `epoch`. A report
+    /// made against another epoch (before a split or merge of it) is ignored.
+    pub fn reported(&mut self, id: PartitionId, epoch: u64, report: LeaderReport, now_ms: u64) {
         if let Some(t) = self.ranges.get_mut(&id).filter(|t| t.epoch == epoch) {
-            t.reported_bytes = Some((bytes, now_ms));
+            t.reported = Some((report, now_ms));
         }
     }
 
@@ -202,7 +217,8 @@ impl LoadBook {
         }
     }
 
-    /// The measured load of every partition (sizes: the larger of `size_of` and a fresh report).
+    /// The measured load of every partition: each figure the larger of what was measured here
+    /// (`size_of` for sizes) and a fresh report of the partition's leader.
     pub fn stats(
         &mut self,
         now_ms: u64,
@@ -213,16 +229,23 @@ impl LoadBook {
             let Some(t) = self.ranges.get_mut(&p.id) else {
                 continue;
             };
+            let fresh = |ttl: u64| {
+                t.reported
+                    .filter(|(_, at)| now_ms.saturating_sub(*at) < ttl)
+                    .map(|(r, _)| r)
+            };
+            let (sized, rated) = (fresh(REPORTED_SIZE_TTL_MS), fresh(REPORTED_RATE_TTL_MS));
+            let rated = rated.unwrap_or_default();
             out.push(PartitionStats {
                 id: p.id,
-                reads_per_second: t.load.reads.per_second(now_ms),
-                writes_per_second: t.load.writes.per_second(now_ms),
+                reads_per_second: t.load.reads.per_second(now_ms).max(rated.reads_per_second),
+                writes_per_second: t
+                    .load
+                    .writes
+                    .per_second(now_ms)
+                    .max(rated.writes_per_second),
                 sampled_keys: t.load.sample.len(),
-                approximate_bytes: t
-                    .reported_bytes
-                    .filter(|(_, at)| now_ms.saturating_sub(*at) < REPORTED_SIZE_TTL_MS)
-                    .map_or(0, |(bytes, _)| bytes)
-                    .max(size_of(p)),
+                approximate_bytes: sized.map_or(0, |r| r.bytes).max(size_of(p)),
             });
         }
         out
@@ -232,6 +255,20 @@ impl LoadBook {
     /// split; otherwise two neighbours that have been cold for the quiet period, and unchanged for
     /// a cooldown, are merged.
     pub fn decide(&mut self, now_ms: u64, size_of: &dyn Fn(&Partition) -> u64) -> Option<Action> {
+        self.decide_in(now_ms, size_of, &|_| true, true)
+    }
+
+    /// As [`decide`](Self::decide), for the partitions `splits` picks (in a fleet, those whose
+    /// group this gateway leads: their leader measures them whole, and each leader decides
+    /// its own, so splits do not queue on one gateway), and merges only if `merges` (the meta
+    /// leader, which hears every leader's figures: a merge joins two groups).
+    pub fn decide_in(
+        &mut self,
+        now_ms: u64,
+        size_of: &dyn Fn(&Partition) -> u64,
+        splits: &dyn Fn(&Partition) -> bool,
+        merges: bool,
+    ) -> Option<Action> {
         let policy = self.policy.clone();
         let stats = self.stats(now_ms, size_of);
         let mut best: Option<(f64, Action)> = None;
@@ -260,7 +297,7 @@ impl LoadBook {
                 pressure
             };
             let cooldown = policy.cooldown_ms as f64 / divisible.max(1.0);
-            if p.is_meta() || (since_change as f64) < cooldown {
+            if p.is_meta() || !splits(p) || (since_change as f64) < cooldown {
                 continue;
             }
             let action = if pressure > 1.0 && t.load.sample.len() >= policy.min_samples {
@@ -282,6 +319,9 @@ impl LoadBook {
         }
         if let Some((_, action)) = best {
             return Some(action);
+        }
+        if !merges {
+            return None;
         }
         self.map
             .partitions
@@ -312,6 +352,14 @@ mod tests {
 
     fn no_size(_: &Partition) -> u64 {
         0
+    }
+
+    /// A leader's report of a size alone.
+    fn size(bytes: u64) -> LeaderReport {
+        LeaderReport {
+            bytes,
+            ..LeaderReport::default()
+        }
     }
 
     /// Drives `book` with `rate` requests per second for `secs` seconds from `start_ms`, keys from
@@ -398,14 +446,14 @@ mod tests {
     }
 
     #[test]
-    fn a_size_reported_by_the_groups_leader_splits_a_partition_not_held_here() {
+    fn a_size_reported_by_the_groups_leader_counts_for_its_epoch_until_it_is_old() {
         let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
         let id = PartitionId(2);
         let epoch = book.map().get(id).unwrap().epoch;
         // Reports made against another epoch (before a split or merge) are ignored.
-        book.size_reported(id, epoch + 1, 2 << 30, 9_000);
+        book.reported(id, epoch + 1, size(2 << 30), 9_000);
         assert_eq!(book.decide(10_000, &no_size), None);
-        book.size_reported(id, epoch, 2 << 30, 9_000);
+        book.reported(id, epoch, size(2 << 30), 9_000);
         let stats = book.stats(10_000, &no_size);
         assert_eq!(stats[1].approximate_bytes, 2 << 30);
         assert_eq!(
@@ -441,7 +489,7 @@ mod tests {
                 .iter()
                 .filter(|p| !p.is_meta())
             {
-                book.size_reported(p.id, p.epoch, 1 << 29, now);
+                book.reported(p.id, p.epoch, size(1 << 29), now);
             }
         };
         // Both cold: seen through `decide` once to start the quiet period, then again after it.
@@ -471,5 +519,67 @@ mod tests {
         assert_eq!(stats.len(), 3);
         // The split range's load restarts (its epoch changed); the meta partition's is untouched.
         assert!(stats.iter().all(|s| s.reads_per_second == 0.0));
+    }
+
+    #[test]
+    fn a_gateway_decides_the_splits_of_the_partitions_it_picks_and_merges_only_if_asked() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
+        for i in 0..1000 {
+            book.record(&spread(i), Access::Write, 10_000 + i * 2, 1.0);
+        }
+        let data = PartitionId(2);
+        let not_data = |p: &Partition| p.id != data;
+        assert_eq!(book.decide_in(12_000, &no_size, &not_data, true), None);
+        let split = book.decide_in(12_000, &no_size, &|_| true, false);
+        assert!(matches!(split, Some(Action::Split { id, .. }) if id == data));
+        // Two cold neighbours: only a book deciding merges joins them.
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let next = book.map().split(data, &keys::object("b", "m")).unwrap();
+        book.set_map(next, 0);
+        assert_eq!(book.decide_in(0, &no_size, &|_| true, false), None);
+        let quiet = policy().quiet_ms + policy().cooldown_ms;
+        assert_eq!(book.decide_in(quiet, &no_size, &|_| true, false), None);
+        assert!(matches!(
+            book.decide_in(quiet, &no_size, &|_| false, true),
+            Some(Action::Merge { .. })
+        ));
+    }
+
+    #[test]
+    fn reported_rates_keep_a_partition_served_elsewhere_from_merging_until_they_go_stale() {
+        let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let next = book
+            .map()
+            .split(PartitionId(2), &keys::object("b", "m"))
+            .unwrap();
+        book.set_map(next, 0);
+        let right = book.map().partitions[2].clone();
+        let hot = LeaderReport {
+            bytes: 0,
+            reads_per_second: 150.0,
+            writes_per_second: 20.0,
+        };
+        // Cold from the start, as far as this gateway serves them.
+        assert_eq!(book.decide(0, &no_size), None);
+        let quiet = policy().quiet_ms + policy().cooldown_ms;
+        let mut now = 0;
+        while now < quiet {
+            now += 5_000;
+            book.reported(right.id, right.epoch, hot, now);
+            assert_eq!(book.decide(now, &no_size), None, "merged at {now} ms");
+        }
+        let stats = book.stats(now, &no_size);
+        assert_eq!(stats[2].reads_per_second, 150.0);
+        assert_eq!(stats[2].writes_per_second, 20.0);
+        // The leader stopped reporting: its figures lapse, and after a quiet period of its
+        // own the pair merges.
+        now += REPORTED_RATE_TTL_MS;
+        assert_eq!(book.stats(now, &no_size)[2].reads_per_second, 0.0);
+        assert_eq!(book.decide(now, &no_size), None);
+        assert!(matches!(
+            book.decide(now + quiet, &no_size),
+            Some(Action::Merge { .. })
+        ));
     }
 }
