@@ -280,9 +280,16 @@ impl Consensus {
         }
         let config = openraft::Config {
             cluster_name: "cairn-index".into(),
-            heartbeat_interval: 50,
+            // Also the timeout of every AppendEntries (openraft 0.9): a follower whose
+            // appends take longer (a loaded machine, a slow fsync) never catches up, as each
+            // attempt is dropped. At 50 ms a follower fell 40 s behind under a 60 s write load
+            // on two cores, and writes through it failed after waiting 15 s.
+            heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
+            // Small batches, so one fits in that timeout (300 by default: megabytes with inline
+            // objects).
+            max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
             // Entries kept behind a snapshot, so a replica a little behind needs no snapshot.
             max_in_snapshot_log_to_keep: cfg.snapshot_every.clamp(1, 1000),

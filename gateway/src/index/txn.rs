@@ -135,8 +135,12 @@ impl<'a> Txn<'a> {
                     Ok(()) => {
                         self.barriered.borrow_mut().insert(group);
                     }
-                    // The group went away here (merged): look the keys up again.
-                    Err(crate::consensus::ConsensusError::NoGroup(..)) => {}
+                    // The group went away here (merged, or this replica was moved away and
+                    // just dropped): look the keys up again, where the group runs now.
+                    Err(
+                        crate::consensus::ConsensusError::NoGroup(..)
+                        | crate::consensus::ConsensusError::NotMember(_),
+                    ) => {}
                     Err(e) => return Err(EngineError::Unavailable(e.to_string())),
                 }
             }
