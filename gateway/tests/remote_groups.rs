@@ -259,6 +259,71 @@ async fn a_gateway_serves_keys_of_a_group_it_does_not_run_through_the_groups_rep
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_whose_replica_was_moved_away_reroutes_its_reads_and_writes() {
+    use openraft::ChangeMembers;
+    let dir = tempfile::tempdir().unwrap();
+    let gws = three_gateways(dir.path()).await;
+    let (_, _, right) = two_data_groups(&gws).await;
+    gws[0]
+        .index
+        .put_object(
+            "b",
+            "z",
+            record(1),
+            WriteCondition::None,
+            vec![],
+            Stamp::now(),
+        )
+        .await
+        .unwrap();
+    let mut lead = None;
+    until("the right group has a leader", async || {
+        lead = gws.iter().position(|g| g.consensus.is_leader_of(right));
+        lead.is_some()
+    })
+    .await;
+    let lead = lead.unwrap();
+    // The leader takes another gateway out of the group without that gateway learning of it
+    // (as when a replica is moved while its gateway is busy): it still runs its replica.
+    let far = &gws[(lead + 1) % 3];
+    let gone = std::collections::BTreeSet::from([far.consensus.id()]);
+    let raft = gws[lead].consensus.host().get(right).await.unwrap();
+    raft.change_membership(ChangeMembers::RemoveVoters(gone.clone()), true)
+        .await
+        .unwrap();
+    raft.change_membership(ChangeMembers::RemoveNodes(gone), false)
+        .await
+        .unwrap();
+    assert!(far.consensus.host().runs(right));
+    // Its read barrier is refused (not a member); it drops the replica and reads and writes
+    // where the group runs, instead of failing.
+    let got = far.index.get_object("b", "z").await.unwrap().expect("z");
+    assert_eq!(got.etag, "01");
+    assert!(!far.consensus.host().runs(right));
+    far.index
+        .put_object(
+            "b",
+            "z",
+            record(2),
+            WriteCondition::IfEtag("01".into()),
+            vec![],
+            Stamp::now(),
+        )
+        .await
+        .unwrap();
+    let z = gws[lead]
+        .index
+        .get_object("b", "z")
+        .await
+        .unwrap()
+        .expect("z");
+    assert_eq!(z.etag, "02");
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_splits_on_its_groups_leader_by_the_load_the_other_gateways_report_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = IndexOptions::default();
