@@ -435,6 +435,24 @@ async fn a_partition_splits_on_its_groups_leader_by_the_load_the_other_gateways_
             && gws[third].consensus.host().owner_of(&right.start) == Some(right.id.0)
     })
     .await;
+    // The right half's new group is led by the gateway leading nothing (the third), which
+    // was handed the right half's load as measured so far: no request reached it since.
+    let mut new_leader = None;
+    until("the right half's group has a leader", async || {
+        new_leader = gws[leader].consensus.leader_of(right.id.0);
+        new_leader.is_some()
+    })
+    .await;
+    assert_eq!(new_leader, Some(gws[third].consensus.id()));
+    until("the new leader has the right half's load", async || {
+        let _ = gws[third].index.refresh_partition_map().await;
+        gws[third]
+            .index
+            .partition_stats()
+            .iter()
+            .any(|s| s.id == right.id && s.writes_per_second > 1.0 && s.sampled_keys > 0)
+    })
+    .await;
     // It tells the meta leader what it measures of the partitions it leads (which weighs the
     // leaderships there, and keeps hot partitions from merging): the left half kept its share
     // of the load (the meta leader's own count of it restarted with the split's new epoch).

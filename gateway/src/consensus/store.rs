@@ -394,13 +394,35 @@ pub struct ReadReport {
     /// the meta leader every few seconds; absent from gateways of earlier versions).
     #[serde(default, rename = "sizes")]
     pub partitions: Vec<PartitionSummary>,
+    /// The load of partitions the reporting gateway just split off and chose this one to lead
+    /// (absent from gateways of earlier versions).
+    #[serde(default)]
+    pub handovers: Vec<LoadHandover>,
 }
 
 impl ReadReport {
     /// Whether the report carries nothing.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty() && self.writes.is_empty() && self.partitions.is_empty()
+        self.samples.is_empty()
+            && self.writes.is_empty()
+            && self.partitions.is_empty()
+            && self.handovers.is_empty()
     }
+}
+
+/// A partition's load as measured by the gateway that split it off, for its new leader.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadHandover {
+    /// The partition's id.
+    pub partition: u64,
+    /// Its epoch (the load of another range is dropped).
+    pub epoch: u64,
+    /// Reads per second (decayed) when handed over.
+    pub reads_per_second: f64,
+    /// Writes per second (decayed) when handed over.
+    pub writes_per_second: f64,
+    /// Sampled requests, oldest first: key (base64), weight, whether a write.
+    pub sample: Vec<(String, f64, bool)>,
 }
 
 /// A partition's approximate size on disk and its load, as its group's leader measured them.

@@ -7,10 +7,10 @@
 
 use super::engine::{KvEngine, WriteOp};
 use super::partition::load::Access;
-use super::partition::policy::{Action, LeaderReport, PartitionStats};
+use super::partition::policy::{Action, HandedLoad, LeaderReport, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
 use super::{Index, IndexError, keys, records};
-use crate::consensus::store::{GroupId, PartitionSummary, ReadReport};
+use crate::consensus::store::{GroupId, LoadHandover, PartitionSummary, ReadReport};
 
 /// Name of the map's record (`keys::meta`).
 pub(super) const MAP_KEY: &str = "partition-map";
@@ -63,6 +63,22 @@ pub(super) fn count_reported_load(shared: &super::Shared, report: &ReadReport) {
             writes_per_second: p.writes_per_second,
         };
         book.reported(PartitionId(p.partition), p.epoch, measured, now);
+    }
+    for h in &report.handovers {
+        let sample = h
+            .sample
+            .iter()
+            .filter_map(|(key, weight, write)| {
+                let key = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+                Some((key, *weight, *write))
+            })
+            .collect();
+        let load = HandedLoad {
+            reads_per_second: h.reads_per_second,
+            writes_per_second: h.writes_per_second,
+            sample,
+        };
+        book.handed_over(PartitionId(h.partition), h.epoch, load, now);
     }
 }
 
@@ -429,8 +445,58 @@ impl Index {
                 ?outcome,
                 "index partition split off into a Raft group of its own"
             );
+            if let Some(to) = leader.filter(|l| *l != c.id())
+                && outcome == crate::consensus::proposal::Outcome::Applied
+            {
+                self.hand_over_load(c, p, to).await;
+            }
         }
         Ok(())
+    }
+
+    /// Sends what this gateway measured of partition `p` (it split it off) to gateway `to`,
+    /// chosen to lead it, which would otherwise measure it from nothing: a hot half's next
+    /// split waits for its cooldown, not for its rates to build up again. Best effort.
+    async fn hand_over_load(
+        &self,
+        c: &crate::consensus::Consensus,
+        p: &super::partition::Partition,
+        to: u64,
+    ) {
+        use base64::Engine as _;
+        let now = self.inner.now_ms();
+        let Some(load) = self.inner.book().handover(p.id, p.epoch, now) else {
+            return;
+        };
+        let handover = LoadHandover {
+            partition: p.id.0,
+            epoch: p.epoch,
+            reads_per_second: load.reads_per_second,
+            writes_per_second: load.writes_per_second,
+            sample: load
+                .sample
+                .into_iter()
+                .map(|(key, weight, write)| {
+                    let key = base64::engine::general_purpose::STANDARD.encode(key);
+                    (key, weight, write)
+                })
+                .collect(),
+        };
+        let report = ReadReport {
+            handovers: vec![handover],
+            ..ReadReport::default()
+        };
+        match tokio::time::timeout(REPORT_TIMEOUT, c.report_load(to, &report)).await {
+            Ok(Ok(())) => {
+                tracing::debug!(partition = %p.id, to, "measured load handed to the new leader")
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(partition = %p.id, to, error = %e, "measured load not handed over")
+            }
+            Err(_) => {
+                tracing::debug!(partition = %p.id, to, "measured load not handed over in time")
+            }
+        }
     }
 
     /// Replicated, on the meta leader: moves a replica of a data group to spread the groups

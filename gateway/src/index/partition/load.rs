@@ -35,6 +35,15 @@ impl DecayedRate {
         }
     }
 
+    /// A rate of `per_second` events per second at `now_ms`: one measured on another gateway
+    /// (whose clock differs) and handed over.
+    pub fn at_rate(half_life_ms: u64, per_second: f64, now_ms: u64) -> Self {
+        let mut rate = Self::new(half_life_ms);
+        rate.last_ms = now_ms;
+        rate.acc = per_second.max(0.0) * rate.tau_ms / 1000.0;
+        rate
+    }
+
     /// Counts `n` events at `now_ms`.
     pub fn record(&mut self, now_ms: u64, n: f64) {
         self.decay_to(now_ms);
@@ -71,6 +80,9 @@ struct Sampled {
 /// Keys kept per partition.
 pub const SAMPLE_SIZE: usize = 512;
 
+/// A sampled request as handed to another gateway: its key, weight and whether it was a write.
+pub type SampledRequest = (Vec<u8>, f64, bool);
+
 /// A split must leave at least this share of the sampled load on its lighter side; otherwise one
 /// key carries the load and no cut can divide it.
 pub const MIN_LIGHTER_SHARE: f64 = 0.2;
@@ -90,6 +102,24 @@ impl KeySample {
             weight,
             write: kind == Access::Write,
         });
+    }
+
+    /// The sampled requests, oldest first.
+    pub fn requests(&self) -> Vec<SampledRequest> {
+        self.recent
+            .iter()
+            .map(|s| (s.key.clone(), s.weight, s.write))
+            .collect()
+    }
+
+    /// A sample of `requests` (oldest first; the last [`SAMPLE_SIZE`] are kept).
+    pub fn from_requests(requests: impl IntoIterator<Item = SampledRequest>) -> Self {
+        let mut sample = Self::default();
+        for (key, weight, write) in requests {
+            let kind = if write { Access::Write } else { Access::Read };
+            sample.record(&key, weight, kind);
+        }
+        sample
     }
 
     /// Sampled requests.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::load::{Access, RangeLoad};
+use super::load::{Access, DecayedRate, KeySample, RangeLoad, SampledRequest};
 use super::{Partition, PartitionId, PartitionMap};
 
 /// Thresholds of load-based splitting and merging.
@@ -115,12 +115,31 @@ pub const REPORTED_SIZE_TTL_MS: u64 = 60_000;
 /// reporting (it died, or leads no more) falls back on what this gateway measures itself.
 pub const REPORTED_RATE_TTL_MS: u64 = 15_000;
 
+/// A partition's load as measured on the gateway that split it off, handed to the gateway
+/// chosen to lead it, so that gateway decides its next split from the load so far instead of
+/// measuring from nothing (rates are per second: the gateways' load clocks differ).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandedLoad {
+    /// Reads per second (decayed) when handed over.
+    pub reads_per_second: f64,
+    /// Writes per second (decayed) when handed over.
+    pub writes_per_second: f64,
+    /// The sampled requests, oldest first.
+    pub sample: Vec<SampledRequest>,
+}
+
+/// Loads handed over for partitions this book's map does not hold yet, kept at most.
+const PENDING_HANDOVERS: usize = 16;
+
 /// Each partition's load next to the map it was measured against.
 #[derive(Debug, Clone)]
 pub struct LoadBook {
     policy: SplitPolicy,
     map: PartitionMap,
     ranges: HashMap<PartitionId, Tracked>,
+    /// Loads handed over for partitions (at an epoch) not in the map yet: a new leader may hear
+    /// of its partition before it reads the map that has it.
+    pending: Vec<(PartitionId, u64, HandedLoad)>,
 }
 
 impl LoadBook {
@@ -130,6 +149,7 @@ impl LoadBook {
             policy,
             map: PartitionMap::initial(),
             ranges: HashMap::new(),
+            pending: Vec::new(),
         };
         book.set_map(map, now_ms);
         book
@@ -176,6 +196,59 @@ impl LoadBook {
         }
         self.ranges = ranges;
         self.map = map;
+        // Handed-over loads of partitions now in the map are adopted (or, at another epoch,
+        // dropped); the others wait.
+        for (id, epoch, load) in std::mem::take(&mut self.pending) {
+            match self.ranges.get(&id).map(|t| t.epoch) {
+                Some(e) if e == epoch => self.adopt(id, load, now_ms),
+                Some(_) => {}
+                None => self.pending.push((id, epoch, load)),
+            }
+        }
+    }
+
+    /// What this book measured of partition `id` (at `epoch`), to hand to its new leader;
+    /// `None` if nothing was sampled.
+    pub fn handover(&mut self, id: PartitionId, epoch: u64, now_ms: u64) -> Option<HandedLoad> {
+        let t = self.ranges.get_mut(&id).filter(|t| t.epoch == epoch)?;
+        if t.load.sample.is_empty() {
+            return None;
+        }
+        Some(HandedLoad {
+            reads_per_second: t.load.reads.per_second(now_ms),
+            writes_per_second: t.load.writes.per_second(now_ms),
+            sample: t.load.sample.requests(),
+        })
+    }
+
+    /// Adopts the load of partition `id` at `epoch` measured on another gateway (which split
+    /// it off and chose this one to lead it), added to what this book measured itself; kept
+    /// until the map has the partition if it does not yet.
+    pub fn handed_over(&mut self, id: PartitionId, epoch: u64, load: HandedLoad, now_ms: u64) {
+        match self.ranges.get(&id).map(|t| t.epoch) {
+            Some(e) if e == epoch => self.adopt(id, load, now_ms),
+            Some(e) if e > epoch => {}
+            _ => {
+                if self.pending.len() == PENDING_HANDOVERS {
+                    self.pending.remove(0);
+                }
+                self.pending.push((id, epoch, load));
+            }
+        }
+    }
+
+    fn adopt(&mut self, id: PartitionId, load: HandedLoad, now_ms: u64) {
+        let half_life = self.policy.half_life_ms;
+        let Some(t) = self.ranges.get_mut(&id) else {
+            return;
+        };
+        let handed = RangeLoad {
+            reads: DecayedRate::at_rate(half_life, load.reads_per_second, now_ms),
+            writes: DecayedRate::at_rate(half_life, load.writes_per_second, now_ms),
+            sample: KeySample::from_requests(load.sample),
+        };
+        // The handed history first, then what was measured here since.
+        t.load = handed.merged(&t.load);
     }
 
     /// Counts `weight` requests of `kind` for index key `key`.
@@ -581,5 +654,37 @@ mod tests {
             book.decide(now + quiet, &no_size),
             Some(Action::Merge { .. })
         ));
+    }
+
+    #[test]
+    fn a_handed_over_load_is_adopted_at_its_epoch_once_the_map_has_the_partition() {
+        // The splitting gateway measured the load, split, and hands the right half over.
+        let mut here = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
+        for i in 0..400 {
+            here.record(&spread(i), Access::Write, 1_000 + i * 5, 1.0);
+        }
+        let at = keys::object("b", "k05000");
+        let next = here.map().split(PartitionId(2), &at).unwrap();
+        here.split_done(PartitionId(2), &at, next.clone(), 3_000);
+        let right = next.lookup(&at).clone();
+        let load = here.handover(right.id, right.epoch, 3_000).expect("measured");
+        assert!(load.writes_per_second > 10.0, "{load:?}");
+        assert!(here.handover(right.id, right.epoch + 1, 3_000).is_none());
+
+        // The new leader (its own clock) has not read the new map yet: the load waits for it.
+        let mut there = LoadBook::new(policy(), PartitionMap::initial(), 0);
+        there.handed_over(right.id, right.epoch, load.clone(), 50_000);
+        assert!(there.stats(50_000, &no_size).iter().all(|s| s.writes_per_second == 0.0));
+        there.set_map(next.clone(), 50_000);
+        let adopted = there.stats(50_000, &no_size);
+        let r = adopted.iter().find(|s| s.id == right.id).unwrap();
+        assert!((r.writes_per_second - load.writes_per_second).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.sampled_keys, load.sample.len());
+
+        // A load handed over for another epoch of the range is dropped.
+        let mut stale = LoadBook::new(policy(), next, 0);
+        stale.handed_over(right.id, right.epoch - 1, load, 1_000);
+        assert!(stale.stats(1_000, &no_size).iter().all(|s| s.sampled_keys == 0));
     }
 }
