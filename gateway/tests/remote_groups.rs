@@ -476,6 +476,79 @@ async fn a_partition_splits_on_its_groups_leader_by_the_load_the_other_gateways_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_handing_its_group_over_hands_over_the_load_it_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = IndexOptions::default();
+    options.split.write_threshold = 1e9;
+    let gws = three_gateways_with(dir.path(), options).await;
+    until("a meta leader is elected", async || {
+        gws.iter().all(|g| g.consensus.leader().is_some())
+    })
+    .await;
+    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
+    gws[meta]
+        .index
+        .create_bucket(BucketRecord::new("b", "o", 0))
+        .await
+        .unwrap();
+    gws[meta].index.rebalance_once().await.unwrap();
+    let first = keys::object("b", "");
+    let data = gws[meta].index.partition_map().lookup(&first).id;
+    until("every gateway runs the data group", async || {
+        gws.iter()
+            .all(|g| g.consensus.host().owner_of(&first) == Some(data.0))
+    })
+    .await;
+    let mut lead = None;
+    until("the data group has a leader", async || {
+        lead = gws.iter().position(|g| g.consensus.is_leader_of(data.0));
+        lead.is_some()
+    })
+    .await;
+    let lead = lead.unwrap();
+    let (writer, heir) = ((lead + 1) % 3, (lead + 2) % 3);
+    // Writes through one gateway, reported to the leader; the heir serves none.
+    for i in 0..60 {
+        gws[writer]
+            .index
+            .put_object(
+                "b",
+                &format!("k{:03}", i * 37 % 60),
+                record(1),
+                WriteCondition::None,
+                vec![],
+                Stamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+    gws[writer].index.report_load().await.unwrap();
+    let writes_on = |g: usize| {
+        gws[g]
+            .index
+            .partition_stats()
+            .into_iter()
+            .find(|s| s.id == data)
+            .map_or(0.0, |s| s.writes_per_second)
+    };
+    assert!(writes_on(lead) > 1.0, "{}", writes_on(lead));
+    assert_eq!(writes_on(heir), 0.0);
+    let to = gws[heir].consensus.id();
+    until("the heir leads the data group", async || {
+        let _ = gws[lead].consensus.hand_over(data.0, to).await;
+        gws[heir].consensus.is_leader_of(data.0)
+    })
+    .await;
+    until("the heir has the load measured so far", async || {
+        writes_on(heir) > 1.0
+    })
+    .await;
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_group_leader_collects_its_own_groups_garbage_and_runs_its_buckets_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let gws = three_gateways(dir.path()).await;

@@ -246,6 +246,8 @@ pub struct Consensus {
     metrics: Arc<GatewayMetrics>,
     /// Told of the reads other gateways report (while this one leads).
     read_observer: std::sync::OnceLock<store::ReadObserver>,
+    /// Told of the leaderships this gateway handed over.
+    hand_over_observer: std::sync::OnceLock<store::HandOverObserver>,
     /// The listed gateways as the meta group's membership reconciler sees them while it leads.
     peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
     /// This replica of the index (the retiring set is read from it).
@@ -370,6 +372,7 @@ impl Consensus {
             token: cfg.token,
             metrics,
             read_observer: std::sync::OnceLock::new(),
+            hand_over_observer: std::sync::OnceLock::new(),
             peer_views: Arc::default(),
             engine,
             replicas: cfg.replicas,
@@ -471,6 +474,11 @@ impl Consensus {
     /// Has `observer` told the load other gateways report to this one (once).
     pub fn observe_reported_reads(&self, observer: store::ReadObserver) {
         let _ = self.read_observer.set(observer);
+    }
+
+    /// Has `observer` told of each leadership this gateway hands over (once).
+    pub fn observe_hand_overs(&self, observer: store::HandOverObserver) {
+        let _ = self.hand_over_observer.set(observer);
     }
 
     /// Sends `report` to gateway `to` (the leader of the groups owning its keys, or the meta
@@ -1082,6 +1090,11 @@ impl Consensus {
         }
         let leader = group::step_down(self.id, &runtime.raft, &runtime.stepping_down).await;
         tracing::info!(group, to, ?leader, "index group leadership handed over");
+        if leader == Some(to)
+            && let Some(observe) = self.hand_over_observer.get()
+        {
+            observe(group, to);
+        }
         Ok(leader == Some(to))
     }
 

@@ -377,6 +377,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// Told the reads another gateway served (sampled keys with weights), on the leader.
 pub type ReadObserver = Arc<dyn Fn(&ReadReport) + Send + Sync>;
 
+/// Told that this gateway handed its leadership of a group to another gateway: (group, the
+/// new leader).
+pub type HandOverObserver = Arc<dyn Fn(GroupId, u64) + Send + Sync>;
+
 /// Reads a gateway served and writes it proposed since its last report, sent to the leaders of
 /// the groups owning their keys, so that each leader's load figures (which drive the splits it
 /// decides) cover every gateway's requests, not just its own; and, to the meta leader, what a

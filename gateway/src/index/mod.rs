@@ -410,6 +410,15 @@ impl Index {
                     rebalance::count_reported_load(&shared, report);
                 }
             }));
+            // A leadership handed to another gateway takes the load measured here with it.
+            let shared = Arc::downgrade(&inner);
+            c.observe_hand_overs(Arc::new(move |group, to| {
+                if let Some(inner) = shared.upgrade() {
+                    tokio::spawn(
+                        async move { Index { inner }.hand_over_group_load(group, to).await },
+                    );
+                }
+            }));
         }
         Self { inner }
     }

@@ -454,9 +454,24 @@ impl Index {
         Ok(())
     }
 
-    /// Sends what this gateway measured of partition `p` (it split it off) to gateway `to`,
-    /// chosen to lead it, which would otherwise measure it from nothing: a hot half's next
-    /// split waits for its cooldown, not for its rates to build up again. Best effort.
+    /// Sends what this gateway measured of the partitions of `group` to gateway `to`, to which
+    /// it just handed the group's leadership (see [`Index::hand_over_load`]).
+    pub(super) async fn hand_over_group_load(&self, group: GroupId, to: u64) {
+        let Some(c) = self.consensus() else {
+            return;
+        };
+        let map = self.partition_map();
+        for p in map.partitions.iter().filter(|p| !p.is_meta()) {
+            if c.host().owner_of(&p.start) == Some(group) {
+                self.hand_over_load(c, p, to).await;
+            }
+        }
+    }
+
+    /// Sends what this gateway measured of partition `p` (it split it off, or led it) to
+    /// gateway `to`, chosen to lead it, which would otherwise measure it from nothing: a hot
+    /// partition's next split waits for its cooldown, not for its rates to build up again.
+    /// Best effort.
     async fn hand_over_load(
         &self,
         c: &crate::consensus::Consensus,

@@ -242,13 +242,22 @@ impl LoadBook {
         let Some(t) = self.ranges.get_mut(&id) else {
             return;
         };
-        let handed = RangeLoad {
-            reads: DecayedRate::at_rate(half_life, load.reads_per_second, now_ms),
-            writes: DecayedRate::at_rate(half_life, load.writes_per_second, now_ms),
-            sample: KeySample::from_requests(load.sample),
+        // The larger of each rate, not their sum: a leader handing over counted the samples
+        // this gateway reported to it, so the handed rates already hold this gateway's share.
+        let reads = load.reads_per_second.max(t.load.reads.per_second(now_ms));
+        let writes = load.writes_per_second.max(t.load.writes.per_second(now_ms));
+        let mut sample = KeySample::from_requests(load.sample);
+        // The handed history first, then what was measured here.
+        for request in t.load.sample.requests() {
+            let (key, weight, write) = request;
+            let kind = if write { Access::Write } else { Access::Read };
+            sample.record(&key, weight, kind);
+        }
+        t.load = RangeLoad {
+            reads: DecayedRate::at_rate(half_life, reads, now_ms),
+            writes: DecayedRate::at_rate(half_life, writes, now_ms),
+            sample,
         };
-        // The handed history first, then what was measured here since.
-        t.load = handed.merged(&t.load);
     }
 
     /// Counts `weight` requests of `kind` for index key `key`.
@@ -668,23 +677,50 @@ mod tests {
         let next = here.map().split(PartitionId(2), &at).unwrap();
         here.split_done(PartitionId(2), &at, next.clone(), 3_000);
         let right = next.lookup(&at).clone();
-        let load = here.handover(right.id, right.epoch, 3_000).expect("measured");
+        let load = here
+            .handover(right.id, right.epoch, 3_000)
+            .expect("measured");
         assert!(load.writes_per_second > 10.0, "{load:?}");
         assert!(here.handover(right.id, right.epoch + 1, 3_000).is_none());
 
         // The new leader (its own clock) has not read the new map yet: the load waits for it.
         let mut there = LoadBook::new(policy(), PartitionMap::initial(), 0);
         there.handed_over(right.id, right.epoch, load.clone(), 50_000);
-        assert!(there.stats(50_000, &no_size).iter().all(|s| s.writes_per_second == 0.0));
+        assert!(
+            there
+                .stats(50_000, &no_size)
+                .iter()
+                .all(|s| s.writes_per_second == 0.0)
+        );
         there.set_map(next.clone(), 50_000);
         let adopted = there.stats(50_000, &no_size);
         let r = adopted.iter().find(|s| s.id == right.id).unwrap();
-        assert!((r.writes_per_second - load.writes_per_second).abs() < 1e-6, "{r:?}");
+        assert!(
+            (r.writes_per_second - load.writes_per_second).abs() < 1e-6,
+            "{r:?}"
+        );
         assert_eq!(r.sampled_keys, load.sample.len());
+
+        // A gateway that served part of the load itself (and reported it to the one handing
+        // over) takes the larger rate, not the sum.
+        let mut mine = LoadBook::new(policy(), next.clone(), 0);
+        for i in 0..50 {
+            mine.record(&spread(i), Access::Write, 49_000 + i * 20, 1.0);
+        }
+        let own = mine.stats(50_000, &no_size)[2].writes_per_second;
+        assert!(own > 0.0 && own < load.writes_per_second, "{own}");
+        mine.handed_over(right.id, right.epoch, load.clone(), 50_000);
+        let both = mine.stats(50_000, &no_size)[2].writes_per_second;
+        assert!((both - load.writes_per_second).abs() < 1e-6, "{both}");
 
         // A load handed over for another epoch of the range is dropped.
         let mut stale = LoadBook::new(policy(), next, 0);
         stale.handed_over(right.id, right.epoch - 1, load, 1_000);
-        assert!(stale.stats(1_000, &no_size).iter().all(|s| s.sampled_keys == 0));
+        assert!(
+            stale
+                .stats(1_000, &no_size)
+                .iter()
+                .all(|s| s.sampled_keys == 0)
+        );
     }
 }
