@@ -836,12 +836,12 @@ async fn register_node(
     }
     let config = crate::data::nodes::parse_node(&format!("{id}@{}={}", req.zone, req.endpoint))
         .map_err(bad)?;
-    state
+    let change = state
         .index
         .put_storage_node(crate::data::registration::record_of(&config))
         .await?;
-    let done = state.nodes.register(config.clone());
-    let status = if done == crate::data::nodes::Registered::Added {
+    state.nodes.register(config.clone());
+    let status = if change == crate::index::NodeRegistration::Added {
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -90,7 +90,9 @@ impl NodeRegistration {
     pub async fn announce(&self) -> Result<usize, IndexError> {
         let mut written = 0;
         for n in &self.configured {
-            if self.index.put_storage_node(record_of(n)).await? {
+            if self.index.put_storage_node(record_of(n)).await?
+                != crate::index::NodeRegistration::Unchanged
+            {
                 tracing::info!(node = %n.id, zone = %n.zone, endpoint = %n.endpoint, "storage node registered in the index");
                 written += 1;
             }

@@ -43,6 +43,7 @@ use records::{
     AccessKeyRecord, BucketRecord, GarbageRecord, ObjectRecord, PartRecord, RecordError,
     StoredBlob, UploadRecord, Versioning,
 };
+pub use storage_nodes::NodeRegistration;
 pub use tagging::Tagged;
 pub use version::{Stamp, VersionId, VersionRef};
 
