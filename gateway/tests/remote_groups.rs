@@ -73,9 +73,9 @@ async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Ve
 }
 
 /// Waits for a meta leader, creates bucket "b" through it, gives the object keys a group of
-/// their own and splits it at "b/m", and waits until every gateway runs both data groups.
-/// Returns the meta leader's place in `gws` and the left and right data groups.
-async fn two_data_groups(gws: &[Gateway]) -> (usize, GroupId, GroupId) {
+/// their own and waits until every gateway runs it. Returns the meta leader's place in `gws`
+/// and the data group.
+async fn one_data_group(gws: &[Gateway]) -> (usize, GroupId) {
     until("a meta leader is elected", async || {
         gws.iter().all(|g| g.consensus.leader().is_some())
     })
@@ -86,6 +86,22 @@ async fn two_data_groups(gws: &[Gateway]) -> (usize, GroupId, GroupId) {
         .await
         .unwrap();
     lead.rebalance_once().await.unwrap();
+    let first = keys::object("b", "");
+    let data = lead.partition_map().lookup(&first).id.0;
+    until("every gateway runs the data group", async || {
+        gws.iter()
+            .all(|g| g.consensus.host().owner_of(&first) == Some(data))
+    })
+    .await;
+    (meta, data)
+}
+
+/// As [`one_data_group`], then splits the data group at "b/m" and waits until every gateway
+/// runs both data groups. Returns the meta leader's place in `gws` and the left and right
+/// data groups.
+async fn two_data_groups(gws: &[Gateway]) -> (usize, GroupId, GroupId) {
+    let (meta, _) = one_data_group(gws).await;
+    let lead = &gws[meta].index;
     let at = keys::object("b", "m");
     let p = lead.partition_map().lookup(&at).clone();
     lead.split_partition(p.id, at.clone()).await.unwrap();
@@ -97,6 +113,17 @@ async fn two_data_groups(gws: &[Gateway]) -> (usize, GroupId, GroupId) {
     })
     .await;
     (meta, left, right)
+}
+
+/// Waits until a gateway leads `group`; returns its place in `gws`.
+async fn group_leader(gws: &[Gateway], group: GroupId) -> usize {
+    let mut lead = None;
+    until("the group has a leader", async || {
+        lead = gws.iter().position(|g| g.consensus.is_leader_of(group));
+        lead.is_some()
+    })
+    .await;
+    lead.unwrap()
 }
 
 /// Waits until `check` holds (polling for up to 20 s).
@@ -276,13 +303,7 @@ async fn a_gateway_whose_replica_was_moved_away_reroutes_its_reads_and_writes() 
         )
         .await
         .unwrap();
-    let mut lead = None;
-    until("the right group has a leader", async || {
-        lead = gws.iter().position(|g| g.consensus.is_leader_of(right));
-        lead.is_some()
-    })
-    .await;
-    let lead = lead.unwrap();
+    let lead = group_leader(&gws, right).await;
     // The leader takes another gateway out of the group without that gateway learning of it
     // (as when a replica is moved while its gateway is busy): it still runs its replica.
     let far = &gws[(lead + 1) % 3];
@@ -333,28 +354,9 @@ async fn a_partition_splits_on_its_groups_leader_by_the_load_the_other_gateways_
     options.split.min_samples = 16;
     options.split.cooldown_ms = 0;
     let gws = three_gateways_with(dir.path(), options).await;
-    until("a meta leader is elected", async || {
-        gws[0].consensus.leader().is_some()
-    })
-    .await;
-    let meta = gws
-        .iter()
-        .position(|g| g.consensus.is_leader())
-        .expect("a leader");
-    gws[meta]
-        .index
-        .create_bucket(BucketRecord::new("b", "o", 0))
-        .await
-        .unwrap();
     // Object keys go to a group of their own, led by another gateway.
-    gws[meta].index.rebalance_once().await.unwrap();
+    let (meta, data) = one_data_group(&gws).await;
     let first = keys::object("b", "");
-    let data = gws[meta].index.partition_map().lookup(&first).id.0;
-    until("every gateway runs the data group", async || {
-        gws.iter()
-            .all(|g| g.consensus.host().owner_of(&first) == Some(data))
-    })
-    .await;
     let (leader, third) = ((meta + 1) % 3, (meta + 2) % 3);
     let to = gws[leader].consensus.id();
     until("another gateway leads the data group", async || {
@@ -481,31 +483,13 @@ async fn a_leader_handing_its_group_over_hands_over_the_load_it_measured() {
     let mut options = IndexOptions::default();
     options.split.write_threshold = 1e9;
     let gws = three_gateways_with(dir.path(), options).await;
-    until("a meta leader is elected", async || {
-        gws.iter().all(|g| g.consensus.leader().is_some())
-    })
-    .await;
-    let meta = gws.iter().position(|g| g.consensus.is_leader()).unwrap();
-    gws[meta]
+    let (meta, group) = one_data_group(&gws).await;
+    let data = gws[meta]
         .index
-        .create_bucket(BucketRecord::new("b", "o", 0))
-        .await
-        .unwrap();
-    gws[meta].index.rebalance_once().await.unwrap();
-    let first = keys::object("b", "");
-    let data = gws[meta].index.partition_map().lookup(&first).id;
-    until("every gateway runs the data group", async || {
-        gws.iter()
-            .all(|g| g.consensus.host().owner_of(&first) == Some(data.0))
-    })
-    .await;
-    let mut lead = None;
-    until("the data group has a leader", async || {
-        lead = gws.iter().position(|g| g.consensus.is_leader_of(data.0));
-        lead.is_some()
-    })
-    .await;
-    let lead = lead.unwrap();
+        .partition_map()
+        .lookup(&keys::object("b", ""))
+        .id;
+    let lead = group_leader(&gws, group).await;
     let (writer, heir) = ((lead + 1) % 3, (lead + 2) % 3);
     // Writes through one gateway, reported to the leader; the heir serves none.
     for i in 0..60 {
@@ -535,8 +519,8 @@ async fn a_leader_handing_its_group_over_hands_over_the_load_it_measured() {
     assert_eq!(writes_on(heir), 0.0);
     let to = gws[heir].consensus.id();
     until("the heir leads the data group", async || {
-        let _ = gws[lead].consensus.hand_over(data.0, to).await;
-        gws[heir].consensus.is_leader_of(data.0)
+        let _ = gws[lead].consensus.hand_over(group, to).await;
+        gws[heir].consensus.is_leader_of(group)
     })
     .await;
     until("the heir has the load measured so far", async || {

@@ -571,6 +571,13 @@ impl Consensus {
             .is_some_and(|r| leads(self.id, &r.raft))
     }
 
+    /// Whether this gateway leads the group (running here) that owns index key `key`.
+    pub fn leads_owner_of(&self, key: &[u8]) -> bool {
+        self.host
+            .owner_of(key)
+            .is_some_and(|group| self.is_leader_of(group))
+    }
+
     /// Every group this gateway hosts, with the ranges it owns now.
     pub fn host(&self) -> &Arc<GroupHost> {
         &self.host

@@ -448,9 +448,7 @@ impl Index {
         let Some(c) = self.consensus() else {
             return true;
         };
-        c.host()
-            .owner_of(&keys::objects_of(bucket))
-            .is_some_and(|group| c.is_leader_of(group))
+        c.leads_owner_of(&keys::objects_of(bucket))
     }
 
     /// Whether this gateway runs the fleet-wide background work (stuck bucket deletions, the

@@ -269,11 +269,7 @@ impl Index {
     /// Whether this gateway leads the group owning partition `p` (always, alone): it measures
     /// `p`'s load whole and decides its splits.
     fn leads_partition(&self, p: &super::partition::Partition) -> bool {
-        self.consensus().is_none_or(|c| {
-            c.host()
-                .owner_of(&p.start)
-                .is_some_and(|g| c.is_leader_of(g))
-        })
+        self.consensus().is_none_or(|c| c.leads_owner_of(&p.start))
     }
 
     /// Re-reads the committed map (after the read barrier) and adopts it.

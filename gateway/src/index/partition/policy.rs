@@ -246,13 +246,9 @@ impl LoadBook {
         // this gateway reported to it, so the handed rates already hold this gateway's share.
         let reads = load.reads_per_second.max(t.load.reads.per_second(now_ms));
         let writes = load.writes_per_second.max(t.load.writes.per_second(now_ms));
-        let mut sample = KeySample::from_requests(load.sample);
         // The handed history first, then what was measured here.
-        for request in t.load.sample.requests() {
-            let (key, weight, write) = request;
-            let kind = if write { Access::Write } else { Access::Read };
-            sample.record(&key, weight, kind);
-        }
+        let sample =
+            KeySample::from_requests(load.sample.into_iter().chain(t.load.sample.requests()));
         t.load = RangeLoad {
             reads: DecayedRate::at_rate(half_life, reads, now_ms),
             writes: DecayedRate::at_rate(half_life, writes, now_ms),
@@ -436,6 +432,11 @@ mod tests {
         0
     }
 
+    /// The `i`th key of a load spread over 10,000 keys, out of key order.
+    fn spread(i: u64) -> Vec<u8> {
+        keys::object("b", &format!("k{:05}", (i * 7919) % 10_000))
+    }
+
     /// A leader's report of a size alone.
     fn size(bytes: u64) -> LeaderReport {
         LeaderReport {
@@ -485,7 +486,6 @@ mod tests {
     fn a_uniform_overload_splits_until_every_partition_is_under_the_threshold() {
         let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
         // 350 writes/s spread over 10,000 keys: 3.5x the threshold.
-        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
         let actions = drive(&mut book, 0, 120, 350, &spread);
         assert!(actions.len() >= 2, "{actions:?}");
         let stats = book.stats(120_000, &no_size);
@@ -499,7 +499,6 @@ mod tests {
     #[test]
     fn cold_neighbours_merge_after_the_quiet_period() {
         let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
-        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
         drive(&mut book, 0, 60, 350, &spread);
         let split = book.map().partitions.len();
         assert!(split > 2);
@@ -606,7 +605,6 @@ mod tests {
     #[test]
     fn a_gateway_decides_the_splits_of_the_partitions_it_picks_and_merges_only_if_asked() {
         let mut book = LoadBook::new(policy(), PartitionMap::initial(), 0);
-        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
         for i in 0..1000 {
             book.record(&spread(i), Access::Write, 10_000 + i * 2, 1.0);
         }
@@ -669,7 +667,6 @@ mod tests {
     fn a_handed_over_load_is_adopted_at_its_epoch_once_the_map_has_the_partition() {
         // The splitting gateway measured the load, split, and hands the right half over.
         let mut here = LoadBook::new(policy(), PartitionMap::initial(), 0);
-        let spread = |i: u64| keys::object("b", &format!("k{:05}", (i * 7919) % 10_000));
         for i in 0..400 {
             here.record(&spread(i), Access::Write, 1_000 + i * 5, 1.0);
         }
