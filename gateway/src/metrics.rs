@@ -163,6 +163,8 @@ pub struct RaftMetrics {
     /// Batches of layout records (where index groups run) this gateway wrote as the leader of
     /// the groups they describe.
     pub layout_publications: Counter,
+    /// Syncs of the Raft log, and the appends they made durable (all groups share them).
+    pub log_sync: crate::consensus::log_sync::LogSyncMetrics,
 }
 
 /// Whom a gateway asked where the index groups run.
@@ -192,6 +194,7 @@ impl Default for RaftMetrics {
             directory_learns: Family::default(),
             directory_peers_asked: Counter::default(),
             layout_publications: Counter::default(),
+            log_sync: Default::default(),
         }
     }
 }
@@ -232,6 +235,16 @@ impl RaftMetrics {
             "index_layout_publications",
             "Batches of records of where index groups run that this gateway wrote to the meta group, as the groups' leader",
             self.layout_publications.clone(),
+        );
+        registry.register(
+            "index_raft_log_syncs",
+            "Syncs of the Raft log's write-ahead log made for appends (every group's appends share them)",
+            self.log_sync.syncs.clone(),
+        );
+        registry.register(
+            "index_raft_log_appends_synced",
+            "Raft log appends (of every group) made durable by those syncs",
+            self.log_sync.appends.clone(),
         );
         registry.register(
             "index_raft_leader_changes",

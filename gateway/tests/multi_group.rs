@@ -223,9 +223,16 @@ async fn open_node(
     crash_at: Option<GroupId>,
 ) -> Arc<GroupHost> {
     let launch = launcher(router, node, crash_at);
-    let host = GroupHost::open(node, engine.clone(), base, launch, GRACE)
-        .await
-        .unwrap();
+    let host = GroupHost::open(
+        node,
+        engine.clone(),
+        base,
+        launch,
+        GRACE,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     router.0.lock().unwrap().insert(node, host.clone());
     host
 }

@@ -31,6 +31,7 @@ use openraft::Raft;
 use openraft::raft::InstallSnapshotRequest;
 
 use super::TypeConfig;
+use super::log_sync::{LogSync, LogSyncMetrics};
 use super::ranges::KeyRanges;
 use super::snapshot;
 use super::store::{self, Birth, GroupId, LogStore, SplitEvent, StateMachine};
@@ -135,19 +136,26 @@ pub struct GroupHost {
     directory: std::sync::RwLock<BTreeMap<GroupId, StateMachine>>,
     /// Groups a peer lacks, as reported: since when, last reported, a snapshot being forced.
     missing: std::sync::Mutex<BTreeMap<(GroupId, NodeId), Missing>>,
+    /// Makes every group's log appends durable, several per sync.
+    log_sync: LogSync,
     me: Weak<GroupHost>,
 }
 
 impl GroupHost {
     /// Opens `node`'s groups over `engine`: `base` (owning `ranges` unless it persisted others),
-    /// then every other group the engine holds, births settled; `grace` as on [`GroupHost`].
+    /// then every other group the engine holds, births settled; `grace` as on [`GroupHost`];
+    /// its log syncs counted in `sync_metrics`.
     pub async fn open(
         node: NodeId,
         engine: Arc<RocksEngine>,
         base: (GroupId, KeyRanges),
         launch: Launch,
         grace: Duration,
+        sync_metrics: LogSyncMetrics,
     ) -> Result<Arc<Self>, HostError> {
+        let (group, ranges) = base;
+        let log_sync = LogSync::start(&engine.db(), sync_metrics)
+            .map_err(|e| HostError::Start(group, format!("raft log sync thread: {e}")))?;
         let host = Arc::new_cyclic(|me| Self {
             node,
             engine,
@@ -156,9 +164,9 @@ impl GroupHost {
             groups: Default::default(),
             directory: Default::default(),
             missing: Default::default(),
+            log_sync,
             me: me.clone(),
         });
-        let (group, ranges) = base;
         host.start(group, ranges, None).await?;
         let hosted = store::hosted_groups(&host.engine)
             .map_err(|e| HostError::Start(group, e.to_string()))?;
@@ -293,7 +301,7 @@ impl GroupHost {
         // Past this, a replica that cannot absorb is rebuilt from a snapshot (see
         // `absorb_failed`); a copy short of the freeze that long is not catching up.
         state.set_absorb_wait(self.grace * 4);
-        let log = LogStore::new(&self.engine, group);
+        let log = LogStore::new(&self.engine, group, self.log_sync.clone());
         let raft = (self.launch)(group, log, state.clone())
             .await
             .map_err(fail)?;

@@ -23,6 +23,7 @@ pub mod digest;
 mod group;
 pub mod host;
 pub mod layout;
+pub mod log_sync;
 pub mod membership;
 mod moves;
 pub mod network;
@@ -332,6 +333,7 @@ impl Consensus {
             (INDEX_GROUP, ranges::KeyRanges::everything()),
             launch,
             BIRTH_GRACE,
+            metrics.raft.log_sync.clone(),
         )
         .await
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;

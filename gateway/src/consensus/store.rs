@@ -6,7 +6,8 @@
 //! partition (`docs/multi-raft.md`).
 //!
 //! Durability: a log append is synced before Raft counts it, so a committed entry is on disk on
-//! a majority before any S3 response. Applying an entry writes the index keys and the applied
+//! a majority before any S3 response (the appends of all groups share their syncs:
+//! [`super::log_sync`]). Applying an entry writes the index keys and the applied
 //! position in one atomic batch without its own sync: after a crash the index is a consistent
 //! prefix of the log, and Raft re-applies the rest from the (synced) log. A snapshot syncs the
 //! WAL before it counts, because Raft then purges the entries it covers. Snapshots are files,
@@ -31,6 +32,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use super::TypeConfig;
 use super::command::{Absorb, Command, Split};
+use super::log_sync::LogSync;
 use super::proposal::Outcome;
 use super::ranges::KeyRanges;
 use super::snapshot::{self, StoredSnapshot};
@@ -225,14 +227,18 @@ fn encode_state<T: serde::Serialize>(value: &T) -> Vec<u8> {
 pub struct LogStore {
     db: Arc<DB>,
     keys: GroupKeys,
+    /// Syncs appends, with those of the database's other groups.
+    sync: LogSync,
 }
 
 impl LogStore {
-    /// The log of `group` in `engine`'s database.
-    pub fn new(engine: &RocksEngine, group: GroupId) -> Self {
+    /// The log of `group` in `engine`'s database, its appends made durable by `sync` (the
+    /// database's).
+    pub fn new(engine: &RocksEngine, group: GroupId, sync: LogSync) -> Self {
         Self {
             db: engine.db(),
             keys: GroupKeys::new(group),
+            sync,
         }
     }
 
@@ -336,13 +342,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, self.keys.log(entry.log_id.index), encode_state(&entry));
         }
-        let written = self.db.write_opt(batch, &synced());
-        let result = written
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        callback.log_io_completed(result);
-        written.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+        // Written now, so the entries are readable at once (replication reads them); durable
+        // once the shared sync after this write is done, which is when Raft may count them.
+        match self.db.write(batch) {
+            Ok(()) => {
+                self.sync.when_durable(callback);
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StoreError> {
@@ -1181,7 +1192,8 @@ mod tests {
                         .expect("put");
                 }
             }
-            let log = LogStore::new(&engine, INDEX_GROUP);
+            let sync = LogSync::start(&db, Default::default()).expect("log sync thread");
+            let log = LogStore::new(&engine, INDEX_GROUP, sync);
             let sm = StateMachine::open(engine, INDEX_GROUP).map_err(snapshot_error)?;
             Ok((dir, log, sm))
         }
