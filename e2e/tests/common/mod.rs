@@ -228,20 +228,20 @@ pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
         let mut by_group: BTreeMap<u64, Vec<(u64, serde_json::Value, serde_json::Value)>> =
             BTreeMap::new();
         let mut map_versions = BTreeSet::new();
+        let mut unanswered = false;
         for &g in gateways {
-            let resp = http
-                .get(format!("{}/admin/v1/index/digest", f.gateways[g].admin))
-                .bearer_auth(&f.admin_token)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("gateway {g} digest: {e}"));
-            assert!(
-                resp.status().is_success(),
-                "gateway {g} digest: HTTP {}",
-                resp.status()
-            );
-            let d = resp.json::<serde_json::Value>().await.unwrap();
+            // A digest waits for every group's read barrier: one that does not come within
+            // 10 s is asked again until the deadline (and said, so a slow one shows in the
+            // test's output), as the replicas are what this checks.
+            let d = match digest(&http, f, g).await {
+                Ok(d) => d,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "gateway {g} digest: {e}");
+                    eprintln!("gateway {g} digest: {e}; asking again");
+                    unanswered = true;
+                    break;
+                }
+            };
             map_versions.insert(d["map_version"].to_string());
             for group in d["groups"].as_array().cloned().unwrap_or_default() {
                 let id = group["group"].as_u64().unwrap();
@@ -249,7 +249,8 @@ pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
                 by_group.entry(id).or_default().push((g as u64, at, group));
             }
         }
-        let settled = map_versions.len() == 1
+        let settled = !unanswered
+            && map_versions.len() == 1
             && by_group.iter().all(|(id, replicas)| {
                 let wanted = if *id == 1 {
                     gateways.len()
@@ -293,6 +294,25 @@ pub async fn replicas_identical(f: &FleetFile, gateways: &[usize]) {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Gateway `g`'s digest of its index replicas (`GET /admin/v1/index/digest`).
+async fn digest(
+    http: &reqwest::Client,
+    f: &FleetFile,
+    g: usize,
+) -> Result<serde_json::Value, String> {
+    let resp = http
+        .get(format!("{}/admin/v1/index/digest", f.gateways[g].admin))
+        .bearer_auth(&f.admin_token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    resp.json().await.map_err(|e| e.to_string())
 }
 
 /// Every group of the fleet as gateway `g` sees it: those it runs (`replication.groups`) and
