@@ -165,6 +165,9 @@ pub struct RaftMetrics {
     pub layout_publications: Counter,
     /// Syncs of the Raft log, and the appends they made durable (all groups share them).
     pub log_sync: crate::consensus::log_sync::LogSyncMetrics,
+    /// Log entries this gateway proposed carrying guarded batches (proposals / entries: how
+    /// many each entry coalesced).
+    pub proposal_entries: Counter,
 }
 
 /// Whom a gateway asked where the index groups run.
@@ -195,6 +198,7 @@ impl Default for RaftMetrics {
             directory_peers_asked: Counter::default(),
             layout_publications: Counter::default(),
             log_sync: Default::default(),
+            proposal_entries: Counter::default(),
         }
     }
 }
@@ -235,6 +239,11 @@ impl RaftMetrics {
             "index_layout_publications",
             "Batches of records of where index groups run that this gateway wrote to the meta group, as the groups' leader",
             self.layout_publications.clone(),
+        );
+        registry.register(
+            "index_raft_proposal_entries",
+            "Log entries this gateway proposed as a group's leader carrying guarded batches (several coalesce into one)",
+            self.proposal_entries.clone(),
         );
         registry.register(
             "index_raft_log_syncs",

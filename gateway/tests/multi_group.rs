@@ -434,7 +434,7 @@ async fn put_one(leader: &Raft<TypeConfig>, key: Vec<u8>) -> Outcome {
         checks: Vec::new(),
         ops: vec![WriteOp::Put(key, b"v".to_vec())],
     };
-    leader.client_write(proposal.into()).await.unwrap().data
+    leader.client_write(proposal.into()).await.unwrap().data[0]
 }
 
 /// Waits until every node runs a replica of `group`; those replicas.
@@ -507,7 +507,7 @@ async fn split_with_keys_on_both_sides(leader: &Raft<TypeConfig>, chosen: NodeId
         leader: Some(chosen),
     });
     assert_eq!(
-        leader.client_write(split).await.unwrap().data,
+        leader.client_write(split).await.unwrap().data[0],
         Outcome::Applied
     );
 }
@@ -844,7 +844,7 @@ async fn a_split_through_a_fenced_bucket_fences_both_halves() {
         leader: Some(2),
     });
     assert_eq!(
-        leader.client_write(split).await.unwrap().data,
+        leader.client_write(split).await.unwrap().data[0],
         Outcome::Applied
     );
     let born = replicas_of(&router, SPLIT_OFF).await;
@@ -956,7 +956,7 @@ async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
         ranges: child_ranges,
     });
     let absorbed = parent.client_write(absorb).await.unwrap();
-    assert_eq!(absorbed.data, Outcome::Applied);
+    assert_eq!(absorbed.data[0], Outcome::Applied);
     // (The leader's metrics may not show the entry applied yet: wait for its log index.)
     let last = absorbed.log_id.index;
     let back = lagging
@@ -1031,7 +1031,7 @@ async fn a_replica_that_cannot_absorb_is_rebuilt_from_a_snapshot() {
         ranges: child_ranges,
     });
     assert_eq!(
-        parent.client_write(absorb).await.unwrap().data,
+        parent.client_write(absorb).await.unwrap().data[0],
         Outcome::Applied
     );
 

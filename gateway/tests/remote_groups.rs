@@ -778,3 +778,83 @@ async fn a_groups_leader_records_where_its_group_runs_and_the_meta_leader_only_s
         g.consensus.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_groups_leader_coalesces_concurrent_writes_and_each_gets_its_own_outcome() {
+    use cairn_gateway::metrics::OutcomeLabels;
+    let dir = tempfile::tempdir().unwrap();
+    let gws = three_gateways(dir.path()).await;
+    let (_, data) = one_data_group(&gws).await;
+    let lead = &gws[group_leader(&gws, data).await];
+    let applied = |g: &Gateway| {
+        g.metrics
+            .raft
+            .proposals
+            .get_or_create(&OutcomeLabels {
+                outcome: "applied".into(),
+            })
+            .get()
+    };
+    let (entries_before, applied_before) =
+        (lead.metrics.raft.proposal_entries.get(), applied(lead));
+    // 48 writes of distinct keys and 8 creations of one key, all at once through the leader.
+    let names: Vec<String> = (0..48).map(|i| format!("k{i:02}")).collect();
+    let puts = names.iter().map(|name| {
+        lead.index.put_object(
+            "b",
+            name,
+            record(1),
+            WriteCondition::None,
+            vec![],
+            Stamp::now(),
+        )
+    });
+    let creations = (0..8).map(|_| {
+        lead.index.put_object(
+            "b",
+            "once",
+            record(2),
+            WriteCondition::IfAbsent,
+            vec![],
+            Stamp::now(),
+        )
+    });
+    let (puts, creations) = tokio::join!(
+        futures_util::future::join_all(puts),
+        futures_util::future::join_all(creations)
+    );
+    for p in puts {
+        p.unwrap();
+    }
+    let created = creations.iter().filter(|c| c.is_ok()).count();
+    assert_eq!(created, 1, "exactly one creation wins: {creations:?}");
+    assert!(
+        creations
+            .iter()
+            .all(|c| matches!(c, Ok(_) | Err(IndexError::PreconditionFailed))),
+        "{creations:?}"
+    );
+    // Fewer entries than proposals: rounds coalesced them.
+    let entries = lead.metrics.raft.proposal_entries.get() - entries_before;
+    let proposals = applied(lead) - applied_before;
+    assert!(proposals >= 49, "{proposals} proposals applied");
+    assert!(
+        entries < proposals,
+        "{entries} entries for {proposals} proposals: nothing coalesced"
+    );
+    eprintln!("{proposals} proposals applied in {entries} entries");
+    // Every write is on every gateway.
+    for g in &gws {
+        for name in &names {
+            let got = g.index.get_object("b", name).await.unwrap();
+            assert_eq!(got.expect("written").etag, "01");
+        }
+        assert_eq!(
+            g.index.get_object("b", "once").await.unwrap().unwrap().etag,
+            "02"
+        );
+    }
+    for g in &gws {
+        g.consensus.shutdown().await;
+    }
+}

@@ -14,6 +14,9 @@ use super::store::GroupId;
 pub enum Command {
     /// A guarded batch of index writes.
     Batch(Proposal),
+    /// Several guarded batches, applied in order as if each were its own entry (a leader
+    /// coalesces the proposals that queued while its previous entry was being committed).
+    Batches(Batches),
     /// Hands the records of routes from `split_at` on to a new group.
     Split(Split),
     /// Stops the group taking writes, so its records stay as they are until its left neighbour
@@ -23,6 +26,16 @@ pub enum Command {
     Thaw(Thaw),
     /// Takes over the ranges and records of a frozen neighbour (a merge).
     Absorb(Absorb),
+}
+
+/// Guarded batches in one entry. Each is applied as if alone, in order, with one exception that
+/// keeps the apply simple: a batch whose checks read a key an earlier batch of the same entry
+/// wrote is answered `Conflict` (its caller recomputes it, as after any race) rather than checked
+/// against the writes not yet in the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batches {
+    /// The batches, in the order they are applied.
+    pub batches: Vec<Proposal>,
 }
 
 /// Freeze the group (the id guards against a command sent to the wrong group): from this log
@@ -100,7 +113,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Command>(&as_proposal).unwrap(),
-            Command::Batch(p)
+            Command::Batch(p.clone())
         );
         let split = Command::Split(Split {
             split_at: b"Ob\0m".to_vec(),
@@ -122,6 +135,16 @@ mod tests {
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), c, "{json}");
         }
+        // Coalesced batches decode as themselves, not as one batch.
+        let batches = Command::Batches(Batches {
+            batches: vec![p.clone(), Proposal::default()],
+        });
+        let json = serde_json::to_string(&batches).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Command>(&json).unwrap(),
+            batches,
+            "{json}"
+        );
         // A split written without a chosen leader still decodes as a split.
         let without = r#"{"split_at":"T2IAbQ==","new_group":7}"#;
         assert!(matches!(

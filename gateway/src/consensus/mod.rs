@@ -60,7 +60,8 @@ openraft::declare_raft_types!(
     /// Raft types of the replicated index.
     pub TypeConfig:
         D = command::Command,
-        R = Outcome,
+        // One outcome per guarded batch of the entry (one for every other entry).
+        R = Vec<Outcome>,
         SnapshotData = tokio::fs::File,
 );
 
@@ -418,6 +419,15 @@ impl Consensus {
         let stepping_down = Arc::new(AtomicBool::new(false));
         let align = Arc::new(placement::AlignTarget::default());
         tokio::spawn(group::read_index_rounds(self.me.clone(), group, rounds));
+        let (proposal_waiters, proposals) = mpsc::unbounded_channel();
+        let proposals = Arc::new(tokio::sync::Mutex::new(proposals));
+        for _ in 0..group::ROUNDS_IN_FLIGHT {
+            tokio::spawn(group::proposal_rounds(
+                raft.clone(),
+                proposals.clone(),
+                self.metrics.clone(),
+            ));
+        }
         tokio::spawn(group::observe(
             self.id,
             group,
@@ -451,6 +461,7 @@ impl Consensus {
         let runtime = Arc::new(GroupRuntime {
             raft,
             read_index_waiters,
+            proposal_waiters,
             stepping_down,
             align,
         });
@@ -908,8 +919,18 @@ impl Consensus {
         if runtime.stepping_down.load(Ordering::Acquire) {
             return Forwarded::NotLeader;
         }
+        if let Command::Batch(proposal) = command {
+            // Guarded batches go into the group's next entry with the others waiting.
+            let (answer, answered) = oneshot::channel();
+            if runtime.proposal_waiters.send((proposal, answer)).is_err() {
+                return Forwarded::Failed(format!("index group {group} stopped"));
+            }
+            return answered
+                .await
+                .unwrap_or_else(|_| Forwarded::Failed(format!("index group {group} stopped")));
+        }
         match runtime.raft.client_write(command).await {
-            Ok(resp) => Forwarded::Done(resp.data),
+            Ok(resp) => Forwarded::Done(resp.data.first().copied().unwrap_or_default()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
             Err(e) => Forwarded::Failed(e.to_string()),
         }

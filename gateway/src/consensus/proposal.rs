@@ -128,6 +128,27 @@ impl Proposal {
         writes && reads
     }
 
+    /// Whether a check reads one of the `written` keys (a read that may see them).
+    pub fn reads_any(&self, written: &std::collections::BTreeSet<Vec<u8>>) -> bool {
+        self.checks.iter().any(|c| match c {
+            ReadCheck::Get { key, .. } => written.contains(key),
+            ReadCheck::Scan { start, end, .. } => written
+                .range::<[u8], _>((
+                    std::ops::Bound::Included(start.as_slice()),
+                    std::ops::Bound::Excluded(end.as_slice()),
+                ))
+                .next()
+                .is_some(),
+        })
+    }
+
+    /// The keys the batch writes.
+    pub fn written_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.ops.iter().map(|op| match op {
+            WriteOp::Put(k, _) | WriteOp::Delete(k) => k.as_slice(),
+        })
+    }
+
     /// Whether every check holds against `engine`.
     pub fn holds(&self, engine: &dyn KvEngine) -> Result<bool, EngineError> {
         for c in &self.checks {
@@ -176,6 +197,23 @@ mod tests {
         e.write(vec![WriteOp::Delete(b"a".to_vec())]).unwrap();
         assert!(!get_a.holds(&e).unwrap());
         assert!(!first.holds(&e).unwrap());
+    }
+
+    #[test]
+    fn a_batch_reads_a_written_key_through_a_get_or_a_scan_over_it() {
+        let written: std::collections::BTreeSet<Vec<u8>> = [b"m".to_vec()].into();
+        let reading = |c: ReadCheck| Proposal {
+            checks: vec![c],
+            ops: vec![],
+        };
+        assert!(reading(ReadCheck::get(b"m", None)).reads_any(&written));
+        assert!(!reading(ReadCheck::get(b"n", None)).reads_any(&written));
+        assert!(reading(ReadCheck::scan(b"a", b"z", 1, &vec![])).reads_any(&written));
+        assert!(reading(ReadCheck::scan(b"m", b"n", 1, &vec![])).reads_any(&written));
+        // The end is excluded, and a range wholly before or after misses.
+        assert!(!reading(ReadCheck::scan(b"a", b"m", 1, &vec![])).reads_any(&written));
+        assert!(!reading(ReadCheck::scan(b"m\0", b"z", 1, &vec![])).reads_any(&written));
+        assert!(!Proposal::default().reads_any(&written));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use super::TypeConfig;
 use super::command::{Absorb, Command, Split};
 use super::log_sync::LogSync;
-use super::proposal::Outcome;
+use super::proposal::{Outcome, Proposal};
 use super::ranges::KeyRanges;
 use super::snapshot::{self, StoredSnapshot};
 use crate::index::engine::{KvEngine, RocksEngine, rocks_batch};
@@ -749,6 +749,42 @@ impl StateMachine {
         Ok((applied, membership))
     }
 
+    /// The writes and outcomes of an entry of coalesced batches ([`super::command::Batches`]):
+    /// each batch as if alone, in order, except that one reading what an earlier one wrote is
+    /// a `Conflict`, so every check runs against the engine as it is.
+    fn batches_batch(
+        &self,
+        batches: Vec<Proposal>,
+        frozen: bool,
+        subject: &ErrorSubject<NodeId>,
+    ) -> Result<(WriteBatch, Vec<Outcome>), StoreError> {
+        let owned = self
+            .ranges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut written = std::collections::BTreeSet::new();
+        let mut ops = Vec::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for proposal in batches {
+            let outcome = if frozen || !proposal.within(&owned) {
+                Outcome::Moved
+            } else if proposal.reads_any(&written)
+                || !proposal
+                    .holds(self.engine.as_ref() as &dyn KvEngine)
+                    .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?
+            {
+                Outcome::Conflict
+            } else {
+                written.extend(proposal.written_keys().map(<[u8]>::to_vec));
+                ops.extend(proposal.ops);
+                Outcome::Applied
+            };
+            outcomes.push(outcome);
+        }
+        Ok((rocks_batch(ops), outcomes))
+    }
+
     fn write(&self, batch: WriteBatch, subject: ErrorSubject<NodeId>) -> Result<(), StoreError> {
         // Not synced: see the module documentation.
         self.db
@@ -936,7 +972,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied()
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StoreError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StoreError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -953,12 +989,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (mut batch, outcome) = match entry.payload {
                 // A frozen group takes no writes: its records wait for the neighbour absorbing it.
                 EntryPayload::Normal(Command::Batch(_)) if frozen.is_some() => {
-                    (WriteBatch::default(), Outcome::Moved)
+                    (WriteBatch::default(), vec![Outcome::Moved])
+                }
+                EntryPayload::Normal(Command::Batches(b)) => {
+                    self.batches_batch(b.batches, frozen.is_some(), &subject)?
                 }
                 EntryPayload::Normal(Command::Batch(proposal))
                     if !proposal.within(&self.ranges.read().unwrap_or_else(|e| e.into_inner())) =>
                 {
-                    (WriteBatch::default(), Outcome::Moved)
+                    (WriteBatch::default(), vec![Outcome::Moved])
                 }
                 EntryPayload::Normal(Command::Freeze(f)) if f.freeze == self.keys.group() => {
                     let mut batch = WriteBatch::default();
@@ -967,41 +1006,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         batch.put_cf(state, self.keys.state(FROZEN), encode_state(&at));
                         frozen_now = Some(Some(at));
                     }
-                    (batch, Outcome::Applied)
+                    (batch, vec![Outcome::Applied])
                 }
                 EntryPayload::Normal(Command::Thaw(t)) if t.thaw == self.keys.group() => {
                     let mut batch = WriteBatch::default();
                     batch.delete_cf(state, self.keys.state(FROZEN));
                     frozen_now = Some(None);
-                    (batch, Outcome::Applied)
+                    (batch, vec![Outcome::Applied])
                 }
                 EntryPayload::Normal(Command::Freeze(_) | Command::Thaw(_)) => {
-                    (WriteBatch::default(), Outcome::Moved)
+                    (WriteBatch::default(), vec![Outcome::Moved])
                 }
                 EntryPayload::Normal(Command::Absorb(absorb)) => {
                     match self.absorb_batch(absorb).await? {
                         Some((batch, union, right)) => {
                             absorbed = Some((union, right));
-                            (batch, Outcome::Applied)
+                            (batch, vec![Outcome::Applied])
                         }
-                        None => (WriteBatch::default(), Outcome::Moved),
+                        None => (WriteBatch::default(), vec![Outcome::Moved]),
                     }
                 }
                 EntryPayload::Normal(Command::Split(split)) => match self.split_batch(split)? {
                     Some((batch, kept, born)) => {
                         split_off = Some((kept, born));
-                        (batch, Outcome::Applied)
+                        (batch, vec![Outcome::Applied])
                     }
-                    None => (WriteBatch::default(), Outcome::Moved),
+                    None => (WriteBatch::default(), vec![Outcome::Moved]),
                 },
                 EntryPayload::Normal(Command::Batch(proposal)) => {
                     let holds = proposal
                         .holds(self.engine.as_ref() as &dyn KvEngine)
                         .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
                     if holds {
-                        (rocks_batch(proposal.ops), Outcome::Applied)
+                        (rocks_batch(proposal.ops), vec![Outcome::Applied])
                     } else {
-                        (WriteBatch::default(), Outcome::Conflict)
+                        (WriteBatch::default(), vec![Outcome::Conflict])
                     }
                 }
                 EntryPayload::Membership(m) => {
@@ -1012,9 +1051,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         self.keys.state(MEMBERSHIP),
                         encode_state(&stored),
                     );
-                    (batch, Outcome::Applied)
+                    (batch, vec![Outcome::Applied])
                 }
-                EntryPayload::Blank => (WriteBatch::default(), Outcome::Applied),
+                EntryPayload::Blank => (WriteBatch::default(), vec![Outcome::Applied]),
             };
             batch.put_cf(
                 cf(&self.db, STATE_CF),
@@ -1197,6 +1236,63 @@ mod tests {
             let sm = StateMachine::open(engine, INDEX_GROUP).map_err(snapshot_error)?;
             Ok((dir, log, sm))
         }
+    }
+
+    #[tokio::test]
+    async fn coalesced_batches_apply_in_order_and_one_reading_what_an_earlier_one_wrote_conflicts()
+    {
+        use super::super::command::Batches;
+        use super::super::proposal::ReadCheck;
+        use crate::index::engine::WriteOp;
+        use crate::index::keys;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Arc::new(RocksEngine::open(&dir.path().join("index")).expect("open"));
+        // The group owns bucket b's keys from "m" on.
+        let owned = KeyRanges::new(keys::table_ranges(b"Ob\0m", None));
+        let mut sm = StateMachine::open_owning(engine.clone(), 2, owned).expect("state machine");
+        let key = |k: &str| keys::object("b", k);
+        let put = |k: &str, v: &str| WriteOp::Put(key(k), v.as_bytes().to_vec());
+        let absent = |k: &str| ReadCheck::get(&key(k), None);
+        engine.write(vec![put("mz", "0")]).expect("write");
+        let batch = |checks: Vec<ReadCheck>, ops: Vec<WriteOp>| Proposal { checks, ops };
+        let batches = vec![
+            // Applied: "ma" absent.
+            batch(vec![absent("ma")], vec![put("ma", "1")]),
+            // Applied: a blind write.
+            batch(vec![], vec![put("mb", "1")]),
+            // Conflict: reads "ma", which the first batch wrote.
+            batch(vec![absent("ma")], vec![put("mc", "1")]),
+            // Conflict: "mz" is there.
+            batch(vec![absent("mz")], vec![put("md", "1")]),
+            // Moved: "a" is not the group's.
+            batch(vec![], vec![put("a", "1")]),
+            // Applied: a later blind write of "ma" wins.
+            batch(vec![], vec![put("ma", "2")]),
+        ];
+        let entry = |index: u64, command: Command| Entry::<TypeConfig> {
+            log_id: openraft::testing::log_id(1, 1, index),
+            payload: EntryPayload::Normal(command),
+        };
+        let out = sm
+            .apply([
+                entry(1, Command::Batches(Batches { batches })),
+                entry(2, Command::Batch(batch(vec![absent("mc")], vec![]))),
+            ])
+            .await
+            .expect("apply");
+        use Outcome::*;
+        assert_eq!(
+            out,
+            vec![
+                vec![Applied, Applied, Conflict, Conflict, Moved, Applied],
+                vec![Applied]
+            ]
+        );
+        let get = |k: &str| engine.get(&key(k)).expect("get");
+        assert_eq!(get("ma").as_deref(), Some(&b"2"[..]));
+        assert_eq!(get("mb").as_deref(), Some(&b"1"[..]));
+        assert_eq!((get("mc"), get("md"), get("a")), (None, None, None));
+        assert_eq!(sm.applied().expect("applied").0.map(|l| l.index), Some(2));
     }
 
     #[test]
