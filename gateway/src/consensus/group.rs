@@ -71,8 +71,8 @@ const MAX_PROPOSALS_PER_ENTRY: usize = 64;
 pub(super) const ROUNDS_IN_FLIGHT: usize = 2;
 
 /// Commits a group's proposals on its leader in rounds: the proposals waiting when a round
-/// starts go into one log entry ([`Batches`]), and the next round starts once it is applied.
-/// openraft 0.9 waits for each entry's append to be synced before it takes the next write, so
+/// starts go into one log entry ([`Batches`]); [`ROUNDS_IN_FLIGHT`] of these tasks share the
+/// queue, so a round starts while another is replicated and applied. openraft 0.9 waits for each entry's append to be synced before it takes the next write, so
 /// a group commits about one entry per fsync; rounds put every proposal that queued meanwhile
 /// into the next one instead of one proposal per fsync.
 pub(super) async fn proposal_rounds(
@@ -101,19 +101,29 @@ pub(super) async fn proposal_rounds(
             _ => Command::Batches(Batches { batches: proposals }),
         };
         metrics.raft.proposal_entries.inc();
-        let answer = raft.client_write(command).await;
+        let written = raft.client_write(command).await;
         for (i, to) in answers.into_iter().enumerate() {
-            let _ = to.send(match &answer {
-                Ok(resp) => match resp.data.get(i) {
-                    Some(outcome) => Forwarded::Done(*outcome),
-                    None => Forwarded::Failed(format!("no outcome for batch {i} of the entry")),
-                },
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    Forwarded::NotLeader
-                }
-                Err(e) => Forwarded::Failed(e.to_string()),
-            });
+            let _ = to.send(outcome_of(&written, i));
         }
+    }
+}
+
+/// What a `client_write` answered for the `i`th guarded batch of its entry (0 for any other
+/// command), as the leader forwards it.
+pub(super) fn outcome_of(
+    written: &Result<
+        openraft::raft::ClientWriteResponse<TypeConfig>,
+        RaftError<u64, ClientWriteError<u64, BasicNode>>,
+    >,
+    i: usize,
+) -> Forwarded<Outcome> {
+    match written {
+        Ok(resp) => match resp.data.get(i) {
+            Some(outcome) => Forwarded::Done(*outcome),
+            None => Forwarded::Failed(format!("no outcome for batch {i} of the entry")),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
+        Err(e) => Forwarded::Failed(e.to_string()),
     }
 }
 

@@ -3,8 +3,8 @@
 //! were written since its last sync, then tells each group's Raft that its entries are durable.
 //!
 //! Why: with a synced write per append, each append held a runtime worker for its fsync (the
-//! gateway has one per core), and every group paid its own. On two cores, a hot range split into
-//! four groups took about 480 PUTs/s against 790 in one group (`docs/multi-raft.md`, "Timing").
+//! gateway has one per core), and every group paid its own. With 5 ms fsyncs, a hot range split
+//! into four groups took 166 PUTs/s; sharing the syncs, 301 (`docs/multi-raft.md`, "Timing").
 //!
 //! Correctness rests on the log being one write-ahead log: an append's write is ordered after
 //! every earlier write of the database, so a sync started after it covers it and all before it.

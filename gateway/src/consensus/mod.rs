@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -929,11 +929,7 @@ impl Consensus {
                 .await
                 .unwrap_or_else(|_| Forwarded::Failed(format!("index group {group} stopped")));
         }
-        match runtime.raft.client_write(command).await {
-            Ok(resp) => Forwarded::Done(resp.data.first().copied().unwrap_or_default()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
-            Err(e) => Forwarded::Failed(e.to_string()),
-        }
+        group::outcome_of(&runtime.raft.client_write(command).await, 0)
     }
 
     /// The read index of `group` (this gateway believes it leads it), for gateway `from`

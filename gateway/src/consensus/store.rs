@@ -749,20 +749,18 @@ impl StateMachine {
         Ok((applied, membership))
     }
 
-    /// The writes and outcomes of an entry of coalesced batches ([`super::command::Batches`]):
-    /// each batch as if alone, in order, except that one reading what an earlier one wrote is
-    /// a `Conflict`, so every check runs against the engine as it is.
+    /// The writes and outcomes of an entry's guarded batches (one, or coalesced:
+    /// [`super::command::Batches`]): each batch as if alone, in order, except that one reading
+    /// what an earlier one wrote is a `Conflict`, so every check runs against the engine as it
+    /// is. A frozen group takes none (its records wait for the neighbour absorbing it), nor
+    /// does a group that no longer owns a batch's keys (it split since the batch was computed).
     fn batches_batch(
         &self,
         batches: Vec<Proposal>,
         frozen: bool,
         subject: &ErrorSubject<NodeId>,
     ) -> Result<(WriteBatch, Vec<Outcome>), StoreError> {
-        let owned = self
-            .ranges
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let owned = self.ranges.read().unwrap_or_else(|e| e.into_inner());
         let mut written = std::collections::BTreeSet::new();
         let mut ops = Vec::new();
         let mut outcomes = Vec::with_capacity(batches.len());
@@ -988,16 +986,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let state = cf(&self.db, STATE_CF);
             let (mut batch, outcome) = match entry.payload {
                 // A frozen group takes no writes: its records wait for the neighbour absorbing it.
-                EntryPayload::Normal(Command::Batch(_)) if frozen.is_some() => {
-                    (WriteBatch::default(), vec![Outcome::Moved])
+                // One batch is applied as an entry of one batch.
+                EntryPayload::Normal(Command::Batch(proposal)) => {
+                    self.batches_batch(vec![proposal], frozen.is_some(), &subject)?
                 }
                 EntryPayload::Normal(Command::Batches(b)) => {
                     self.batches_batch(b.batches, frozen.is_some(), &subject)?
-                }
-                EntryPayload::Normal(Command::Batch(proposal))
-                    if !proposal.within(&self.ranges.read().unwrap_or_else(|e| e.into_inner())) =>
-                {
-                    (WriteBatch::default(), vec![Outcome::Moved])
                 }
                 EntryPayload::Normal(Command::Freeze(f)) if f.freeze == self.keys.group() => {
                     let mut batch = WriteBatch::default();
@@ -1033,16 +1027,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     None => (WriteBatch::default(), vec![Outcome::Moved]),
                 },
-                EntryPayload::Normal(Command::Batch(proposal)) => {
-                    let holds = proposal
-                        .holds(self.engine.as_ref() as &dyn KvEngine)
-                        .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
-                    if holds {
-                        (rocks_batch(proposal.ops), vec![Outcome::Applied])
-                    } else {
-                        (WriteBatch::default(), vec![Outcome::Conflict])
-                    }
-                }
                 EntryPayload::Membership(m) => {
                     let mut batch = WriteBatch::default();
                     let stored = StoredMembership::new(Some(entry.log_id), m);
