@@ -94,6 +94,25 @@ pub struct FleetFile {
     pub secret_key: String,
     /// Admin API token.
     pub admin_token: String,
+    /// The fleet credential every gateway and node holds (signs their requests to each other).
+    #[serde(default)]
+    pub fleet_secret: String,
+    /// The gateways' index seal key.
+    #[serde(default)]
+    pub seal_key: String,
+}
+
+impl FleetFile {
+    /// The environment of a gateway of this fleet.
+    fn gateway_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("CAIRN_ROOT_ACCESS_KEY", self.access_key.as_str()),
+            ("CAIRN_ROOT_SECRET_KEY", self.secret_key.as_str()),
+            ("CAIRN_ADMIN_TOKEN", self.admin_token.as_str()),
+            ("CAIRN_FLEET_SECRET", self.fleet_secret.as_str()),
+            ("CAIRN_INDEX_SEAL_KEY", self.seal_key.as_str()),
+        ]
+    }
 }
 
 /// The directory holding this executable (where cargo puts the workspace's binaries too).
@@ -168,6 +187,7 @@ fn start_node(
     id: &str,
     zone: &str,
     port: u16,
+    fleet_secret: &str,
 ) -> Result<NodeEntry, FleetError> {
     let data_dir = dir.join("nodes").join(id);
     let addr = format!("127.0.0.1:{port}");
@@ -185,7 +205,12 @@ fn start_node(
     .chain([data_dir.display().to_string()])
     .collect();
     let log = dir.join("logs").join(format!("{id}.log"));
-    let pid = spawn(node_bin, &args, &[], &log)?;
+    let pid = spawn(
+        node_bin,
+        &args,
+        &[("CAIRN_FLEET_SECRET", fleet_secret)],
+        &log,
+    )?;
     Ok(NodeEntry {
         id: id.to_string(),
         zone: zone.to_string(),
@@ -216,6 +241,7 @@ pub fn add_node(
         id,
         zone,
         port,
+        &fleet.fleet_secret,
     )?;
     fleet.nodes.push(node.clone());
     write_fleet_file(dir, fleet)?;
@@ -288,19 +314,34 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     std::fs::create_dir_all(&logs).map_err(io(&logs))?;
     let mut port = spec.base_port;
     let mut nodes = Vec::new();
+    let (fleet_secret, seal_key) = (token(), token());
     for z in 0..spec.zones {
         let zone = ((b'a' + z as u8) as char).to_string();
         for i in 0..spec.nodes_per_zone {
             let id = format!("node-{zone}{}", i + 1);
-            nodes.push(start_node(&node_bin, &spec.dir, &id, &zone, port)?);
+            nodes.push(start_node(
+                &node_bin,
+                &spec.dir,
+                &id,
+                &zone,
+                port,
+                &fleet_secret,
+            )?);
             port += 1;
         }
     }
     for n in &nodes {
         wait_for_port(n.endpoint.trim_start_matches("http://"), &n.id)?;
     }
-    let (access_key, secret_key, admin_token) = (format!("CF{}", &token()[..18]), token(), token());
-    let mut gateways = Vec::new();
+    let mut fleet = FleetFile {
+        gateways: Vec::new(),
+        nodes,
+        access_key: format!("CF{}", &token()[..18]),
+        secret_key: token(),
+        admin_token: token(),
+        fleet_secret,
+        seal_key,
+    };
     // Every gateway's ports first: with more than one, each is told all of its peers.
     let addrs: Vec<(String, String)> = (0..spec.gateways)
         .map(|g| {
@@ -319,7 +360,7 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
             "--admin-listen".into(),
             admin.clone(),
         ];
-        for n in &nodes {
+        for n in &fleet.nodes {
             args.push("--node".into());
             args.push(format!("{}@{}={}", n.id, n.zone, n.endpoint));
         }
@@ -335,13 +376,13 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
                 args.push(format!("{}=http://{peer_admin}", p + 1));
             }
         }
-        let envs = [
-            ("CAIRN_ROOT_ACCESS_KEY", access_key.as_str()),
-            ("CAIRN_ROOT_SECRET_KEY", secret_key.as_str()),
-            ("CAIRN_ADMIN_TOKEN", admin_token.as_str()),
-        ];
-        let pid = spawn(&gw_bin, &args, &envs, &logs.join(format!("gw-{g}.log")))?;
-        gateways.push(GatewayEntry {
+        let pid = spawn(
+            &gw_bin,
+            &args,
+            &fleet.gateway_env(),
+            &logs.join(format!("gw-{g}.log")),
+        )?;
+        fleet.gateways.push(GatewayEntry {
             s3: format!("http://{s3}"),
             admin: format!("http://{admin}"),
             pid,
@@ -352,13 +393,6 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
     for (s3, _) in &addrs {
         wait_for_port(s3, "gateway")?;
     }
-    let fleet = FleetFile {
-        gateways,
-        nodes,
-        access_key,
-        secret_key,
-        admin_token,
-    };
     write_fleet_file(&spec.dir, &fleet)?;
     Ok(fleet)
 }
@@ -368,13 +402,8 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
 pub fn restart_gateway(dir: &Path, fleet: &mut FleetFile, g: usize) -> Result<u32, FleetError> {
     let gw_bin = default_bin_dir().join("cairn-gateway");
     let entry = &fleet.gateways[g];
-    let envs = [
-        ("CAIRN_ROOT_ACCESS_KEY", fleet.access_key.as_str()),
-        ("CAIRN_ROOT_SECRET_KEY", fleet.secret_key.as_str()),
-        ("CAIRN_ADMIN_TOKEN", fleet.admin_token.as_str()),
-    ];
     let log = dir.join("logs").join(format!("gw-{g}.restarted.log"));
-    let pid = spawn(&gw_bin, &entry.args, &envs, &log)?;
+    let pid = spawn(&gw_bin, &entry.args, &fleet.gateway_env(), &log)?;
     wait_for_port(entry.s3.trim_start_matches("http://"), "gateway")?;
     fleet.gateways[g].pid = pid;
     write_fleet_file(dir, fleet)?;

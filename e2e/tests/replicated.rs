@@ -948,15 +948,16 @@ async fn nodes_of(f: &FleetFile, g: usize) -> Option<BTreeMap<String, (String, S
     )
 }
 
-/// How many shards storage node `node` holds (its `GET /v1/status`).
-async fn shards_on(node: &fleet::NodeEntry) -> u64 {
-    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", node.endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    status["shards"].as_u64().unwrap()
+/// How many shards storage node `node` of fleet `f` holds (its `GET /v1/status`, signed with
+/// the fleet credential).
+async fn shards_on(f: &FleetFile, node: &fleet::NodeEntry) -> u64 {
+    let secret = cairn_transport::Secret::new("fleet", &f.fleet_secret, 32).unwrap();
+    let client = cairn_storage_node::client::NodeClient::new(
+        cairn_transport::FleetClient::with_secret(&secret),
+        node.id.parse().unwrap(),
+        node.endpoint.clone(),
+    );
+    client.status().await.unwrap().shards
 }
 
 /// Waits until gateway `g` knows `want` storage nodes, `id` among them and up.
@@ -1027,7 +1028,7 @@ async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
     let s3: Vec<_> = f.gateways.iter().map(|g| client(&g.s3, &f)).collect();
     s3[2].create_bucket().bucket(BUCKET).send().await.unwrap();
     let keys = put_all(&s3[2], (0..24).map(|i| format!("spread/{i:02}0"))).await;
-    let shards = shards_on(&node).await;
+    let shards = shards_on(&f, &node).await;
     assert!(shards > 0, "no shard reached the registered node");
     for g in [0, 1] {
         for key in &keys {
@@ -1070,7 +1071,7 @@ async fn a_storage_node_registered_through_one_gateway_serves_every_gateway() {
     }
     put_all(&s3[2], (0..12).map(|i| format!("after/{i:02}0"))).await;
     assert_eq!(
-        shards_on(&node).await,
+        shards_on(&f, &node).await,
         shards,
         "shards placed on a removed node"
     );

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cairn_transport::server::{FleetAuth, check_signed, require_fleet_signature};
 use serde::{Deserialize, Serialize};
 
 use crate::bucket_config::ConfigError;
@@ -43,6 +44,10 @@ pub struct AdminState {
     pub read_quorum: usize,
     /// The fleet's storage classes (lifecycle transitions must name one of them).
     pub storage_classes: Arc<crate::storage_class::StorageClasses>,
+    /// The S3 front end's cache of access keys (forgotten when a key changes here).
+    pub keys: crate::s3::auth::AccessKeys,
+    /// Checks requests signed with the admin token (the operator's).
+    pub signed: FleetAuth,
 }
 
 /// An admin API error: `{"error": {"code", "message"}}`.
@@ -106,13 +111,19 @@ impl From<ConfigError> for AdminError {
 
 type AdminResult<T> = Result<axum::Json<T>, AdminError>;
 
-/// The admin router; with `consensus`, also the internal endpoints of the replicated index.
+/// The admin router; with `consensus`, also the internal endpoints of the replicated index,
+/// which answer only requests signed with the fleet credential (`internal_auth`): the admin
+/// token opens `/admin/v1` and nothing else.
 pub fn router(
     state: Arc<AdminState>,
     consensus: Option<Arc<crate::consensus::Consensus>>,
+    internal_auth: FleetAuth,
 ) -> Router {
     let internal = match consensus {
-        Some(c) => crate::consensus::rpc::router(c),
+        Some(c) => crate::consensus::rpc::router(c).layer(middleware::from_fn_with_state(
+            internal_auth,
+            require_fleet_signature,
+        )),
         None => Router::new(),
     };
     let api = Router::new()
@@ -165,16 +176,28 @@ pub fn router(
         .route("/admin/v1/index/retiring", axum::routing::put(put_retiring))
         .route("/admin/v1/index/digest", get(index_digest))
         .route("/admin/v1/health", get(health))
-        .merge(internal)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
+        .merge(internal)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
+/// The admin API's door: a request signed with the admin token (`x-cairn-auth`, as the
+/// operator sends them: neither forgeable nor replayable), or the token itself as a bearer
+/// (convenient for people; anyone who sees one request can repeat it).
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    if req
+        .headers()
+        .contains_key(cairn_transport::signing::AUTH_HEADER)
+    {
+        return match check_signed(&state.signed, req).await {
+            Ok(req) => next.run(req).await,
+            Err(refusal) => refusal,
+        };
+    }
     let ok = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -184,6 +207,7 @@ async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next:
     if ok {
         next.run(req).await
     } else {
+        (state.signed.rejected)("bad_bearer");
         AdminError(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -796,7 +820,9 @@ async fn delete_key(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    if state.index.delete_access_key(&id).await? {
+    let deleted = state.index.delete_access_key(&id).await?;
+    state.keys.forget(&id);
+    if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AdminError(

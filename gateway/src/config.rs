@@ -123,6 +123,37 @@ pub struct GatewayArgs {
     /// Half-life of the measured partition rates.
     #[arg(long, env = "CAIRN_PARTITION_LOAD_HALF_LIFE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub partition_load_half_life: Duration,
+    /// Connections open at once on each of the S3 and admin ports; more are closed on accept.
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// A request head must arrive within this (also closes idle kept-alive connections, and
+    /// bounds TLS handshakes).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long fails with `RequestTimeout`; a client
+    /// that reads nothing of its response for this long loses its connection.
+    #[arg(long, env = "CAIRN_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+    /// Accept AWS Signature Version 2 (deprecated; refused by default).
+    #[arg(long, env = "CAIRN_ALLOW_SIGV2")]
+    pub allow_sigv2: bool,
+    /// Also serve `/metrics` on the S3 port to anyone (it names buckets; the admin port always
+    /// serves it).
+    #[arg(long, env = "CAIRN_PUBLIC_METRICS")]
+    pub public_metrics: bool,
+}
+
+impl GatewayArgs {
+    /// The bounds of the S3 and admin listeners.
+    pub fn listener_limits(&self) -> cairn_transport::listener::Limits {
+        cairn_transport::listener::Limits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            handshake_timeout: self.header_timeout,
+            write_stall_timeout: self.stall_timeout,
+            ..Default::default()
+        }
+    }
 }
 
 /// `cairn-gateway dev`.
@@ -147,12 +178,11 @@ pub struct DevArgs {
 
 impl ServeArgs {
     /// The replicated index settings, if `--gateway-id` and `--peer` are given.
-    pub fn replication(&self, token: &str) -> Option<crate::consensus::ConsensusConfig> {
+    pub fn replication(&self) -> Option<crate::consensus::ConsensusConfig> {
         let id = self.gateway_id?;
         Some(crate::consensus::ConsensusConfig {
             id,
             peers: self.peers.iter().cloned().collect(),
-            token: token.to_string(),
             snapshot_every: self.raft_snapshot_every,
             zone: self.zone.clone(),
             replicas: self.index_replicas as usize,
@@ -293,7 +323,7 @@ mod tests {
                         (2, "http://h2:9001".into())
                     ]
                 );
-                let r = s.replication("t").unwrap();
+                let r = s.replication().unwrap();
                 assert_eq!((r.replicas, r.zone.as_str()), (3, ""));
                 assert_eq!(r.replica_grace, Duration::from_secs(300));
             }
@@ -316,7 +346,7 @@ mod tests {
         .unwrap();
         match c.command {
             Command::Serve(s) => {
-                let r = s.replication("t").unwrap();
+                let r = s.replication().unwrap();
                 assert_eq!((r.replicas, r.zone.as_str()), (5, "b"));
                 assert_eq!(r.replica_grace, Duration::from_secs(30));
             }

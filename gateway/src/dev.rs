@@ -87,6 +87,7 @@ impl DevFleet {
 /// Starts the storage nodes and the gateway.
 pub async fn start(args: &DevArgs) -> Result<DevFleet, DevError> {
     let (secrets, secrets_created) = credentials::load_or_create(&args.data)?;
+    let fleet_secrets = secrets.fleet_secrets()?;
     let mut nodes = Vec::new();
     let mut node_configs = Vec::new();
     for (z, zone) in ZONES.iter().enumerate() {
@@ -111,6 +112,12 @@ pub async fn start(args: &DevArgs) -> Result<DevFleet, DevError> {
                 scrub_rate: args.scrub_rate,
                 scrub_interval: args.scrub_interval,
                 repair_grace: std::time::Duration::from_secs(600),
+                fleet_secret: fleet_secrets[0].clone(),
+                fleet_secret_previous: fleet_secrets.get(1).cloned(),
+                max_connections: args.gateway.max_connections,
+                header_timeout: args.gateway.header_timeout,
+                stall_timeout: args.gateway.stall_timeout,
+                peer_timeout: std::time::Duration::from_secs(30),
             };
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             let node_id = id.clone();

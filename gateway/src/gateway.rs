@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_storage_node::codec::ErasureProfile;
+use cairn_transport::client::ClientTimeouts;
+use cairn_transport::listener::serve_router;
+use cairn_transport::server::{FleetAuth, counting_into};
+use cairn_transport::{FleetClient, Secret, Signer, Verifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,6 +35,9 @@ use crate::storage_class::StorageClasses;
 /// How often a gateway reads the storage-node registry of the index (a node registered through
 /// another gateway is written to from here at most this long after).
 const NODE_SYNC_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Largest admin request body read to check a signature (a lifecycle or replication document).
+const ADMIN_BODY_LIMIT: usize = 32 << 20;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,16 +187,33 @@ pub async fn start(
         intent_ttl_ms: args.upload_timeout.as_millis() as u64,
         split: args.split_policy(),
         merge_crash_file: args.failpoint_merge_crash_file.clone(),
+        seal: Some(Arc::new(
+            secrets
+                .sealer()
+                .map_err(|e| GatewayError::Config(e.to_string()))?,
+        )),
     };
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(3))
-        .build()
+    let fleet_secrets = secrets
+        .fleet_secrets()
         .map_err(|e| GatewayError::Config(e.to_string()))?;
+    // Every call to a storage node or another gateway is signed with the fleet credential.
+    let fleet = FleetClient::new(
+        ClientTimeouts::default(),
+        Arc::new(Signer::new(&fleet_secrets[0])),
+    );
     let metrics = Arc::new(GatewayMetrics::new());
+    let internal_auth = FleetAuth {
+        verifier: Arc::new(Verifier::new(
+            &fleet_secrets,
+            replication.as_ref().map(|r| r.id.to_string()),
+        )),
+        allow_unsigned_payload: false,
+        body_limit: crate::consensus::rpc::BODY_LIMIT,
+        rejected: counting_into(metrics.internal_auth_rejected.clone()),
+    };
     let consensus = match replication {
         Some(cfg) => Some(
-            Consensus::start(cfg, engine.clone(), http.clone(), metrics.clone())
+            Consensus::start(cfg, engine.clone(), fleet.clone(), metrics.clone())
                 .await
                 .map_err(|e| GatewayError::Config(e.to_string()))?,
         ),
@@ -201,7 +225,7 @@ pub async fn start(
     };
     let known = crate::data::registration::known_nodes(&nodes, registered);
     let configured_nodes = nodes;
-    let registry = NodeRegistry::new(known, http);
+    let registry = NodeRegistry::new(known, fleet);
     registry.probe_all().await;
     let data = DataOptions::new(profile, stripe_size);
     let writers: ClassWriters = classes
@@ -226,19 +250,21 @@ pub async fn start(
             inline_threshold: args.inline_threshold,
             region: args.region.clone(),
             owner_id: secrets.access_key.clone(),
+            stall_timeout: args.stall_timeout,
         },
     )
     .with_storage_classes(classes.clone(), writers.clone())
     .with_lifecycle_clock(clock);
+    let keys = s3.access_keys();
     let mut builder = s3s::service::S3ServiceBuilder::new(s3);
     builder.set_auth(CairnAuth::new(
         RootCredentials {
             access_key: secrets.access_key.clone(),
             secret_key: secrets.secret_key.clone(),
         },
-        index.clone(),
+        keys.clone(),
     ));
-    builder.set_access(CairnAccess::new(secrets.access_key.clone(), index.clone()));
+    builder.set_access(CairnAccess::new(secrets.access_key.clone(), keys.clone()));
     if let Some(domain) = &args.domain {
         let host = s3s::host::SingleDomain::new(domain)
             .map_err(|e| GatewayError::Config(format!("--domain {domain}: {e:?}")))?;
@@ -319,14 +345,34 @@ pub async fn start(
         lifecycle_options,
     );
     tasks.push(tokio::spawn(lifecycle.run(stop_rx.clone())));
+    tasks.push(tokio::spawn(reseal_access_keys(
+        index.clone(),
+        stop_rx.clone(),
+    )));
     let rebalancer =
         crate::rebalancer::Rebalancer::new(index.clone(), metrics.clone(), Duration::from_secs(1));
     tasks.push(tokio::spawn(rebalancer.run(stop_rx.clone())));
     {
         let (metrics, refresh, rx) = (metrics.clone(), refresh.clone(), stop_rx.clone());
+        let limits = args.listener_limits();
+        let front = crate::server::FrontOptions {
+            edge: crate::s3::edge::EdgeOptions {
+                allow_sigv2: args.allow_sigv2,
+            },
+            public_metrics: args.public_metrics,
+        };
         tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                crate::server::serve_s3(s3_listener, service, metrics, refresh, tls, rx).await
+            if let Err(e) = crate::server::serve_s3(
+                s3_listener,
+                service,
+                metrics,
+                refresh,
+                tls,
+                limits,
+                front,
+                rx,
+            )
+            .await
             {
                 tracing::error!(error = %e, "S3 server stopped");
             }
@@ -342,16 +388,33 @@ pub async fn start(
         write_quorum: data.write_quorum,
         read_quorum: profile.data_shards(),
         storage_classes: classes.clone(),
+        keys,
+        signed: FleetAuth {
+            verifier: Arc::new(Verifier::new(
+                &[Secret::new("CAIRN_ADMIN_TOKEN", &secrets.admin_token, 1)
+                    .map_err(|e| GatewayError::Config(e.to_string()))?],
+                None,
+            )),
+            allow_unsigned_payload: false,
+            body_limit: ADMIN_BODY_LIMIT,
+            rejected: counting_into(metrics.admin_auth_rejected.clone()),
+        },
     });
     {
         let mut rx = stop_rx.clone();
-        let consensus = consensus.clone();
+        let router = admin_router(admin_state, consensus.clone(), internal_auth);
+        let (limits, listener_metrics) = (args.listener_limits(), metrics.admin_listener.clone());
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(admin_listener, admin_router(admin_state, consensus.clone()))
-                .with_graceful_shutdown(async move {
+            let served = serve_router(
+                admin_listener,
+                router,
+                limits,
+                listener_metrics,
+                async move {
                     let _ = rx.changed().await;
-                })
-                .await;
+                },
+            )
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "admin server stopped");
             }
@@ -366,6 +429,25 @@ pub async fn start(
         consensus,
         tasks,
     })
+}
+
+/// Seals access-key secrets stored plain or under a previous seal key, once the index answers
+/// (a replicated one may have no leader yet at start).
+async fn reseal_access_keys(index: Index, mut stop: watch::Receiver<bool>) {
+    loop {
+        match index.reseal_access_keys().await {
+            Ok(0) => return,
+            Ok(n) => {
+                tracing::info!(keys = n, "access-key secrets sealed with the current key");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot seal access keys yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve(args) => {
             let secrets = cairn_gateway::credentials::from_env()?;
-            let replication = args.replication(&secrets.admin_token);
+            let replication = args.replication();
             let gw = cairn_gateway::gateway::start(
                 &args.gateway,
                 &args.data,

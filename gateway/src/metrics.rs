@@ -7,6 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use cairn_transport::listener::ListenerMetrics;
+use cairn_transport::server::RejectedFamily;
+
 /// Labels of an S3 request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -28,6 +31,13 @@ pub struct OperationLabels {
 pub struct BucketLabels {
     /// Bucket name.
     pub bucket: String,
+}
+
+/// Labels of access-key lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `cached`, `read` (from the index) or `throttled` (refused without reading).
+    pub result: String,
 }
 
 /// Labels of per-storage-class metrics.
@@ -328,6 +338,9 @@ pub struct GatewayMetrics {
     pub degraded_reads: Counter,
     /// Stripes reconstructed from parity.
     pub reconstructions: Counter,
+    /// Stripes whose data did not match the digest recorded at write time (a shard returned
+    /// wrong bytes).
+    pub integrity_failures: Counter,
     /// Writes acknowledged with fewer than k+m shards.
     pub degraded_writes: Counter,
     /// Shards written.
@@ -356,6 +369,16 @@ pub struct GatewayMetrics {
     pub raft: RaftMetrics,
     /// Index partitions: splits, merges, per-partition rates.
     pub partition: PartitionMetrics,
+    /// Internal requests (`/internal/v1`) refused for a missing or bad fleet signature.
+    pub internal_auth_rejected: RejectedFamily,
+    /// Admin requests refused for a missing or wrong token or signature, by reason.
+    pub admin_auth_rejected: RejectedFamily,
+    /// Access-key lookups of S3 requests, by how they were answered.
+    pub key_lookups: Family<LookupLabels, Counter>,
+    /// The S3 listener's connections.
+    pub s3_listener: ListenerMetrics,
+    /// The admin listener's connections.
+    pub admin_listener: ListenerMetrics,
 }
 
 impl GatewayMetrics {
@@ -398,6 +421,12 @@ impl GatewayMetrics {
             lifecycle: LifecycleMetrics::default(),
             raft: RaftMetrics::default(),
             partition: PartitionMetrics::default(),
+            integrity_failures: Counter::default(),
+            internal_auth_rejected: RejectedFamily::default(),
+            admin_auth_rejected: RejectedFamily::default(),
+            key_lookups: Family::default(),
+            s3_listener: ListenerMetrics::default(),
+            admin_listener: ListenerMetrics::default(),
         };
         let counters: [(&str, &str, &Counter); 9] = [
             ("s3_bytes_in", "Object bytes received", &m.bytes_in),
@@ -525,6 +554,28 @@ impl GatewayMetrics {
         );
         m.raft.register(&mut registry);
         m.partition.register(&mut registry);
+        registry.register(
+            "integrity_failures",
+            "Stripes read whose data did not match the digest recorded at write time",
+            m.integrity_failures.clone(),
+        );
+        registry.register(
+            "internal_auth_rejected",
+            "Internal requests refused for a missing or bad fleet signature, by reason",
+            m.internal_auth_rejected.clone(),
+        );
+        registry.register(
+            "s3_key_lookups",
+            "Access-key lookups of S3 requests: cached, read from the index, or throttled",
+            m.key_lookups.clone(),
+        );
+        registry.register(
+            "admin_auth_rejected",
+            "Admin API requests refused for a missing or wrong token or signature, by reason",
+            m.admin_auth_rejected.clone(),
+        );
+        m.s3_listener.register(&mut registry, "s3");
+        m.admin_listener.register(&mut registry, "admin");
         Self { registry, ..m }
     }
 

@@ -1,15 +1,26 @@
 //! Serving the S3 API over HTTP/1.1 with hyper: a request id on every response (and in the
-//! tracing span), per-operation metrics, and `/metrics` for unsigned GETs on the same port.
+//! tracing span), per-operation metrics, the edge's refusals ([`crate::s3::edge`]) before s3s
+//! sees a request, and (only with `--public-metrics`) `/metrics` for unsigned GETs on the same
+//! port; the admin port always serves it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use cairn_transport::listener::Limits;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use s3s::service::S3Service;
 
 use crate::metrics::{GatewayMetrics, OperationLabels, RequestLabels};
 use crate::s3::auth::OperationSlot;
+
+/// What the S3 port accepts beyond S3 itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrontOptions {
+    /// The edge's options.
+    pub edge: crate::s3::edge::EdgeOptions,
+    /// Serve `/metrics` to unsigned GETs on the S3 port too (it names buckets).
+    pub public_metrics: bool,
+}
 
 /// A per-request id, also sent as `x-amz-request-id`.
 #[derive(Debug, Clone)]
@@ -28,47 +39,35 @@ fn unsigned(req: &http::Request<Incoming>) -> bool {
             .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
 }
 
-/// Serves `s3` on `listener` until `shutdown` turns true; connections already open finish their
-/// current request.
-/// With `tls`, connections are HTTPS.
+/// Serves `s3` on `listener` within `limits` until `shutdown` turns true; connections already
+/// open finish their current request. With `tls`, connections are HTTPS.
 pub async fn serve_s3(
     listener: tokio::net::TcpListener,
     s3: S3Service,
     metrics: Arc<GatewayMetrics>,
     refresh_metrics: Arc<dyn Fn() + Send + Sync>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    front: FrontOptions,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let _ = socket.set_nodelay(true);
+    let listener_metrics = metrics.s3_listener.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let (s3, metrics, refresh) = (s3.clone(), metrics.clone(), refresh_metrics.clone());
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let (s3, metrics, refresh) = (s3.clone(), metrics.clone(), refresh.clone());
-            async move { handle(req, s3, metrics, refresh).await }
-        });
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let http = hyper::server::conn::http1::Builder::new();
-            let served = match tls {
-                None => http.serve_connection(TokioIo::new(socket), service).await,
-                // The handshake runs in the connection's task, so a slow client holds up no one.
-                Some(acceptor) => match acceptor.accept(socket).await {
-                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+        async move { handle(req, s3, metrics, refresh, front).await }
+    });
+    cairn_transport::listener::serve(
+        listener,
+        service,
+        limits,
+        tls,
+        listener_metrics,
+        async move {
+            let _ = shutdown.changed().await;
+        },
+        std::time::Duration::from_secs(10),
+    )
+    .await
 }
 
 /// SDKs send a user's `Content-Encoding` and the transfer's `aws-chunked` as two header fields;
@@ -116,14 +115,48 @@ async fn handle(
     s3: S3Service,
     metrics: Arc<GatewayMetrics>,
     refresh: Arc<dyn Fn() + Send + Sync>,
+    front: FrontOptions,
 ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
     let request_id = new_request_id();
-    if req.method() == http::Method::GET && req.uri().path() == "/metrics" && unsigned(&req) {
+    if front.public_metrics
+        && req.method() == http::Method::GET
+        && req.uri().path() == "/metrics"
+        && unsigned(&req)
+    {
         refresh();
         let mut resp = http::Response::new(s3s::Body::from(metrics.encode()));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(resp);
+    }
+    if let Err(refusal) =
+        crate::s3::edge::screen(req.method(), req.uri().query(), req.headers(), front.edge)
+    {
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                operation: "Unknown".into(),
+                status: refusal.status,
+            })
+            .inc();
+        tracing::debug!(code = refusal.code, "refused at the edge");
+        let mut resp = http::Response::new(s3s::Body::from(refusal.xml(&request_id)));
+        *resp.status_mut() =
+            http::StatusCode::from_u16(refusal.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/xml"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            h.insert("x-amz-request-id", v);
+        }
+        // The body of a refused upload is not read: close the connection after answering.
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
         );
         return Ok(resp);
     }

@@ -56,16 +56,22 @@ async fn replicated(dir: &std::path::Path) -> (Index, Arc<Consensus>) {
     let cfg = ConsensusConfig {
         id: 1,
         peers: BTreeMap::from([(1, "http://127.0.0.1:9".to_string())]),
-        token: "t".into(),
         snapshot_every: 1000,
         zone: "a".into(),
         replicas: 1,
         replica_grace: Duration::from_secs(60),
     };
     let metrics = Arc::new(GatewayMetrics::new());
-    let consensus = Consensus::start(cfg, engine.clone(), reqwest::Client::new(), metrics)
-        .await
-        .unwrap();
+    let consensus = Consensus::start(
+        cfg,
+        engine.clone(),
+        cairn_transport::FleetClient::with_secret(
+            &cairn_transport::Secret::new("fleet", &"f".repeat(32), 32).unwrap(),
+        ),
+        metrics,
+    )
+    .await
+    .unwrap();
     let index = Index::replicated(engine, consensus.clone(), IndexOptions::default());
     (index, consensus)
 }

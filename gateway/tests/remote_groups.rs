@@ -48,17 +48,22 @@ async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Ve
         let cfg = ConsensusConfig {
             id,
             peers: peers.clone(),
-            token: "t".into(),
             snapshot_every: 1000,
             zone: ["a", "b", "c"][id as usize - 1].into(),
             replicas: 3,
             replica_grace: Duration::from_secs(60),
         };
         let metrics = Arc::new(GatewayMetrics::new());
-        let consensus =
-            Consensus::start(cfg, engine.clone(), reqwest::Client::new(), metrics.clone())
-                .await
-                .unwrap();
+        let consensus = Consensus::start(
+            cfg,
+            engine.clone(),
+            cairn_transport::FleetClient::with_secret(
+                &cairn_transport::Secret::new("fleet", &"f".repeat(32), 32).unwrap(),
+            ),
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
         let routes: axum::Router = rpc::router(consensus.clone());
         tokio::spawn(async move { axum::serve(listener, routes).await });
         let index = Index::replicated(engine.clone(), consensus.clone(), options.clone());

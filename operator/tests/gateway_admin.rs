@@ -57,6 +57,11 @@ fn dev_args(data: std::path::PathBuf) -> DevArgs {
             split_cooldown: std::time::Duration::from_secs(30),
             merge_quiet_period: std::time::Duration::from_secs(600),
             partition_load_half_life: std::time::Duration::from_secs(10),
+            max_connections: 4096,
+            header_timeout: std::time::Duration::from_secs(30),
+            stall_timeout: std::time::Duration::from_secs(60),
+            allow_sigv2: false,
+            public_metrics: false,
         },
     }
 }

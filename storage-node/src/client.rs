@@ -1,18 +1,27 @@
 //! Typed async client of the storage-node API, used by the gateway, by peers and by tests.
+//! Every request is signed with the fleet credential for the node it is meant for, and has a
+//! deadline: control calls (status, HEAD, DELETE, listing, scrub) a fixed one, shard transfers
+//! one that grows with their size (the fleet client's [`cairn_transport::client::ClientTimeouts`]).
+
+use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_transport::FleetClient;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 
+use crate::api::{
+    ErrorBody, ListReply, NodeStatus, Peers, PutShardReply, StartScrubReply, headers,
+    parse_placement, placement_header,
+};
 use crate::codec::ErasureProfile;
 use crate::format::ShardSpec;
-use crate::ids::{ObjectId, ShardIndex};
+use crate::ids::{NodeId, ObjectId, ShardIndex};
 use crate::scrubber::ScrubStatus;
-use crate::server::{
-    ErrorBody, ListReply, NodeStatus, PutShardReply, StartScrubReply, headers, parse_placement,
-    placement_header,
-};
 use crate::store::ShardKey;
+
+/// Most bytes [`NodeClient::get_shard_bytes`] reads of a whole shard.
+pub const MAX_BYTES_READ_WHOLE: u64 = 256 << 20;
 
 /// Why a call to a storage node failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,17 +59,43 @@ impl ClientError {
 /// Client of one storage node.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
-    http: reqwest::Client,
+    fleet: FleetClient,
+    node: NodeId,
     endpoint: String,
 }
 
 impl NodeClient {
-    /// A client for the node at `endpoint` (`http://host:port`), sharing `http`'s connection pool.
-    pub fn new(http: reqwest::Client, endpoint: impl Into<String>) -> Self {
+    /// A client for node `node` at `endpoint` (`http://host:port`), sharing `fleet`'s connection
+    /// pool and signer. Requests are signed for `node`: another node refuses them.
+    pub fn new(fleet: FleetClient, node: NodeId, endpoint: impl Into<String>) -> Self {
         Self {
-            http,
+            fleet,
+            node,
             endpoint: endpoint.into().trim_end_matches('/').to_string(),
         }
+    }
+
+    /// The node this client talks to.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.fleet
+            .send(self.node.as_str(), request)
+            .await
+            .map_err(|e| self.transport(e))
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.fleet.http()
+    }
+
+    fn control(&self) -> Duration {
+        self.fleet.timeouts().control
     }
 
     /// The node's base URL.
@@ -97,23 +132,52 @@ impl NodeClient {
         })
     }
 
-    /// Stores a shard; `body` must yield exactly the payload length the spec implies.
+    /// Stores a shard; `body` must yield exactly the payload length the spec implies. Paced by
+    /// its body: the caller bounds how long a body may stall (the gateway's writer gives up a
+    /// node that stops taking data); [`NodeClient::put_shard_within`] adds a deadline.
     pub async fn put_shard(
         &self,
         spec: &ShardSpec,
         body: reqwest::Body,
     ) -> Result<PutShardReply, ClientError> {
+        self.put_shard_with(spec, body, None).await
+    }
+
+    /// [`NodeClient::put_shard`] within the transfer deadline of the shard's size: for bodies
+    /// made here, when only the node can stall the transfer.
+    pub async fn put_shard_within(
+        &self,
+        spec: &ShardSpec,
+        body: reqwest::Body,
+    ) -> Result<PutShardReply, ClientError> {
+        let deadline = self
+            .fleet
+            .timeouts()
+            .transfer(spec.geometry().shard_payload_len());
+        self.put_shard_with(spec, body, Some(deadline)).await
+    }
+
+    async fn put_shard_with(
+        &self,
+        spec: &ShardSpec,
+        body: reqwest::Body,
+        deadline: Option<Duration>,
+    ) -> Result<PutShardReply, ClientError> {
         let path = format!("/v1/shards/{}/{}", spec.object_id, spec.shard_index);
-        let resp = self
-            .http
-            .put(self.url(&path))
+        let mut request = self.http().put(self.url(&path));
+        if let Some(d) = deadline {
+            request = request.timeout(d);
+        }
+        let request = request
             .header(headers::K, spec.profile.data_shards())
             .header(headers::M, spec.profile.parity_shards())
             .header(headers::STRIPE_SIZE, spec.stripe_size)
             .header(headers::OBJECT_LENGTH, spec.object_length)
             .header(headers::PLACEMENT, placement_header(&spec.placement))
-            .body(body)
-            .send()
+            .body(body);
+        let resp = self
+            .fleet
+            .send_unhashed(self.node.as_str(), request)
             .await
             .map_err(|e| self.transport(e))?;
         let resp = self.check(resp).await?;
@@ -128,7 +192,7 @@ impl NodeClient {
         range: Option<(u64, u64)>,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let mut req = self
-            .http
+            .http()
             .get(self.url(&format!("/v1/shards/{object}/{index}")));
         if let Some((start, end)) = range {
             if start >= end {
@@ -136,7 +200,7 @@ impl NodeClient {
             }
             req = req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
         }
-        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let resp = self.send(req).await?;
         let resp = self.check(resp).await?;
         let endpoint = self.endpoint.clone();
         Ok(resp
@@ -148,16 +212,41 @@ impl NodeClient {
             .right_stream())
     }
 
-    /// Reads a whole shard (or range) into memory; for small shards and tests.
+    /// Reads a shard (or a range of it) into memory, within a deadline that grows with its
+    /// size, and never more than the range's length or [`MAX_BYTES_READ_WHOLE`] (a node sending
+    /// more gives a bad response); for blocks of a repair, small shards and tests.
     pub async fn get_shard_bytes(
         &self,
         object: ObjectId,
         index: ShardIndex,
         range: Option<(u64, u64)>,
     ) -> Result<Vec<u8>, ClientError> {
-        let stream = self.get_shard(object, index, range).await?;
-        let chunks: Vec<Bytes> = stream.try_collect().await?;
-        Ok(chunks.concat())
+        let want = range.map_or(MAX_BYTES_READ_WHOLE, |(start, end)| {
+            end.saturating_sub(start)
+        });
+        let read = async {
+            let mut stream = Box::pin(self.get_shard(object, index, range).await?);
+            let mut out = Vec::with_capacity(want.min(1 << 20) as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                if out.len() as u64 + chunk.len() as u64 > want {
+                    return Err(ClientError::BadResponse {
+                        endpoint: self.endpoint.clone(),
+                        detail: format!("more than the {want} bytes asked for"),
+                    });
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(self.fleet.timeouts().transfer(want), read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::BadResponse {
+                    endpoint: self.endpoint.clone(),
+                    detail: format!("{want} bytes not read in time"),
+                })
+            })
     }
 
     /// The shard's description, or `None` if the node does not hold it.
@@ -166,12 +255,11 @@ impl NodeClient {
         object: ObjectId,
         index: ShardIndex,
     ) -> Result<Option<ShardSpec>, ClientError> {
-        let resp = self
-            .http
+        let request = self
+            .http()
             .head(self.url(&format!("/v1/shards/{object}/{index}")))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .timeout(self.control());
+        let resp = self.send(request).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -219,12 +307,11 @@ impl NodeClient {
         object: ObjectId,
         index: ShardIndex,
     ) -> Result<bool, ClientError> {
-        let resp = self
-            .http
+        let request = self
+            .http()
             .delete(self.url(&format!("/v1/shards/{object}/{index}")))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .timeout(self.control());
+        let resp = self.send(request).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(false);
         }
@@ -243,11 +330,8 @@ impl NodeClient {
             url.push_str(&format!("&after={}.{}", a.object_id, a.shard_index));
         }
         let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .send(self.http().get(url).timeout(self.control()))
+            .await?;
         let resp = self.check(resp).await?;
         resp.json().await.map_err(|e| self.transport(e))
     }
@@ -255,11 +339,12 @@ impl NodeClient {
     /// The node's identity and space.
     pub async fn status(&self) -> Result<NodeStatus, ClientError> {
         let resp = self
-            .http
-            .get(self.url("/v1/status"))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .send(
+                self.http()
+                    .get(self.url("/v1/status"))
+                    .timeout(self.control()),
+            )
+            .await?;
         self.check(resp)
             .await?
             .json()
@@ -270,11 +355,12 @@ impl NodeClient {
     /// Asks the node to start a scrub pass; `false` if one was already running.
     pub async fn start_scrub(&self) -> Result<bool, ClientError> {
         let resp = self
-            .http
-            .post(self.url("/v1/scrub"))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .send(
+                self.http()
+                    .post(self.url("/v1/scrub"))
+                    .timeout(self.control()),
+            )
+            .await?;
         if resp.status() == StatusCode::CONFLICT {
             return Ok(false);
         }
@@ -290,11 +376,12 @@ impl NodeClient {
     /// The scrubber's current and last pass.
     pub async fn scrub_status(&self) -> Result<ScrubStatus, ClientError> {
         let resp = self
-            .http
-            .get(self.url("/v1/scrub"))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .send(
+                self.http()
+                    .get(self.url("/v1/scrub"))
+                    .timeout(self.control()),
+            )
+            .await?;
         self.check(resp)
             .await?
             .json()
@@ -302,8 +389,23 @@ impl NodeClient {
             .map_err(|e| self.transport(e))
     }
 
-    /// `true` when the node answers `/readyz` with 200.
+    /// Gives the node the fleet's storage nodes (the only peers its repairs may talk to).
+    pub async fn put_peers(&self, peers: &Peers) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(peers).expect("peers serialise");
+        let request = self
+            .http()
+            .put(self.url("/v1/peers"))
+            .timeout(self.control())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let resp = self.send(request).await?;
+        self.check(resp).await?;
+        Ok(())
+    }
+
+    /// `true` when the node answers `/readyz` with 200 (unsigned: probes carry no credential).
     pub async fn ready(&self) -> bool {
-        matches!(self.http.get(self.url("/readyz")).send().await, Ok(r) if r.status().is_success())
+        let probe = self.http().get(self.url("/readyz")).timeout(self.control());
+        matches!(probe.send().await, Ok(r) if r.status().is_success())
     }
 }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cairn_transport::Secret;
+use cairn_transport::secret::parse_secret;
 use clap::Parser;
 
 use crate::ids::NodeId;
@@ -38,6 +40,36 @@ pub struct NodeConfig {
     /// object's writer may still be storing the other shards.
     #[arg(long, env = "CAIRN_REPAIR_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub repair_grace: Duration,
+    /// The fleet credential (at least 32 characters, shared by the fleet's gateways and nodes):
+    /// `/v1` answers only requests signed with it, and repairs sign with it.
+    #[arg(long, env = "CAIRN_FLEET_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub fleet_secret: Secret,
+    /// The previous fleet credential, still accepted while a rotation rolls out.
+    #[arg(long, env = "CAIRN_FLEET_SECRET_PREVIOUS", value_parser = parse_secret, hide_env_values = true)]
+    pub fleet_secret_previous: Option<Secret>,
+    /// Deadline of a repair's calls to a peer that move no data (and the fixed part of a block
+    /// fetch's deadline, which adds a second per MiB).
+    #[arg(long, env = "CAIRN_PEER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub peer_timeout: Duration,
+    /// Connections open at once on the API port; more are closed on accept.
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A request head must arrive within this (also closes idle kept-alive connections).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// A shard body that sends nothing for this long, or a reader that takes nothing for this
+    /// long, loses its request.
+    #[arg(long, env = "CAIRN_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// The fleet secrets accepted: the current one, then the previous one.
+    pub fn fleet_secrets(&self) -> Vec<Secret> {
+        std::iter::once(self.fleet_secret.clone())
+            .chain(self.fleet_secret_previous.clone())
+            .collect()
+    }
 }
 
 /// Parses `123`, `64K`, `32M`, `2G` (powers of 1024).
@@ -84,11 +116,20 @@ mod tests {
             "1M",
             "--scrub-interval",
             "30m",
+            "--fleet-secret",
+            "0123456789abcdef0123456789abcdef",
         ])
         .unwrap();
+        assert_eq!(format!("{:?}", c.fleet_secret), "<redacted>");
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert_eq!(c.min_free_bytes, 1 << 20);
         assert_eq!(c.scrub_interval, Duration::from_secs(1800));
         assert_eq!(c.scrub_rate, 32 << 20);
         assert!(NodeConfig::try_parse_from(["n", "--node-id", "Bad Id"]).is_err());
+        // The fleet secret is required, and not short.
+        assert!(NodeConfig::try_parse_from(["n", "--node-id", "a"]).is_err());
+        assert!(
+            NodeConfig::try_parse_from(["n", "--node-id", "a", "--fleet-secret", "short"]).is_err()
+        );
     }
 }

@@ -207,7 +207,10 @@ fn header_len(_shards: usize, placement: &[PlacementEntry], blocks: u64) -> u64 
         .iter()
         .map(|p| 1 + p.node.as_str().len() + 2 + p.endpoint.len())
         .sum();
-    (fixed + placement + 4) as u64 + blocks * 4 + 4
+    // Saturating: a spec is measured before it is validated, and its length may be absurd.
+    ((fixed + placement + 4) as u64)
+        .saturating_add(blocks.saturating_mul(4))
+        .saturating_add(4)
 }
 
 /// A complete, verified shard header.
@@ -470,8 +473,52 @@ pub(crate) mod tests {
         let mut s = sample_spec(4, 2, 1024, 10);
         s.placement[0].endpoint = "ftp://x".into();
         assert!(s.validate().is_err());
-        // 2^40 bytes in 2-byte stripes would need a header far beyond the cap.
+        // 2^40 bytes in 2-byte stripes would need a header far beyond the cap; so would the
+        // largest length there is (whose block arithmetic must not overflow).
         let s = sample_spec(1, 1, 2, 1 << 40);
         assert!(s.validate().is_err());
+        let s = sample_spec(1, 1, 2, u64::MAX);
+        assert!(s.validate().is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes: decoding a header never panics, and whatever decodes re-encodes to itself.
+        #[test]
+        fn arbitrary_headers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(h) = ShardHeader::decode(&bytes) {
+                proptest::prop_assert_eq!(h.encode(), bytes);
+            }
+        }
+
+        /// A valid header with arbitrary bytes spliced in after its preamble: never a panic.
+        #[test]
+        fn mangled_headers_never_panic(at in 14usize..200, junk in proptest::collection::vec(proptest::num::u8::ANY, 1..40)) {
+            let header = ShardHeader { block_checksums: vec![3; 4], spec: sample_spec(2, 1, 64, 200) };
+            let mut bytes = header.encode();
+            let at = at.min(bytes.len());
+            bytes.splice(at..at, junk);
+            let _ = ShardHeader::decode(&bytes);
+        }
+
+        /// Any numbers in a spec: validation never panics (no overflow), and a valid spec's
+        /// geometry adds up.
+        #[test]
+        fn arbitrary_specs_never_panic(k in 1u8..20, m in 0u8..10, stripe in proptest::num::u32::ANY, len in proptest::num::u64::ANY) {
+            if let Ok(profile) = ErasureProfile::new(k, m) {
+                let mut s = sample_spec(1, 1, 64, 0);
+                s.profile = profile;
+                s.stripe_size = stripe;
+                s.object_length = len;
+                s.placement = (0..profile.total_shards()).map(|i| PlacementEntry {
+                    node: format!("n{i}").parse().unwrap(),
+                    endpoint: "http://h:1".into(),
+                }).collect();
+                if s.validate().is_ok() && s.geometry().block_count() < 10_000 {
+                    let g = s.geometry();
+                    let total: u64 = (0..g.block_count()).map(|b| g.block_len(b)).sum();
+                    proptest::prop_assert_eq!(total, g.shard_payload_len());
+                }
+            }
+        }
     }
 }

@@ -7,6 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use cairn_transport::listener::ListenerMetrics;
+use cairn_transport::server::{RejectedFamily, counting_into};
+
 /// Labels of an HTTP request metric: the route (not the raw path, to bound cardinality).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -72,6 +75,10 @@ pub struct NodeMetrics {
     pub scrub_running: Gauge,
     /// Unix time the last pass finished.
     pub scrub_last_pass_completed: Gauge,
+    /// Requests to `/v1` refused for a missing or bad fleet signature, by reason.
+    pub auth_rejected: RejectedFamily,
+    /// The API listener's connections.
+    pub listener: ListenerMetrics,
 }
 
 impl NodeMetrics {
@@ -105,8 +112,16 @@ impl NodeMetrics {
             scrub_passes: Counter::default(),
             scrub_running: Gauge::default(),
             scrub_last_pass_completed: Gauge::default(),
+            auth_rejected: RejectedFamily::default(),
+            listener: ListenerMetrics::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "node_auth_rejected",
+            "Requests refused for a missing or bad fleet signature, by reason",
+            m.auth_rejected.clone(),
+        );
+        m.listener.register(&mut registry, "node");
         registry.register(
             "node_http_requests",
             "HTTP requests by endpoint, method, status",
@@ -220,6 +235,11 @@ impl NodeMetrics {
             registry.register(name, help, g.clone());
         }
         Self { registry, ..m }
+    }
+
+    /// Counts a request refused for its fleet signature.
+    pub fn count_auth_rejection(&self, reason: &'static str) {
+        counting_into(self.auth_rejected.clone())(reason);
     }
 
     /// Prometheus text exposition of every metric.

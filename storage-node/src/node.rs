@@ -4,8 +4,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use cairn_transport::client::ClientTimeouts;
+use cairn_transport::listener::{Limits, serve_router};
+use cairn_transport::server::FleetAuth;
+use cairn_transport::{FleetClient, Signer, Verifier};
+
 use crate::config::NodeConfig;
 use crate::metrics::NodeMetrics;
+use crate::peers::PeerDirectory;
 use crate::repair::Repairer;
 use crate::scrubber::{ScrubConfig, Scrubber};
 use crate::server::{NodeState, router};
@@ -44,11 +50,19 @@ pub async fn serve(
     })?;
     let store = Arc::new(store);
     let metrics = Arc::new(NodeMetrics::new());
+    let peers = PeerDirectory::open(&config.data_dir);
+    let fleet = FleetClient::new(
+        ClientTimeouts {
+            control: config.peer_timeout,
+            ..ClientTimeouts::default()
+        },
+        Arc::new(Signer::new(&config.fleet_secret)),
+    );
     let scrubber = Scrubber::new(
         &config.data_dir,
         store.clone(),
         metrics.clone(),
-        Repairer::new(reqwest::Client::new()),
+        Repairer::new(fleet, peers.clone()),
         ScrubConfig {
             rate: config.scrub_rate,
             interval: config.scrub_interval,
@@ -59,16 +73,41 @@ pub async fn serve(
         node_id: config.node_id.clone(),
         zone: config.zone.clone(),
         store,
-        metrics,
+        metrics: metrics.clone(),
         scrub: scrubber.handle(),
         data_dir: config.data_dir.clone(),
+        peers,
+        stall_timeout: config.stall_timeout,
     });
+    let auth = FleetAuth {
+        verifier: Arc::new(Verifier::new(
+            &config.fleet_secrets(),
+            Some(config.node_id.to_string()),
+        )),
+        allow_unsigned_payload: true,
+        body_limit: 0,
+        rejected: {
+            let metrics = metrics.clone();
+            Arc::new(move |reason| metrics.count_auth_rejection(reason))
+        },
+    };
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        write_stall_timeout: config.stall_timeout,
+        ..Limits::default()
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scrub_task = tokio::spawn(scrubber.run(stop_rx));
     tracing::info!(node = %config.node_id, zone = %config.zone, addr = %listener.local_addr()?, "storage node listening");
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = serve_router(
+        listener,
+        router(state, auth),
+        limits,
+        metrics.listener.clone(),
+        shutdown,
+    )
+    .await;
     let _ = stop_tx.send(true);
     let _ = scrub_task.await;
     served.map_err(NodeError::from)

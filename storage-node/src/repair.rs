@@ -1,5 +1,7 @@
 //! Peer repair: rebuilds one shard of an object, block by block, from healthy shards held by the
-//! peers its placement names.
+//! peers its placement names. A peer is reached at the endpoint the fleet's registry gives for
+//! its id ([`PeerDirectory`]), never at one a shard header carries; a node not registered is
+//! not asked.
 //!
 //! Each block of the target shard is its share of one stripe. To rebuild it we fetch that block
 //! from k other shards (every byte a peer sends was checked against its block checksum by that
@@ -15,10 +17,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::Stream;
 
+use cairn_transport::FleetClient;
+
 use crate::client::{ClientError, NodeClient};
 use crate::codec::{Codec, CodecError};
 use crate::format::ShardSpec;
 use crate::ids::{ObjectId, ShardIndex};
+use crate::peers::PeerDirectory;
 use crate::store::{ShardFile, StoreError};
 
 /// Why a shard could not be rebuilt.
@@ -74,7 +79,8 @@ pub struct LocalCopy {
 /// Rebuilds shards from peers; cheap to clone (shares the HTTP connection pool).
 #[derive(Clone)]
 pub struct Repairer {
-    http: reqwest::Client,
+    fleet: FleetClient,
+    peers: PeerDirectory,
 }
 
 /// Per-rebuild bookkeeping of which sources are worth asking.
@@ -122,14 +128,21 @@ impl Rebuild {
 }
 
 impl Repairer {
-    /// A repairer using `http` for peer requests.
-    pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+    /// A repairer calling the nodes of `peers` with `fleet`.
+    pub fn new(fleet: FleetClient, peers: PeerDirectory) -> Self {
+        Self { fleet, peers }
     }
 
-    /// A client for the holder of shard `index` of `spec`'s object.
-    pub fn holder(&self, spec: &ShardSpec, index: usize) -> NodeClient {
-        NodeClient::new(self.http.clone(), spec.placement[index].endpoint.clone())
+    /// A client for the holder of shard `index` of `spec`'s object, if that node is registered.
+    pub fn holder(&self, spec: &ShardSpec, index: usize) -> Option<NodeClient> {
+        let node = &spec.placement[index].node;
+        match self.peers.endpoint(node) {
+            Some(endpoint) => Some(NodeClient::new(self.fleet.clone(), node.clone(), endpoint)),
+            None => {
+                tracing::debug!(%node, "not a registered storage node: not asked");
+                None
+            }
+        }
     }
 
     /// Streams the payload of shard `spec.shard_index`, rebuilt from peers (and from `local`'s good
@@ -209,17 +222,25 @@ impl Repairer {
             let fetches = batch.iter().map(|&i| {
                 let client = self.holder(spec, i);
                 async move {
-                    client
-                        .get_shard_bytes(
-                            spec.object_id,
-                            ShardIndex(i as u8),
-                            Some((off, off + len)),
-                        )
-                        .await
+                    match client {
+                        Some(c) => Some(
+                            c.get_shard_bytes(
+                                spec.object_id,
+                                ShardIndex(i as u8),
+                                Some((off, off + len)),
+                            )
+                            .await,
+                        ),
+                        None => None,
+                    }
                 }
             });
             let results = futures_util::future::join_all(fetches).await;
             for (i, r) in batch.into_iter().zip(results) {
+                let Some(r) = r else {
+                    sources.gone[i] = true;
+                    continue;
+                };
                 match r {
                     Ok(bytes) if bytes.len() as u64 == len => {
                         stripe[i] = Some(bytes);
@@ -232,8 +253,10 @@ impl Repairer {
                     Err(e) => {
                         // A missing shard or a dead peer will not do better on the next block;
                         // a corrupt block (mid-stream abort or 500) might.
+                        // A source that sent too much or not in time is not asked again either.
                         let permanent = matches!(&e, ClientError::Api { status: 404, .. })
-                            || matches!(&e, ClientError::Transport { source, .. } if source.is_connect());
+                            || matches!(&e, ClientError::BadResponse { .. })
+                            || matches!(&e, ClientError::Transport { source, .. } if source.is_connect() || source.is_timeout());
                         if permanent {
                             sources.gone[i] = true;
                         }

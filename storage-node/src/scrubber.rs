@@ -20,11 +20,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::client::ClientError;
 use crate::format::ShardSpec;
 use crate::ids::ShardIndex;
+use crate::ingest::{IngestError, store_stream};
 use crate::metrics::NodeMetrics;
 use crate::repair::{LocalCopy, RepairError, Repairer, take_cause};
 use crate::store::{ShardKey, ShardStore, StoreError};
@@ -125,6 +125,9 @@ const STATE_FILE: &str = "scrub-state.json";
 const PAGE: usize = 256;
 /// How often a running pass persists its cursor.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
+/// A rebuild that produces no block for this long is given up (each block's fetches have
+/// their own deadlines; this bounds the whole).
+const REBUILD_STALL: Duration = Duration::from_secs(300);
 
 impl Scrubber {
     /// Loads the persisted state from `data_dir` (a missing or unreadable file starts afresh).
@@ -369,24 +372,27 @@ impl Scrubber {
     /// Rebuilds this node's damaged shard and replaces it atomically.
     async fn repair_own(&self, spec: ShardSpec, local: LocalCopy) -> Result<(), RepairError> {
         let (stream, cause) = self.repairer.rebuild(spec.clone(), Some(local));
-        let mut reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
-        let store = self.store.clone();
-        let written = blocking(move || store.put(spec, &mut reader)).await;
+        let written = store_stream(self.store.clone(), spec, Box::pin(stream), REBUILD_STALL).await;
         match written {
             Ok(_) => Ok(()),
-            Err(e) => Err(take_cause(&cause).unwrap_or(RepairError::Store(e))),
+            Err(IngestError::Store(e)) => Err(take_cause(&cause).unwrap_or(RepairError::Store(e))),
+            Err(e) => Err(take_cause(&cause).unwrap_or(RepairError::Write(e.to_string()))),
         }
     }
 
     /// Walks the placement ring after this shard: each successor that is missing or corrupt on
-    /// its holder is rebuilt and stored there, until a healthy one (or an unreachable holder).
+    /// its holder is rebuilt and stored there, until a healthy one (or an unreachable or
+    /// unregistered holder).
     async fn check_successors(&self, spec: &ShardSpec, stats: &mut PassStats) {
         let n = spec.profile.total_shards();
         let me = usize::from(spec.shard_index.0);
         for step in 1..n {
             let j = (me + step) % n;
             let index = ShardIndex(j as u8);
-            let holder = self.repairer.holder(spec, j);
+            let Some(holder) = self.repairer.holder(spec, j) else {
+                tracing::debug!(peer_index = j, holder = %spec.placement[j].node, "successor holder is not a registered node; healing is the gateway's job");
+                return;
+            };
             match holder.head_shard(spec.object_id, index).await {
                 Ok(Some(_)) => return,
                 Ok(None) | Err(ClientError::Api { .. }) => {
@@ -396,7 +402,7 @@ impl Scrubber {
                     let target = spec.for_index(index);
                     let (stream, cause) = self.repairer.rebuild(target.clone(), None);
                     let put = holder
-                        .put_shard(&target, reqwest::Body::wrap_stream(stream))
+                        .put_shard_within(&target, reqwest::Body::wrap_stream(stream))
                         .await;
                     let outcome = put.map(|_| ()).map_err(|e| {
                         take_cause(&cause).unwrap_or(RepairError::Write(e.to_string()))

@@ -3,7 +3,7 @@
 //! Shard metadata travels in `x-cairn-*` headers so the body can be the raw shard payload, streamed.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -11,34 +11,22 @@ use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
-use serde::{Deserialize, Serialize};
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use cairn_transport::server::{FleetAuth, require_fleet_signature};
 
+pub use crate::api::{
+    ErrorBody, ErrorDetail, ListQuery, ListReply, NodeStatus, Peers, PutShardReply,
+    StartScrubReply, headers, parse_placement, placement_header,
+};
 use crate::codec::ErasureProfile;
-use crate::format::{PlacementEntry, ShardHeader, ShardSpec};
+use crate::format::{ShardHeader, ShardSpec};
 use crate::ids::{NodeId, ObjectId, ShardIndex};
+use crate::ingest::{IngestError, store_stream};
 use crate::metrics::{EndpointLabels, NodeMetrics, RequestLabels};
+use crate::peers::PeerDirectory;
 use crate::scrubber::{ScrubHandle, ScrubStatus};
 use crate::store::{ShardKey, ShardStore, StoreError, fs_space};
-
-/// Header names of shard metadata.
-pub mod headers {
-    /// Data shards per stripe.
-    pub const K: &str = "x-cairn-k";
-    /// Parity shards per stripe.
-    pub const M: &str = "x-cairn-m";
-    /// Object bytes per stripe.
-    pub const STRIPE_SIZE: &str = "x-cairn-stripe-size";
-    /// Total object bytes.
-    pub const OBJECT_LENGTH: &str = "x-cairn-object-length";
-    /// `node=endpoint` per shard index, comma separated.
-    pub const PLACEMENT: &str = "x-cairn-placement";
-    /// Request id echoed on every response.
-    pub const REQUEST_ID: &str = "x-request-id";
-}
 
 /// State shared by the handlers.
 pub struct NodeState {
@@ -54,6 +42,11 @@ pub struct NodeState {
     pub scrub: ScrubHandle,
     /// Data directory (for disk space figures).
     pub data_dir: std::path::PathBuf,
+    /// The fleet's storage nodes (the only peers repair talks to).
+    pub peers: PeerDirectory,
+    /// A shard body that sends nothing for this long loses its request; so does a reader that
+    /// takes nothing for this long.
+    pub stall_timeout: Duration,
 }
 
 /// An API error: HTTP status plus a stable code, rendered as `{"error":{"code","message"}}`.
@@ -75,22 +68,6 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
     }
-}
-
-/// JSON body of every error response.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Code and message of an error.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code.
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -120,9 +97,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Builds the router for a node.
-pub fn router(state: Arc<NodeState>) -> Router {
-    Router::new()
+/// Largest JSON body accepted (a peer list).
+const BODY_LIMIT: usize = 4 << 20;
+
+/// Builds the router for a node: `/v1` only for requests signed with the fleet credential for
+/// this node (`auth`); health and metrics for anyone who can reach the port.
+pub fn router(state: Arc<NodeState>, auth: FleetAuth) -> Router {
+    let api = Router::new()
         .route("/v1/shards", get(list_shards))
         .route(
             "/v1/shards/{object}/{index}",
@@ -133,6 +114,16 @@ pub fn router(state: Arc<NodeState>) -> Router {
         )
         .route("/v1/scrub", get(scrub_status).post(start_scrub))
         .route("/v1/status", get(node_status))
+        .route("/v1/peers", put(put_peers).get(get_peers))
+        .layer(middleware::from_fn_with_state(
+            FleetAuth {
+                body_limit: BODY_LIMIT,
+                ..auth
+            },
+            require_fleet_signature,
+        ));
+    Router::new()
+        .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -211,32 +202,6 @@ fn header_num<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Result<T, ApiE
         .map_err(|_| ApiError::bad_request(format!("header {name} is not a valid number")))
 }
 
-/// Renders a placement as the `x-cairn-placement` header value.
-pub fn placement_header(placement: &[PlacementEntry]) -> String {
-    placement
-        .iter()
-        .map(|p| format!("{}={}", p.node, p.endpoint))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Parses the `x-cairn-placement` header value.
-pub fn parse_placement(s: &str) -> Result<Vec<PlacementEntry>, String> {
-    s.split(',')
-        .map(|entry| {
-            let (node, endpoint) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("placement entry {entry:?} is not node=endpoint"))?;
-            Ok(PlacementEntry {
-                node: node
-                    .parse()
-                    .map_err(|e: crate::ids::IdError| e.to_string())?,
-                endpoint: endpoint.to_string(),
-            })
-        })
-        .collect()
-}
-
 fn spec_from_headers(
     object_id: ObjectId,
     shard_index: ShardIndex,
@@ -278,15 +243,6 @@ fn spec_headers(header: &ShardHeader, content_length: u64) -> HeaderMap {
     h
 }
 
-/// Reply of a successful PUT.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PutShardReply {
-    /// Payload bytes stored.
-    pub bytes: u64,
-    /// Blocks stored (one per stripe).
-    pub blocks: u64,
-}
-
 async fn put_shard(
     State(state): State<Arc<NodeState>>,
     Path((object, index)): Path<(String, String)>,
@@ -306,23 +262,29 @@ async fn put_shard(
             return Err(StoreError::WrongLength { expected, got: len }.into());
         }
     }
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let mut reader = SyncIoBridge::new(StreamReader::new(stream));
-    let st = state.clone();
-    let (result, reader) = blocking(move || {
-        let r = st.store.put(spec, &mut reader);
-        (r, reader)
-    })
-    .await?;
-    if result.is_err() {
-        drain_body(reader.into_inner().into_inner()).await;
-    }
-    let header = result.inspect_err(|e| {
-        if matches!(e, StoreError::DiskFull { .. }) {
-            state.metrics.disk_full_rejections.inc();
+    let mut body = body.into_data_stream();
+    let stored = store_stream(state.store.clone(), spec, &mut body, state.stall_timeout).await;
+    let header = match stored {
+        Ok(h) => h,
+        Err(e) => {
+            if matches!(e, IngestError::Store(StoreError::DiskFull { .. })) {
+                state.metrics.disk_full_rejections.inc();
+            }
+            tracing::warn!(%object, %index, error = %e, "shard write failed");
+            if !matches!(e, IngestError::Stalled(_) | IngestError::Body(_)) {
+                // Refused before (or while) reading the body: read the rest, within bounds,
+                // so the client sees this error rather than a broken pipe.
+                drain_body(&mut body, state.stall_timeout).await;
+            }
+            return Err(match e {
+                IngestError::Store(e) => e.into(),
+                IngestError::Body(m) => ApiError::bad_request(m),
+                IngestError::Stalled(_) => {
+                    ApiError::new(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", e.to_string())
+                }
+            });
         }
-        tracing::warn!(%object, %index, error = %e, "shard write failed");
-    })?;
+    };
     state.metrics.shards_written.inc();
     state.metrics.bytes_written.inc_by(expected);
     tracing::debug!(%object, %index, bytes = expected, "shard stored");
@@ -344,17 +306,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))
 }
 
-/// Most of a refused body we read and discard, so the client sees our error response instead of a
-/// broken pipe and the connection stays usable; past this the connection is closed instead.
+/// Most of a refused body read and discarded, so the client sees the error response instead of
+/// a broken pipe; past this (or a stall) the connection is closed instead.
 const MAX_DRAIN_BYTES: u64 = 64 << 20;
 
-async fn drain_body<S>(mut body: S)
+async fn drain_body<S>(body: &mut S, stall: Duration)
 where
-    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
 {
     use futures_util::StreamExt;
     let mut drained = 0u64;
-    while let Some(Ok(chunk)) = body.next().await {
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(stall, body.next()).await {
         drained += chunk.len() as u64;
         if drained > MAX_DRAIN_BYTES {
             break;
@@ -439,39 +401,38 @@ async fn get_shard(
             HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)).expect("ascii"),
         );
     }
-    // A blocking reader verifies one block at a time and hands it over a small channel, so memory
-    // stays at a couple of blocks whatever the shard size. On corruption the stream ends in an
-    // error, which aborts the response: the client never receives unverified bytes.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let metrics_state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let g = file.header().spec.geometry();
-        let mut pos = start;
-        while pos < end {
+    // One block at a time is read and verified on a blocking thread, then handed to the
+    // response as the client takes it: memory stays at a block whatever the shard size, and a
+    // client that stops reading holds no thread (the listener ends its connection). On
+    // corruption the stream ends in an error, which aborts the response: the client never
+    // receives unverified bytes.
+    let file = Arc::new(file);
+    let stream =
+        futures_util::stream::unfold(Some((start, file, state)), move |cursor| async move {
+            let (pos, file, state) = cursor?;
+            if pos >= end {
+                return None;
+            }
+            let g = file.header().spec.geometry();
             let b = g.block_of(pos);
             let block_end = (g.block_offset(b) + g.block_len(b)).min(end);
-            let chunk = file.read_range(pos, block_end);
-            let item = match chunk {
-                Ok(c) => Ok(Bytes::from(c)),
-                Err(e) => {
+            let reader = file.clone();
+            let chunk = blocking(move || reader.read_range(pos, block_end)).await;
+            match chunk {
+                Ok(Ok(c)) => {
+                    state.metrics.bytes_read.inc_by(block_end - pos);
+                    Some((Ok(Bytes::from(c)), Some((block_end, file, state))))
+                }
+                Ok(Err(e)) => {
                     if matches!(e, StoreError::Corrupt { .. }) {
-                        metrics_state.metrics.corrupt_reads.inc();
+                        state.metrics.corrupt_reads.inc();
                     }
                     tracing::error!(%object, %index, error = %e, "shard read failed mid-stream");
-                    Err(std::io::Error::other(e.to_string()))
+                    Some((Err(std::io::Error::other(e.to_string())), None))
                 }
-            };
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
-                return;
+                Err(e) => Some((Err(std::io::Error::other(e.message)), None)),
             }
-            metrics_state.metrics.bytes_read.inc_by(block_end - pos);
-            pos = block_end;
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+        });
     Ok((status, resp_headers, Body::from_stream(stream)).into_response())
 }
 
@@ -487,24 +448,6 @@ async fn delete_shard(
     } else {
         Err(StoreError::NotFound { object, index }.into())
     }
-}
-
-/// Query of a shard listing page.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Return shards after this `object.index` key.
-    pub after: Option<String>,
-    /// Page size (1..=10000, default 1000).
-    pub limit: Option<usize>,
-}
-
-/// One page of a shard listing.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ListReply {
-    /// Shards in (object, index) order.
-    pub shards: Vec<ShardKey>,
-    /// Cursor for the next page, absent on the last one.
-    pub next: Option<String>,
 }
 
 async fn list_shards(
@@ -540,23 +483,6 @@ async fn list_shards(
     Ok(axum::Json(ListReply { shards, next }))
 }
 
-/// Reply of `GET /v1/status`: who the node is and how full it is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    /// The node's id.
-    pub node_id: NodeId,
-    /// The node's zone.
-    pub zone: String,
-    /// Bytes free for shards (above the reserve).
-    pub available_bytes: u64,
-    /// Size of the data filesystem.
-    pub total_bytes: u64,
-    /// Shard files stored.
-    pub shards: u64,
-    /// Bytes of shard files stored.
-    pub shard_bytes: u64,
-}
-
 async fn node_status(
     State(state): State<Arc<NodeState>>,
 ) -> Result<axum::Json<NodeStatus>, ApiError> {
@@ -570,14 +496,24 @@ async fn node_status(
         total_bytes,
         shards,
         shard_bytes,
+        peers_digest: state.peers.digest(),
     }))
 }
 
-/// Reply of `POST /v1/scrub`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StartScrubReply {
-    /// `false` when a pass was already running (it goes on; no second one is queued).
-    pub started: bool,
+async fn put_peers(
+    State(state): State<Arc<NodeState>>,
+    axum::Json(peers): axum::Json<Peers>,
+) -> Result<StatusCode, ApiError> {
+    let dir = state.peers.clone();
+    let replaced = tokio::task::spawn_blocking(move || dir.replace(peers))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    replaced.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_peers(State(state): State<Arc<NodeState>>) -> axum::Json<Peers> {
+    axum::Json(state.peers.peers())
 }
 
 async fn start_scrub(
@@ -634,21 +570,5 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=5-4", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
-    }
-
-    #[test]
-    fn placement_header_round_trips() {
-        let p = vec![
-            PlacementEntry {
-                node: "a".parse().unwrap(),
-                endpoint: "http://127.0.0.1:1".into(),
-            },
-            PlacementEntry {
-                node: "b".parse().unwrap(),
-                endpoint: "http://h:2".into(),
-            },
-        ];
-        assert_eq!(parse_placement(&placement_header(&p)).unwrap(), p);
-        assert!(parse_placement("nonsense").is_err());
     }
 }

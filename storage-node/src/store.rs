@@ -123,7 +123,38 @@ impl ShardStore {
 
     /// Streams a shard body from `body` into a durable shard file; returns the header written.
     /// The body must be exactly the payload length the spec implies. Replaces an existing shard.
+    /// Blocking, reading `body` as it goes: for bodies already in memory or on disk. Bodies that
+    /// arrive over the network go through [`ShardStore::begin`] block by block instead, so no
+    /// thread waits on a socket.
     pub fn put(&self, spec: ShardSpec, body: &mut dyn Read) -> Result<ShardHeader, StoreError> {
+        let mut writer = self.begin(spec)?;
+        let geometry = writer.spec.geometry();
+        let mut block = Vec::with_capacity(geometry.full_block_len() as usize);
+        for i in 0..geometry.block_count() {
+            block.resize(geometry.block_len(i) as usize, 0);
+            let n = read_full(body, &mut block)?;
+            if n < block.len() {
+                return Err(StoreError::WrongLength {
+                    expected: geometry.shard_payload_len(),
+                    got: writer.written + n as u64,
+                });
+            }
+            writer.write_block(&block)?;
+        }
+        let mut extra = [0u8; 1];
+        if read_full(body, &mut extra)? > 0 {
+            return Err(StoreError::WrongLength {
+                expected: geometry.shard_payload_len(),
+                got: writer.written + 1,
+            });
+        }
+        self.commit(writer)
+    }
+
+    /// Starts writing a shard: checks the spec and the free space, and opens a temporary file.
+    /// Feed it every block in order ([`ShardWriter::write_block`]), then [`ShardStore::commit`];
+    /// a writer dropped before that leaves nothing behind.
+    pub fn begin(&self, spec: ShardSpec) -> Result<ShardWriter, StoreError> {
         spec.validate()?;
         let geometry = spec.geometry();
         let header_len = spec.header_len();
@@ -138,83 +169,82 @@ impl ShardStore {
             spec.shard_index,
             self.tmp_counter.fetch_add(1, Ordering::Relaxed)
         ));
-        let result = self
-            .write_tmp(&tmp, spec, body, header_len)
-            .and_then(|header| {
-                let dest = self.shard_path(&header.spec.object_id, header.spec.shard_index);
-                let parent = dest.parent().expect("shard paths have a parent");
-                if !parent.exists() {
-                    fs::create_dir_all(parent)?;
-                    sync_dir(&self.shards_dir)?;
-                }
-                let replaced = fs::metadata(&dest).ok().map(|m| m.len());
-                fs::rename(&tmp, &dest)?;
-                sync_dir(parent)?;
-                match replaced {
-                    Some(old) => {
-                        self.stored_bytes.fetch_sub(old, Ordering::Relaxed);
-                    }
-                    None => {
-                        self.stored_shards.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                self.stored_bytes.fetch_add(needed, Ordering::Relaxed);
-                Ok(header)
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| {
+                // Room for the header, which is only known once every block's checksum is.
+                file.write_all(&vec![0u8; header_len as usize])?;
+                Ok(file)
             });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| match e {
-            StoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => StoreError::DiskFull {
-                needed,
-                available: 0,
-            },
-            other => other,
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(no_space(e.into(), needed));
+            }
+        };
+        Ok(ShardWriter {
+            checksums: Vec::with_capacity(geometry.block_count() as usize),
+            spec,
+            file: Some(file),
+            tmp,
+            needed,
+            written: 0,
+            committed: false,
         })
     }
 
-    fn write_tmp(
-        &self,
-        tmp: &Path,
-        spec: ShardSpec,
-        body: &mut dyn Read,
-        header_len: u64,
-    ) -> Result<ShardHeader, StoreError> {
-        let geometry = spec.geometry();
-        let mut file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
-        // Room for the header, which is only known once every block's checksum is.
-        file.write_all(&vec![0u8; header_len as usize])?;
-        let mut checksums = Vec::with_capacity(geometry.block_count() as usize);
-        let mut block = Vec::with_capacity(geometry.full_block_len() as usize);
-        let mut got = 0u64;
-        for i in 0..geometry.block_count() {
-            let len = geometry.block_len(i) as usize;
-            block.resize(len, 0);
-            let n = read_full(body, &mut block)?;
-            got += n as u64;
-            if n < len {
-                return Err(StoreError::WrongLength {
-                    expected: geometry.shard_payload_len(),
-                    got,
-                });
-            }
-            checksums.push(crc32c::crc32c(&block));
-            file.write_all(&block)?;
-        }
-        let mut extra = [0u8; 1];
-        if read_full(body, &mut extra)? > 0 {
+    /// Finishes a shard: writes its header, fsyncs it and renames it into place (replacing an
+    /// existing one), then fsyncs the directory.
+    pub fn commit(&self, mut writer: ShardWriter) -> Result<ShardHeader, StoreError> {
+        let geometry = writer.spec.geometry();
+        if writer.checksums.len() as u64 != geometry.block_count() {
             return Err(StoreError::WrongLength {
                 expected: geometry.shard_payload_len(),
-                got: got + 1,
+                got: writer.written,
             });
         }
+        let needed = writer.needed;
         let header = ShardHeader {
-            spec,
-            block_checksums: checksums,
+            spec: writer.spec.clone(),
+            block_checksums: std::mem::take(&mut writer.checksums),
         };
+        self.install(&mut writer, &header)
+            .map_err(|e| no_space(e, needed))?;
+        Ok(header)
+    }
+
+    fn install(&self, writer: &mut ShardWriter, header: &ShardHeader) -> Result<(), StoreError> {
+        let file = writer
+            .file
+            .take()
+            .expect("an uncommitted writer has its file");
         file.write_all_at(&header.encode(), 0)?;
         file.sync_all()?;
-        Ok(header)
+        drop(file);
+        let dest = self.shard_path(&header.spec.object_id, header.spec.shard_index);
+        let parent = dest.parent().expect("shard paths have a parent");
+        if !parent.exists() {
+            fs::create_dir_all(parent)?;
+            sync_dir(&self.shards_dir)?;
+        }
+        let replaced = fs::metadata(&dest).ok().map(|m| m.len());
+        fs::rename(&writer.tmp, &dest)?;
+        writer.committed = true;
+        sync_dir(parent)?;
+        match replaced {
+            Some(old) => {
+                self.stored_bytes.fetch_sub(old, Ordering::Relaxed);
+            }
+            None => {
+                self.stored_shards.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stored_bytes
+            .fetch_add(writer.needed, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Opens a shard for reading, verifying its header.
@@ -346,6 +376,71 @@ fn parse_shard_name(name: &str) -> Option<ShardKey> {
         object_id: id.parse().ok()?,
         shard_index: index.parse().ok()?,
     })
+}
+
+/// A shard being written: a temporary file, removed if the writer is dropped uncommitted.
+#[derive(Debug)]
+pub struct ShardWriter {
+    spec: ShardSpec,
+    file: Option<File>,
+    tmp: PathBuf,
+    checksums: Vec<u32>,
+    needed: u64,
+    written: u64,
+    committed: bool,
+}
+
+impl ShardWriter {
+    /// The shard being written.
+    pub fn spec(&self) -> &ShardSpec {
+        &self.spec
+    }
+
+    /// Length of the next block expected, `None` once every block is written.
+    pub fn next_block_len(&self) -> Option<u64> {
+        let g = self.spec.geometry();
+        let i = self.checksums.len() as u64;
+        (i < g.block_count()).then(|| g.block_len(i))
+    }
+
+    /// Appends the next block (exactly [`ShardWriter::next_block_len`] bytes).
+    pub fn write_block(&mut self, block: &[u8]) -> Result<(), StoreError> {
+        let g = self.spec.geometry();
+        if self.next_block_len() != Some(block.len() as u64) {
+            return Err(StoreError::WrongLength {
+                expected: g.shard_payload_len(),
+                got: self.written + block.len() as u64,
+            });
+        }
+        let file = self
+            .file
+            .as_mut()
+            .expect("an uncommitted writer has its file");
+        file.write_all(block)
+            .map_err(|e| no_space(e.into(), self.needed))?;
+        self.checksums.push(crc32c::crc32c(block));
+        self.written += block.len() as u64;
+        Ok(())
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// `DiskFull` for an I/O error that says so.
+fn no_space(e: StoreError, needed: u64) -> StoreError {
+    match e {
+        StoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => StoreError::DiskFull {
+            needed,
+            available: 0,
+        },
+        other => other,
+    }
 }
 
 /// An open shard whose header has been verified.

@@ -64,8 +64,9 @@ async fn shard_api_round_trips_and_rejects_bad_input() {
     }
     assert_eq!(seen, vec![0, 1, 2, 3, 4, 5]);
 
-    // Bad input: 4xx with a JSON error code, never a panic.
-    let http = reqwest::Client::new();
+    // Bad input (signed with the fleet credential): 4xx with a JSON error code, never a panic.
+    let fleet = fleet_client();
+    let http = fleet.http().clone();
     let base = node.endpoint();
     let cases = [
         (
@@ -106,7 +107,7 @@ async fn shard_api_round_trips_and_rejects_bad_input() {
         ),
     ];
     for (req, status, code) in cases {
-        let resp = req.send().await.unwrap();
+        let resp = fleet.send(&node.id, req).await.unwrap();
         assert_eq!(resp.status().as_u16(), status);
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{body}");
@@ -126,13 +127,11 @@ async fn shard_api_round_trips_and_rejects_bad_input() {
             .unwrap()
             .is_none()
     );
-    let resp = http
+    let request = http
         .put(format!("{base}/v1/shards/{}/0", other.object_id))
         .header("x-cairn-k", "0")
-        .header("x-cairn-m", "2")
-        .send()
-        .await
-        .unwrap();
+        .header("x-cairn-m", "2");
+    let resp = fleet.send(&node.id, request).await.unwrap();
     assert_eq!(resp.status(), 400);
 
     // Delete, then it is gone.

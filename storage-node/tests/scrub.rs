@@ -66,6 +66,7 @@ async fn scrub_repairs_what_it_can_and_touches_nothing_else() {
     for n in &nodes {
         n.wait_ready().await;
     }
+    introduce(&nodes).await;
     let placement: Vec<(String, String)> =
         nodes.iter().map(|n| (n.id.clone(), n.endpoint())).collect();
 

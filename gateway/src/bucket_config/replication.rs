@@ -98,14 +98,24 @@ pub struct Destination {
     pub credentials: Option<DestinationCredentials>,
 }
 
-/// A key pair for the destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A key pair for the destination. Its `Debug` hides the secret; in the index the secret is
+/// sealed ([`crate::seal`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DestinationCredentials {
     /// Access key id.
     pub access_key_id: String,
     /// Secret key.
     pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for DestinationCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &REDACTED)
+            .finish()
+    }
 }
 
 /// What the secret key is shown as when a configuration is read back.
@@ -189,6 +199,20 @@ impl ReplicationConfiguration {
                 return Err(ConfigError::InvalidArgument(
                     "The destination Endpoint must be an http:// or https:// URL".into(),
                 ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Applies `f` to every destination secret (to seal or open them), with the access key id
+    /// each belongs to.
+    pub fn map_secrets<E>(
+        mut self,
+        mut f: impl FnMut(&str, &str) -> Result<String, E>,
+    ) -> Result<Self, E> {
+        for r in &mut self.rules {
+            if let Some(c) = &mut r.destination.credentials {
+                c.secret_access_key = f(&c.access_key_id, &c.secret_access_key)?;
             }
         }
         Ok(self)

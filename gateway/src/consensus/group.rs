@@ -192,8 +192,8 @@ pub(super) struct Reconciler {
     pub(super) peers: BTreeMap<u64, String>,
     pub(super) replicas: usize,
     pub(super) grace: Duration,
-    pub(super) http: reqwest::Client,
-    pub(super) token: String,
+    /// Signs calls to peers.
+    pub(super) fleet: cairn_transport::FleetClient,
     pub(super) metrics: Arc<GatewayMetrics>,
     /// This replica of the index, which holds the retiring set (see [`Consensus::retire`]).
     pub(super) engine: Arc<RocksEngine>,
@@ -235,13 +235,12 @@ impl Reconciler {
                 .filter(|(id, _)| **id != self.id)
                 .map(|(id, addr)| async move {
                     let url = format!("{addr}/internal/v1/index/hello");
-                    let answer = self
-                        .http
+                    let request = self
+                        .fleet
+                        .http()
                         .get(&url)
-                        .bearer_auth(&self.token)
-                        .timeout(Duration::from_millis(800))
-                        .send()
-                        .await;
+                        .timeout(Duration::from_millis(800));
+                    let answer = self.fleet.send(&id.to_string(), request).await;
                     let hello = match answer {
                         Ok(r) if r.status().is_success() => r.json::<Hello>().await.ok(),
                         _ => None,

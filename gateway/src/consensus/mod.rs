@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cairn_transport::FleetClient;
 use openraft::error::RaftError;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -103,8 +104,6 @@ pub struct ConsensusConfig {
     pub id: u64,
     /// Every gateway of the fleet (this one too): id → admin API base URL.
     pub peers: BTreeMap<u64, String>,
-    /// Token peers present (the fleet's admin token).
-    pub token: String,
     /// A snapshot of the index is taken every this many log entries, and the log before it
     /// purged; a replica that fell further behind catches up from the snapshot.
     pub snapshot_every: u64,
@@ -243,8 +242,8 @@ pub struct Consensus {
     /// appear.
     runtimes: std::sync::Mutex<BTreeMap<GroupId, Arc<GroupRuntime>>>,
     peers: BTreeMap<u64, String>,
-    http: reqwest::Client,
-    token: String,
+    /// Signs every call to a peer with the fleet credential.
+    fleet: FleetClient,
     metrics: Arc<GatewayMetrics>,
     /// Told of the reads other gateways report (while this one leads).
     read_observer: std::sync::OnceLock<store::ReadObserver>,
@@ -273,7 +272,7 @@ impl Consensus {
     pub async fn start(
         cfg: ConsensusConfig,
         engine: Arc<RocksEngine>,
-        http: reqwest::Client,
+        fleet: FleetClient,
         metrics: Arc<GatewayMetrics>,
     ) -> Result<Arc<Self>, ConsensusError> {
         if !cfg.peers.contains_key(&cfg.id) {
@@ -317,10 +316,10 @@ impl Consensus {
             })
         };
         let (id, config) = (cfg.id, Arc::new(config));
-        let (launch_http, token) = (http.clone(), cfg.token.clone());
+        let launch_fleet = fleet.clone();
         let launch: host::Launch = Arc::new(move |group, log, state| {
-            let net = HttpNetwork::new(launch_http.clone(), token.clone(), group)
-                .reporting_missing(reporter.clone());
+            let net =
+                HttpNetwork::new(launch_fleet.clone(), group).reporting_missing(reporter.clone());
             let config = config.clone();
             Box::pin(async move {
                 Raft::new(id, config, net, log, state)
@@ -371,8 +370,7 @@ impl Consensus {
             host,
             runtimes: Default::default(),
             peers: cfg.peers,
-            http,
-            token: cfg.token,
+            fleet,
             metrics,
             read_observer: std::sync::OnceLock::new(),
             hand_over_observer: std::sync::OnceLock::new(),
@@ -448,8 +446,7 @@ impl Consensus {
                 peers: self.peers.clone(),
                 replicas: self.replicas,
                 grace: self.replica_grace,
-                http: self.http.clone(),
-                token: self.token.clone(),
+                fleet: self.fleet.clone(),
                 metrics: self.metrics.clone(),
                 engine: self.engine.clone(),
                 stepping_down: stepping_down.clone(),
@@ -985,14 +982,13 @@ impl Consensus {
         } else {
             format!("{base}/internal/v1/index/{group}/{what}")
         };
-        let sent = self
-            .http
+        let request = self
+            .fleet
+            .http()
             .post(&url)
-            .bearer_auth(&self.token)
             .timeout(Duration::from_secs(10))
-            .json(body)
-            .send()
-            .await;
+            .json(body);
+        let sent = self.fleet.send(&leader.to_string(), request).await;
         match sent {
             Ok(r) if r.status().is_success() => r
                 .json()
@@ -1075,13 +1071,8 @@ impl Consensus {
                 "{}/internal/v1/index/{group}/progress",
                 self.peers.get(&id).unwrap_or(&addr)
             );
-            let answer = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.token)
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
+            let request = self.fleet.http().get(&url).timeout(Duration::from_secs(1));
+            let answer = self.fleet.send(&id.to_string(), request).await;
             let progress = match answer {
                 Ok(r) if r.status().is_success() => r.json::<GroupProgress>().await.ok(),
                 _ => None,

@@ -1,8 +1,11 @@
 //! Raft messages between gateways: JSON over HTTP to the peer's admin port
-//! (`/internal/v1/raft/{group}/*`, with the fleet's admin token), answered by [`super::rpc`].
+//! (`/internal/v1/raft/{group}/*`, signed with the fleet credential for that peer), answered by
+//! [`super::rpc`].
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use cairn_transport::FleetClient;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -27,18 +30,16 @@ pub type MissingReporter = Arc<dyn Fn(GroupId, NodeId) + Send + Sync>;
 /// Makes a client per peer of one Raft group; the HTTP connection pool is shared.
 #[derive(Clone)]
 pub struct HttpNetwork {
-    http: reqwest::Client,
-    token: String,
+    fleet: FleetClient,
     group: GroupId,
     missing: Option<MissingReporter>,
 }
 
 impl HttpNetwork {
-    /// Peers of `group` are called with `http` and authenticate with `token`.
-    pub fn new(http: reqwest::Client, token: String, group: GroupId) -> Self {
+    /// Peers of `group` are called with `fleet`.
+    pub fn new(fleet: FleetClient, group: GroupId) -> Self {
         Self {
-            http,
-            token,
+            fleet,
             group,
             missing: None,
         }
@@ -84,15 +85,8 @@ impl HttpPeer {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("{}/internal/v1/raft/{}/{what}", self.addr, self.net.group);
-        let sent = self
-            .net
-            .http
-            .post(&url)
-            .bearer_auth(&self.net.token)
-            .timeout(ttl)
-            .json(req)
-            .send()
-            .await;
+        let request = self.net.fleet.http().post(&url).timeout(ttl).json(req);
+        let sent = self.net.fleet.send(&self.target.to_string(), request).await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() => {
@@ -186,7 +180,8 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, routes).await });
         let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = reported.clone();
-        let mut net = HttpNetwork::new(reqwest::Client::new(), "t".into(), 7).reporting_missing(
+        let secret = cairn_transport::Secret::new("t", &"s".repeat(32), 32).unwrap();
+        let mut net = HttpNetwork::new(FleetClient::with_secret(&secret), 7).reporting_missing(
             Arc::new(move |group, peer| seen.lock().unwrap().push((group, peer))),
         );
         let mut peer = net.new_client(2, &BasicNode { addr }).await;

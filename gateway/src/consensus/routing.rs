@@ -426,7 +426,7 @@ impl Consensus {
     /// The groups peer `id` at `addr` runs, if it answers.
     async fn groups_of_peer(&self, id: u64, addr: &str) -> Option<Vec<GroupReplica>> {
         let url = format!("{}/internal/v1/index/groups", addr.trim_end_matches('/'));
-        let groups = self.get_json::<Vec<GroupReplica>>(&url).await;
+        let groups = self.get_json::<Vec<GroupReplica>>(id, &url).await;
         if groups.is_none() {
             tracing::debug!(peer = id, "peer did not say which index groups it runs");
         }
@@ -434,14 +434,9 @@ impl Consensus {
     }
 
     /// A peer's JSON answer to an internal GET, if it gives one in time.
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Option<T> {
-        let sent = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .timeout(LEARN_TIMEOUT)
-            .send()
-            .await;
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, peer: u64, url: &str) -> Option<T> {
+        let request = self.fleet.http().get(url).timeout(LEARN_TIMEOUT);
+        let sent = self.fleet.send(&peer.to_string(), request).await;
         match sent {
             Ok(r) if r.status().is_success() => r.json::<T>().await.ok(),
             _ => None,

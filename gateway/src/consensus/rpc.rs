@@ -1,4 +1,5 @@
-//! The internal endpoints gateways call on each other (on the admin port, behind its token):
+//! The internal endpoints gateways call on each other (on the admin port, behind the fleet
+//! credential, not the admin token):
 //! Raft's own messages, index proposals and read-index requests forwarded to the leader, and the
 //! followers' read-load reports, and the leader's liveness probe.
 
@@ -22,9 +23,9 @@ use super::store::{GroupId, INDEX_GROUP};
 use super::{Consensus, Forwarded, Hello, TypeConfig};
 
 /// Raft batches carry inline objects; they may be far larger than axum's 2 MiB default.
-const BODY_LIMIT: usize = 256 << 20;
+pub const BODY_LIMIT: usize = 256 << 20;
 
-/// The internal routes, for the admin router (which adds the token check).
+/// The internal routes, for the admin router (which adds the fleet signature check).
 pub fn router<S: Clone + Send + Sync + 'static>(consensus: Arc<Consensus>) -> Router<S> {
     Router::new()
         .route("/internal/v1/raft/{group}/append", post(append))

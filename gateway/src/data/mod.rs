@@ -42,6 +42,10 @@ pub enum DataError {
     /// The codec refused a stripe.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// No k shards of a stripe give the data recorded when it was written: the shards read
+    /// back are wrong, and nothing of that stripe is returned.
+    #[error("stripe {stripe} of {object}: no set of shards gives the data recorded at write time")]
+    Integrity { object: ObjectId, stripe: u64 },
 }
 
 /// How new data is encoded.

@@ -5,8 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use cairn_storage_node::api::Peers;
 use cairn_storage_node::client::{ClientError, NodeClient};
+use cairn_storage_node::format::PlacementEntry;
 use cairn_storage_node::ids::NodeId;
+use cairn_transport::FleetClient;
 use serde::Serialize;
 
 use super::placement::Candidate;
@@ -92,16 +95,16 @@ pub enum Registered {
 #[derive(Clone)]
 pub struct NodeRegistry {
     entries: Arc<RwLock<Arc<Vec<Arc<Entry>>>>>,
-    http: reqwest::Client,
+    fleet: FleetClient,
 }
 
 /// Writes are not placed on a node with less than this free.
 const FULL_BELOW_BYTES: u64 = 64 << 20;
 
 impl Entry {
-    fn new(config: NodeConfig, http: &reqwest::Client) -> Self {
+    fn new(config: NodeConfig, fleet: &FleetClient) -> Self {
         Self {
-            client: NodeClient::new(http.clone(), config.endpoint.clone()),
+            client: NodeClient::new(fleet.clone(), config.id.clone(), config.endpoint.clone()),
             config,
             up: AtomicBool::new(true),
             available_bytes: AtomicU64::new(u64::MAX),
@@ -112,11 +115,12 @@ impl Entry {
 }
 
 impl NodeRegistry {
-    /// A registry of `nodes`, all assumed up until a probe says otherwise.
-    pub fn new(nodes: Vec<NodeConfig>, http: reqwest::Client) -> Self {
+    /// A registry of `nodes`, all assumed up until a probe says otherwise; nodes are called
+    /// with `fleet`.
+    pub fn new(nodes: Vec<NodeConfig>, fleet: FleetClient) -> Self {
         let registry = Self {
             entries: Arc::default(),
-            http,
+            fleet,
         };
         for n in nodes {
             registry.register(n);
@@ -137,7 +141,7 @@ impl NodeRegistry {
             return Registered::Unchanged;
         }
         let mut list = entries.as_ref().clone();
-        let entry = Arc::new(Entry::new(config.clone(), &self.http));
+        let entry = Arc::new(Entry::new(config.clone(), &self.fleet));
         let done = match at {
             Some(i) => {
                 list[i] = entry;
@@ -214,7 +218,7 @@ impl NodeRegistry {
     pub fn client_for(&self, id: &NodeId, fallback_endpoint: &str) -> NodeClient {
         match self.list().iter().find(|e| &e.config.id == id) {
             Some(e) => e.client.clone(),
-            None => NodeClient::new(self.http.clone(), fallback_endpoint),
+            None => NodeClient::new(self.fleet.clone(), id.clone(), fallback_endpoint),
         }
     }
 
@@ -263,9 +267,28 @@ impl NodeRegistry {
             .collect()
     }
 
-    /// Probes every node once: its status endpoint decides up/down and free space.
+    /// The registered nodes as the peer list storage nodes repair from.
+    pub fn peers(&self) -> Peers {
+        Peers {
+            nodes: self
+                .list()
+                .iter()
+                .map(|e| PlacementEntry {
+                    node: e.config.id.clone(),
+                    endpoint: e.config.endpoint.clone(),
+                })
+                .collect(),
+        }
+        .normalized()
+    }
+
+    /// Probes every node once: its status endpoint decides up/down and free space. A node
+    /// whose peer list differs from the registry is sent the registry's.
     pub async fn probe_all(&self) {
         let list = self.list();
+        let peers = self.peers();
+        let digest = peers.digest();
+        let peers = &peers;
         let probes = list.iter().map(|e| async move {
             let status = tokio::time::timeout(Duration::from_secs(2), e.client.status()).await;
             match status {
@@ -275,6 +298,11 @@ impl NodeRegistry {
                     e.shard_bytes.store(s.shard_bytes, Ordering::Relaxed);
                     if !e.up.swap(true, Ordering::Relaxed) {
                         tracing::info!(node = %e.config.id, "storage node is up");
+                    }
+                    if s.peers_digest != digest
+                        && let Err(err) = e.client.put_peers(peers).await
+                    {
+                        tracing::warn!(node = %e.config.id, error = %err, "could not send the peer list");
                     }
                 }
                 _ => {
@@ -323,7 +351,9 @@ mod tests {
         let n = |s: &str| parse_node(s).unwrap();
         let r = NodeRegistry::new(
             vec![n("n1@a=http://127.0.0.1:1"), n("n2@b=http://127.0.0.1:2")],
-            reqwest::Client::new(),
+            FleetClient::with_secret(
+                &cairn_transport::Secret::new("t", &"s".repeat(32), 32).unwrap(),
+            ),
         );
         let view = r.placement_view();
         assert_eq!(

@@ -2,7 +2,10 @@
 //! concatenates their blocks (no decoding); a shard that is missing, corrupt (its node aborts the
 //! stream), slow or unreachable is replaced by another shard from the same stripe on, and the
 //! stripe is reconstructed. Only the stripes covering the requested range are fetched. Fewer than k
-//! readable shards for a stripe is an error, never wrong bytes.
+//! readable shards for a stripe is an error, never wrong bytes. Every stripe is checked against
+//! the digest the gateway recorded when it wrote the blob ([`crate::integrity`]): a stripe that
+//! does not match is rebuilt from a set of shards that gives the recorded data, and the shards
+//! that lied are not read again; when no set does, the read fails.
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -20,6 +23,7 @@ use tokio::sync::mpsc;
 use super::DataError;
 use super::nodes::{NodeRegistry, unreachable};
 use crate::index::records::StoredBlob;
+use crate::integrity::Check;
 use crate::metrics::GatewayMetrics;
 
 /// A block that takes longer than this to arrive counts as a failed shard.
@@ -286,7 +290,7 @@ impl ReadJob {
                 }
             }
             let data_len = g.stripe_data_len(b) as usize;
-            let stripe = if blocks[..k].iter().all(|x| x.is_some()) {
+            let mut stripe = if blocks[..k].iter().all(|x| x.is_some()) {
                 let mut out = Vec::with_capacity(k * block_len);
                 for blk in blocks[..k].iter().flatten() {
                     out.extend_from_slice(blk);
@@ -296,7 +300,8 @@ impl ReadJob {
             } else {
                 self.reader.metrics.reconstructions.inc();
                 // Use exactly the blocks we have; decode needs any k.
-                match codec.decode_stripe(&mut blocks, data_len) {
+                let mut have = blocks.clone();
+                match codec.decode_stripe(&mut have, data_len) {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = tx.send(Err(DataError::Codec(e))).await;
@@ -304,6 +309,58 @@ impl ReadJob {
                     }
                 }
             };
+            if self.blob.stripe_digests.check(b, &stripe) == Check::Mismatch {
+                self.reader.metrics.integrity_failures.inc();
+                degraded = true;
+                tracing::error!(object = %self.blob.object_id, stripe = b, "stripe does not match the digest recorded at write time; finding the shards that lie");
+                // Every other shard's block of this stripe, then a set of k that gives the data.
+                for i in 0..n {
+                    if blocks[i].is_some() || !health.usable(i, b) {
+                        continue;
+                    }
+                    let opened = match sources[i].take() {
+                        Some(s) => Ok(s),
+                        None => self.open(i, b, end_block).await,
+                    };
+                    let read = match opened {
+                        Ok(mut s) => s.read_exact(block_len).await.map(|blk| (s, blk)),
+                        Err(e) => Err(e),
+                    };
+                    match read {
+                        Ok((s, blk)) => {
+                            blocks[i] = Some(blk.to_vec());
+                            sources[i] = Some(s);
+                        }
+                        Err(e) => health.failed(&self.blob, i, b, e, "shard unavailable"),
+                    }
+                }
+                match recover_stripe(&mut codec, &blocks, k, data_len, |d| {
+                    self.blob.stripe_digests.check(b, d) == Check::Match
+                }) {
+                    Some((data, liars)) => {
+                        for i in liars {
+                            sources[i] = None;
+                            health.failed(
+                                &self.blob,
+                                i,
+                                b,
+                                ShardFailure::Gone("returned bytes that do not match".into()),
+                                "shard returned wrong bytes; not read again",
+                            );
+                        }
+                        stripe = data;
+                    }
+                    None => {
+                        let _ = tx
+                            .send(Err(DataError::Integrity {
+                                object: self.blob.object_id,
+                                stripe: b,
+                            }))
+                            .await;
+                        return;
+                    }
+                }
+            }
             let stripe_start = b * g.stripe_size;
             let from = self.range.start.max(stripe_start) - stripe_start;
             let to = self.range.end.min(stripe_start + data_len as u64) - stripe_start;
@@ -317,5 +374,131 @@ impl ReadJob {
         if degraded {
             self.reader.metrics.degraded_reads.inc();
         }
+    }
+}
+
+/// Most sets of k shards tried to find a stripe's recorded data.
+const MAX_RECOVERY_ATTEMPTS: usize = 256;
+
+/// Finds k of the `blocks` present that decode to data `good` accepts: sets leaving out one
+/// shard first, then two, and so on. Returns the data and the shards whose blocks differ from
+/// what that data encodes to (they lied), or `None` when no set within the attempts does.
+fn recover_stripe(
+    codec: &mut Codec,
+    blocks: &[Option<Vec<u8>>],
+    k: usize,
+    data_len: usize,
+    good: impl Fn(&[u8]) -> bool,
+) -> Option<(Vec<u8>, Vec<usize>)> {
+    let available: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i].is_some()).collect();
+    if available.len() < k {
+        return None;
+    }
+    let mut attempts = 0;
+    for leave_out in 1..=available.len() - k {
+        for excluded in combinations(available.len(), leave_out) {
+            attempts += 1;
+            if attempts > MAX_RECOVERY_ATTEMPTS {
+                return None;
+            }
+            let chosen: Vec<usize> = available
+                .iter()
+                .enumerate()
+                .filter(|(pos, _)| !excluded.contains(pos))
+                .map(|(_, &i)| i)
+                .take(k)
+                .collect();
+            let mut subset: Vec<Option<Vec<u8>>> = vec![None; blocks.len()];
+            for &i in &chosen {
+                subset[i] = blocks[i].clone();
+            }
+            let Ok(data) = codec.decode_stripe(&mut subset, data_len) else {
+                continue;
+            };
+            if !good(&data) {
+                continue;
+            }
+            let Ok(encoded) = codec.encode_stripe(&data) else {
+                continue;
+            };
+            let liars = available
+                .iter()
+                .copied()
+                .filter(|&i| blocks[i].as_deref() != Some(encoded[i].as_slice()))
+                .collect();
+            return Some((data, liars));
+        }
+    }
+    None
+}
+
+/// Every set of `r` positions out of `0..n`, in lexicographic order.
+fn combinations(n: usize, r: usize) -> impl Iterator<Item = Vec<usize>> {
+    let mut next = (r <= n).then(|| (0..r).collect::<Vec<usize>>());
+    std::iter::from_fn(move || {
+        let current = next.take()?;
+        let mut c = current.clone();
+        // Advance to the next combination, if any.
+        let mut i = r;
+        while i > 0 {
+            i -= 1;
+            if c[i] < n - r + i {
+                c[i] += 1;
+                for j in i + 1..r {
+                    c[j] = c[j - 1] + 1;
+                }
+                next = Some(c);
+                break;
+            }
+        }
+        Some(current)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_storage_node::codec::ErasureProfile;
+
+    use super::*;
+
+    #[test]
+    fn combinations_are_all_there_once() {
+        let all: Vec<Vec<usize>> = combinations(5, 2).collect();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0], vec![0, 1]);
+        assert_eq!(all[9], vec![3, 4]);
+        assert_eq!(combinations(3, 3).count(), 1);
+        assert_eq!(combinations(2, 3).count(), 0);
+    }
+
+    #[test]
+    fn a_stripe_is_recovered_around_lying_shards_or_not_at_all() {
+        let profile = ErasureProfile::new(4, 2).unwrap();
+        let mut codec = Codec::new(profile);
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let digest = crate::integrity::digest(&data);
+        let good = |d: &[u8]| crate::integrity::digest(d) == digest;
+        let encoded: Vec<Option<Vec<u8>>> = codec
+            .encode_stripe(&data)
+            .unwrap()
+            .into_iter()
+            .map(Some)
+            .collect();
+        // One data shard and one parity shard lie: found, and named.
+        let mut forged = encoded.clone();
+        forged[1].as_mut().unwrap()[5] ^= 1;
+        forged[4].as_mut().unwrap()[0] ^= 1;
+        let (got, liars) = recover_stripe(&mut codec, &forged, 4, data.len(), good).unwrap();
+        assert_eq!(got, data);
+        assert_eq!(liars, vec![1, 4]);
+        // Three liars of six: no four honest shards, so nothing is returned.
+        forged[2].as_mut().unwrap()[9] ^= 1;
+        assert!(recover_stripe(&mut codec, &forged, 4, data.len(), good).is_none());
+        // Too few shards at all.
+        let mut few = encoded.clone();
+        few[0] = None;
+        few[1] = None;
+        few[2] = None;
+        assert!(recover_stripe(&mut codec, &few, 4, data.len(), good).is_none());
     }
 }

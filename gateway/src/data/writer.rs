@@ -15,6 +15,7 @@ use super::nodes::NodeRegistry;
 use super::placement;
 use super::{DataError, DataOptions};
 use crate::index::records::StoredBlob;
+use crate::integrity::StripeDigests;
 use crate::metrics::GatewayMetrics;
 
 /// Plans and writes blobs.
@@ -118,18 +119,20 @@ impl BlobWriter {
                     endpoint: all[allowed[i]].1.endpoint.clone(),
                 })
                 .collect(),
+            stripe_digests: Default::default(),
         })
     }
 
     /// Streams `body` (exactly `blob.length` bytes) into the blob's shards; `observe` sees every
-    /// body chunk in order (for MD5 and checksums). Returns once at least the write quorum of shards
-    /// is durable; fails, leaving only garbage behind, otherwise.
+    /// body chunk in order (for MD5 and checksums). Returns, once at least the write quorum of
+    /// shards is durable, the digest of every stripe written, for the blob's index entry; fails,
+    /// leaving only garbage behind, otherwise.
     pub async fn write<S, E>(
         &self,
         blob: &StoredBlob,
         mut body: S,
         mut observe: impl FnMut(&[u8]),
-    ) -> Result<usize, DataError>
+    ) -> Result<StripeDigests, DataError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -160,8 +163,16 @@ impl BlobWriter {
                 r.is_ok()
             }));
         }
+        let mut digests = StripeDigests::default();
         let outcome = self
-            .pump(blob, &mut body, &mut observe, &mut senders, &uploads)
+            .pump(
+                blob,
+                &mut body,
+                &mut observe,
+                &mut senders,
+                &uploads,
+                &mut digests,
+            )
             .await;
         drop(senders);
         if outcome.is_err() {
@@ -199,7 +210,7 @@ impl BlobWriter {
             self.metrics.degraded_writes.inc();
             tracing::warn!(object = %blob.object_id, stored, total = n, "degraded write: missing shards will be rebuilt by the scrubbers");
         }
-        Ok(stored)
+        Ok(digests)
     }
 
     /// Reads the body stripe by stripe and feeds the shard streams.
@@ -210,6 +221,7 @@ impl BlobWriter {
         observe: &mut impl FnMut(&[u8]),
         senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
         uploads: &[tokio::task::JoinHandle<bool>],
+        digests: &mut StripeDigests,
     ) -> Result<(), DataError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -243,6 +255,7 @@ impl BlobWriter {
             }
             let take = buf.len().min(stripe);
             let data = buf.split_to(take);
+            digests.push_stripe(&data);
             let shards = codec.encode_stripe(&data)?;
             for (i, shard) in shards.into_iter().enumerate() {
                 if let Some(tx) = &senders[i] {
@@ -291,6 +304,7 @@ mod tests {
                     endpoint: format!("http://{n}:1"),
                 })
                 .collect(),
+            stripe_digests: Default::default(),
         }
     }
 

@@ -55,6 +55,11 @@ use txn::Txn;
 /// Names of the configuration documents (`keys::config`).
 const LIFECYCLE: &str = "lifecycle";
 const REPLICATION: &str = "replication";
+
+/// What a replication destination's sealed secret is bound to: its bucket and access key id.
+fn replication_context(bucket: &str, access_key_id: &str) -> String {
+    format!("replication/{bucket}/{access_key_id}")
+}
 const LIFECYCLE_PROGRESS: &str = "lifecycle-progress";
 
 /// Why an index operation failed.
@@ -106,6 +111,9 @@ pub enum IndexError {
     /// The blocking task running the operation failed.
     #[error("index task failed: {0}")]
     Task(String),
+    /// A sealed secret could not be opened (see [`crate::seal`]).
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
 }
 
 /// Counts of a bucket's contents (a scan, for the admin API).
@@ -160,6 +168,8 @@ pub struct IndexOptions {
     pub split: SplitPolicy,
     /// Failpoint for crash tests (`--failpoint-merge-crash-file`).
     pub merge_crash_file: Option<std::path::PathBuf>,
+    /// Seals access-key secrets in the index; `None` keeps them plain (tests).
+    pub seal: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl Default for IndexOptions {
@@ -169,6 +179,7 @@ impl Default for IndexOptions {
             intent_ttl_ms: 6 * 60 * 60 * 1000,
             split: SplitPolicy::default(),
             merge_crash_file: None,
+            seal: None,
         }
     }
 }
@@ -756,15 +767,27 @@ impl Index {
         bucket: &str,
         cfg: &ReplicationConfiguration,
     ) -> Result<(), IndexError> {
-        self.put_config(bucket, REPLICATION, cfg).await
+        let cfg = match &self.inner.options.seal {
+            Some(sealer) => cfg.clone().map_secrets(|id, secret| {
+                Ok::<_, IndexError>(sealer.seal(secret, &replication_context(bucket, id)))
+            })?,
+            None => cfg.clone(),
+        };
+        self.put_config(bucket, REPLICATION, &cfg).await
     }
 
-    /// A bucket's replication configuration, if it has one.
+    /// A bucket's replication configuration, if it has one (destination secrets opened).
     pub async fn get_replication(
         &self,
         bucket: &str,
     ) -> Result<Option<ReplicationConfiguration>, IndexError> {
-        self.get_config(bucket, REPLICATION).await
+        let cfg: Option<ReplicationConfiguration> = self.get_config(bucket, REPLICATION).await?;
+        match (cfg, &self.inner.options.seal) {
+            (Some(c), Some(sealer)) => Ok(Some(c.map_secrets(|id, secret| {
+                Ok::<_, IndexError>(sealer.open(secret, &replication_context(bucket, id))?)
+            })?)),
+            (cfg, _) => Ok(cfg),
+        }
     }
 
     /// Removes a bucket's replication configuration; `false` if it had none.
@@ -1165,7 +1188,11 @@ impl Index {
     // ---- access keys ----
 
     /// Stores an access key.
-    pub async fn put_access_key(&self, rec: AccessKeyRecord) -> Result<(), IndexError> {
+    /// Stores an access key, its secret sealed (when the index has a sealer).
+    pub async fn put_access_key(&self, mut rec: AccessKeyRecord) -> Result<(), IndexError> {
+        if let Some(sealer) = &self.inner.options.seal {
+            rec.secret_key = sealer.seal(&rec.secret_key, &rec.access_key_id);
+        }
         self.run(move |i| {
             i.engine.write(vec![WriteOp::Put(
                 keys::access_key(&rec.access_key_id),
@@ -1176,15 +1203,56 @@ impl Index {
         .await
     }
 
-    /// The access key, if it exists.
-    pub async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, IndexError> {
-        let k = keys::access_key(id);
-        self.run(move |i| i.get(&k)).await
+    fn open_secret(&self, mut rec: AccessKeyRecord) -> Result<AccessKeyRecord, IndexError> {
+        if let Some(sealer) = &self.inner.options.seal {
+            rec.secret_key = sealer.open(&rec.secret_key, &rec.access_key_id)?;
+        }
+        Ok(rec)
     }
 
-    /// Every access key.
+    /// The access key, if it exists (its secret opened).
+    pub async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, IndexError> {
+        let k = keys::access_key(id);
+        let rec: Option<AccessKeyRecord> = self.run(move |i| i.get(&k)).await?;
+        rec.map(|r| self.open_secret(r)).transpose()
+    }
+
+    /// Every access key (secrets opened).
     pub async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, IndexError> {
-        self.list_table(keys::tag::ACCESS_KEY).await
+        let keys: Vec<AccessKeyRecord> = self.list_table(keys::tag::ACCESS_KEY).await?;
+        keys.into_iter().map(|r| self.open_secret(r)).collect()
+    }
+
+    /// Seals every access-key secret stored plain (written before sealing) or sealed with a
+    /// previous key, each only if it is still as read. Returns how many were sealed again.
+    pub async fn reseal_access_keys(&self) -> Result<usize, IndexError> {
+        let Some(sealer) = self.inner.options.seal.clone() else {
+            return Ok(0);
+        };
+        let stored: Vec<AccessKeyRecord> = self.list_table(keys::tag::ACCESS_KEY).await?;
+        let mut resealed = 0;
+        for rec in stored
+            .into_iter()
+            .filter(|r| sealer.needs_reseal(&r.secret_key))
+        {
+            let sealer = sealer.clone();
+            let done = self
+                .run(move |i| {
+                    let key = keys::access_key(&rec.access_key_id);
+                    let now: Option<AccessKeyRecord> = i.get(&key)?;
+                    let Some(mut now) = now.filter(|n| n.secret_key == rec.secret_key) else {
+                        return Ok(false);
+                    };
+                    let plain = sealer.open(&now.secret_key, &now.access_key_id)?;
+                    now.secret_key = sealer.seal(&plain, &now.access_key_id);
+                    i.engine
+                        .write(vec![WriteOp::Put(key, records::encode(&now))])?;
+                    Ok(true)
+                })
+                .await?;
+            resealed += usize::from(done);
+        }
+        Ok(resealed)
     }
 
     /// Every record of the (small, meta) table `tag`, in key order.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::integrity::StripeDigests;
 use cairn_storage_node::codec::ErasureProfile;
 use cairn_storage_node::format::{PlacementEntry, ShardSpec};
 use cairn_storage_node::ids::{ObjectId, ShardIndex};
@@ -55,6 +56,10 @@ pub struct StoredBlob {
     pub length: u64,
     /// Holder of each shard index.
     pub placement: Vec<PlacementEntry>,
+    /// A digest of every stripe's data, recorded at write time: what a read returns must match
+    /// it ([`crate::integrity`]). Empty for blobs written before it was recorded.
+    #[serde(default, skip_serializing_if = "StripeDigests::is_empty")]
+    pub stripe_digests: StripeDigests,
 }
 
 impl StoredBlob {

@@ -625,7 +625,7 @@ impl LifecycleWorker {
         expected: Option<&str>,
         written: &mut Vec<(Intent, StoredBlob)>,
     ) -> Result<StoredBlob, LifecycleError> {
-        let blob = writer.plan(src.length)?;
+        let mut blob = writer.plan(src.length)?;
         let intent = self.index.intent_for(r.bucket, key, &blob, now_ms());
         // Noted before the intent exists, so a crash at any point leaves it findable.
         r.run.in_flight.push((intent.clone(), blob.clone()));
@@ -634,7 +634,7 @@ impl LifecycleWorker {
         written.push((intent, blob.clone()));
         let mut md5 = Md5::new();
         let source = Box::pin(self.reader.read(src, 0..src.length));
-        writer.write(&blob, source, |c| md5.update(c)).await?;
+        blob.stripe_digests = writer.write(&blob, source, |c| md5.update(c)).await?;
         let read = hex(md5.finalize().as_ref());
         if let Some(e) = expected.filter(|e| is_md5_hex(e))
             && !e.eq_ignore_ascii_case(&read)

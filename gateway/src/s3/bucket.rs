@@ -50,8 +50,11 @@ impl CairnS3 {
         let Some(ak) = access_key else {
             return Ok(false);
         };
-        match self.index.get_access_key(ak).await? {
-            Some(k) => Ok(k.buckets.is_none_or(|b| b.iter().any(|x| x == bucket))),
+        match self.keys.get(ak).await?.0 {
+            Some(k) => Ok(k
+                .buckets
+                .as_ref()
+                .is_none_or(|b| b.iter().any(|x| x == bucket))),
             None => Ok(true), // the root key
         }
     }

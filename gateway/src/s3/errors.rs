@@ -141,6 +141,13 @@ pub fn data_error(e: DataError) -> S3Error {
             tracing::error!(error = %c, "codec failure");
             S3Error::with_message(S3ErrorCode::InternalError, c.to_string())
         }
+        DataError::Integrity { .. } => {
+            tracing::error!(error = %e, "read failed: shards do not give the data written");
+            S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "The stored data failed its integrity check; try again later",
+            )
+        }
     }
 }
 
@@ -157,6 +164,11 @@ pub fn body_error(msg: &str) -> S3Error {
             "XAmzContentSHA256Mismatch",
             400,
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    } else if msg.contains(super::BODY_STALLED) {
+        s3_error!(
+            RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period."
         )
     } else {
         s3_error!(IncompleteBody, "The request body ended early: {msg}")

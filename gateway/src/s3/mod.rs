@@ -8,7 +8,10 @@ pub mod checksums;
 mod conditional;
 mod copy;
 mod delete;
+pub mod edge;
 pub mod errors;
+#[cfg(test)]
+mod fuzz_tests;
 mod get;
 mod lifecycle;
 mod list;
@@ -46,6 +49,36 @@ pub struct S3Options {
     pub region: String,
     /// Display name and id reported as the owner of everything.
     pub owner_id: String,
+    /// A request body that sends nothing for this long fails with `RequestTimeout`.
+    pub stall_timeout: std::time::Duration,
+}
+
+/// What a body stream that stopped sending fails with ([`errors::body_error`] knows it).
+pub const BODY_STALLED: &str = "BodyStalled: no data arrived within the timeout";
+
+/// `body`, failing with [`BODY_STALLED`] when no chunk arrives for `stall`: a client that stops
+/// sending holds its request only that long.
+fn stall_guard<S, E>(
+    body: S,
+    stall: std::time::Duration,
+) -> impl Stream<Item = Result<Bytes, String>> + Unpin
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    Box::pin(futures_util::stream::unfold(
+        Some(body),
+        move |body| async move {
+            let mut body = body?;
+            match tokio::time::timeout(stall, body.next()).await {
+                Err(_) => Some((Err(BODY_STALLED.to_string()), None)),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            }
+        },
+    ))
 }
 
 /// The writers of the fleet's storage classes, by name (each with its class's erasure profile).
@@ -69,6 +102,7 @@ pub struct CairnS3 {
     options: S3Options,
     lifecycle_clock: LifecycleClock,
     usage: Arc<quota::UsageCache>,
+    keys: auth::AccessKeys,
 }
 
 impl CairnS3 {
@@ -85,6 +119,7 @@ impl CairnS3 {
             StorageClasses::new(writer.options().profile, Vec::new()).expect("one storage class");
         let writers = Arc::new(BTreeMap::from([(STANDARD.to_string(), writer)]));
         Self {
+            keys: auth::AccessKeys::new(index.clone(), metrics.clone()),
             index,
             classes: Arc::new(classes),
             writers,
@@ -95,6 +130,12 @@ impl CairnS3 {
             usage: Arc::default(),
         }
         .with_overhead_metrics()
+    }
+
+    /// The access keys, cached: the authenticator, the access check and the admin API share
+    /// them with the operations.
+    pub fn access_keys(&self) -> auth::AccessKeys {
+        self.keys.clone()
     }
 
     /// The same service with the fleet's storage classes and a writer for each.
@@ -175,7 +216,7 @@ impl CairnS3 {
     async fn store_body<S, E>(
         &self,
         target: (&str, &str),
-        mut body: S,
+        body: S,
         length: u64,
         storage_class: &str,
         mut observe: impl FnMut(&[u8]),
@@ -184,6 +225,7 @@ impl CairnS3 {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let mut body = stall_guard(body, self.options.stall_timeout);
         self.metrics.bytes_in.inc_by(length);
         if length <= self.options.inline_threshold {
             use futures_util::StreamExt;
@@ -214,14 +256,15 @@ impl CairnS3 {
                 "The storage class {storage_class} is not configured in this fleet"
             )
         })?;
-        let blob = writer.plan(length).map_err(errors::data_error)?;
+        let mut blob = writer.plan(length).map_err(errors::data_error)?;
         let intent = self
             .index
             .record_intent(target.0, target.1, &blob, crate::index::now_ms())
             .await?;
         match writer.write(&blob, body, observe).await {
-            Ok(_) => {
+            Ok(digests) => {
                 self.metrics.objects_erasure_coded.inc();
+                blob.stripe_digests = digests;
                 Ok((Blob::Stored(blob), Some(intent)))
             }
             Err(e) => {

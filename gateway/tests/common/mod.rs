@@ -67,6 +67,12 @@ pub fn dev_args(data: PathBuf) -> DevArgs {
             split_cooldown: std::time::Duration::from_secs(30),
             merge_quiet_period: std::time::Duration::from_secs(600),
             partition_load_half_life: std::time::Duration::from_secs(10),
+            max_connections: 4096,
+            header_timeout: std::time::Duration::from_secs(30),
+            stall_timeout: std::time::Duration::from_secs(60),
+            allow_sigv2: false,
+            // The suites read metrics on the S3 port (e2e/tests/security.rs checks the default).
+            public_metrics: true,
         },
     }
 }
@@ -292,5 +298,6 @@ pub fn stored_blob(id: u8) -> cairn_gateway::index::records::StoredBlob {
                 endpoint: format!("http://127.0.0.1:{}", 7000 + i),
             })
             .collect(),
+        stripe_digests: Default::default(),
     }
 }

@@ -11,6 +11,16 @@ use cairn_storage_node::codec::{Codec, ErasureProfile};
 use cairn_storage_node::format::{Geometry, PlacementEntry, ShardSpec};
 use cairn_storage_node::ids::{ObjectId, ShardIndex};
 
+/// The fleet credential every test node is started with.
+pub const FLEET_SECRET: &str = "test-fleet-secret-0123456789abcdef";
+
+/// A client signing with [`FLEET_SECRET`].
+pub fn fleet_client() -> cairn_transport::FleetClient {
+    cairn_transport::FleetClient::with_secret(
+        &cairn_transport::Secret::new("fleet", FLEET_SECRET, 32).unwrap(),
+    )
+}
+
 /// One running node process; killed on drop.
 pub struct NodeProcess {
     pub id: String,
@@ -64,6 +74,7 @@ impl NodeProcess {
             })
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
+            .env("CAIRN_FLEET_SECRET", FLEET_SECRET)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn cairn-storage-node");
@@ -74,8 +85,9 @@ impl NodeProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A client signing with the fleet secret, for this node.
     pub fn client(&self) -> NodeClient {
-        NodeClient::new(reqwest::Client::new(), self.endpoint())
+        NodeClient::new(fleet_client(), self.id.parse().unwrap(), self.endpoint())
     }
 
     pub async fn wait_ready(&self) {
@@ -117,6 +129,22 @@ impl NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Gives every node the list of all of them (as the gateways do): repair asks only these.
+pub async fn introduce(nodes: &[NodeProcess]) {
+    let peers = cairn_storage_node::api::Peers {
+        nodes: nodes
+            .iter()
+            .map(|n| PlacementEntry {
+                node: n.id.parse().unwrap(),
+                endpoint: n.endpoint(),
+            })
+            .collect(),
+    };
+    for n in nodes {
+        n.client().put_peers(&peers).await.unwrap();
     }
 }
 
