@@ -9,7 +9,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use cairn_operator::controller::{self, Context, HttpConnector, bucket, objectstore, policy};
+use cairn_operator::controller::{
+    self, Context, HttpConnector, bucket, objectstore, policy, watch,
+};
 use cairn_operator::crd::{Bucket, LifecyclePolicy, ObjectStore, ReplicationRule};
 use cairn_operator::leader::Elector;
 use cairn_operator::metrics::Metrics;
@@ -18,9 +20,10 @@ use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 
 /// Cairn Kubernetes operator.
@@ -36,6 +39,13 @@ struct Config {
     /// Storage-node image for ObjectStores that name none.
     #[arg(long, env = "CAIRN_STORAGE_NODE_IMAGE")]
     storage_node_image: Option<String>,
+    /// Image pull policy of the fleets' pods when an ObjectStore names none.
+    #[arg(long, env = "CAIRN_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    image_pull_policy: Option<String>,
+    /// Image pull Secrets (names, in each fleet's namespace) of the fleets' pods when an
+    /// ObjectStore names none; comma-separated.
+    #[arg(long, env = "CAIRN_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    image_pull_secrets: Vec<String>,
     /// Most gateway pods per ObjectStore (0 = no limit, the default). The gateways of a fleet
     /// share one replicated index, so this is only an optional limit.
     #[arg(long, env = "CAIRN_MAX_GATEWAY_REPLICAS", default_value_t = 0)]
@@ -52,6 +62,9 @@ struct Config {
     /// Skip leader election (a single replica, or running outside the cluster).
     #[arg(long, env = "CAIRN_NO_LEADER_ELECTION")]
     no_leader_election: bool,
+    /// `--log-format text|json` (`CAIRN_LOG_FORMAT`).
+    #[command(flatten)]
+    log: cairn_logging::LogArgs,
 }
 
 struct Health {
@@ -85,6 +98,9 @@ async fn run_controllers(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let wc = watcher::Config::default();
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=cairn-operator");
+    // Buckets first: their cache also maps ObjectStore changes to policies.
+    let bucket_ctl = Controller::new(Api::<Bucket>::all(client.clone()), wc.clone());
+    let buckets = bucket_ctl.store();
     let stores = Controller::new(Api::<ObjectStore>::all(client.clone()), wc.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
@@ -92,6 +108,11 @@ async fn run_controllers(ctx: Arc<Context>) {
             Api::<PodDisruptionBudget>::all(client.clone()),
             owned.clone(),
         )
+        // Pods are the StatefulSets' (not the store's): readiness, crash loops and restarts
+        // reach the status at once.
+        .watches(Api::<Pod>::all(client.clone()), owned.clone(), |p| {
+            watch::store_of_pod(&p)
+        })
         .watches(Api::<Bucket>::all(client.clone()), wc.clone(), |b| {
             Some(objectstore::store_of(&b))
         })
@@ -106,38 +127,67 @@ async fn run_controllers(ctx: Arc<Context>) {
                 tracing::debug!(error = %e, "ObjectStore controller");
             }
         });
-    let buckets = Controller::new(Api::<Bucket>::all(client.clone()), wc.clone())
+    let b = buckets.clone();
+    let bucket_ctl = bucket_ctl
         .owns(Api::<Secret>::all(client.clone()), owned.clone())
+        .watches(
+            Api::<ObjectStore>::all(client.clone()),
+            wc.clone(),
+            move |s| watch::buckets_of_store(&b.state(), &s),
+        )
         .shutdown_on_signal()
         .run(bucket::reconcile, controller::error_policy, ctx.clone())
         .for_each(|_| async {});
-    let lifecycle = Controller::new(Api::<LifecyclePolicy>::all(client.clone()), wc.clone())
-        .shutdown_on_signal()
+    let lifecycle = policy_controller::<LifecyclePolicy>(&client, &buckets)
         .run(
             policy::reconcile_lifecycle,
             controller::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let replication = Controller::new(Api::<ReplicationRule>::all(client.clone()), wc)
-        .shutdown_on_signal()
+    let replication = policy_controller::<ReplicationRule>(&client, &buckets)
         .run(
             policy::reconcile_replication,
             controller::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    tokio::join!(stores, buckets, lifecycle, replication);
+    tokio::join!(stores, bucket_ctl, lifecycle, replication);
+}
+
+/// A LifecyclePolicy or ReplicationRule controller: requeued when the Bucket it targets changes
+/// (created, Ready, versioning switched on) and when that Bucket's ObjectStore does.
+fn policy_controller<P>(client: &kube::Client, buckets: &Store<Bucket>) -> Controller<P>
+where
+    P: watch::TargetsBucket
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let wc = watcher::Config::default();
+    let ctl = Controller::new(Api::<P>::all(client.clone()), wc.clone());
+    let (of_bucket, of_store) = (ctl.store(), ctl.store());
+    let buckets = buckets.clone();
+    ctl.watches(Api::<Bucket>::all(client.clone()), wc.clone(), move |b| {
+        watch::policies_of_bucket(&of_bucket.state(), &b)
+    })
+    .watches(Api::<ObjectStore>::all(client.clone()), wc, move |s| {
+        watch::policies_of_store(&of_store.state(), &buckets.state(), &s)
+    })
+    .shutdown_on_signal()
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let config = Config::parse();
+    cairn_logging::init(config.log, "info");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "cairn-operator starting"
+    );
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
@@ -155,6 +205,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     build.max_gateway_replicas =
         (config.max_gateway_replicas > 0).then_some(config.max_gateway_replicas);
+    build.pull_policy = config
+        .image_pull_policy
+        .as_deref()
+        .and_then(|p| serde_json::from_value(serde_json::json!(p)).ok());
+    build.pull_secrets = config
+        .image_pull_secrets
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     let ctx = Context::new(
         client.clone(),
         Arc::new(HttpConnector),

@@ -860,6 +860,25 @@ async fn replication_pushed_with_credentials_or_a_clear_condition() {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dr-creds", "namespace": "app"},
         "data": {"AWS_ACCESS_KEY_ID": "QUs=", "AWS_SECRET_ACCESS_KEY": "U0s="}
     }));
+    // The bucket is not versioned: the gateway refuses the configuration, and the condition says
+    // why.
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    let r = kube
+        .get(&format!("{CAIRN}/app/replicationrules/dr"))
+        .unwrap();
+    assert_eq!(cond(&r, "Ready")["reason"], "Rejected");
+    assert!(
+        cond(&r, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("versioning must be enabled")
+    );
+    // Versioning switched on in the Bucket: the rule goes through (the Bucket's change requeues
+    // it: `controller::watch::policies_of_bucket`).
+    kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
+        b["spec"]["versioning"] = json!("Enabled")
+    });
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     reconcile_replication(&kube, &ctx, "dr").await.unwrap();
     let r = kube
         .get(&format!("{CAIRN}/app/replicationrules/dr"))
@@ -881,4 +900,322 @@ async fn replication_pushed_with_credentials_or_a_clear_condition() {
     kube.delete(&format!("{CAIRN}/app/replicationrules/dr"));
     reconcile_replication(&kube, &ctx, "dr").await.unwrap();
     assert!(admin.state.lock().unwrap().configs.is_empty());
+}
+
+/// Pods of the fleet as the StatefulSet controller would have made them: every storage node
+/// ready, gateway 0 as `gateway_status` says.
+fn insert_fleet_pods(kube: &FakeKube, gateway_status: Value) {
+    for zone in ["a", "b", "c"] {
+        for i in 0..2 {
+            let set = format!("s3-node-{zone}");
+            kube.insert("/api/v1/namespaces/storage/pods", json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("{set}-{i}"), "namespace": "storage",
+                             "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/component": "storage-node",
+                                        "app.kubernetes.io/managed-by": "cairn-operator", "controller-revision-hash": "r1"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": set, "uid": "x"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+            }));
+        }
+    }
+    kube.insert(
+        "/api/v1/namespaces/storage/pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "s3-gateway-0", "namespace": "storage",
+                         "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/component": "gateway",
+                                    "app.kubernetes.io/managed-by": "cairn-operator", "controller-revision-hash": "g1"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "s3-gateway", "uid": "y"}]},
+            "status": gateway_status
+        }),
+    );
+}
+
+/// Every StatefulSet settled at one revision with `ready(name)` ready pods.
+fn settle_sets(kube: &FakeKube, ready: impl Fn(&str, &Value) -> Value) {
+    for p in kube.paths("/apis/apps/v1/namespaces/storage/statefulsets/") {
+        kube.edit(&p, |s| {
+            let n = s["spec"]["replicas"].clone();
+            let r = ready(s["metadata"]["name"].as_str().unwrap(), &n);
+            s["status"] = json!({"replicas": n, "readyReplicas": r, "observedGeneration": 1,
+                                 "currentRevision": "r1", "updateRevision": "r1"});
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_crash_looping_gateway_is_named_with_its_last_words_not_shown_as_updating() {
+    let kube = FakeKube::new();
+    // The gateway never answers: it crash-loops.
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"gateway": {"replicas": 1}}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    settle_sets(&kube, |name, n| {
+        if name == "s3-gateway" {
+            json!(0)
+        } else {
+            n.clone()
+        }
+    });
+    insert_fleet_pods(
+        &kube,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+               "containerStatuses": [{"name": "gateway", "image": "cairn-gateway:v0.1.0", "imageID": "", "ready": false,
+                   "restartCount": 5,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s restarting failed container"}},
+                   "lastState": {"terminated": {"exitCode": 2, "reason": "Error",
+                       "message": "error: invalid value '' for '--storage-class <STORAGE_CLASSES>': \"\": expected NAME=K+M[:stripe=SIZE][:zone=ZONE]\n\nFor more information, try '--help'.\n"}}}]}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    let ready = cond(&store, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "GatewayCrashLoop", "{}", store["status"]);
+    let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains("gateway s3-gateway-0 is crash-looping (5 restart(s)); last exit code 2 (Error): error: invalid value ''"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("0 of 1 gateways and 6 of 6 storage nodes ready"),
+        "{msg}"
+    );
+    // Nothing is rolling: not "Progressing=True Updating".
+    let progressing = cond(&store, "Progressing");
+    assert_eq!(progressing["status"], "False", "{progressing}");
+    assert_eq!(store["status"]["phase"], "Failed");
+    assert!(
+        kube.event_reasons()
+            .contains(&"GatewayCrashLoop".to_string())
+    );
+    // The same loop again: no second Event.
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let n = kube
+        .event_reasons()
+        .iter()
+        .filter(|r| *r == "GatewayCrashLoop")
+        .count();
+    assert_eq!(n, 1);
+
+    // A storage node crash-loops too: the gateway comes first, and the message says there is more.
+    kube.edit("/api/v1/namespaces/storage/pods/s3-node-b-1", |p| {
+        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "storage-node", "image": "n", "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "Error: No space left on device"}}}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["reason"], "GatewayCrashLoop");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("and 1 more pod(s) in trouble")
+    );
+    // The gateway recovers: the storage node's loop is the reason now.
+    kube.edit("/api/v1/namespaces/storage/pods/s3-gateway-0", |p| {
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["reason"], "NodeCrashLoop");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage node s3-node-b-1 is crash-looping (3 restart(s)); last exit code 1 (Error): Error: No space left on device")
+    );
+}
+
+#[tokio::test]
+async fn progressing_only_while_something_rolls_or_starts() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"gateway": {"replicas": 1}}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    // Just created: no pods yet, they are coming.
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Progressing")["status"], "True");
+    assert_eq!(cond(&store, "Progressing")["reason"], "PodsStarting");
+
+    // Every pod ready, settled: Ready, not progressing.
+    settle_sets(&kube, |_, n| n.clone());
+    insert_fleet_pods(
+        &kube,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(
+        cond(&store, "Ready")["status"],
+        "True",
+        "{}",
+        store["status"]
+    );
+    assert_eq!(cond(&store, "Progressing")["status"], "False");
+
+    // The gateway StatefulSet rolls a new revision: that is an update.
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway",
+        |s| s["status"]["updateRevision"] = json!("r2"),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Progressing")["status"], "True");
+    assert_eq!(cond(&store, "Progressing")["reason"], "Updating");
+    assert!(
+        cond(&store, "Progressing")["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3-gateway")
+    );
+
+    // Settled again, but a storage node has hung for an hour: not ready, and not progressing.
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway",
+        |s| s["status"]["updateRevision"] = json!("r1"),
+    );
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-node-a",
+        |s| s["status"]["readyReplicas"] = json!(1),
+    );
+    kube.edit("/api/v1/namespaces/storage/pods/s3-node-a-0", |p| {
+        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "storage-node", "image": "n", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}}}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["status"], "False");
+    assert_eq!(cond(&store, "Ready")["reason"], "PodsNotReady");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage node s3-node-a-0 has been running since 2020-01-01T00:00:00Z")
+    );
+    assert_eq!(cond(&store, "Progressing")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_gateway_scale_down_deletes_the_budget_one_gateway_cannot_have() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let pdb = "/apis/policy/v1/namespaces/storage/poddisruptionbudgets/s3-gateway";
+    assert_eq!(kube.get(pdb).unwrap()["spec"]["minAvailable"], 2);
+    // Someone else's PDB with the same labels but no owner reference to this store stays.
+    kube.insert(
+        "/apis/policy/v1/namespaces/storage/poddisruptionbudgets",
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": {"name": "s3-extra", "namespace": "storage",
+                            "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/managed-by": "cairn-operator"}},
+               "spec": {"maxUnavailable": 1}}),
+    );
+
+    // 3 -> 1: the fake gateways hand their votes over at once, so the StatefulSet shrinks.
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(1)
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(
+        kube.get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+            .unwrap()["spec"]["replicas"],
+        1
+    );
+    assert!(
+        kube.get(pdb).is_none(),
+        "a minAvailable=2 budget over one gateway blocks every drain of its node"
+    );
+    let left: Vec<String> = kube.paths("/apis/policy/v1/namespaces/storage/poddisruptionbudgets/");
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(kube.event_reasons().contains(&"Pruned".to_string()));
+
+    // 1 -> 5: the budget comes back, sized for five.
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(5)
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(kube.get(pdb).unwrap()["spec"]["minAvailable"], 3);
+}
+
+#[tokio::test]
+async fn a_reconcile_from_a_stale_cache_keeps_the_bucket_it_just_created() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap(); // finalizer
+    // The copy a watch event delivers before the status write below reaches the cache.
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "app");
+    let stale = api.get("photos").await.unwrap();
+    assert!(stale.status.is_none());
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap(); // creates the bucket
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+    // The Secret it wrote triggers a reconcile that sees the stale copy.
+    bucket::reconcile(Arc::new(stale.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
+    assert_eq!(b["status"]["phase"], "Ready");
+    assert!(
+        !kube
+            .event_reasons()
+            .contains(&"BucketAlreadyExists".to_string()),
+        "flapped to Failed: {:?}",
+        kube.event_reasons()
+    );
+    // Still one key, the one in the Secret.
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1);
+
+    // A bucket another resource made is still refused, whatever this one's status says.
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    admin
+        .state
+        .lock()
+        .unwrap()
+        .buckets
+        .insert("photos".into(), 0);
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "BucketAlreadyExists");
+    // And deleting it with deletionPolicy Delete leaves the other's bucket alone.
+    kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
+        b["spec"]["deletionPolicy"] = json!("Delete")
+    });
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+}
+
+#[tokio::test]
+async fn a_deleted_bucket_with_a_stale_status_is_still_deleted_when_its_key_marks_it() {
+    let (kube, admin, ctx) = bucket_setup(json!({"spec": {"deletionPolicy": "Delete"}}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "app");
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    let mut stale = api.get("photos").await.unwrap();
+    stale.status = None;
+    bucket::reconcile(Arc::new(stale), ctx.clone())
+        .await
+        .unwrap();
+    assert!(!admin.state.lock().unwrap().buckets.contains_key("photos"));
 }

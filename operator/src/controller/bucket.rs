@@ -124,6 +124,16 @@ async fn set_not_ready(
     Ok(Action::requeue(retry))
 }
 
+/// Whether `keys` hold this Bucket's access key: named after the resource (`k8s:NS/NAME`) and
+/// scoped to exactly its bucket. The operator makes it right after it created (or adopted) the
+/// bucket, and deletes it only when the resource goes, so it marks the bucket as this resource's
+/// in the gateway itself.
+pub fn marks_ownership(keys: &[crate::admin::KeyInfo], bucket: &Bucket) -> bool {
+    let (label, name) = (key_name(bucket), bucket.bucket_name());
+    keys.iter()
+        .any(|k| k.name == label && k.buckets.as_deref() == Some(std::slice::from_ref(&name)))
+}
+
 async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let ns = bucket.namespace().unwrap_or_default();
     let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &ns);
@@ -136,9 +146,38 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
     };
     let name = bucket.bucket_name();
-    let ours = status.bucket_name.as_deref() == Some(name.as_str());
 
-    // The bucket.
+    // The application Secret must be this Bucket's (or not exist) before anything is created.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_name = bucket.secret_name();
+    let existing = secrets.get_opt(&secret_name).await?;
+    if let Some(s) = &existing {
+        let mine = s.labels().get("cairn.io/bucket").map(String::as_str)
+            == Some(bucket.name_any().as_str())
+            && s.owner_references()
+                .iter()
+                .any(|o| o.kind == "Bucket" && o.name == bucket.name_any());
+        if !mine {
+            let msg = format!(
+                "Secret {secret_name} exists and is not this Bucket's; set spec.secretName to another name"
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "SecretConflict",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+    }
+
+    // Whose bucket it is comes from the gateway — does the bucket exist, does this Bucket's key
+    // (the marker) exist — never from the cached copy of the status alone: a reconcile
+    // triggered by the Secret the previous one wrote may see a status without `bucketName`,
+    // and used to report BucketAlreadyExists for a bucket it had just created. The status
+    // still counts when it says so (it is only ever set after creating or adopting).
     let info = match admin.bucket(&name).await {
         Ok(i) => i,
         Err(e @ AdminError::Unreachable { .. }) => {
@@ -154,6 +193,15 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
         Err(e) => return Err(e.into()),
     };
+    let key_label = key_name(bucket);
+    let keys = admin.keys().await?;
+    let ours =
+        marks_ownership(&keys, bucket) || status.bucket_name.as_deref() == Some(name.as_str());
+    let already_exists = || {
+        format!(
+            "bucket {name} already exists in the ObjectStore; set spec.adoptExisting: true to take it over"
+        )
+    };
     let info = match info {
         Some(i) if ours => i,
         Some(i) if bucket.spec.adopt_existing => {
@@ -168,15 +216,12 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             i
         }
         Some(_) => {
-            let msg = format!(
-                "bucket {name} already exists in the ObjectStore; set spec.adoptExisting: true to take it over"
-            );
             return set_not_ready(
                 bucket,
                 ctx,
                 status,
                 "BucketAlreadyExists",
-                msg,
+                already_exists(),
                 Duration::from_secs(300),
             )
             .await;
@@ -207,9 +252,74 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
                 )
                 .await;
             }
+            // Created by someone else between the look-up and the creation.
+            Err(e) if e.code() == Some("BucketAlreadyExists") => {
+                return set_not_ready(
+                    bucket,
+                    ctx,
+                    status,
+                    "BucketAlreadyExists",
+                    already_exists(),
+                    Duration::from_secs(300),
+                )
+                .await;
+            }
             Err(e) => return Err(e.into()),
         },
     };
+
+    // The key (which also marks the bucket as this resource's) and the Secret, right after the
+    // bucket: keep a working pair, else make a new one first and then remove the old.
+    let read = |k: &str| {
+        existing
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(k))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    let current = match (read(AWS_ACCESS_KEY_ID), read(AWS_SECRET_ACCESS_KEY)) {
+        (Some(id), Some(secret))
+            if keys.iter().any(|k| {
+                k.access_key_id == id && k.buckets.as_deref() == Some(std::slice::from_ref(&name))
+            }) =>
+        {
+            (id, secret)
+        }
+        _ => {
+            let k = admin
+                .create_key(&key_label, std::slice::from_ref(&name))
+                .await?;
+            ctx.event(
+                bucket,
+                EventType::Normal,
+                "AccessKeyCreated",
+                "Create",
+                format!(
+                    "created access key {} for bucket {name} in Secret {secret_name}",
+                    k.access_key_id
+                ),
+            )
+            .await;
+            (k.access_key_id, k.secret_key)
+        }
+    };
+    let owner = bucket
+        .controller_owner_ref(&())
+        .expect("a Bucket from the API has a name and uid");
+    let endpoint = s3_endpoint(&store);
+    apply(
+        &ctx.client,
+        &ns,
+        &app_secret(bucket, &endpoint, &current.0, &current.1, &owner),
+    )
+    .await?;
+    // Keys of this Bucket that are not in the Secret (a lost Secret, a failed write) go.
+    for k in keys
+        .iter()
+        .filter(|k| k.name == key_label && k.access_key_id != current.0)
+    {
+        admin.delete_key(&k.access_key_id).await?;
+    }
 
     // Versioning: only ever switched on or suspended; the CRD's CEL rule forbids going back to Off.
     let versioning = match bucket.spec.versioning {
@@ -255,84 +365,6 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             not_applied.push(format!("defaultStorageClass: {message}"));
         }
         Err(e) => return Err(e.into()),
-    }
-
-    // The Secret and its key: keep a working pair, else make a new one.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret_name = bucket.secret_name();
-    let existing = secrets.get_opt(&secret_name).await?;
-    if let Some(s) = &existing {
-        let mine = s.labels().get("cairn.io/bucket").map(String::as_str)
-            == Some(bucket.name_any().as_str())
-            && s.owner_references()
-                .iter()
-                .any(|o| o.kind == "Bucket" && o.name == bucket.name_any());
-        if !mine {
-            let msg = format!(
-                "Secret {secret_name} exists and is not this Bucket's; set spec.secretName to another name"
-            );
-            return set_not_ready(
-                bucket,
-                ctx,
-                status,
-                "SecretConflict",
-                msg,
-                Duration::from_secs(300),
-            )
-            .await;
-        }
-    }
-    let read = |k: &str| {
-        existing
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(k))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
-    let key_label = key_name(bucket);
-    let keys = admin.keys().await?;
-    let current = match (read(AWS_ACCESS_KEY_ID), read(AWS_SECRET_ACCESS_KEY)) {
-        (Some(id), Some(secret))
-            if keys.iter().any(|k| {
-                k.access_key_id == id && k.buckets.as_deref() == Some(std::slice::from_ref(&name))
-            }) =>
-        {
-            (id, secret)
-        }
-        _ => {
-            let k = admin
-                .create_key(&key_label, std::slice::from_ref(&name))
-                .await?;
-            ctx.event(
-                bucket,
-                EventType::Normal,
-                "AccessKeyCreated",
-                "Create",
-                format!(
-                    "created access key {} for bucket {name} in Secret {secret_name}",
-                    k.access_key_id
-                ),
-            )
-            .await;
-            (k.access_key_id, k.secret_key)
-        }
-    };
-    let owner = bucket
-        .controller_owner_ref(&())
-        .expect("a Bucket from the API has a name and uid");
-    let endpoint = s3_endpoint(&store);
-    apply(
-        &ctx.client,
-        &ns,
-        &app_secret(bucket, &endpoint, &current.0, &current.1, &owner),
-    )
-    .await?;
-    // Keys of this Bucket that are not in the Secret (a lost Secret, a failed write) go.
-    for k in keys
-        .iter()
-        .filter(|k| k.name == key_label && k.access_key_id != current.0)
-    {
-        admin.delete_key(&k.access_key_id).await?;
     }
 
     let mut status = status;
@@ -398,11 +430,15 @@ async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
     };
     let name = bucket.bucket_name();
-    let created = bucket
-        .status
-        .as_ref()
-        .and_then(|s| s.bucket_name.as_deref())
-        == Some(name.as_str());
+    // The bucket is this resource's (created or adopted by it) when its key marks it in the
+    // gateway, or the status says so.
+    let keys = admin.keys().await?;
+    let created = marks_ownership(&keys, bucket)
+        || bucket
+            .status
+            .as_ref()
+            .and_then(|s| s.bucket_name.as_deref())
+            == Some(name.as_str());
     if bucket.spec.deletion_policy == DeletionPolicy::Delete && created {
         let existed = admin.delete_bucket(&name, true).await?;
         if existed {
@@ -417,7 +453,7 @@ async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
     }
     let key_label = key_name(bucket);
-    for k in admin.keys().await?.iter().filter(|k| k.name == key_label) {
+    for k in keys.iter().filter(|k| k.name == key_label) {
         admin.delete_key(&k.access_key_id).await?;
     }
     if bucket.spec.deletion_policy == DeletionPolicy::Retain {

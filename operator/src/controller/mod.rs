@@ -4,7 +4,9 @@
 
 pub mod bucket;
 pub mod objectstore;
+pub mod pods;
 pub mod policy;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

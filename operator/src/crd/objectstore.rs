@@ -207,9 +207,14 @@ pub struct ImagesSpec {
     /// Image of `cairn-storage-node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_node: Option<String>,
-    /// Pull policy of both.
+    /// Pull policy of both; the operator's default (`IfNotPresent` unless set) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
+    /// Secrets in this namespace to pull them (a private registry); the operator's default
+    /// (chart value `imagePullSecrets`) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub pull_secrets: Vec<super::LocalObjectRef>,
 }
 
 /// Kubernetes image pull policy.

@@ -14,7 +14,7 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use super::labels;
-use crate::crd::objectstore::{ObjectStore, ObjectStoreSpec, Placement, ServiceType};
+use crate::crd::objectstore::{ObjectStore, ObjectStoreSpec, Placement, PullPolicy, ServiceType};
 
 /// Port of every storage node's HTTP API.
 pub const NODE_PORT: i32 = 7000;
@@ -43,6 +43,10 @@ pub struct BuildConfig {
     /// Most gateway pods to run (`None`: as many as the ObjectStore asks). Several gateways
     /// share one replicated index, so this is only an optional limit set by the cluster admin.
     pub max_gateway_replicas: Option<i32>,
+    /// Pull policy when the ObjectStore names none (`IfNotPresent` when `None`).
+    pub pull_policy: Option<PullPolicy>,
+    /// Image pull Secrets (in the fleet's namespace) when the ObjectStore names none.
+    pub pull_secrets: Vec<String>,
 }
 
 impl Default for BuildConfig {
@@ -52,6 +56,8 @@ impl Default for BuildConfig {
             gateway_image: format!("ghcr.io/cairn-io/cairn-gateway:{tag}"),
             storage_node_image: format!("ghcr.io/cairn-io/cairn-storage-node:{tag}"),
             max_gateway_replicas: None,
+            pull_policy: None,
+            pull_secrets: Vec::new(),
         }
     }
 }
@@ -351,8 +357,47 @@ fn meta(
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).expect("the builders produce valid objects")
+/// The typed object of a builder's JSON. In debug builds (the tests) the JSON must survive the
+/// round trip: k8s-openapi ignores fields it does not know, so a misspelt field in a builder
+/// would otherwise vanish without a trace instead of failing a test.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> T {
+    let t: T = serde_json::from_value(v.clone()).expect("the builders produce valid objects");
+    #[cfg(debug_assertions)]
+    {
+        let back = serde_json::to_value(&t).expect("serializable");
+        let mut lost = Vec::new();
+        lost_fields(&v, &back, "", &mut lost);
+        assert!(
+            lost.is_empty(),
+            "builder fields the Kubernetes type does not have: {lost:?}"
+        );
+    }
+    t
+}
+
+/// Paths of `built` (not null, not empty) that `typed` lost.
+#[cfg(debug_assertions)]
+fn lost_fields(built: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (built, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(w) => lost_fields(v, w, &p, out),
+                    None if v.is_null()
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                        || v.as_object().is_some_and(|o| o.is_empty()) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                lost_fields(v, w, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn node_labels(store: &str, zone: &str) -> BTreeMap<String, String> {
@@ -401,6 +446,7 @@ fn image_of(store: &ObjectStore, gateway: bool, config: &BuildConfig) -> (String
     };
     let policy = images
         .pull_policy
+        .or(config.pull_policy)
         .map(|p| {
             serde_json::to_value(p)
                 .expect("enum")
@@ -412,7 +458,26 @@ fn image_of(store: &ObjectStore, gateway: bool, config: &BuildConfig) -> (String
     (image, policy)
 }
 
-fn pvc(name: &str, size: &str, class: Option<&String>) -> Value {
+/// `imagePullSecrets` of the fleet's pods: the ObjectStore's, else the operator's.
+fn pull_secrets(store: &ObjectStore, config: &BuildConfig) -> Value {
+    let own: Vec<String> = store
+        .spec
+        .images
+        .iter()
+        .flat_map(|i| i.pull_secrets.iter().map(|r| r.name.clone()))
+        .collect();
+    let names = if own.is_empty() {
+        &config.pull_secrets
+    } else {
+        &own
+    };
+    Value::Array(names.iter().map(|n| json!({"name": n})).collect())
+}
+
+/// A volume claim template. Its labels (the fleet's) end up on every PVC, which outlives the
+/// ObjectStore (`whenDeleted: Retain`): `kubectl delete pvc -l app.kubernetes.io/instance=NAME`
+/// removes them.
+fn pvc(name: &str, size: &str, class: Option<&String>, l: &BTreeMap<String, String>) -> Value {
     let mut spec = json!({
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": size}}
@@ -420,7 +485,7 @@ fn pvc(name: &str, size: &str, class: Option<&String>) -> Value {
     if let Some(c) = class {
         spec["storageClassName"] = json!(c);
     }
-    json!({"metadata": {"name": name}, "spec": spec})
+    json!({"metadata": {"name": name, "labels": l}, "spec": spec})
 }
 
 /// The storage-node StatefulSet of one zone: pinned to the zone by node affinity, one PVC per pod,
@@ -454,6 +519,9 @@ pub fn node_statefulset(
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        // A crash's last log lines become the container's termination message, which the
+        // ObjectStore status shows (`NodeCrashLoop`).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": security_context(),
     });
     if let Some(r) = &s.resources {
@@ -484,10 +552,11 @@ pub fn node_statefulset(
                     },
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
+                    "imagePullSecrets": pull_secrets(store, config),
                     "containers": [container],
                 }
             },
-            "volumeClaimTemplates": [pvc("data", &s.volume_size, s.storage_class_name.as_ref())],
+            "volumeClaimTemplates": [pvc("data", &s.volume_size, s.storage_class_name.as_ref(), &l)],
         }
     }))
 }
@@ -535,7 +604,6 @@ pub fn gateway_statefulset_of(
             {"name": "CAIRN_INLINE_THRESHOLD", "value": spec.inline_threshold},
             {"name": "CAIRN_DATA_SHARDS", "value": class.map(|c| c.data_shards).unwrap_or(4).to_string()},
             {"name": "CAIRN_PARITY_SHARDS", "value": class.map(|c| c.parity_shards).unwrap_or(2).to_string()},
-            {"name": "CAIRN_STORAGE_CLASSES", "value": extra_storage_classes(spec)},
             secret_env(ROOT_ACCESS_KEY),
             secret_env(ROOT_SECRET_KEY),
             secret_env(ADMIN_TOKEN),
@@ -547,10 +615,21 @@ pub fn gateway_statefulset_of(
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "index", "mountPath": "/data"}],
+        // A crash's last log lines (a refused flag, say) become the container's termination
+        // message, which the ObjectStore status shows (`GatewayCrashLoop`).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": security_context(),
     });
     if let Some(r) = &spec.gateway.resources {
         container["resources"] = serde_json::to_value(r).expect("resources");
+    }
+    // Only when there is a class besides the default one: the variable is then never empty.
+    let classes = extra_storage_classes(spec);
+    if !classes.is_empty() {
+        container["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(json!({"name": "CAIRN_STORAGE_CLASSES", "value": classes}));
     }
     // Even one gateway runs as a (one-member) replicated group: everything it indexes is then
     // in the Raft log, so scaling to several later hands every entry to the new gateways. A
@@ -642,11 +721,12 @@ pub fn gateway_statefulset_of(
                     ],
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
+                    "imagePullSecrets": pull_secrets(store, config),
                     "containers": [container],
                     "volumes": volumes,
                 }
             },
-            "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class)],
+            "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class, &l)],
         }
     }))
 }
@@ -905,7 +985,9 @@ mod tests {
         );
         assert_eq!(get("CAIRN_DATA_SHARDS")["value"], "4");
         assert_eq!(get("CAIRN_PARITY_SHARDS")["value"], "2");
-        assert_eq!(get("CAIRN_STORAGE_CLASSES")["value"], "");
+        // One storage class: no CAIRN_STORAGE_CLASSES at all (an empty value crash-looped the
+        // gateways of every single-class fleet).
+        assert!(!env.iter().any(|e| e["name"] == "CAIRN_STORAGE_CLASSES"));
         assert_eq!(get("CAIRN_INLINE_THRESHOLD")["value"], "64K");
         // Every node id parses as the gateway's `id@zone=url`.
         for n in nodes {
@@ -1132,6 +1214,11 @@ mod tests {
         });
         assert_eq!(
             extra_storage_classes(&s.spec),
+            "STANDARD_IA=6+3,ONEZONE_IA=1+1:zone=b"
+        );
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(
+            env_of(&sts, "CAIRN_STORAGE_CLASSES")["value"],
             "STANDARD_IA=6+3,ONEZONE_IA=1+1:zone=b"
         );
     }
