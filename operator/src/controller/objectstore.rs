@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -130,6 +131,7 @@ async fn ensure_credentials(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = names::credentials(&store.name_any());
     if let Some(s) = api.get_opt(&name).await? {
+        let s = add_missing_keys(store, ctx, &api, s).await?;
         return Ok(FleetSecrets::from_secret(&s).ok_or_else(|| {
             format!("Secret {name} lacks CAIRN_ROOT_ACCESS_KEY, CAIRN_ROOT_SECRET_KEY or CAIRN_ADMIN_TOKEN; restore it or delete it to generate new credentials")
         }));
@@ -152,7 +154,7 @@ async fn ensure_credentials(
                 EventType::Normal,
                 "CredentialsCreated",
                 "Create",
-                format!("generated root credentials and admin token in Secret {name}"),
+                format!("generated root credentials, admin token, fleet secret and index seal key in Secret {name}"),
             )
             .await;
             Ok(Ok(secrets))
@@ -164,6 +166,53 @@ async fn ensure_credentials(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Adds the generated-once keys (fleet secret, index seal key) an existing credentials Secret
+/// lacks, generated now, without touching its other keys: a merge patch of those keys only,
+/// conditional on the Secret's resourceVersion (a concurrent writer makes it fail and retry
+/// rather than overwrite).
+async fn add_missing_keys(
+    store: &ObjectStore,
+    ctx: &Context,
+    api: &Api<Secret>,
+    secret: Secret,
+) -> Result<Secret> {
+    let missing = FleetSecrets::missing_keys(&secret);
+    if missing.is_empty() {
+        return Ok(secret);
+    }
+    let data: serde_json::Map<String, serde_json::Value> = missing
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(k8s_openapi::ByteString(v.clone().into_bytes()))
+                    .expect("bytes"),
+            )
+        })
+        .collect();
+    let patch = json!({
+        "metadata": {"resourceVersion": secret.metadata.resource_version},
+        "data": data,
+    });
+    let name = secret.name_any();
+    let patched = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let keys: Vec<&str> = missing.keys().map(String::as_str).collect();
+    ctx.event(
+        store,
+        EventType::Normal,
+        "CredentialsExtended",
+        "Update",
+        format!(
+            "added {} to Secret {name} (generated once; its other keys are unchanged)",
+            keys.join(" and ")
+        ),
+    )
+    .await;
+    Ok(patched)
 }
 
 /// What to do about storage nodes whose pod runs an old revision.
@@ -379,11 +428,17 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
     }
     // What the desired state no longer holds goes (a gateway PodDisruptionBudget after a scale
     // to fewer than three gateways would otherwise block every drain of its node).
+    let policy = build::network_policy(store, &ctx.build, &owner);
+    if let Some(p) = &policy {
+        apply(&ctx.client, &ns, p).await?;
+    }
+    let policy_names: BTreeSet<String> = policy.iter().map(|p| p.name_any()).collect();
     let budget_names: BTreeSet<String> = budgets.iter().map(|b| b.name_any()).collect();
     let service_names: BTreeSet<String> = services.iter().map(|b| b.name_any()).collect();
     let mut pruned = Vec::new();
     pruned.extend(prune::<PodDisruptionBudget>(ctx, store, &budget_names).await?);
     pruned.extend(prune::<Service>(ctx, store, &service_names).await?);
+    pruned.extend(prune::<NetworkPolicy>(ctx, store, &policy_names).await?);
     pruned.extend(prune::<StatefulSet>(ctx, store, &set_names).await?);
     if !pruned.is_empty() {
         ctx.event(
