@@ -20,8 +20,10 @@ use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
@@ -108,6 +110,7 @@ async fn run_controllers(ctx: Arc<Context>) {
             Api::<PodDisruptionBudget>::all(client.clone()),
             owned.clone(),
         )
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone())
         // Pods are the StatefulSets' (not the store's): readiness, crash loops and restarts
         // reach the status at once.
         .watches(Api::<Pod>::all(client.clone()), owned.clone(), |p| {
@@ -127,13 +130,19 @@ async fn run_controllers(ctx: Arc<Context>) {
                 tracing::debug!(error = %e, "ObjectStore controller");
             }
         });
-    let b = buckets.clone();
+    let (b, b2) = (buckets.clone(), buckets.clone());
     let bucket_ctl = bucket_ctl
         .owns(Api::<Secret>::all(client.clone()), owned.clone())
         .watches(
             Api::<ObjectStore>::all(client.clone()),
             wc.clone(),
             move |s| watch::buckets_of_store(&b.state(), &s),
+        )
+        // A namespace's labels decide whether an ObjectStore's selector allows its Buckets.
+        .watches(
+            Api::<Namespace>::all(client.clone()),
+            wc.clone(),
+            move |n| watch::buckets_in_namespace(&b2.state(), &n.name_any()),
         )
         .shutdown_on_signal()
         .run(bucket::reconcile, controller::error_policy, ctx.clone())
@@ -209,6 +218,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .image_pull_policy
         .as_deref()
         .and_then(|p| serde_json::from_value(serde_json::json!(p)).ok());
+    build.operator_namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
     build.pull_secrets = config
         .image_pull_secrets
         .into_iter()

@@ -427,6 +427,9 @@ fn operator_built_objects_validate_against_kubernetes_schemas() {
             .iter()
             .map(|s| to(s)),
     );
+    docs.push(to(
+        &build::network_policy(&store, &config, &owner).expect("enabled")
+    ));
     docs.push(to(&build::credentials_secret(
         &store,
         &build::FleetSecrets::generate(),

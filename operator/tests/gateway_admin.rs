@@ -128,7 +128,8 @@ async fn bucket_reconciler_against_a_real_gateway() {
         "/apis/cairn.io/v1alpha1/namespaces/storage/objectstores",
         json!({
             "apiVersion": "cairn.io/v1alpha1", "kind": "ObjectStore",
-            "metadata": {"name": "s3", "namespace": "storage"}, "spec": {"zones": ["a", "b", "c"]}
+            "metadata": {"name": "s3", "namespace": "storage"},
+            "spec": {"zones": ["a", "b", "c"], "allowedNamespaces": {"names": ["app"]}}
         }),
     );
     kube.insert("/api/v1/namespaces/storage/secrets", json!({

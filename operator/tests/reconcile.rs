@@ -101,9 +101,14 @@ async fn objectstore_creates_the_fleet_idempotently() {
         "CAIRN_ROOT_ACCESS_KEY",
         "CAIRN_ROOT_SECRET_KEY",
         "CAIRN_ADMIN_TOKEN",
+        "CAIRN_FLEET_SECRET",
+        "CAIRN_INDEX_SEAL_KEY",
     ] {
         assert!(secret["data"][k].is_string(), "{k}");
     }
+    let fleet = base64_lite::decode(secret["data"]["CAIRN_FLEET_SECRET"].as_str().unwrap());
+    assert_eq!(fleet.len(), 64, "32 bytes, hex");
+    assert!(base64_lite::decode(secret["data"]["CAIRN_ADMIN_TOKEN"].as_str().unwrap()).len() >= 32);
 
     let store = kube.get(&path_store()).unwrap();
     assert_eq!(store["status"]["observedGeneration"], 1);
@@ -470,7 +475,7 @@ fn bucket_setup(bucket_extra: Value) -> (FakeKube, Arc<FakeAdmin>, Arc<Context>)
     let ctx = common::context(&kube, admin.clone());
     kube.insert(
         &format!("{CAIRN}/storage/objectstores"),
-        store_json(json!({})),
+        store_json(json!({"spec": {"allowedNamespaces": {"names": ["app"]}}})),
     );
     kube.insert("/api/v1/namespaces/storage/secrets", json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials", "namespace": "storage"},
@@ -631,12 +636,32 @@ async fn bucket_existing_needs_adoption() {
     );
     assert!(kube.get("/api/v1/namespaces/app/secrets/photos").is_none());
 
+    // Adoption from another namespace than the ObjectStore's is refused: it would hand this
+    // namespace a bucket someone else made.
     kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
         b["spec"]["adoptExisting"] = json!(true)
     });
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
-    assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(cond(&b, "Ready")["reason"], "AdoptionNotAllowed");
+    assert!(admin.state.lock().unwrap().keys.is_empty());
+
+    // In the ObjectStore's own namespace it adopts.
+    kube.insert(
+        &format!("{CAIRN}/storage/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "photos", "namespace": "storage"},
+               "spec": {"objectStoreRef": {"name": "s3"}, "adoptExisting": true}}),
+    );
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "storage");
+    for _ in 0..2 {
+        let b = api.get("photos").await.unwrap();
+        bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    }
+    let b = kube
+        .get(&format!("{CAIRN}/storage/buckets/photos"))
+        .unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
     assert_eq!(b["status"]["objects"], 3);
     assert!(kube.event_reasons().contains(&"BucketAdopted".to_string()));
 }
@@ -1218,4 +1243,166 @@ async fn a_deleted_bucket_with_a_stale_status_is_still_deleted_when_its_key_mark
         .await
         .unwrap();
     assert!(!admin.state.lock().unwrap().buckets.contains_key("photos"));
+}
+
+#[tokio::test]
+async fn an_older_credentials_secret_gains_the_fleet_secret_and_seal_key_and_keeps_its_keys() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::healthy(6)));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    // What an older operator made: root keys and admin token only.
+    let old = json!({"CAIRN_ROOT_ACCESS_KEY": "QUs=", "CAIRN_ROOT_SECRET_KEY": "U0s=",
+                     "CAIRN_ADMIN_TOKEN": "VG9rZW4tb2YtYW4tb2xkZXItb3BlcmF0b3ItMDEyMzQ1Njc4OQ==", "extra": "eA=="});
+    kube.insert(
+        "/api/v1/namespaces/storage/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "s3-credentials", "namespace": "storage"}, "data": old}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let path = "/api/v1/namespaces/storage/secrets/s3-credentials";
+    let data = kube.get(path).unwrap()["data"].clone();
+    for (k, v) in old.as_object().unwrap() {
+        assert_eq!(&data[k], v, "{k} untouched");
+    }
+    let seal = base64_lite::decode(data["CAIRN_INDEX_SEAL_KEY"].as_str().unwrap());
+    let fleet = base64_lite::decode(data["CAIRN_FLEET_SECRET"].as_str().unwrap());
+    assert_eq!((seal.len(), fleet.len()), (64, 64));
+    assert_ne!(seal, fleet);
+    assert!(
+        kube.event_reasons()
+            .contains(&"CredentialsExtended".to_string())
+    );
+    // Generated once: later reconciles keep them.
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(kube.get(path).unwrap()["data"], data);
+    // The pods read them from the Secret: gateways both, storage nodes the fleet secret only.
+    let keys = |sts: &str| -> Vec<String> {
+        kube.get(&format!(
+            "/apis/apps/v1/namespaces/storage/statefulsets/{sts}"
+        ))
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                e["valueFrom"]["secretKeyRef"]["key"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect()
+    };
+    assert!(keys("s3-gateway").contains(&"CAIRN_INDEX_SEAL_KEY".to_string()));
+    assert!(keys("s3-gateway").contains(&"CAIRN_FLEET_SECRET".to_string()));
+    assert_eq!(keys("s3-node-a"), ["CAIRN_FLEET_SECRET"]);
+}
+
+#[tokio::test]
+async fn buckets_of_namespaces_the_store_does_not_allow_get_nothing() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    // The store allows only `app`: a Bucket in `other` gets nothing, and says why.
+    kube.insert(
+        &format!("{CAIRN}/other/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "grab", "namespace": "other"},
+               "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}, "bucketName": "photos",
+                        "adoptExisting": true, "deletionPolicy": "Delete"}}),
+    );
+    let other: Api<Bucket> = Api::namespaced(kube.client(), "other");
+    let reconcile_other = || async {
+        let b = other.get("grab").await.unwrap();
+        bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    };
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_other().await;
+    reconcile_other().await;
+    let b = kube.get(&format!("{CAIRN}/other/buckets/grab")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow namespace other")
+    );
+    assert_eq!(b["status"]["phase"], "Failed");
+    assert!(kube.get("/api/v1/namespaces/other/secrets/grab").is_none());
+    // Its deletion (deletionPolicy Delete) leaves the bucket of `app` alone.
+    kube.delete(&format!("{CAIRN}/other/buckets/grab"));
+    reconcile_other().await;
+    assert!(kube.get(&format!("{CAIRN}/other/buckets/grab")).is_none());
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1, "app's key stays");
+
+    // A LifecyclePolicy of a Bucket whose namespace is not allowed is not pushed either.
+    kube.edit(&format!("{CAIRN}/storage/objectstores/s3"), |s| {
+        s["spec"]["allowedNamespaces"] = json!({"names": []})
+    });
+    // Taking `app` off the list takes its access away: its key goes.
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("its access key was deleted")
+    );
+    assert!(admin.state.lock().unwrap().keys.is_empty());
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p1", "STANDARD"),
+    );
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(admin.state.lock().unwrap().configs.is_empty());
+
+    // A selector allows it again, by the namespace's labels: a new key.
+    kube.insert(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "app", "labels": {"cairn.io/object-store": "s3"}}}),
+    );
+    kube.edit(&format!("{CAIRN}/storage/objectstores/s3"), |s| {
+        s["spec"]["allowedNamespaces"] =
+            json!({"selector": {"matchLabels": {"cairn.io/object-store": "s3"}}})
+    });
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1);
+}
+
+#[tokio::test]
+async fn each_fleet_gets_a_network_policy_and_loses_it_when_switched_off() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::healthy(6)));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let path = "/apis/networking.k8s.io/v1/namespaces/storage/networkpolicies/s3-fleet";
+    let np = kube.get(path).expect("the fleet's NetworkPolicy");
+    assert_eq!(np["metadata"]["ownerReferences"][0]["name"], "s3");
+    let ports: Vec<i64> = np["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ports"][0]["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [9000, 7000, 9001]);
+    kube.edit(&path_store(), |s| {
+        s["spec"]["networkPolicy"] = json!({"enabled": false})
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert!(kube.get(path).is_none());
 }

@@ -46,6 +46,8 @@ pub async fn reconcile(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action>
 pub enum Fleet {
     /// Reachable.
     Ready(Box<ObjectStore>, Arc<dyn AdminApi>),
+    /// Reachable, but the Bucket's namespace may not use it (`spec.allowedNamespaces`): why.
+    NotAllowed(Box<ObjectStore>, Arc<dyn AdminApi>, String),
     /// Not usable: the reason and message for the `Ready` condition.
     Missing(&'static str, String),
 }
@@ -78,7 +80,23 @@ pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
         ));
     };
     let admin = ctx.admin.connect(&store, &secrets.admin_token);
+    let bns = bucket.namespace().unwrap_or_default();
+    if !super::access::namespace_allowed(ctx, &store, &bns).await? {
+        let msg = super::access::not_allowed_message(&store, &bns);
+        return Ok(Fleet::NotAllowed(Box::new(store), admin, msg));
+    }
     Ok(Fleet::Ready(Box::new(store), admin))
+}
+
+/// Deletes every access key of this Bucket (named after it), returning how many went.
+async fn revoke_keys(bucket: &Bucket, admin: &dyn AdminApi) -> Result<usize> {
+    let label = key_name(bucket);
+    let mut n = 0;
+    for k in admin.keys().await?.iter().filter(|k| k.name == label) {
+        admin.delete_key(&k.access_key_id).await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 async fn set_not_ready(
@@ -114,7 +132,10 @@ async fn set_not_ready(
         "waiting",
         generation,
     );
-    status.phase = if reason == "BucketAlreadyExists" || reason == "SecretConflict" {
+    status.phase = if matches!(
+        reason,
+        "BucketAlreadyExists" | "SecretConflict" | "NamespaceNotAllowed" | "AdoptionNotAllowed"
+    ) {
         Phase::Failed
     } else {
         Phase::Pending
@@ -141,11 +162,33 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let status = bucket.status.clone().unwrap_or_default();
     let (store, admin) = match fleet_of(bucket, ctx).await? {
         Fleet::Ready(s, a) => (s, a),
+        Fleet::NotAllowed(_, admin, msg) => {
+            // A namespace taken off the list loses access: the keys this Bucket had go.
+            let revoked = revoke_keys(bucket, admin.as_ref()).await?;
+            let msg = if revoked > 0 {
+                format!("{msg}; its access key was deleted")
+            } else {
+                msg
+            };
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "NamespaceNotAllowed",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
         Fleet::Missing(reason, msg) => {
             return set_not_ready(bucket, ctx, status, reason, msg, Duration::from_secs(30)).await;
         }
     };
     let name = bucket.bucket_name();
+    // Adopting an existing bucket is for the ObjectStore's own namespace only: from another
+    // one it would hand that namespace a bucket someone else made.
+    let same_namespace = bucket.namespace() == store.namespace();
+    let adopt = bucket.spec.adopt_existing && same_namespace;
 
     // The application Secret must be this Bucket's (or not exist) before anything is created.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -204,7 +247,22 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     };
     let info = match info {
         Some(i) if ours => i,
-        Some(i) if bucket.spec.adopt_existing => {
+        Some(_) if bucket.spec.adopt_existing && !same_namespace => {
+            let msg = format!(
+                "bucket {name} already exists; spec.adoptExisting only adopts buckets of an ObjectStore in the Bucket's own namespace ({})",
+                store.namespace().unwrap_or_default()
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "AdoptionNotAllowed",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+        Some(i) if adopt => {
             ctx.event(
                 bucket,
                 EventType::Normal,
@@ -226,10 +284,7 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             )
             .await;
         }
-        None => match admin
-            .create_bucket(&name, bucket.spec.adopt_existing || ours)
-            .await
-        {
+        None => match admin.create_bucket(&name, adopt || ours).await {
             Ok(i) => {
                 ctx.event(
                     bucket,
@@ -423,6 +478,13 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
 async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let admin = match fleet_of(bucket, ctx).await? {
         Fleet::Ready(_, a) => a,
+        // Not allowed to use the fleet: never touch the bucket (deletionPolicy Delete from a
+        // namespace taken off the list must not empty it); only this Bucket's keys go.
+        Fleet::NotAllowed(_, admin, msg) => {
+            revoke_keys(bucket, admin.as_ref()).await?;
+            tracing::info!(bucket = %bucket.name_any(), msg, "not allowed: only its keys were deleted");
+            return Ok(Action::await_change());
+        }
         // No fleet: nothing left to clean up.
         Fleet::Missing(reason, msg) => {
             tracing::info!(bucket = %bucket.name_any(), reason, msg, "no fleet to clean up in");

@@ -2,6 +2,7 @@
 //! `error_policy`. Desired objects come from `crate::resources`; everything is applied with
 //! server-side apply under one field manager.
 
+pub mod access;
 pub mod bucket;
 pub mod objectstore;
 pub mod pods;

@@ -90,6 +90,7 @@ async fn target(ns: &str, bucket_ref: &str, ctx: &Context) -> Result<Target> {
     };
     match fleet_of(&bucket, ctx).await? {
         Fleet::Ready(store, admin) => Ok(Target::Ready { name, store, admin }),
+        Fleet::NotAllowed(_, _, msg) => Ok(Target::NotReady("NamespaceNotAllowed", msg)),
         Fleet::Missing(reason, msg) => Ok(Target::NotReady(reason, msg)),
     }
 }
@@ -204,7 +205,12 @@ where
         Phase::Ready
     } else if matches!(
         out.reason,
-        "InvalidSpec" | "RuleConflict" | "UnknownStorageClass" | "Rejected" | "GatewayUnsupported"
+        "InvalidSpec"
+            | "RuleConflict"
+            | "UnknownStorageClass"
+            | "Rejected"
+            | "GatewayUnsupported"
+            | "NamespaceNotAllowed"
     ) {
         Phase::Failed
     } else {

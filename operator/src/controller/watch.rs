@@ -50,6 +50,16 @@ pub fn buckets_of_store(buckets: &[Arc<Bucket>], store: &ObjectStore) -> Vec<Obj
         .collect()
 }
 
+/// The Buckets of namespace `ns` (its labels changed: an ObjectStore's `allowedNamespaces`
+/// selector may now match it, or not).
+pub fn buckets_in_namespace(buckets: &[Arc<Bucket>], ns: &str) -> Vec<ObjectRef<Bucket>> {
+    buckets
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(ns))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 /// A kind whose resources each target one Bucket of their own namespace.
 pub trait TargetsBucket: kube::Resource<DynamicType = ()> + Sized {
     /// Name of the Bucket resource.
@@ -187,6 +197,10 @@ mod tests {
         assert_eq!(
             names(policies_of_store(&rules, &buckets, &s)),
             ["app/dr", "storage/y"]
+        );
+        assert_eq!(
+            names(buckets_in_namespace(&buckets, "app")),
+            ["app/local", "app/photos"]
         );
     }
 

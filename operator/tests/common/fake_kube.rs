@@ -62,6 +62,13 @@ fn parse(path: &str) -> Option<Target> {
             name: None,
             status: false,
         }),
+        // A cluster-scoped object (`/api/v1/namespaces/NAME`).
+        [res, name] => Some(Target {
+            collection_all: format!("{prefix}/{res}"),
+            collection: format!("{prefix}/{res}"),
+            name: Some(name.to_string()),
+            status: false,
+        }),
         _ => None,
     }
 }
@@ -494,6 +501,11 @@ impl FakeKube {
                                 .remove("finalizers");
                         }
                     } else {
+                        // A resourceVersion in a merge patch is a precondition.
+                        let rv = &body["metadata"]["resourceVersion"];
+                        if rv.is_string() && *rv != old["metadata"]["resourceVersion"] {
+                            return status(409, "Conflict", "the object has been modified");
+                        }
                         json_patch::merge(&mut new, &body);
                     }
                     if let Err(e) = self.admit(&method, &path, &t, &new, Some(&old)) {

@@ -60,6 +60,7 @@ pub fn for_collection(collection_all: &str) -> Option<Schema> {
         "/api/v1/services" => Some(k8s_schema::<api::core::v1::Service>()),
         "/api/v1/secrets" => Some(k8s_schema::<api::core::v1::Secret>()),
         "/api/v1/pods" => Some(k8s_schema::<api::core::v1::Pod>()),
+        "/api/v1/namespaces" => Some(k8s_schema::<api::core::v1::Namespace>()),
         "/api/v1/persistentvolumeclaims" => {
             Some(k8s_schema::<api::core::v1::PersistentVolumeClaim>())
         }
