@@ -48,6 +48,11 @@ struct Config {
     /// ObjectStore names none; comma-separated.
     #[arg(long, env = "CAIRN_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     image_pull_secrets: Vec<String>,
+    /// Namespaces to watch, comma-separated (empty: every namespace). Confined to them, the
+    /// operator needs only namespaced Roles there (the chart's `watchNamespaces`), Secrets
+    /// included.
+    #[arg(long, env = "CAIRN_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
     /// Most gateway pods per ObjectStore (0 = no limit, the default). The gateways of a fleet
     /// share one replicated index, so this is only an optional limit.
     #[arg(long, env = "CAIRN_MAX_GATEWAY_REPLICAS", default_value_t = 0)]
@@ -96,27 +101,39 @@ async fn serve(listen: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
     axum::serve(listener, app).await
 }
 
-async fn run_controllers(ctx: Arc<Context>) {
+/// An `Api` over every namespace, or over one (`--watch-namespaces`).
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The four controllers over every namespace (`ns` None) or over one. Cluster-wide the operator
+/// neither lists nor watches Secrets (its ClusterRole has no such right: it reads and writes only
+/// Secrets it names); confined to namespaces, it watches the Secrets it writes there.
+async fn run_controllers(ctx: Arc<Context>, ns: Option<String>) {
     let client = ctx.client.clone();
+    let ns = ns.as_deref();
     let wc = watcher::Config::default();
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=cairn-operator");
     // Buckets first: their cache also maps ObjectStore changes to policies.
-    let bucket_ctl = Controller::new(Api::<Bucket>::all(client.clone()), wc.clone());
+    let bucket_ctl = Controller::new(scoped::<Bucket>(&client, ns), wc.clone());
     let buckets = bucket_ctl.store();
-    let stores = Controller::new(Api::<ObjectStore>::all(client.clone()), wc.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            owned.clone(),
-        )
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone())
+    let stores = Controller::new(scoped::<ObjectStore>(&client, ns), wc.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+        .owns(scoped::<Service>(&client, ns), owned.clone())
+        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
+        .owns(scoped::<NetworkPolicy>(&client, ns), owned.clone())
         // Pods are the StatefulSets' (not the store's): readiness, crash loops and restarts
         // reach the status at once.
-        .watches(Api::<Pod>::all(client.clone()), owned.clone(), |p| {
+        .watches(scoped::<Pod>(&client, ns), owned.clone(), |p| {
             watch::store_of_pod(&p)
         })
-        .watches(Api::<Bucket>::all(client.clone()), wc.clone(), |b| {
+        .watches(scoped::<Bucket>(&client, ns), wc.clone(), |b| {
             Some(objectstore::store_of(&b))
         })
         .shutdown_on_signal()
@@ -131,13 +148,14 @@ async fn run_controllers(ctx: Arc<Context>) {
             }
         });
     let (b, b2) = (buckets.clone(), buckets.clone());
+    let mut bucket_ctl = bucket_ctl;
+    if ns.is_some() {
+        bucket_ctl = bucket_ctl.owns(scoped::<Secret>(&client, ns), owned.clone());
+    }
     let bucket_ctl = bucket_ctl
-        .owns(Api::<Secret>::all(client.clone()), owned.clone())
-        .watches(
-            Api::<ObjectStore>::all(client.clone()),
-            wc.clone(),
-            move |s| watch::buckets_of_store(&b.state(), &s),
-        )
+        .watches(scoped::<ObjectStore>(&client, ns), wc.clone(), move |s| {
+            watch::buckets_of_store(&b.state(), &s)
+        })
         // A namespace's labels decide whether an ObjectStore's selector allows its Buckets.
         .watches(
             Api::<Namespace>::all(client.clone()),
@@ -147,14 +165,14 @@ async fn run_controllers(ctx: Arc<Context>) {
         .shutdown_on_signal()
         .run(bucket::reconcile, controller::error_policy, ctx.clone())
         .for_each(|_| async {});
-    let lifecycle = policy_controller::<LifecyclePolicy>(&client, &buckets)
+    let lifecycle = policy_controller::<LifecyclePolicy>(&client, ns, &buckets)
         .run(
             policy::reconcile_lifecycle,
             controller::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let replication = policy_controller::<ReplicationRule>(&client, &buckets)
+    let replication = policy_controller::<ReplicationRule>(&client, ns, &buckets)
         .run(
             policy::reconcile_replication,
             controller::error_policy,
@@ -164,11 +182,29 @@ async fn run_controllers(ctx: Arc<Context>) {
     tokio::join!(stores, bucket_ctl, lifecycle, replication);
 }
 
+/// The controllers over every namespace, or one set per namespace of `--watch-namespaces`.
+async fn run_all(ctx: Arc<Context>) {
+    match ctx.namespaces.clone() {
+        None => run_controllers(ctx, None).await,
+        Some(list) => {
+            futures_util::future::join_all(
+                list.into_iter()
+                    .map(|ns| run_controllers(ctx.clone(), Some(ns))),
+            )
+            .await;
+        }
+    }
+}
+
 /// A LifecyclePolicy or ReplicationRule controller: requeued when the Bucket it targets changes
 /// (created, Ready, versioning switched on) and when that Bucket's ObjectStore does.
-fn policy_controller<P>(client: &kube::Client, buckets: &Store<Bucket>) -> Controller<P>
+fn policy_controller<P>(
+    client: &kube::Client,
+    ns: Option<&str>,
+    buckets: &Store<Bucket>,
+) -> Controller<P>
 where
-    P: watch::TargetsBucket
+    P: watch::TargetsBucket<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -177,13 +213,13 @@ where
         + 'static,
 {
     let wc = watcher::Config::default();
-    let ctl = Controller::new(Api::<P>::all(client.clone()), wc.clone());
+    let ctl = Controller::new(scoped::<P>(client, ns), wc.clone());
     let (of_bucket, of_store) = (ctl.store(), ctl.store());
     let buckets = buckets.clone();
-    ctl.watches(Api::<Bucket>::all(client.clone()), wc.clone(), move |b| {
+    ctl.watches(scoped::<Bucket>(client, ns), wc.clone(), move |b| {
         watch::policies_of_bucket(&of_bucket.state(), &b)
     })
-    .watches(Api::<ObjectStore>::all(client.clone()), wc, move |s| {
+    .watches(scoped::<ObjectStore>(client, ns), wc, move |s| {
         watch::policies_of_store(&of_store.state(), &buckets.state(), &s)
     })
     .shutdown_on_signal()
@@ -226,18 +262,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect();
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         Arc::new(HttpConnector),
         metrics.clone(),
         build,
     );
+    let namespaces: Vec<String> = config
+        .watch_namespaces
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if !namespaces.is_empty() {
+        tracing::info!(?namespaces, "watching only these namespaces");
+        Arc::get_mut(&mut ctx)
+            .expect("the only reference")
+            .namespaces = Some(namespaces);
+    }
     // Ready as soon as the process runs: a standby replica is healthy too.
     health.started.store(true, Ordering::Relaxed);
 
     if config.no_leader_election {
         metrics.leader.set(1);
-        run_controllers(ctx).await;
+        run_all(ctx).await;
         return Ok(());
     }
     let identity = config
@@ -254,7 +302,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     metrics.leader.set(1);
     tracing::info!(identity, "leading");
     tokio::select! {
-        _ = run_controllers(ctx) => { elector.release().await; }
+        _ = run_all(ctx) => { elector.release().await; }
         _ = elector.hold() => {
             tracing::error!("lost the leader Lease; exiting so that only one replica reconciles");
             std::process::exit(1);

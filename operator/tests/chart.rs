@@ -381,6 +381,57 @@ fn helm_chart_lints_renders_and_validates() {
         for d in &docs {
             validate_against_crd(d);
         }
+        // Secrets: cluster-wide the operator can neither list nor watch them; confined to
+        // `watchNamespaces`, it gets a Role in each and nothing cluster-wide but namespaces.
+        let rules_of = |d: &Value| -> Vec<Value> { d["rules"].as_array().unwrap().clone() };
+        let grants = |rules: &[Value], resource: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| {
+                    r["resources"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&Value::from(resource))
+                })
+                .flat_map(|r| r["verbs"].as_array().unwrap().clone())
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+        let roles: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                d["kind"] == "Role" && !d["metadata"]["name"].as_str().unwrap().ends_with("-leader")
+            })
+            .collect();
+        if label == "everything" {
+            let namespaces: Vec<&str> = roles
+                .iter()
+                .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+                .collect();
+            assert_eq!(namespaces, ["storage", "photos"]);
+            for r in &roles {
+                assert_eq!(
+                    grants(&rules_of(r), "secrets"),
+                    ["get", "list", "watch", "create", "patch"]
+                );
+            }
+            let cluster = rules_of(cluster_role);
+            assert_eq!(
+                cluster.len(),
+                1,
+                "only namespaces cluster-wide: {cluster:?}"
+            );
+            assert_eq!(grants(&cluster, "namespaces"), ["get", "list", "watch"]);
+            assert_eq!(env("CAIRN_WATCH_NAMESPACES"), "storage,photos");
+        } else {
+            assert!(roles.is_empty());
+            assert_eq!(
+                grants(&rules_of(cluster_role), "secrets"),
+                ["get", "create", "patch"]
+            );
+            assert_eq!(env("CAIRN_WATCH_NAMESPACES"), Value::Null);
+        }
         // Least privilege: no wildcards anywhere in the RBAC rules.
         for d in docs
             .iter()

@@ -1406,3 +1406,38 @@ async fn each_fleet_gets_a_network_policy_and_loses_it_when_switched_off() {
     reconcile_store(&kube, &ctx).await.unwrap();
     assert!(kube.get(path).is_none());
 }
+
+#[tokio::test]
+async fn confined_to_namespaces_the_operator_lists_only_there() {
+    let kube = FakeKube::new();
+    let mut ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    Arc::get_mut(&mut ctx).unwrap().namespaces = Some(vec!["storage".into(), "app".into()]);
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    kube.insert(
+        &format!("{CAIRN}/app/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "photos", "namespace": "app"},
+               "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}}}),
+    );
+    kube.delete(&path_store());
+    let err = reconcile_store(&kube, &ctx).await.unwrap_err();
+    assert!(err.contains("app/photos"), "{err}");
+    let lists: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "GET" && p.ends_with("/buckets"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            format!("{CAIRN}/storage/buckets"),
+            format!("{CAIRN}/app/buckets")
+        ],
+        "no cluster-wide list (its Roles would not allow one)"
+    );
+}

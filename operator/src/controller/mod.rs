@@ -99,6 +99,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Images and limits of the objects built.
     pub build: BuildConfig,
+    /// The namespaces watched (`--watch-namespaces`); `None`: every namespace.
+    pub namespaces: Option<Vec<String>>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -120,8 +122,36 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
             build,
+            namespaces: None,
             failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Every object of kind `K` the operator watches: in every namespace, or in each of
+    /// `--watch-namespaces` (where alone its Roles let it list).
+    pub async fn list_watched<K>(&self) -> Result<Vec<K>>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Debug
+            + DeserializeOwned,
+    {
+        let lp = kube::api::ListParams::default();
+        match &self.namespaces {
+            None => Ok(Api::<K>::all(self.client.clone()).list(&lp).await?.items),
+            Some(list) => {
+                let mut out = Vec::new();
+                for ns in list {
+                    out.extend(
+                        Api::<K>::namespaced(self.client.clone(), ns)
+                            .list(&lp)
+                            .await?
+                            .items,
+                    );
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Publishes an Event about `obj` (failures are logged, never fatal).

@@ -71,8 +71,7 @@ pub fn buckets_using(store: &ObjectStore, buckets: &[Bucket]) -> Vec<String> {
 }
 
 async fn cleanup(store: &ObjectStore, ctx: &Context) -> Result<Action> {
-    let all: Api<Bucket> = Api::all(ctx.client.clone());
-    let buckets = all.list(&ListParams::default()).await?.items;
+    let buckets: Vec<Bucket> = ctx.list_watched().await?;
     let using = buckets_using(store, &buckets);
     if using.is_empty() {
         ctx.event(
