@@ -1,13 +1,25 @@
 # cairn-operator: `docker build -f docker/operator.Dockerfile -t ghcr.io/cairn-io/cairn-operator:v0.1.0 .`
-# (from the repository root). TLS to the API server uses rustls with the ring provider: no
-# OpenSSL in the image.
+# (from the repository root). Multi-stage: build with the Rust toolchain, run on distroless/cc as
+# non-root. scripts/build-images.sh builds the same image without a Docker daemon (buildah, FROM
+# scratch): the stripped binary at /usr/local/bin/cairn-operator, user 65532, the same entrypoint,
+# ports and labels (a test compares the two).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p cairn-operator --bin cairn-operator && cp target/release/cairn-operator /cairn-operator
+RUN cargo build --release --locked -p cairn-operator --bin cairn-operator \
+ && objcopy --strip-all target/release/cairn-operator /cairn-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot
+ARG VERSION=v0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="cairn-operator" \
+      org.opencontainers.image.description="Cairn Kubernetes operator: ObjectStore, Bucket, LifecyclePolicy, ReplicationRule" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.source="https://github.com/cairn-io/cairn" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /cairn-operator /usr/local/bin/cairn-operator
 USER 65532:65532
+WORKDIR /home/nonroot
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/cairn-operator"]

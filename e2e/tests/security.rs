@@ -175,6 +175,37 @@ async fn the_attacks_of_the_trust_boundary_issue_are_refused() {
             >= 1.0
     );
 
+    // --- The admin API: the operator signs with the admin token; a signature by another
+    // token, or one sent again, is refused.
+    let admin_signer =
+        cairn_transport::Signer::new(&Secret::new("admin", &f.admin_token, 32).unwrap());
+    let signed_get = |signer: &cairn_transport::Signer| {
+        let mut h = reqwest::header::HeaderMap::new();
+        let url = reqwest::Url::parse(&buckets).unwrap();
+        signer.sign(
+            &reqwest::Method::GET,
+            url.path(),
+            None,
+            "admin",
+            Some(cairn_transport::signing::sha256(b"")),
+            &mut h,
+        );
+        h
+    };
+    let h = signed_get(&admin_signer);
+    let r = http.get(&buckets).headers(h.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a request signed with the admin token");
+    let r = http.get(&buckets).headers(h).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the same signed admin request again");
+    let wrong = cairn_transport::Signer::new(&Secret::new("x", &"w".repeat(48), 32).unwrap());
+    let r = http
+        .get(&buckets)
+        .headers(signed_get(&wrong))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "signed with another token");
+
     // --- A storage node answers nobody without the fleet credential.
     let node = &f.nodes[0];
     let r = http

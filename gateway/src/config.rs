@@ -17,6 +17,18 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+    /// `--log-format text|json` (`CAIRN_LOG_FORMAT`).
+    #[command(flatten)]
+    pub log: cairn_logging::LogArgs,
+}
+
+/// `CAIRN_STORAGE_CLASSES` unless it is set but empty (no class besides STANDARD): clap would
+/// hand the empty string to the parser, which refuses it.
+fn storage_classes_env() -> Option<&'static str> {
+    const VAR: &str = "CAIRN_STORAGE_CLASSES";
+    std::env::var_os(VAR)
+        .is_none_or(|v| !v.is_empty())
+        .then_some(VAR)
 }
 
 /// Subcommands.
@@ -67,7 +79,8 @@ pub struct GatewayArgs {
     /// A storage class besides STANDARD (whose profile is --data-shards/--parity-shards), as
     /// `NAME=K+M[:stripe=SIZE][:zone=ZONE]`, e.g. `STANDARD_IA=6+3` or `GLACIER_IR=8+4:stripe=4M`;
     /// repeat for each (or comma-separate in `CAIRN_STORAGE_CLASSES`).
-    #[arg(long = "storage-class", env = "CAIRN_STORAGE_CLASSES", value_delimiter = ',', value_parser = parse_storage_class)]
+    /// An empty `CAIRN_STORAGE_CLASSES` means none.
+    #[arg(long = "storage-class", env = storage_classes_env(), value_delimiter = ',', value_parser = parse_storage_class)]
     pub storage_classes: Vec<StorageClassSpec>,
     /// The length of a lifecycle "day": lifecycle rules count days of this length, and lifecycle
     /// passes run ten times per day (at least every hour). Shorten it for tests and demos.

@@ -5,15 +5,6 @@ use clap::Parser;
 
 use cairn_gateway::config::{Cli, Command};
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_smithy=warn".into()),
-        )
-        .init();
-}
-
 async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
@@ -23,8 +14,13 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    cairn_logging::init(cli.log, "info,aws_smithy=warn");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "cairn-gateway starting"
+    );
+    match cli.command {
         Command::Dev(args) => {
             let fleet = cairn_gateway::dev::start(&args).await?;
             let s = &fleet.secrets;

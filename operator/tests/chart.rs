@@ -326,8 +326,111 @@ fn helm_chart_lints_renders_and_validates() {
             .map(|e| e["value"].clone());
         let want = if label == "everything" { "5" } else { "0" };
         assert_eq!(cap, Some(Value::from(want)), "{label}");
+        // The three images come from one registry and tag (`image`), and so does the policy.
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let env = |name: &str| {
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+                .unwrap_or(Value::Null)
+        };
+        let (registry, tag, policy) = if label == "everything" {
+            ("registry.example.com:5000/storage", "v0.1.0-rc1", "Never")
+        } else {
+            (
+                "ghcr.io/cairn-io",
+                concat!("v", env!("CARGO_PKG_VERSION")),
+                "IfNotPresent",
+            )
+        };
+        assert_eq!(
+            container["image"],
+            format!("{registry}/cairn-operator:{tag}")
+        );
+        assert_eq!(container["imagePullPolicy"], policy);
+        assert_eq!(
+            env("CAIRN_GATEWAY_IMAGE"),
+            format!("{registry}/cairn-gateway:{tag}")
+        );
+        assert_eq!(
+            env("CAIRN_STORAGE_NODE_IMAGE"),
+            format!("{registry}/cairn-storage-node:{tag}")
+        );
+        assert_eq!(env("CAIRN_IMAGE_PULL_POLICY"), policy);
+        if label == "everything" {
+            assert_eq!(env("CAIRN_IMAGE_PULL_SECRETS"), "registry");
+            assert_eq!(env("CAIRN_LOG_FORMAT"), "json");
+        } else {
+            assert_eq!(env("CAIRN_IMAGE_PULL_SECRETS"), Value::Null);
+        }
+        // The operator's own defaults name the chart's images.
+        let defaults = build::BuildConfig::default();
+        if label == "default" {
+            assert_eq!(
+                Value::from(defaults.gateway_image),
+                env("CAIRN_GATEWAY_IMAGE")
+            );
+            assert_eq!(
+                Value::from(defaults.storage_node_image),
+                env("CAIRN_STORAGE_NODE_IMAGE")
+            );
+        }
         for d in &docs {
             validate_against_crd(d);
+        }
+        // Secrets: cluster-wide the operator can neither list nor watch them; confined to
+        // `watchNamespaces`, it gets a Role in each and nothing cluster-wide but namespaces.
+        let rules_of = |d: &Value| -> Vec<Value> { d["rules"].as_array().unwrap().clone() };
+        let grants = |rules: &[Value], resource: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| {
+                    r["resources"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&Value::from(resource))
+                })
+                .flat_map(|r| r["verbs"].as_array().unwrap().clone())
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+        let roles: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                d["kind"] == "Role" && !d["metadata"]["name"].as_str().unwrap().ends_with("-leader")
+            })
+            .collect();
+        if label == "everything" {
+            let namespaces: Vec<&str> = roles
+                .iter()
+                .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+                .collect();
+            assert_eq!(namespaces, ["storage", "photos"]);
+            for r in &roles {
+                assert_eq!(
+                    grants(&rules_of(r), "secrets"),
+                    ["get", "list", "watch", "create", "patch"]
+                );
+            }
+            let cluster = rules_of(cluster_role);
+            assert_eq!(
+                cluster.len(),
+                1,
+                "only namespaces cluster-wide: {cluster:?}"
+            );
+            assert_eq!(grants(&cluster, "namespaces"), ["get", "list", "watch"]);
+            assert_eq!(env("CAIRN_WATCH_NAMESPACES"), "storage,photos");
+        } else {
+            assert!(roles.is_empty());
+            assert_eq!(
+                grants(&rules_of(cluster_role), "secrets"),
+                ["get", "create", "patch"]
+            );
+            assert_eq!(env("CAIRN_WATCH_NAMESPACES"), Value::Null);
         }
         // Least privilege: no wildcards anywhere in the RBAC rules.
         for d in docs
@@ -375,6 +478,9 @@ fn operator_built_objects_validate_against_kubernetes_schemas() {
             .iter()
             .map(|s| to(s)),
     );
+    docs.push(to(
+        &build::network_policy(&store, &config, &owner).expect("enabled")
+    ));
     docs.push(to(&build::credentials_secret(
         &store,
         &build::FleetSecrets::generate(),
@@ -403,6 +509,142 @@ mod erased {
             serde_json::to_value(self).unwrap()
         }
     }
+}
+
+/// Every alert of the chart's PrometheusRule, rendered by helm with the default thresholds, run
+/// through `promtool test rules` against `tests/promtool/alerts.test.yaml`: series with which each
+/// must fire and series with which it must not. Skipped without promtool (Debian's `prometheus`
+/// package; `scripts/setup.sh` installs it), except under CI, which must have it.
+#[test]
+fn every_alert_fires_when_it_must_and_only_then() {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    for (tool, arg) in [("helm", "version"), ("promtool", "--version")] {
+        if !have(tool, arg) {
+            assert!(
+                !ci,
+                "{tool} is missing under CI: scripts/setup.sh installs it"
+            );
+            skipped(&format!(
+                "SKIPPED: {tool} not installed (scripts/setup.sh installs it); the alert rules were not tested"
+            ));
+            return;
+        }
+    }
+    let rendered = run(Command::new("helm")
+        .args([
+            "template",
+            "cairn",
+            "--namespace",
+            "cairn-system",
+            "--set",
+            "monitoring.prometheusRule.enabled=true",
+            "--show-only",
+            "templates/prometheusrule.yaml",
+        ])
+        .arg(root().join("charts/cairn")));
+    let docs = documents(&rendered);
+    assert_eq!(docs.len(), 1);
+    let groups = &docs[0]["spec"]["groups"];
+    let alerts: BTreeSet<String> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .map(|r| r["alert"].as_str().unwrap().to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    // JSON is YAML: promtool reads it as its rule file format.
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_json::json!({"groups": groups}).to_string(),
+    )
+    .unwrap();
+    let tests = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promtool/alerts.test.yaml"),
+    )
+    .unwrap();
+    // Every alert has a test that expects it to fire.
+    for a in &alerts {
+        assert!(
+            tests.contains(&format!(
+                "alertname: {a}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "alert {a} has no firing test in tests/promtool/alerts.test.yaml"
+        );
+    }
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    std::fs::write(dir.path().join("alerts.test.yaml"), tests).unwrap();
+    run(Command::new("promtool")
+        .args(["check", "rules", "rules.yaml"])
+        .current_dir(dir.path()));
+    run(Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yaml"])
+        .current_dir(dir.path()));
+}
+
+/// `docker/*.Dockerfile` and `scripts/build-images.sh` make the same images: the binary at
+/// `/usr/local/bin/cairn-NAME`, user 65532, that entrypoint, the ports, the version and source
+/// labels; and the default tag is the chart's appVersion and the operator's default.
+#[test]
+fn dockerfiles_and_the_daemonless_build_agree() {
+    let script = std::fs::read_to_string(root().join("scripts/build-images.sh")).unwrap();
+    assert!(script.contains("--user 65532:65532"));
+    assert!(script.contains("objcopy --strip-all"));
+    assert!(
+        script.contains("\"[\\\"/usr/local/bin/cairn-$name\\\"]\""),
+        "entrypoint"
+    );
+    for (name, ports, cmd) in [
+        ("gateway", &[9000, 9001][..], Some("serve")),
+        ("storage-node", &[7000][..], None),
+        ("operator", &[8080][..], None),
+    ] {
+        let d = std::fs::read_to_string(root().join(format!("docker/{name}.Dockerfile"))).unwrap();
+        for want in [
+            format!("COPY --from=build /cairn-{name} /usr/local/bin/cairn-{name}"),
+            "USER 65532:65532".to_string(),
+            format!("ENTRYPOINT [\"/usr/local/bin/cairn-{name}\"]"),
+            format!("objcopy --strip-all target/release/cairn-{name}"),
+            "org.opencontainers.image.version=".to_string(),
+            "org.opencontainers.image.source=\"https://github.com/cairn-io/cairn\"".to_string(),
+        ] {
+            assert!(d.contains(&want), "docker/{name}.Dockerfile lacks {want}");
+        }
+        let expose = format!(
+            "EXPOSE {}",
+            ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(d.contains(&expose), "docker/{name}.Dockerfile: {expose}");
+        let line = script
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name})")) && l.contains("args+="))
+            .unwrap_or_else(|| panic!("build-images.sh has no settings for {name}"));
+        for p in ports {
+            assert!(line.contains(&format!("--port {p}")), "{line}");
+        }
+        match cmd {
+            Some(c) => {
+                assert!(d.contains(&format!("CMD [\"{c}\"]")));
+                assert!(line.contains(&format!("--cmd {c}")), "{line}");
+            }
+            None => assert!(!d.contains("CMD [") && !line.contains("--cmd")),
+        }
+    }
+    let chart = std::fs::read_to_string(root().join("charts/cairn/Chart.yaml")).unwrap();
+    let version = concat!("v", env!("CARGO_PKG_VERSION"));
+    assert!(
+        chart.contains(&format!("appVersion: \"{version}\"")),
+        "Chart.yaml appVersion must be {version}"
+    );
+    assert!(
+        build::BuildConfig::default()
+            .gateway_image
+            .ends_with(&format!("/cairn-gateway:{version}"))
+    );
 }
 
 /// Says a test was skipped on the real stderr (libtest captures `println!` of passing tests).

@@ -13,13 +13,17 @@ use aws_sdk_s3::primitives::ByteStream;
 use cairn_gateway::config::{DevArgs, GatewayArgs};
 use cairn_operator::admin::{AdminApi, HttpAdmin};
 use cairn_operator::controller::{bucket, policy};
-use cairn_operator::crd::{Bucket, LifecyclePolicy};
+use cairn_operator::crd::{Bucket, LifecyclePolicy, ReplicationRule};
 use common::fake_kube::FakeKube;
+use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
 
 fn free_ports(n: u16) -> u16 {
-    let base = 30_000 + (std::process::id() % 500) as u16 * 16;
+    // Tests of this file run at once: each call starts elsewhere.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = 30_000 + ((std::process::id() % 500) as u16 * 16 + call * 2_000) % 30_000;
     (0..400)
         .map(|i| base + i * 16 % 10_000)
         .find(|start| (*start..start + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
@@ -129,7 +133,8 @@ async fn bucket_reconciler_against_a_real_gateway() {
         "/apis/cairn.io/v1alpha1/namespaces/storage/objectstores",
         json!({
             "apiVersion": "cairn.io/v1alpha1", "kind": "ObjectStore",
-            "metadata": {"name": "s3", "namespace": "storage"}, "spec": {"zones": ["a", "b", "c"]}
+            "metadata": {"name": "s3", "namespace": "storage"},
+            "spec": {"zones": ["a", "b", "c"], "allowedNamespaces": {"names": ["app"]}}
         }),
     );
     kube.insert("/api/v1/namespaces/storage/secrets", json!({
@@ -291,5 +296,131 @@ async fn bucket_reconciler_against_a_real_gateway() {
             .any(|k| k.access_key_id == id)
     );
     assert!(admin.bucket("other").await.unwrap().is_some());
+    fleet.stop().await;
+}
+
+/// The YAML documents of `examples/FILE`.
+fn example(file: &str) -> Vec<serde_json::Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split("\n---")
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
+        .collect()
+}
+
+fn ready_condition(obj: &serde_json::Value) -> serde_json::Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The README's steps with `examples/` unmodified, against a real gateway: the Bucket, the
+/// LifecyclePolicy and the ReplicationRule (whose destination needs a versioned source bucket)
+/// all become Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_work_together_against_a_real_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = cairn_gateway::dev::start(&dev_args(dir.path().to_path_buf()))
+        .await
+        .expect("dev fleet");
+    let secrets = fleet.secrets.clone();
+    let admin: Arc<dyn AdminApi> = Arc::new(HttpAdmin::new(
+        format!("http://{}", fleet.gateway.admin_addr),
+        &secrets.admin_token,
+    ));
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, admin.clone());
+    let ns = "photos";
+    let collection = |kind: &str| match kind {
+        "ObjectStore" => format!("/apis/cairn.io/v1alpha1/namespaces/{ns}/objectstores"),
+        "Bucket" => format!("/apis/cairn.io/v1alpha1/namespaces/{ns}/buckets"),
+        "LifecyclePolicy" => format!("/apis/cairn.io/v1alpha1/namespaces/{ns}/lifecyclepolicies"),
+        "ReplicationRule" => format!("/apis/cairn.io/v1alpha1/namespaces/{ns}/replicationrules"),
+        "Secret" => format!("/api/v1/namespaces/{ns}/secrets"),
+        other => panic!("an example of kind {other}"),
+    };
+    for file in [
+        "objectstore.yaml",
+        "bucket.yaml",
+        "lifecyclepolicy.yaml",
+        "replicationrule.yaml",
+    ] {
+        for mut doc in example(file) {
+            doc["metadata"]["namespace"] = json!(ns);
+            if doc["kind"] == "Secret" {
+                // `stringData` is folded into `data` by the API server.
+                let mut data = serde_json::Map::new();
+                for (k, v) in doc["stringData"].as_object().cloned().unwrap_or_default() {
+                    data.insert(k, json!(b64(v.as_str().unwrap())));
+                }
+                doc.as_object_mut().unwrap().remove("stringData");
+                doc["data"] = serde_json::Value::Object(data);
+            }
+            let kind = doc["kind"].as_str().unwrap().to_string();
+            kube.insert(&collection(&kind), doc);
+        }
+    }
+    // The credentials Secret the ObjectStore controller would have made, for this gateway.
+    let store_name = example("objectstore.yaml")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kube.insert(&collection("Secret"), json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{store_name}-credentials"), "namespace": ns},
+        "data": {"CAIRN_ROOT_ACCESS_KEY": b64(&secrets.access_key), "CAIRN_ROOT_SECRET_KEY": b64(&secrets.secret_key),
+                 "CAIRN_ADMIN_TOKEN": b64(&secrets.admin_token)}
+    }));
+
+    let buckets: Api<Bucket> = Api::namespaced(kube.client(), ns);
+    let policies: Api<LifecyclePolicy> = Api::namespaced(kube.client(), ns);
+    let rules: Api<ReplicationRule> = Api::namespaced(kube.client(), ns);
+    let bucket_name = example("bucket.yaml")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        let b = buckets.get(&bucket_name).await.unwrap();
+        bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    }
+    for p in policies.list(&Default::default()).await.unwrap() {
+        for _ in 0..2 {
+            let p = policies.get(&p.name_any()).await.unwrap();
+            policy::reconcile_lifecycle(Arc::new(p), ctx.clone())
+                .await
+                .unwrap();
+        }
+    }
+    for r in rules.list(&Default::default()).await.unwrap() {
+        for _ in 0..2 {
+            let r = rules.get(&r.name_any()).await.unwrap();
+            policy::reconcile_replication(Arc::new(r), ctx.clone())
+                .await
+                .unwrap();
+        }
+    }
+    let mut kinds = 0;
+    for path in kube.paths(&format!("/apis/cairn.io/v1alpha1/namespaces/{ns}/")) {
+        if path.contains("/objectstores/") {
+            continue;
+        }
+        let obj = kube.get(&path).unwrap();
+        let ready = ready_condition(&obj);
+        assert_eq!(ready["status"], "True", "{path}: {}", obj["status"]);
+        kinds += 1;
+    }
+    assert_eq!(
+        kinds, 3,
+        "a Bucket, a LifecyclePolicy and a ReplicationRule"
+    );
+    assert!(admin.bucket(&bucket_name).await.unwrap().is_some());
     fleet.stop().await;
 }

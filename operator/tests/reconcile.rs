@@ -101,9 +101,14 @@ async fn objectstore_creates_the_fleet_idempotently() {
         "CAIRN_ROOT_ACCESS_KEY",
         "CAIRN_ROOT_SECRET_KEY",
         "CAIRN_ADMIN_TOKEN",
+        "CAIRN_FLEET_SECRET",
+        "CAIRN_INDEX_SEAL_KEY",
     ] {
         assert!(secret["data"][k].is_string(), "{k}");
     }
+    let fleet = base64_lite::decode(secret["data"]["CAIRN_FLEET_SECRET"].as_str().unwrap());
+    assert_eq!(fleet.len(), 64, "32 bytes, hex");
+    assert!(base64_lite::decode(secret["data"]["CAIRN_ADMIN_TOKEN"].as_str().unwrap()).len() >= 32);
 
     let store = kube.get(&path_store()).unwrap();
     assert_eq!(store["status"]["observedGeneration"], 1);
@@ -470,7 +475,7 @@ fn bucket_setup(bucket_extra: Value) -> (FakeKube, Arc<FakeAdmin>, Arc<Context>)
     let ctx = common::context(&kube, admin.clone());
     kube.insert(
         &format!("{CAIRN}/storage/objectstores"),
-        store_json(json!({})),
+        store_json(json!({"spec": {"allowedNamespaces": {"names": ["app"]}}})),
     );
     kube.insert("/api/v1/namespaces/storage/secrets", json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials", "namespace": "storage"},
@@ -631,12 +636,32 @@ async fn bucket_existing_needs_adoption() {
     );
     assert!(kube.get("/api/v1/namespaces/app/secrets/photos").is_none());
 
+    // Adoption from another namespace than the ObjectStore's is refused: it would hand this
+    // namespace a bucket someone else made.
     kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
         b["spec"]["adoptExisting"] = json!(true)
     });
     reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
-    assert_eq!(cond(&b, "Ready")["status"], "True");
+    assert_eq!(cond(&b, "Ready")["reason"], "AdoptionNotAllowed");
+    assert!(admin.state.lock().unwrap().keys.is_empty());
+
+    // In the ObjectStore's own namespace it adopts.
+    kube.insert(
+        &format!("{CAIRN}/storage/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "photos", "namespace": "storage"},
+               "spec": {"objectStoreRef": {"name": "s3"}, "adoptExisting": true}}),
+    );
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "storage");
+    for _ in 0..2 {
+        let b = api.get("photos").await.unwrap();
+        bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    }
+    let b = kube
+        .get(&format!("{CAIRN}/storage/buckets/photos"))
+        .unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
     assert_eq!(b["status"]["objects"], 3);
     assert!(kube.event_reasons().contains(&"BucketAdopted".to_string()));
 }
@@ -860,6 +885,25 @@ async fn replication_pushed_with_credentials_or_a_clear_condition() {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dr-creds", "namespace": "app"},
         "data": {"AWS_ACCESS_KEY_ID": "QUs=", "AWS_SECRET_ACCESS_KEY": "U0s="}
     }));
+    // The bucket is not versioned: the gateway refuses the configuration, and the condition says
+    // why.
+    reconcile_replication(&kube, &ctx, "dr").await.unwrap();
+    let r = kube
+        .get(&format!("{CAIRN}/app/replicationrules/dr"))
+        .unwrap();
+    assert_eq!(cond(&r, "Ready")["reason"], "Rejected");
+    assert!(
+        cond(&r, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("versioning must be enabled")
+    );
+    // Versioning switched on in the Bucket: the rule goes through (the Bucket's change requeues
+    // it: `controller::watch::policies_of_bucket`).
+    kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
+        b["spec"]["versioning"] = json!("Enabled")
+    });
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
     reconcile_replication(&kube, &ctx, "dr").await.unwrap();
     let r = kube
         .get(&format!("{CAIRN}/app/replicationrules/dr"))
@@ -881,4 +925,519 @@ async fn replication_pushed_with_credentials_or_a_clear_condition() {
     kube.delete(&format!("{CAIRN}/app/replicationrules/dr"));
     reconcile_replication(&kube, &ctx, "dr").await.unwrap();
     assert!(admin.state.lock().unwrap().configs.is_empty());
+}
+
+/// Pods of the fleet as the StatefulSet controller would have made them: every storage node
+/// ready, gateway 0 as `gateway_status` says.
+fn insert_fleet_pods(kube: &FakeKube, gateway_status: Value) {
+    for zone in ["a", "b", "c"] {
+        for i in 0..2 {
+            let set = format!("s3-node-{zone}");
+            kube.insert("/api/v1/namespaces/storage/pods", json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("{set}-{i}"), "namespace": "storage",
+                             "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/component": "storage-node",
+                                        "app.kubernetes.io/managed-by": "cairn-operator", "controller-revision-hash": "r1"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": set, "uid": "x"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+            }));
+        }
+    }
+    kube.insert(
+        "/api/v1/namespaces/storage/pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "s3-gateway-0", "namespace": "storage",
+                         "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/component": "gateway",
+                                    "app.kubernetes.io/managed-by": "cairn-operator", "controller-revision-hash": "g1"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "s3-gateway", "uid": "y"}]},
+            "status": gateway_status
+        }),
+    );
+}
+
+/// Every StatefulSet settled at one revision with `ready(name)` ready pods.
+fn settle_sets(kube: &FakeKube, ready: impl Fn(&str, &Value) -> Value) {
+    for p in kube.paths("/apis/apps/v1/namespaces/storage/statefulsets/") {
+        kube.edit(&p, |s| {
+            let n = s["spec"]["replicas"].clone();
+            let r = ready(s["metadata"]["name"].as_str().unwrap(), &n);
+            s["status"] = json!({"replicas": n, "readyReplicas": r, "observedGeneration": 1,
+                                 "currentRevision": "r1", "updateRevision": "r1"});
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_crash_looping_gateway_is_named_with_its_last_words_not_shown_as_updating() {
+    let kube = FakeKube::new();
+    // The gateway never answers: it crash-loops.
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"gateway": {"replicas": 1}}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    settle_sets(&kube, |name, n| {
+        if name == "s3-gateway" {
+            json!(0)
+        } else {
+            n.clone()
+        }
+    });
+    insert_fleet_pods(
+        &kube,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+               "containerStatuses": [{"name": "gateway", "image": "cairn-gateway:v0.1.0", "imageID": "", "ready": false,
+                   "restartCount": 5,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s restarting failed container"}},
+                   "lastState": {"terminated": {"exitCode": 2, "reason": "Error",
+                       "message": "error: invalid value '' for '--storage-class <STORAGE_CLASSES>': \"\": expected NAME=K+M[:stripe=SIZE][:zone=ZONE]\n\nFor more information, try '--help'.\n"}}}]}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    let ready = cond(&store, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "GatewayCrashLoop", "{}", store["status"]);
+    let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains("gateway s3-gateway-0 is crash-looping (5 restart(s)); last exit code 2 (Error): error: invalid value ''"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("0 of 1 gateways and 6 of 6 storage nodes ready"),
+        "{msg}"
+    );
+    // Nothing is rolling: not "Progressing=True Updating".
+    let progressing = cond(&store, "Progressing");
+    assert_eq!(progressing["status"], "False", "{progressing}");
+    assert_eq!(store["status"]["phase"], "Failed");
+    assert!(
+        kube.event_reasons()
+            .contains(&"GatewayCrashLoop".to_string())
+    );
+    // The same loop again: no second Event.
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let n = kube
+        .event_reasons()
+        .iter()
+        .filter(|r| *r == "GatewayCrashLoop")
+        .count();
+    assert_eq!(n, 1);
+
+    // A storage node crash-loops too: the gateway comes first, and the message says there is more.
+    kube.edit("/api/v1/namespaces/storage/pods/s3-node-b-1", |p| {
+        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "storage-node", "image": "n", "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "Error: No space left on device"}}}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["reason"], "GatewayCrashLoop");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("and 1 more pod(s) in trouble")
+    );
+    // The gateway recovers: the storage node's loop is the reason now.
+    kube.edit("/api/v1/namespaces/storage/pods/s3-gateway-0", |p| {
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["reason"], "NodeCrashLoop");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage node s3-node-b-1 is crash-looping (3 restart(s)); last exit code 1 (Error): Error: No space left on device")
+    );
+}
+
+#[tokio::test]
+async fn progressing_only_while_something_rolls_or_starts() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({"spec": {"gateway": {"replicas": 1}}})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    // Just created: no pods yet, they are coming.
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Progressing")["status"], "True");
+    assert_eq!(cond(&store, "Progressing")["reason"], "PodsStarting");
+
+    // Every pod ready, settled: Ready, not progressing.
+    settle_sets(&kube, |_, n| n.clone());
+    insert_fleet_pods(
+        &kube,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(
+        cond(&store, "Ready")["status"],
+        "True",
+        "{}",
+        store["status"]
+    );
+    assert_eq!(cond(&store, "Progressing")["status"], "False");
+
+    // The gateway StatefulSet rolls a new revision: that is an update.
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway",
+        |s| s["status"]["updateRevision"] = json!("r2"),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Progressing")["status"], "True");
+    assert_eq!(cond(&store, "Progressing")["reason"], "Updating");
+    assert!(
+        cond(&store, "Progressing")["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3-gateway")
+    );
+
+    // Settled again, but a storage node has hung for an hour: not ready, and not progressing.
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway",
+        |s| s["status"]["updateRevision"] = json!("r1"),
+    );
+    kube.edit(
+        "/apis/apps/v1/namespaces/storage/statefulsets/s3-node-a",
+        |s| s["status"]["readyReplicas"] = json!(1),
+    );
+    kube.edit("/api/v1/namespaces/storage/pods/s3-node-a-0", |p| {
+        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "storage-node", "image": "n", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}}}]});
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let store = kube.get(&path_store()).unwrap();
+    assert_eq!(cond(&store, "Ready")["status"], "False");
+    assert_eq!(cond(&store, "Ready")["reason"], "PodsNotReady");
+    assert!(
+        cond(&store, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage node s3-node-a-0 has been running since 2020-01-01T00:00:00Z")
+    );
+    assert_eq!(cond(&store, "Progressing")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_gateway_scale_down_deletes_the_budget_one_gateway_cannot_have() {
+    let kube = FakeKube::new();
+    let admin = Arc::new(FakeAdmin::healthy(6));
+    let ctx = common::context(&kube, admin.clone());
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let pdb = "/apis/policy/v1/namespaces/storage/poddisruptionbudgets/s3-gateway";
+    assert_eq!(kube.get(pdb).unwrap()["spec"]["minAvailable"], 2);
+    // Someone else's PDB with the same labels but no owner reference to this store stays.
+    kube.insert(
+        "/apis/policy/v1/namespaces/storage/poddisruptionbudgets",
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": {"name": "s3-extra", "namespace": "storage",
+                            "labels": {"app.kubernetes.io/instance": "s3", "app.kubernetes.io/managed-by": "cairn-operator"}},
+               "spec": {"maxUnavailable": 1}}),
+    );
+
+    // 3 -> 1: the fake gateways hand their votes over at once, so the StatefulSet shrinks.
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(1)
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(
+        kube.get("/apis/apps/v1/namespaces/storage/statefulsets/s3-gateway")
+            .unwrap()["spec"]["replicas"],
+        1
+    );
+    assert!(
+        kube.get(pdb).is_none(),
+        "a minAvailable=2 budget over one gateway blocks every drain of its node"
+    );
+    let left: Vec<String> = kube.paths("/apis/policy/v1/namespaces/storage/poddisruptionbudgets/");
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(kube.event_reasons().contains(&"Pruned".to_string()));
+
+    // 1 -> 5: the budget comes back, sized for five.
+    kube.edit(&path_store(), |s| {
+        s["spec"]["gateway"]["replicas"] = json!(5)
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(kube.get(pdb).unwrap()["spec"]["minAvailable"], 3);
+}
+
+#[tokio::test]
+async fn a_reconcile_from_a_stale_cache_keeps_the_bucket_it_just_created() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap(); // finalizer
+    // The copy a watch event delivers before the status write below reaches the cache.
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "app");
+    let stale = api.get("photos").await.unwrap();
+    assert!(stale.status.is_none());
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap(); // creates the bucket
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+    // The Secret it wrote triggers a reconcile that sees the stale copy.
+    bucket::reconcile(Arc::new(stale.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
+    assert_eq!(b["status"]["phase"], "Ready");
+    assert!(
+        !kube
+            .event_reasons()
+            .contains(&"BucketAlreadyExists".to_string()),
+        "flapped to Failed: {:?}",
+        kube.event_reasons()
+    );
+    // Still one key, the one in the Secret.
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1);
+
+    // A bucket another resource made is still refused, whatever this one's status says.
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    admin
+        .state
+        .lock()
+        .unwrap()
+        .buckets
+        .insert("photos".into(), 0);
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "BucketAlreadyExists");
+    // And deleting it with deletionPolicy Delete leaves the other's bucket alone.
+    kube.edit(&format!("{CAIRN}/app/buckets/photos"), |b| {
+        b["spec"]["deletionPolicy"] = json!("Delete")
+    });
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+}
+
+#[tokio::test]
+async fn a_deleted_bucket_with_a_stale_status_is_still_deleted_when_its_key_marks_it() {
+    let (kube, admin, ctx) = bucket_setup(json!({"spec": {"deletionPolicy": "Delete"}}));
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let api: Api<Bucket> = Api::namespaced(kube.client(), "app");
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    kube.delete(&format!("{CAIRN}/app/buckets/photos"));
+    let mut stale = api.get("photos").await.unwrap();
+    stale.status = None;
+    bucket::reconcile(Arc::new(stale), ctx.clone())
+        .await
+        .unwrap();
+    assert!(!admin.state.lock().unwrap().buckets.contains_key("photos"));
+}
+
+#[tokio::test]
+async fn an_older_credentials_secret_gains_the_fleet_secret_and_seal_key_and_keeps_its_keys() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::healthy(6)));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    // What an older operator made: root keys and admin token only.
+    let old = json!({"CAIRN_ROOT_ACCESS_KEY": "QUs=", "CAIRN_ROOT_SECRET_KEY": "U0s=",
+                     "CAIRN_ADMIN_TOKEN": "VG9rZW4tb2YtYW4tb2xkZXItb3BlcmF0b3ItMDEyMzQ1Njc4OQ==", "extra": "eA=="});
+    kube.insert(
+        "/api/v1/namespaces/storage/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "s3-credentials", "namespace": "storage"}, "data": old}),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let path = "/api/v1/namespaces/storage/secrets/s3-credentials";
+    let data = kube.get(path).unwrap()["data"].clone();
+    for (k, v) in old.as_object().unwrap() {
+        assert_eq!(&data[k], v, "{k} untouched");
+    }
+    let seal = base64_lite::decode(data["CAIRN_INDEX_SEAL_KEY"].as_str().unwrap());
+    let fleet = base64_lite::decode(data["CAIRN_FLEET_SECRET"].as_str().unwrap());
+    assert_eq!((seal.len(), fleet.len()), (64, 64));
+    assert_ne!(seal, fleet);
+    assert!(
+        kube.event_reasons()
+            .contains(&"CredentialsExtended".to_string())
+    );
+    // Generated once: later reconciles keep them.
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert_eq!(kube.get(path).unwrap()["data"], data);
+    // The pods read them from the Secret: gateways both, storage nodes the fleet secret only.
+    let keys = |sts: &str| -> Vec<String> {
+        kube.get(&format!(
+            "/apis/apps/v1/namespaces/storage/statefulsets/{sts}"
+        ))
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                e["valueFrom"]["secretKeyRef"]["key"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect()
+    };
+    assert!(keys("s3-gateway").contains(&"CAIRN_INDEX_SEAL_KEY".to_string()));
+    assert!(keys("s3-gateway").contains(&"CAIRN_FLEET_SECRET".to_string()));
+    assert_eq!(keys("s3-node-a"), ["CAIRN_FLEET_SECRET"]);
+}
+
+#[tokio::test]
+async fn buckets_of_namespaces_the_store_does_not_allow_get_nothing() {
+    let (kube, admin, ctx) = bucket_setup(json!({}));
+    // The store allows only `app`: a Bucket in `other` gets nothing, and says why.
+    kube.insert(
+        &format!("{CAIRN}/other/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "grab", "namespace": "other"},
+               "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}, "bucketName": "photos",
+                        "adoptExisting": true, "deletionPolicy": "Delete"}}),
+    );
+    let other: Api<Bucket> = Api::namespaced(kube.client(), "other");
+    let reconcile_other = || async {
+        let b = other.get("grab").await.unwrap();
+        bucket::reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    };
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    reconcile_other().await;
+    reconcile_other().await;
+    let b = kube.get(&format!("{CAIRN}/other/buckets/grab")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow namespace other")
+    );
+    assert_eq!(b["status"]["phase"], "Failed");
+    assert!(kube.get("/api/v1/namespaces/other/secrets/grab").is_none());
+    // Its deletion (deletionPolicy Delete) leaves the bucket of `app` alone.
+    kube.delete(&format!("{CAIRN}/other/buckets/grab"));
+    reconcile_other().await;
+    assert!(kube.get(&format!("{CAIRN}/other/buckets/grab")).is_none());
+    assert!(admin.state.lock().unwrap().buckets.contains_key("photos"));
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1, "app's key stays");
+
+    // A LifecyclePolicy of a Bucket whose namespace is not allowed is not pushed either.
+    kube.edit(&format!("{CAIRN}/storage/objectstores/s3"), |s| {
+        s["spec"]["allowedNamespaces"] = json!({"names": []})
+    });
+    // Taking `app` off the list takes its access away: its key goes.
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(
+        cond(&b, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("its access key was deleted")
+    );
+    assert!(admin.state.lock().unwrap().keys.is_empty());
+    kube.insert(
+        &format!("{CAIRN}/app/lifecyclepolicies"),
+        lifecycle("p1", "STANDARD"),
+    );
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    reconcile_lifecycle(&kube, &ctx, "p1").await.unwrap();
+    let p = kube
+        .get(&format!("{CAIRN}/app/lifecyclepolicies/p1"))
+        .unwrap();
+    assert_eq!(cond(&p, "Ready")["reason"], "NamespaceNotAllowed");
+    assert!(admin.state.lock().unwrap().configs.is_empty());
+
+    // A selector allows it again, by the namespace's labels: a new key.
+    kube.insert(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "app", "labels": {"cairn.io/object-store": "s3"}}}),
+    );
+    kube.edit(&format!("{CAIRN}/storage/objectstores/s3"), |s| {
+        s["spec"]["allowedNamespaces"] =
+            json!({"selector": {"matchLabels": {"cairn.io/object-store": "s3"}}})
+    });
+    reconcile_bucket(&kube, &ctx, "photos").await.unwrap();
+    let b = kube.get(&format!("{CAIRN}/app/buckets/photos")).unwrap();
+    assert_eq!(cond(&b, "Ready")["status"], "True", "{}", b["status"]);
+    assert_eq!(admin.state.lock().unwrap().keys.len(), 1);
+}
+
+#[tokio::test]
+async fn each_fleet_gets_a_network_policy_and_loses_it_when_switched_off() {
+    let kube = FakeKube::new();
+    let ctx = common::context(&kube, Arc::new(FakeAdmin::healthy(6)));
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    reconcile_store(&kube, &ctx).await.unwrap();
+    let path = "/apis/networking.k8s.io/v1/namespaces/storage/networkpolicies/s3-fleet";
+    let np = kube.get(path).expect("the fleet's NetworkPolicy");
+    assert_eq!(np["metadata"]["ownerReferences"][0]["name"], "s3");
+    let ports: Vec<i64> = np["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ports"][0]["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [9000, 7000, 9001]);
+    kube.edit(&path_store(), |s| {
+        s["spec"]["networkPolicy"] = json!({"enabled": false})
+    });
+    reconcile_store(&kube, &ctx).await.unwrap();
+    assert!(kube.get(path).is_none());
+}
+
+#[tokio::test]
+async fn confined_to_namespaces_the_operator_lists_only_there() {
+    let kube = FakeKube::new();
+    let mut ctx = common::context(&kube, Arc::new(FakeAdmin::default()));
+    Arc::get_mut(&mut ctx).unwrap().namespaces = Some(vec!["storage".into(), "app".into()]);
+    kube.insert(
+        &format!("{CAIRN}/storage/objectstores"),
+        store_json(json!({})),
+    );
+    reconcile_store(&kube, &ctx).await.unwrap();
+    kube.insert(
+        &format!("{CAIRN}/app/buckets"),
+        json!({"apiVersion": "cairn.io/v1alpha1", "kind": "Bucket",
+               "metadata": {"name": "photos", "namespace": "app"},
+               "spec": {"objectStoreRef": {"name": "s3", "namespace": "storage"}}}),
+    );
+    kube.delete(&path_store());
+    let err = reconcile_store(&kube, &ctx).await.unwrap_err();
+    assert!(err.contains("app/photos"), "{err}");
+    let lists: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "GET" && p.ends_with("/buckets"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            format!("{CAIRN}/storage/buckets"),
+            format!("{CAIRN}/app/buckets")
+        ],
+        "no cluster-wide list (its Roles would not allow one)"
+    );
 }

@@ -4,14 +4,20 @@ use clap::Parser;
 
 use cairn_storage_node::config::NodeConfig;
 
+/// A Cairn storage node: keeps erasure-coded shards on disk with per-block checksums.
+#[derive(Parser)]
+#[command(name = "cairn-storage-node", version)]
+struct Cli {
+    #[command(flatten)]
+    config: NodeConfig,
+    #[command(flatten)]
+    log: cairn_logging::LogArgs,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = NodeConfig::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let Cli { config, log } = Cli::parse();
+    cairn_logging::init(log, "info");
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     cairn_storage_node::node::serve(config, listener, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -29,9 +29,10 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "cairn.tag" -}}
-{{- default .Chart.AppVersion .Values.operator.image.tag -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
 {{- end -}}
 
-{{- define "cairn.registry" -}}
-{{- regexReplaceAll "/[^/]*$" .Values.operator.image.repository "" -}}
+{{/* REGISTRY/cairn-NAME:TAG of one of the three images. */}}
+{{- define "cairn.image" -}}
+{{- printf "%s/cairn-%s:%s" (trimSuffix "/" .root.Values.image.registry) .name (include "cairn.tag" .root) -}}
 {{- end -}}

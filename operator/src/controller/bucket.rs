@@ -46,6 +46,8 @@ pub async fn reconcile(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action>
 pub enum Fleet {
     /// Reachable.
     Ready(Box<ObjectStore>, Arc<dyn AdminApi>),
+    /// Reachable, but the Bucket's namespace may not use it (`spec.allowedNamespaces`): why.
+    NotAllowed(Box<ObjectStore>, Arc<dyn AdminApi>, String),
     /// Not usable: the reason and message for the `Ready` condition.
     Missing(&'static str, String),
 }
@@ -78,7 +80,23 @@ pub async fn fleet_of(bucket: &Bucket, ctx: &Context) -> Result<Fleet> {
         ));
     };
     let admin = ctx.admin.connect(&store, &secrets.admin_token);
+    let bns = bucket.namespace().unwrap_or_default();
+    if !super::access::namespace_allowed(ctx, &store, &bns).await? {
+        let msg = super::access::not_allowed_message(&store, &bns);
+        return Ok(Fleet::NotAllowed(Box::new(store), admin, msg));
+    }
     Ok(Fleet::Ready(Box::new(store), admin))
+}
+
+/// Deletes every access key of this Bucket (named after it), returning how many went.
+async fn revoke_keys(bucket: &Bucket, admin: &dyn AdminApi) -> Result<usize> {
+    let label = key_name(bucket);
+    let mut n = 0;
+    for k in admin.keys().await?.iter().filter(|k| k.name == label) {
+        admin.delete_key(&k.access_key_id).await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 async fn set_not_ready(
@@ -114,7 +132,10 @@ async fn set_not_ready(
         "waiting",
         generation,
     );
-    status.phase = if reason == "BucketAlreadyExists" || reason == "SecretConflict" {
+    status.phase = if matches!(
+        reason,
+        "BucketAlreadyExists" | "SecretConflict" | "NamespaceNotAllowed" | "AdoptionNotAllowed"
+    ) {
         Phase::Failed
     } else {
         Phase::Pending
@@ -124,6 +145,16 @@ async fn set_not_ready(
     Ok(Action::requeue(retry))
 }
 
+/// Whether `keys` hold this Bucket's access key: named after the resource (`k8s:NS/NAME`) and
+/// scoped to exactly its bucket. The operator makes it right after it created (or adopted) the
+/// bucket, and deletes it only when the resource goes, so it marks the bucket as this resource's
+/// in the gateway itself.
+pub fn marks_ownership(keys: &[crate::admin::KeyInfo], bucket: &Bucket) -> bool {
+    let (label, name) = (key_name(bucket), bucket.bucket_name());
+    keys.iter()
+        .any(|k| k.name == label && k.buckets.as_deref() == Some(std::slice::from_ref(&name)))
+}
+
 async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let ns = bucket.namespace().unwrap_or_default();
     let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &ns);
@@ -131,14 +162,65 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let status = bucket.status.clone().unwrap_or_default();
     let (store, admin) = match fleet_of(bucket, ctx).await? {
         Fleet::Ready(s, a) => (s, a),
+        Fleet::NotAllowed(_, admin, msg) => {
+            // A namespace taken off the list loses access: the keys this Bucket had go.
+            let revoked = revoke_keys(bucket, admin.as_ref()).await?;
+            let msg = if revoked > 0 {
+                format!("{msg}; its access key was deleted")
+            } else {
+                msg
+            };
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "NamespaceNotAllowed",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
         Fleet::Missing(reason, msg) => {
             return set_not_ready(bucket, ctx, status, reason, msg, Duration::from_secs(30)).await;
         }
     };
     let name = bucket.bucket_name();
-    let ours = status.bucket_name.as_deref() == Some(name.as_str());
+    // Adopting an existing bucket is for the ObjectStore's own namespace only: from another
+    // one it would hand that namespace a bucket someone else made.
+    let same_namespace = bucket.namespace() == store.namespace();
+    let adopt = bucket.spec.adopt_existing && same_namespace;
 
-    // The bucket.
+    // The application Secret must be this Bucket's (or not exist) before anything is created.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_name = bucket.secret_name();
+    let existing = secrets.get_opt(&secret_name).await?;
+    if let Some(s) = &existing {
+        let mine = s.labels().get("cairn.io/bucket").map(String::as_str)
+            == Some(bucket.name_any().as_str())
+            && s.owner_references()
+                .iter()
+                .any(|o| o.kind == "Bucket" && o.name == bucket.name_any());
+        if !mine {
+            let msg = format!(
+                "Secret {secret_name} exists and is not this Bucket's; set spec.secretName to another name"
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "SecretConflict",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+    }
+
+    // Whose bucket it is comes from the gateway — does the bucket exist, does this Bucket's key
+    // (the marker) exist — never from the cached copy of the status alone: a reconcile
+    // triggered by the Secret the previous one wrote may see a status without `bucketName`,
+    // and used to report BucketAlreadyExists for a bucket it had just created. The status
+    // still counts when it says so (it is only ever set after creating or adopting).
     let info = match admin.bucket(&name).await {
         Ok(i) => i,
         Err(e @ AdminError::Unreachable { .. }) => {
@@ -154,9 +236,33 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
         Err(e) => return Err(e.into()),
     };
+    let key_label = key_name(bucket);
+    let keys = admin.keys().await?;
+    let ours =
+        marks_ownership(&keys, bucket) || status.bucket_name.as_deref() == Some(name.as_str());
+    let already_exists = || {
+        format!(
+            "bucket {name} already exists in the ObjectStore; set spec.adoptExisting: true to take it over"
+        )
+    };
     let info = match info {
         Some(i) if ours => i,
-        Some(i) if bucket.spec.adopt_existing => {
+        Some(_) if bucket.spec.adopt_existing && !same_namespace => {
+            let msg = format!(
+                "bucket {name} already exists; spec.adoptExisting only adopts buckets of an ObjectStore in the Bucket's own namespace ({})",
+                store.namespace().unwrap_or_default()
+            );
+            return set_not_ready(
+                bucket,
+                ctx,
+                status,
+                "AdoptionNotAllowed",
+                msg,
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+        Some(i) if adopt => {
             ctx.event(
                 bucket,
                 EventType::Normal,
@@ -168,23 +274,17 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             i
         }
         Some(_) => {
-            let msg = format!(
-                "bucket {name} already exists in the ObjectStore; set spec.adoptExisting: true to take it over"
-            );
             return set_not_ready(
                 bucket,
                 ctx,
                 status,
                 "BucketAlreadyExists",
-                msg,
+                already_exists(),
                 Duration::from_secs(300),
             )
             .await;
         }
-        None => match admin
-            .create_bucket(&name, bucket.spec.adopt_existing || ours)
-            .await
-        {
+        None => match admin.create_bucket(&name, adopt || ours).await {
             Ok(i) => {
                 ctx.event(
                     bucket,
@@ -207,9 +307,74 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
                 )
                 .await;
             }
+            // Created by someone else between the look-up and the creation.
+            Err(e) if e.code() == Some("BucketAlreadyExists") => {
+                return set_not_ready(
+                    bucket,
+                    ctx,
+                    status,
+                    "BucketAlreadyExists",
+                    already_exists(),
+                    Duration::from_secs(300),
+                )
+                .await;
+            }
             Err(e) => return Err(e.into()),
         },
     };
+
+    // The key (which also marks the bucket as this resource's) and the Secret, right after the
+    // bucket: keep a working pair, else make a new one first and then remove the old.
+    let read = |k: &str| {
+        existing
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(k))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    let current = match (read(AWS_ACCESS_KEY_ID), read(AWS_SECRET_ACCESS_KEY)) {
+        (Some(id), Some(secret))
+            if keys.iter().any(|k| {
+                k.access_key_id == id && k.buckets.as_deref() == Some(std::slice::from_ref(&name))
+            }) =>
+        {
+            (id, secret)
+        }
+        _ => {
+            let k = admin
+                .create_key(&key_label, std::slice::from_ref(&name))
+                .await?;
+            ctx.event(
+                bucket,
+                EventType::Normal,
+                "AccessKeyCreated",
+                "Create",
+                format!(
+                    "created access key {} for bucket {name} in Secret {secret_name}",
+                    k.access_key_id
+                ),
+            )
+            .await;
+            (k.access_key_id, k.secret_key)
+        }
+    };
+    let owner = bucket
+        .controller_owner_ref(&())
+        .expect("a Bucket from the API has a name and uid");
+    let endpoint = s3_endpoint(&store);
+    apply(
+        &ctx.client,
+        &ns,
+        &app_secret(bucket, &endpoint, &current.0, &current.1, &owner),
+    )
+    .await?;
+    // Keys of this Bucket that are not in the Secret (a lost Secret, a failed write) go.
+    for k in keys
+        .iter()
+        .filter(|k| k.name == key_label && k.access_key_id != current.0)
+    {
+        admin.delete_key(&k.access_key_id).await?;
+    }
 
     // Versioning: only ever switched on or suspended; the CRD's CEL rule forbids going back to Off.
     let versioning = match bucket.spec.versioning {
@@ -255,84 +420,6 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
             not_applied.push(format!("defaultStorageClass: {message}"));
         }
         Err(e) => return Err(e.into()),
-    }
-
-    // The Secret and its key: keep a working pair, else make a new one.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret_name = bucket.secret_name();
-    let existing = secrets.get_opt(&secret_name).await?;
-    if let Some(s) = &existing {
-        let mine = s.labels().get("cairn.io/bucket").map(String::as_str)
-            == Some(bucket.name_any().as_str())
-            && s.owner_references()
-                .iter()
-                .any(|o| o.kind == "Bucket" && o.name == bucket.name_any());
-        if !mine {
-            let msg = format!(
-                "Secret {secret_name} exists and is not this Bucket's; set spec.secretName to another name"
-            );
-            return set_not_ready(
-                bucket,
-                ctx,
-                status,
-                "SecretConflict",
-                msg,
-                Duration::from_secs(300),
-            )
-            .await;
-        }
-    }
-    let read = |k: &str| {
-        existing
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(k))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
-    let key_label = key_name(bucket);
-    let keys = admin.keys().await?;
-    let current = match (read(AWS_ACCESS_KEY_ID), read(AWS_SECRET_ACCESS_KEY)) {
-        (Some(id), Some(secret))
-            if keys.iter().any(|k| {
-                k.access_key_id == id && k.buckets.as_deref() == Some(std::slice::from_ref(&name))
-            }) =>
-        {
-            (id, secret)
-        }
-        _ => {
-            let k = admin
-                .create_key(&key_label, std::slice::from_ref(&name))
-                .await?;
-            ctx.event(
-                bucket,
-                EventType::Normal,
-                "AccessKeyCreated",
-                "Create",
-                format!(
-                    "created access key {} for bucket {name} in Secret {secret_name}",
-                    k.access_key_id
-                ),
-            )
-            .await;
-            (k.access_key_id, k.secret_key)
-        }
-    };
-    let owner = bucket
-        .controller_owner_ref(&())
-        .expect("a Bucket from the API has a name and uid");
-    let endpoint = s3_endpoint(&store);
-    apply(
-        &ctx.client,
-        &ns,
-        &app_secret(bucket, &endpoint, &current.0, &current.1, &owner),
-    )
-    .await?;
-    // Keys of this Bucket that are not in the Secret (a lost Secret, a failed write) go.
-    for k in keys
-        .iter()
-        .filter(|k| k.name == key_label && k.access_key_id != current.0)
-    {
-        admin.delete_key(&k.access_key_id).await?;
     }
 
     let mut status = status;
@@ -391,6 +478,13 @@ async fn apply_bucket(bucket: &Bucket, ctx: &Context) -> Result<Action> {
 async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
     let admin = match fleet_of(bucket, ctx).await? {
         Fleet::Ready(_, a) => a,
+        // Not allowed to use the fleet: never touch the bucket (deletionPolicy Delete from a
+        // namespace taken off the list must not empty it); only this Bucket's keys go.
+        Fleet::NotAllowed(_, admin, msg) => {
+            revoke_keys(bucket, admin.as_ref()).await?;
+            tracing::info!(bucket = %bucket.name_any(), msg, "not allowed: only its keys were deleted");
+            return Ok(Action::await_change());
+        }
         // No fleet: nothing left to clean up.
         Fleet::Missing(reason, msg) => {
             tracing::info!(bucket = %bucket.name_any(), reason, msg, "no fleet to clean up in");
@@ -398,11 +492,15 @@ async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
     };
     let name = bucket.bucket_name();
-    let created = bucket
-        .status
-        .as_ref()
-        .and_then(|s| s.bucket_name.as_deref())
-        == Some(name.as_str());
+    // The bucket is this resource's (created or adopted by it) when its key marks it in the
+    // gateway, or the status says so.
+    let keys = admin.keys().await?;
+    let created = marks_ownership(&keys, bucket)
+        || bucket
+            .status
+            .as_ref()
+            .and_then(|s| s.bucket_name.as_deref())
+            == Some(name.as_str());
     if bucket.spec.deletion_policy == DeletionPolicy::Delete && created {
         let existed = admin.delete_bucket(&name, true).await?;
         if existed {
@@ -417,7 +515,7 @@ async fn cleanup(bucket: &Bucket, ctx: &Context) -> Result<Action> {
         }
     }
     let key_label = key_name(bucket);
-    for k in admin.keys().await?.iter().filter(|k| k.name == key_label) {
+    for k in keys.iter().filter(|k| k.name == key_label) {
         admin.delete_key(&k.access_key_id).await?;
     }
     if bucket.spec.deletion_policy == DeletionPolicy::Retain {

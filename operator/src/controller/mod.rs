@@ -2,9 +2,12 @@
 //! `error_policy`. Desired objects come from `crate::resources`; everything is applied with
 //! server-side apply under one field manager.
 
+pub mod access;
 pub mod bucket;
 pub mod objectstore;
+pub mod pods;
 pub mod policy;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -75,12 +78,30 @@ pub trait AdminConnector: Send + Sync {
     fn connect(&self, store: &ObjectStore, token: &str) -> Arc<dyn AdminApi>;
 }
 
-/// The admin API through the fleet's internal admin Service.
-pub struct HttpConnector;
+/// The admin API through the fleet's internal admin Service. Requests are signed with the
+/// fleet's admin token (the token itself never travels), by one signer per token for the
+/// operator's life: a signer is a sender the gateways track to refuse replays.
+#[derive(Default)]
+pub struct HttpConnector {
+    signers: Mutex<HashMap<String, Arc<cairn_transport::Signer>>>,
+}
 
 impl AdminConnector for HttpConnector {
     fn connect(&self, store: &ObjectStore, token: &str) -> Arc<dyn AdminApi> {
-        Arc::new(HttpAdmin::new(admin_url(store), token))
+        let admin = HttpAdmin::new(admin_url(store), token);
+        // Tokens the gateways would refuse anyway are sent as they are, to get their answer.
+        let Ok(secret) = cairn_transport::Secret::new("admin token", token, 1) else {
+            return Arc::new(admin);
+        };
+        let signer = {
+            let mut signers = self.signers.lock().expect("signer cache lock");
+            let key = cairn_transport::Signer::new(&secret).key_id().to_string();
+            signers
+                .entry(key)
+                .or_insert_with(|| Arc::new(cairn_transport::Signer::new(&secret)))
+                .clone()
+        };
+        Arc::new(admin.signing_with(signer))
     }
 }
 
@@ -96,6 +117,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Images and limits of the objects built.
     pub build: BuildConfig,
+    /// The namespaces watched (`--watch-namespaces`); `None`: every namespace.
+    pub namespaces: Option<Vec<String>>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -117,8 +140,36 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
             build,
+            namespaces: None,
             failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Every object of kind `K` the operator watches: in every namespace, or in each of
+    /// `--watch-namespaces` (where alone its Roles let it list).
+    pub async fn list_watched<K>(&self) -> Result<Vec<K>>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Debug
+            + DeserializeOwned,
+    {
+        let lp = kube::api::ListParams::default();
+        match &self.namespaces {
+            None => Ok(Api::<K>::all(self.client.clone()).list(&lp).await?.items),
+            Some(list) => {
+                let mut out = Vec::new();
+                for ns in list {
+                    out.extend(
+                        Api::<K>::namespaced(self.client.clone(), ns)
+                            .list(&lp)
+                            .await?
+                            .items,
+                    );
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Publishes an Event about `obj` (failures are logged, never fatal).

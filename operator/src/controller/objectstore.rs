@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
@@ -16,6 +18,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use serde_json::json;
 
+use super::pods::{PodSummary, pod_ready};
 use super::{Context, Error, FINALIZER, Result, apply, apply_status};
 use crate::admin::{Health, NodeReport};
 use crate::conditions::{self, DEGRADED, PROGRESSING, READY};
@@ -68,8 +71,7 @@ pub fn buckets_using(store: &ObjectStore, buckets: &[Bucket]) -> Vec<String> {
 }
 
 async fn cleanup(store: &ObjectStore, ctx: &Context) -> Result<Action> {
-    let all: Api<Bucket> = Api::all(ctx.client.clone());
-    let buckets = all.list(&ListParams::default()).await?.items;
+    let buckets: Vec<Bucket> = ctx.list_watched().await?;
     let using = buckets_using(store, &buckets);
     if using.is_empty() {
         ctx.event(
@@ -128,6 +130,7 @@ async fn ensure_credentials(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = names::credentials(&store.name_any());
     if let Some(s) = api.get_opt(&name).await? {
+        let s = add_missing_keys(store, ctx, &api, s).await?;
         return Ok(FleetSecrets::from_secret(&s).ok_or_else(|| {
             format!("Secret {name} lacks CAIRN_ROOT_ACCESS_KEY, CAIRN_ROOT_SECRET_KEY or CAIRN_ADMIN_TOKEN; restore it or delete it to generate new credentials")
         }));
@@ -150,7 +153,7 @@ async fn ensure_credentials(
                 EventType::Normal,
                 "CredentialsCreated",
                 "Create",
-                format!("generated root credentials and admin token in Secret {name}"),
+                format!("generated root credentials, admin token, fleet secret and index seal key in Secret {name}"),
             )
             .await;
             Ok(Ok(secrets))
@@ -164,6 +167,53 @@ async fn ensure_credentials(
     }
 }
 
+/// Adds the generated-once keys (fleet secret, index seal key) an existing credentials Secret
+/// lacks, generated now, without touching its other keys: a merge patch of those keys only,
+/// conditional on the Secret's resourceVersion (a concurrent writer makes it fail and retry
+/// rather than overwrite).
+async fn add_missing_keys(
+    store: &ObjectStore,
+    ctx: &Context,
+    api: &Api<Secret>,
+    secret: Secret,
+) -> Result<Secret> {
+    let missing = FleetSecrets::missing_keys(&secret);
+    if missing.is_empty() {
+        return Ok(secret);
+    }
+    let data: serde_json::Map<String, serde_json::Value> = missing
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(k8s_openapi::ByteString(v.clone().into_bytes()))
+                    .expect("bytes"),
+            )
+        })
+        .collect();
+    let patch = json!({
+        "metadata": {"resourceVersion": secret.metadata.resource_version},
+        "data": data,
+    });
+    let name = secret.name_any();
+    let patched = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let keys: Vec<&str> = missing.keys().map(String::as_str).collect();
+    ctx.event(
+        store,
+        EventType::Normal,
+        "CredentialsExtended",
+        "Update",
+        format!(
+            "added {} to Secret {name} (generated once; its other keys are unchanged)",
+            keys.join(" and ")
+        ),
+    )
+    .await;
+    Ok(patched)
+}
+
 /// What to do about storage nodes whose pod runs an old revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollDecision {
@@ -173,13 +223,6 @@ pub enum RollDecision {
     Wait(String),
     /// Delete this pod; its StatefulSet recreates it at the new revision.
     Delete(String),
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Chooses the next storage node to restart for an update: one at a time over the whole fleet,
@@ -343,8 +386,9 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
     };
     let owner = owner_ref(store);
 
-    for svc in build::services(store, &owner) {
-        apply(&ctx.client, &ns, &svc).await?;
+    let services = build::services(store, &owner);
+    for svc in &services {
+        apply(&ctx.client, &ns, svc).await?;
     }
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -360,6 +404,7 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         store, &ctx.build, &owner, gateways,
     ));
     let mut applied_sets = Vec::new();
+    let set_names: BTreeSet<String> = desired_sets.iter().map(|s| s.name_any()).collect();
     for mut set in desired_sets {
         let set_name = set.name_any();
         // Claim templates are immutable: keep the existing ones, grow the PVCs instead.
@@ -376,8 +421,36 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         }
         applied_sets.push(apply(&ctx.client, &ns, &set).await?);
     }
-    for pdb in build::disruption_budgets(store, &ctx.build, &owner) {
-        apply(&ctx.client, &ns, &pdb).await?;
+    let budgets = build::disruption_budgets(store, &ctx.build, &owner);
+    for pdb in &budgets {
+        apply(&ctx.client, &ns, pdb).await?;
+    }
+    // What the desired state no longer holds goes (a gateway PodDisruptionBudget after a scale
+    // to fewer than three gateways would otherwise block every drain of its node).
+    let policy = build::network_policy(store, &ctx.build, &owner);
+    if let Some(p) = &policy {
+        apply(&ctx.client, &ns, p).await?;
+    }
+    let policy_names: BTreeSet<String> = policy.iter().map(|p| p.name_any()).collect();
+    let budget_names: BTreeSet<String> = budgets.iter().map(|b| b.name_any()).collect();
+    let service_names: BTreeSet<String> = services.iter().map(|b| b.name_any()).collect();
+    let mut pruned = Vec::new();
+    pruned.extend(prune::<PodDisruptionBudget>(ctx, store, &budget_names).await?);
+    pruned.extend(prune::<Service>(ctx, store, &service_names).await?);
+    pruned.extend(prune::<NetworkPolicy>(ctx, store, &policy_names).await?);
+    pruned.extend(prune::<StatefulSet>(ctx, store, &set_names).await?);
+    if !pruned.is_empty() {
+        ctx.event(
+            store,
+            EventType::Normal,
+            "Pruned",
+            "Delete",
+            format!(
+                "deleted what the spec no longer asks for: {}",
+                pruned.join(", ")
+            ),
+        )
+        .await;
     }
     if service_monitor_available(ctx).await {
         let sm = build::service_monitor(store, &owner);
@@ -416,12 +489,25 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         })
         .cloned()
         .collect();
-    let pods = pods_api
-        .list(&ListParams::default().labels(&format!(
-            "app.kubernetes.io/instance={name},app.kubernetes.io/component={COMPONENT_NODE}"
-        )))
+    let component = |p: &Pod| p.labels().get("app.kubernetes.io/component").cloned();
+    let all_pods: Vec<Pod> = pods_api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
         .await?
-        .items;
+        .items
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                component(p).as_deref(),
+                Some(COMPONENT_NODE | COMPONENT_GATEWAY)
+            )
+        })
+        .collect();
+    let pods: Vec<Pod> = all_pods
+        .iter()
+        .filter(|p| component(p).as_deref() == Some(COMPONENT_NODE))
+        .cloned()
+        .collect();
+    let summary = PodSummary::of(&all_pods, k8s_openapi::jiff::Timestamp::now());
     let roll = next_node_to_roll(&node_sets, &pods, health.as_ref());
     let mut requeue = Duration::from_secs(60);
     match &roll {
@@ -441,16 +527,14 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
         RollDecision::UpToDate => {}
     }
 
-    fill_status(
-        &mut status,
-        store,
-        &applied_sets,
-        health.as_ref(),
-        nodes.as_deref(),
-        &roll,
-        ctx,
-        generation,
-    );
+    let observed = Observed {
+        sets: &applied_sets,
+        pods: &summary,
+        health: health.as_ref(),
+        nodes: nodes.as_deref(),
+        roll: &roll,
+    };
+    fill_status(&mut status, store, &observed, ctx, generation);
     if let Some(why) = draining {
         conditions::set(
             &mut status.conditions,
@@ -476,11 +560,25 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
             generation,
         );
     }
-    let was_ready = store
+    let previous_ready = store
         .status
         .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY));
+        .and_then(|s| conditions::get(&s.conditions, READY))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    let was_ready = previous_ready.as_ref().is_some_and(|(s, _)| s == "True");
     let ready = conditions::is_true(&status.conditions, READY);
+    if let Some(t) = summary.worst()
+        && previous_ready.as_ref().map(|(_, r)| r.as_str()) != Some(t.reason())
+    {
+        ctx.event(
+            store,
+            EventType::Warning,
+            t.reason(),
+            "Reconcile",
+            t.message.clone(),
+        )
+        .await;
+    }
     if ready && !was_ready {
         ctx.event(
             store,
@@ -493,8 +591,16 @@ async fn apply_store(store: &ObjectStore, ctx: &Context) -> Result<Action> {
     }
     apply_status(&api, store, serde_json::to_value(&status).expect("status")).await?;
     ctx.succeeded(&super::key_of(store));
+    // Pod and StatefulSet changes trigger a reconcile at once (watches); the fleet's health does
+    // not, so while the pods are ready but the gateway does not report the fleet healthy yet,
+    // ask again soon.
+    let pods_ready = status.ready_gateways >= build::gateway_replicas(&store.spec, &ctx.build)
+        && status.ready_storage_nodes
+            >= store.spec.storage.nodes_per_zone * store.spec.zones.len() as i32;
     Ok(Action::requeue(if ready {
         Duration::from_secs(120)
+    } else if pods_ready {
+        requeue.min(Duration::from_secs(5))
     } else {
         requeue.min(Duration::from_secs(30))
     }))
@@ -571,17 +677,54 @@ async fn scale_gateways(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fill_status(
+/// What a reconcile saw of the fleet.
+pub struct Observed<'a> {
+    /// The StatefulSets as applied.
+    pub sets: &'a [StatefulSet],
+    /// The pods of the fleet.
+    pub pods: &'a PodSummary,
+    /// The gateway's health answer (absent while no gateway answers).
+    pub health: Option<&'a Health>,
+    /// The gateway's storage-node reports.
+    pub nodes: Option<&'a [NodeReport]>,
+    /// The storage-node update decision.
+    pub roll: &'a RollDecision,
+}
+
+/// Whether a StatefulSet is mid-rollout: its controller has not seen the latest spec, the pods
+/// run an older revision, or it is scaling.
+fn rolling(s: &StatefulSet) -> bool {
+    s.status.as_ref().is_some_and(|st| {
+        st.observed_generation != s.metadata.generation
+            || (st.update_revision.is_some() && st.update_revision != st.current_revision)
+            || Some(st.replicas) != s.spec.as_ref().and_then(|sp| sp.replicas)
+    })
+}
+
+/// Fills the status from what was observed: Ready follows the pods and the gateway's health;
+/// Progressing is true only while something really changes (a StatefulSet rolling or scaling, a
+/// storage node update, pods coming up), never for a crash loop or a hung pod, which make
+/// `Ready=False` with a reason of their own (`GatewayCrashLoop`, `NodeCrashLoop`,
+/// `ImagePullFailed`, `ContainerConfigError`, `PodsUnschedulable`, `PodsNotReady`).
+pub fn fill_status(
     status: &mut ObjectStoreStatus,
     store: &ObjectStore,
-    sets: &[StatefulSet],
-    health: Option<&Health>,
-    nodes: Option<&[NodeReport]>,
-    roll: &RollDecision,
+    seen: &Observed<'_>,
     ctx: &Context,
     generation: Option<i64>,
 ) {
+    fill_status_with(status, store, seen, &ctx.build, generation)
+}
+
+/// [`fill_status`] with the operator's build settings.
+pub fn fill_status_with(
+    status: &mut ObjectStoreStatus,
+    store: &ObjectStore,
+    seen: &Observed<'_>,
+    build_config: &build::BuildConfig,
+    generation: Option<i64>,
+) {
+    let (sets, health, nodes, roll) = (seen.sets, seen.health, seen.nodes, seen.roll);
     let name = store.name_any();
     let ready_of = |set: &str| {
         sets.iter()
@@ -589,12 +732,6 @@ fn fill_status(
             .and_then(|s| s.status.as_ref())
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0)
-    };
-    let updated = |s: &StatefulSet| {
-        s.status.as_ref().is_none_or(|st| {
-            st.observed_generation == s.metadata.generation
-                && (st.update_revision.is_none() || st.update_revision == st.current_revision)
-        })
     };
     status.zones = store
         .spec
@@ -628,27 +765,49 @@ fn fill_status(
     status.secret_name = Some(names::credentials(&name));
 
     let want_nodes = store.spec.storage.nodes_per_zone * store.spec.zones.len() as i32;
-    let want_gw = build::gateway_replicas(&store.spec, &ctx.build);
-    let all_updated = sets.iter().all(updated) && *roll == RollDecision::UpToDate;
+    let want_gw = build::gateway_replicas(&store.spec, build_config);
     let pods_ready = status.ready_storage_nodes >= want_nodes && status.ready_gateways >= want_gw;
-    let healthy = health.is_some_and(|h| h.status == "ok");
-    let progressing = !all_updated || !pods_ready;
-    let progress_msg = match roll {
-        RollDecision::Wait(why) => format!("storage node update paused: {why}"),
-        RollDecision::Delete(pod) => format!("updating storage node {pod}"),
-        RollDecision::UpToDate if !pods_ready => format!(
-            "{} of {want_gw} gateways and {} of {want_nodes} storage nodes ready",
-            status.ready_gateways, status.ready_storage_nodes
+    let counts = format!(
+        "{} of {want_gw} gateways and {} of {want_nodes} storage nodes ready",
+        status.ready_gateways, status.ready_storage_nodes
+    );
+    let rolling_sets: Vec<String> = sets
+        .iter()
+        .filter(|s| rolling(s))
+        .map(|s| s.name_any())
+        .collect();
+    let missing =
+        (want_gw + want_nodes) as usize - seen.pods.count.min((want_gw + want_nodes) as usize);
+    let starting = !pods_ready && (!seen.pods.starting.is_empty() || missing > 0);
+    let mut coming = seen.pods.starting.clone();
+    if missing > 0 {
+        coming.push(format!("{missing} pod(s) not created yet"));
+    }
+    let (progressing, p_reason, p_msg) = match roll {
+        RollDecision::Delete(pod) => (true, "Updating", format!("updating storage node {pod}")),
+        RollDecision::Wait(why) => (
+            true,
+            "UpdatePaused",
+            format!("storage node update paused: {why}"),
         ),
-        RollDecision::UpToDate if !all_updated => "StatefulSets are updating".into(),
-        RollDecision::UpToDate => "every pod runs the current spec".into(),
+        RollDecision::UpToDate if !rolling_sets.is_empty() => (
+            true,
+            "Updating",
+            format!("StatefulSets rolling out: {}", rolling_sets.join(", ")),
+        ),
+        RollDecision::UpToDate if starting => (
+            true,
+            "PodsStarting",
+            format!("{counts}; starting: {}", coming.join(", ")),
+        ),
+        RollDecision::UpToDate => (false, "UpToDate", "every pod runs the current spec".into()),
     };
     conditions::set(
         &mut status.conditions,
         PROGRESSING,
         progressing,
-        if progressing { "Updating" } else { "UpToDate" },
-        progress_msg,
+        p_reason,
+        p_msg,
         generation,
     );
     let (deg, deg_reason, deg_msg) = match health {
@@ -684,20 +843,29 @@ fn fill_status(
         deg_msg,
         generation,
     );
+    let healthy = health.is_some_and(|h| h.status == "ok");
     let ready = pods_ready && healthy;
+    let trouble = seen.pods.worst();
     let (reason, msg) = if ready {
         (
             "Ready",
             "every gateway and storage node is ready and the fleet is healthy".to_string(),
         )
+    } else if let Some(t) = trouble {
+        let more = seen.pods.troubles.len() - 1;
+        let more = if more > 0 {
+            format!(" (and {more} more pod(s) in trouble)")
+        } else {
+            String::new()
+        };
+        (t.reason(), format!("{}{more}; {counts}", t.message))
     } else if !pods_ready {
-        (
-            "PodsNotReady",
-            format!(
-                "{} of {want_gw} gateways and {} of {want_nodes} storage nodes ready",
-                status.ready_gateways, status.ready_storage_nodes
-            ),
-        )
+        let hung = if seen.pods.not_ready.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", seen.pods.not_ready.join("; "))
+        };
+        ("PodsNotReady", format!("{counts}{hung}"))
     } else {
         (
             "FleetUnhealthy",
@@ -716,10 +884,12 @@ fn fill_status(
         Phase::Degraded
     } else if ready {
         Phase::Ready
-    } else if deg && health.is_some_and(|h| h.status == "unavailable") {
-        Phase::Degraded
-    } else {
+    } else if trouble.is_some() && !progressing {
+        Phase::Failed
+    } else if progressing {
         Phase::Progressing
+    } else {
+        Phase::Degraded
     };
 }
 
@@ -790,6 +960,49 @@ async fn grow_claims(
         }
     }
     Ok(())
+}
+
+/// Deletes the objects of kind `K` this store owns (its label and controller reference) whose
+/// names are not in `keep`; returns `Kind/name` of each.
+async fn prune<K>(
+    ctx: &Context,
+    store: &ObjectStore,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<String>>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let ns = store.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = store.uid();
+    let owned = api
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
+            store.name_any(),
+            crate::resources::MANAGED_BY
+        )))
+        .await?
+        .items;
+    let mut gone = Vec::new();
+    for o in owned {
+        let ours = o
+            .owner_references()
+            .iter()
+            .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref());
+        let name = o.name_any();
+        if !ours || keep.contains(&name) {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => gone.push(format!("{}/{name}", K::kind(&()))),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(gone)
 }
 
 async fn service_monitor_available(ctx: &Context) -> bool {

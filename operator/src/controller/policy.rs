@@ -90,6 +90,7 @@ async fn target(ns: &str, bucket_ref: &str, ctx: &Context) -> Result<Target> {
     };
     match fleet_of(&bucket, ctx).await? {
         Fleet::Ready(store, admin) => Ok(Target::Ready { name, store, admin }),
+        Fleet::NotAllowed(_, _, msg) => Ok(Target::NotReady("NamespaceNotAllowed", msg)),
         Fleet::Missing(reason, msg) => Ok(Target::NotReady(reason, msg)),
     }
 }
@@ -204,7 +205,12 @@ where
         Phase::Ready
     } else if matches!(
         out.reason,
-        "InvalidSpec" | "RuleConflict" | "UnknownStorageClass" | "Rejected" | "GatewayUnsupported"
+        "InvalidSpec"
+            | "RuleConflict"
+            | "UnknownStorageClass"
+            | "Rejected"
+            | "GatewayUnsupported"
+            | "NamespaceNotAllowed"
     ) {
         Phase::Failed
     } else {
@@ -214,7 +220,7 @@ where
         status.bucket_name = out.bucket;
     }
     status.rules = rules;
-    apply_status(&api, obj, status.to_json()).await?;
+    apply_status(&api, obj, K::status_json(status)).await?;
     if out.ready {
         ctx.succeeded(&super::key_of(obj));
     }
@@ -231,25 +237,14 @@ pub struct PolicyStatus {
     rules: i32,
 }
 
-/// Access to the common status of a policy kind.
+/// Access to the common status of a policy kind. Each kind writes its status as its own status
+/// type, whose schema is the one in the CRD: a field the kind does not declare (a ReplicationRule
+/// has no `rules`) can never be sent.
 pub trait HasPolicyStatus {
     /// The current status in the common shape.
     fn policy_status(&self) -> PolicyStatus;
-}
-
-impl PolicyStatus {
-    fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "phase": self.phase,
-            "conditions": self.conditions,
-            "observedGeneration": self.observed_generation,
-            "bucketName": self.bucket_name,
-        });
-        if self.rules > 0 || self.phase == Phase::Ready {
-            v["rules"] = serde_json::json!(self.rules);
-        }
-        v
-    }
+    /// `status` as this kind's status document.
+    fn status_json(status: PolicyStatus) -> serde_json::Value;
 }
 
 impl HasPolicyStatus for LifecyclePolicy {
@@ -263,6 +258,17 @@ impl HasPolicyStatus for LifecyclePolicy {
             rules: s.rules,
         }
     }
+
+    fn status_json(s: PolicyStatus) -> serde_json::Value {
+        serde_json::to_value(crate::crd::LifecyclePolicyStatus {
+            phase: s.phase,
+            conditions: s.conditions,
+            observed_generation: s.observed_generation,
+            bucket_name: s.bucket_name,
+            rules: s.rules,
+        })
+        .expect("status")
+    }
 }
 
 impl HasPolicyStatus for ReplicationRule {
@@ -275,6 +281,16 @@ impl HasPolicyStatus for ReplicationRule {
             bucket_name: s.bucket_name,
             rules: 0,
         }
+    }
+
+    fn status_json(s: PolicyStatus) -> serde_json::Value {
+        serde_json::to_value(crate::crd::ReplicationRuleStatus {
+            phase: s.phase,
+            conditions: s.conditions,
+            observed_generation: s.observed_generation,
+            bucket_name: s.bucket_name,
+        })
+        .expect("status")
     }
 }
 

@@ -96,6 +96,56 @@ pub struct ObjectStoreSpec {
     /// TLS for the S3 endpoint, from a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// Namespaces besides this ObjectStore's own whose Buckets (and those Buckets'
+    /// LifecyclePolicies and ReplicationRules) may use this fleet. None when absent: a Bucket of
+    /// another namespace gets `Ready=False NamespaceNotAllowed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<AllowedNamespaces>,
+    /// The fleet's NetworkPolicy.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Namespaces allowed to use a fleet: those named, and those whose labels match.
+#[derive(kube::KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNamespaces {
+    /// Namespace names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
+    pub names: Vec<String>,
+    /// Namespaces whose labels match this selector (`matchLabels`, `matchExpressions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+}
+
+/// The fleet's NetworkPolicy: storage-node port only from this fleet's gateways and storage
+/// nodes, the gateway admin port (which also carries gateway-to-gateway traffic) only from its
+/// gateways and the operator, the S3 port from anywhere.
+#[derive(kube::KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Whether the operator creates it (and deletes it when switched off).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Who else may reach the storage nodes' port and the gateways' admin port, where they serve
+    /// `/metrics`: Prometheus, as NetworkPolicy peers (e.g. `namespaceSelector: {matchLabels:
+    /// {kubernetes.io/metadata.name: monitoring}}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics_from: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Storage nodes: how many per zone and their volumes.
@@ -207,9 +257,14 @@ pub struct ImagesSpec {
     /// Image of `cairn-storage-node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_node: Option<String>,
-    /// Pull policy of both.
+    /// Pull policy of both; the operator's default (`IfNotPresent` unless set) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
+    /// Secrets in this namespace to pull them (a private registry); the operator's default
+    /// (chart value `imagePullSecrets`) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub pull_secrets: Vec<super::LocalObjectRef>,
 }
 
 /// Kubernetes image pull policy.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
@@ -14,7 +15,7 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use super::labels;
-use crate::crd::objectstore::{ObjectStore, ObjectStoreSpec, Placement, ServiceType};
+use crate::crd::objectstore::{ObjectStore, ObjectStoreSpec, Placement, PullPolicy, ServiceType};
 
 /// Port of every storage node's HTTP API.
 pub const NODE_PORT: i32 = 7000;
@@ -28,6 +29,16 @@ pub const ROOT_ACCESS_KEY: &str = "CAIRN_ROOT_ACCESS_KEY";
 pub const ROOT_SECRET_KEY: &str = "CAIRN_ROOT_SECRET_KEY";
 /// See [`ROOT_ACCESS_KEY`].
 pub const ADMIN_TOKEN: &str = "CAIRN_ADMIN_TOKEN";
+/// The fleet's internal credential (gateway to storage node, node to node, gateway to gateway):
+/// 32 random bytes, hex. Gateways and storage nodes get it; nothing else.
+pub const FLEET_SECRET: &str = "CAIRN_FLEET_SECRET";
+/// The key sealing secrets at rest in the gateways' index: 32 random bytes, hex. Gateways only.
+pub const INDEX_SEAL_KEY: &str = "CAIRN_INDEX_SEAL_KEY";
+/// Keys of the credentials Secret generated once and added to an existing Secret that lacks
+/// them (one made by an older operator), leaving its other keys alone.
+pub const GENERATED_ONCE: [&str; 2] = [FLEET_SECRET, INDEX_SEAL_KEY];
+/// Shortest admin token the operator generates (and the gateway accepts).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 /// Component label of storage nodes.
 pub const COMPONENT_NODE: &str = "storage-node";
 /// Component label of gateways.
@@ -43,6 +54,13 @@ pub struct BuildConfig {
     /// Most gateway pods to run (`None`: as many as the ObjectStore asks). Several gateways
     /// share one replicated index, so this is only an optional limit set by the cluster admin.
     pub max_gateway_replicas: Option<i32>,
+    /// Pull policy when the ObjectStore names none (`IfNotPresent` when `None`).
+    pub pull_policy: Option<PullPolicy>,
+    /// Image pull Secrets (in the fleet's namespace) when the ObjectStore names none.
+    pub pull_secrets: Vec<String>,
+    /// The operator's namespace: its pods may reach the gateways' admin port
+    /// (`network_policy`). `None`: operator pods in any namespace.
+    pub operator_namespace: Option<String>,
 }
 
 impl Default for BuildConfig {
@@ -52,6 +70,9 @@ impl Default for BuildConfig {
             gateway_image: format!("ghcr.io/cairn-io/cairn-gateway:{tag}"),
             storage_node_image: format!("ghcr.io/cairn-io/cairn-storage-node:{tag}"),
             max_gateway_replicas: None,
+            pull_policy: None,
+            pull_secrets: Vec::new(),
+            operator_namespace: None,
         }
     }
 }
@@ -65,6 +86,18 @@ pub struct FleetSecrets {
     pub secret_key: String,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// [`FLEET_SECRET`], when the Secret has it.
+    pub fleet_secret: Option<String>,
+    /// [`INDEX_SEAL_KEY`], when the Secret has it.
+    pub index_seal_key: Option<String>,
+}
+
+/// 32 random bytes, hex (64 characters).
+pub fn random_key() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> String {
@@ -84,10 +117,28 @@ impl FleetSecrets {
             ),
             secret_key: random_string(40, ALNUM),
             admin_token: random_string(48, ALNUM),
+            fleet_secret: Some(random_key()),
+            index_seal_key: Some(random_key()),
         }
     }
 
-    /// The secrets in an existing credentials Secret, if it holds all three.
+    /// The generated-once keys ([`GENERATED_ONCE`]) `secret` lacks, each with a fresh value.
+    pub fn missing_keys(secret: &Secret) -> BTreeMap<String, String> {
+        GENERATED_ONCE
+            .iter()
+            .filter(|k| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(**k))
+                    .is_none_or(|v| v.0.is_empty())
+            })
+            .map(|k| (k.to_string(), random_key()))
+            .collect()
+    }
+
+    /// The secrets in an existing credentials Secret, if it holds the root keys and the admin
+    /// token (the generated-once keys are optional here: [`FleetSecrets::missing_keys`]).
     pub fn from_secret(secret: &Secret) -> Option<Self> {
         let data = secret.data.as_ref()?;
         let get = |k: &str| {
@@ -99,6 +150,8 @@ impl FleetSecrets {
             access_key: get(ROOT_ACCESS_KEY)?,
             secret_key: get(ROOT_SECRET_KEY)?,
             admin_token: get(ADMIN_TOKEN)?,
+            fleet_secret: get(FLEET_SECRET),
+            index_seal_key: get(INDEX_SEAL_KEY),
         })
     }
 }
@@ -124,6 +177,10 @@ pub mod names {
     /// The admin Service (inside the cluster only).
     pub fn admin_service(store: &str) -> String {
         format!("{store}-admin")
+    }
+    /// The fleet's NetworkPolicy.
+    pub fn network_policy(store: &str) -> String {
+        format!("{store}-fleet")
     }
 }
 
@@ -301,15 +358,15 @@ pub fn validate(spec: &ObjectStoreSpec) -> Vec<String> {
     problems
 }
 
-/// The credentials Secret (root keys and admin token), created once and never rotated by the
-/// operator.
+/// The credentials Secret (root keys, admin token, fleet secret, index seal key), created once
+/// and never rotated by the operator.
 pub fn credentials_secret(
     store: &ObjectStore,
     secrets: &FleetSecrets,
     owner: &OwnerReference,
 ) -> Secret {
     let name = store_name(store);
-    let data = BTreeMap::from([
+    let mut data = BTreeMap::from([
         (
             ROOT_ACCESS_KEY.to_string(),
             ByteString(secrets.access_key.clone().into_bytes()),
@@ -323,6 +380,14 @@ pub fn credentials_secret(
             ByteString(secrets.admin_token.clone().into_bytes()),
         ),
     ]);
+    for (k, v) in [
+        (FLEET_SECRET, &secrets.fleet_secret),
+        (INDEX_SEAL_KEY, &secrets.index_seal_key),
+    ] {
+        if let Some(v) = v {
+            data.insert(k.to_string(), ByteString(v.clone().into_bytes()));
+        }
+    }
     Secret {
         metadata: meta(
             &names::credentials(&name),
@@ -351,8 +416,47 @@ fn meta(
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).expect("the builders produce valid objects")
+/// The typed object of a builder's JSON. In debug builds (the tests) the JSON must survive the
+/// round trip: k8s-openapi ignores fields it does not know, so a misspelt field in a builder
+/// would otherwise vanish without a trace instead of failing a test.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> T {
+    let t: T = serde_json::from_value(v.clone()).expect("the builders produce valid objects");
+    #[cfg(debug_assertions)]
+    {
+        let back = serde_json::to_value(&t).expect("serializable");
+        let mut lost = Vec::new();
+        lost_fields(&v, &back, "", &mut lost);
+        assert!(
+            lost.is_empty(),
+            "builder fields the Kubernetes type does not have: {lost:?}"
+        );
+    }
+    t
+}
+
+/// Paths of `built` (not null, not empty) that `typed` lost.
+#[cfg(debug_assertions)]
+fn lost_fields(built: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (built, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(w) => lost_fields(v, w, &p, out),
+                    None if v.is_null()
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                        || v.as_object().is_some_and(|o| o.is_empty()) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                lost_fields(v, w, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn node_labels(store: &str, zone: &str) -> BTreeMap<String, String> {
@@ -401,6 +505,7 @@ fn image_of(store: &ObjectStore, gateway: bool, config: &BuildConfig) -> (String
     };
     let policy = images
         .pull_policy
+        .or(config.pull_policy)
         .map(|p| {
             serde_json::to_value(p)
                 .expect("enum")
@@ -412,7 +517,26 @@ fn image_of(store: &ObjectStore, gateway: bool, config: &BuildConfig) -> (String
     (image, policy)
 }
 
-fn pvc(name: &str, size: &str, class: Option<&String>) -> Value {
+/// `imagePullSecrets` of the fleet's pods: the ObjectStore's, else the operator's.
+fn pull_secrets(store: &ObjectStore, config: &BuildConfig) -> Value {
+    let own: Vec<String> = store
+        .spec
+        .images
+        .iter()
+        .flat_map(|i| i.pull_secrets.iter().map(|r| r.name.clone()))
+        .collect();
+    let names = if own.is_empty() {
+        &config.pull_secrets
+    } else {
+        &own
+    };
+    Value::Array(names.iter().map(|n| json!({"name": n})).collect())
+}
+
+/// A volume claim template. Its labels (the fleet's) end up on every PVC, which outlives the
+/// ObjectStore (`whenDeleted: Retain`): `kubectl delete pvc -l app.kubernetes.io/instance=NAME`
+/// removes them.
+fn pvc(name: &str, size: &str, class: Option<&String>, l: &BTreeMap<String, String>) -> Value {
     let mut spec = json!({
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": size}}
@@ -420,7 +544,7 @@ fn pvc(name: &str, size: &str, class: Option<&String>) -> Value {
     if let Some(c) = class {
         spec["storageClassName"] = json!(c);
     }
-    json!({"metadata": {"name": name}, "spec": spec})
+    json!({"metadata": {"name": name, "labels": l}, "spec": spec})
 }
 
 /// The storage-node StatefulSet of one zone: pinned to the zone by node affinity, one PVC per pod,
@@ -449,11 +573,17 @@ pub fn node_statefulset(
             {"name": "CAIRN_MIN_FREE_BYTES", "value": s.min_free_bytes},
             {"name": "CAIRN_SCRUB_RATE", "value": store.spec.scrub_rate},
             {"name": "CAIRN_SCRUB_INTERVAL", "value": store.spec.scrub_interval},
+            // The one credential a storage node gets: the fleet secret, not the admin token
+            // nor the index seal key.
+            {"name": FLEET_SECRET, "valueFrom": {"secretKeyRef": {"name": names::credentials(&name), "key": FLEET_SECRET}}},
         ],
         "ports": [{"name": "http", "containerPort": NODE_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        // A crash's last log lines become the container's termination message, which the
+        // ObjectStore status shows (`NodeCrashLoop`).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": security_context(),
     });
     if let Some(r) = &s.resources {
@@ -484,10 +614,11 @@ pub fn node_statefulset(
                     },
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
+                    "imagePullSecrets": pull_secrets(store, config),
                     "containers": [container],
                 }
             },
-            "volumeClaimTemplates": [pvc("data", &s.volume_size, s.storage_class_name.as_ref())],
+            "volumeClaimTemplates": [pvc("data", &s.volume_size, s.storage_class_name.as_ref(), &l)],
         }
     }))
 }
@@ -535,10 +666,11 @@ pub fn gateway_statefulset_of(
             {"name": "CAIRN_INLINE_THRESHOLD", "value": spec.inline_threshold},
             {"name": "CAIRN_DATA_SHARDS", "value": class.map(|c| c.data_shards).unwrap_or(4).to_string()},
             {"name": "CAIRN_PARITY_SHARDS", "value": class.map(|c| c.parity_shards).unwrap_or(2).to_string()},
-            {"name": "CAIRN_STORAGE_CLASSES", "value": extra_storage_classes(spec)},
             secret_env(ROOT_ACCESS_KEY),
             secret_env(ROOT_SECRET_KEY),
             secret_env(ADMIN_TOKEN),
+            secret_env(FLEET_SECRET),
+            secret_env(INDEX_SEAL_KEY),
         ],
         "ports": [
             {"name": "s3", "containerPort": GATEWAY_S3_PORT, "protocol": "TCP"},
@@ -547,10 +679,21 @@ pub fn gateway_statefulset_of(
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "index", "mountPath": "/data"}],
+        // A crash's last log lines (a refused flag, say) become the container's termination
+        // message, which the ObjectStore status shows (`GatewayCrashLoop`).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": security_context(),
     });
     if let Some(r) = &spec.gateway.resources {
         container["resources"] = serde_json::to_value(r).expect("resources");
+    }
+    // Only when there is a class besides the default one: the variable is then never empty.
+    let classes = extra_storage_classes(spec);
+    if !classes.is_empty() {
+        container["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(json!({"name": "CAIRN_STORAGE_CLASSES", "value": classes}));
     }
     // Even one gateway runs as a (one-member) replicated group: everything it indexes is then
     // in the Raft log, so scaling to several later hands every entry to the new gateways. A
@@ -642,11 +785,12 @@ pub fn gateway_statefulset_of(
                     ],
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
+                    "imagePullSecrets": pull_secrets(store, config),
                     "containers": [container],
                     "volumes": volumes,
                 }
             },
-            "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class)],
+            "volumeClaimTemplates": [pvc("index", &spec.gateway.index_volume_size, index_class, &l)],
         }
     }))
 }
@@ -778,6 +922,70 @@ pub fn service_monitor(store: &ObjectStore, owner: &OwnerReference) -> DynamicOb
     }))
 }
 
+/// Labels of the operator's pods (the chart's selector labels, less the release name).
+pub const OPERATOR_POD_LABELS: [(&str, &str); 2] = [
+    ("app.kubernetes.io/name", "cairn"),
+    ("app.kubernetes.io/component", "operator"),
+];
+
+/// The fleet's NetworkPolicy (`NAME-fleet`), over its gateway and storage-node pods: the S3 port
+/// from anywhere; the storage nodes' port only from this fleet's gateways and storage nodes;
+/// the gateways' admin port (the admin API, and gateway-to-gateway Raft and internal RPC) only
+/// from this fleet's gateways and the operator's pods; both of those also from
+/// `spec.networkPolicy.metricsFrom` (Prometheus: `/metrics`). Ingress only; `None` when
+/// `spec.networkPolicy.enabled` is false.
+pub fn network_policy(
+    store: &ObjectStore,
+    config: &BuildConfig,
+    owner: &OwnerReference,
+) -> Option<NetworkPolicy> {
+    let np = &store.spec.network_policy;
+    if !np.enabled {
+        return None;
+    }
+    let name = store_name(store);
+    let pods_of = |component: &str| {
+        json!({"podSelector": {"matchLabels": {
+            "app.kubernetes.io/instance": name, "app.kubernetes.io/component": component}}})
+    };
+    let operator_labels: BTreeMap<&str, &str> = OPERATOR_POD_LABELS.into_iter().collect();
+    let operator = match &config.operator_namespace {
+        Some(ns) => json!({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "podSelector": {"matchLabels": operator_labels},
+        }),
+        None => json!({"namespaceSelector": {}, "podSelector": {"matchLabels": operator_labels}}),
+    };
+    let metrics: Vec<Value> = np
+        .metrics_from
+        .iter()
+        .map(|p| serde_json::to_value(p).expect("peer"))
+        .collect();
+    let port = |p: i32| json!([{"port": p, "protocol": "TCP"}]);
+    let mut node_peers = vec![pods_of(COMPONENT_GATEWAY), pods_of(COMPONENT_NODE)];
+    node_peers.extend(metrics.iter().cloned());
+    let mut admin_peers = vec![pods_of(COMPONENT_GATEWAY), operator];
+    admin_peers.extend(metrics);
+    Some(typed(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(&names::network_policy(&name), store, labels(&name, "network"), owner),
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/instance": name},
+                "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
+                                      "values": [COMPONENT_GATEWAY, COMPONENT_NODE]}],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": port(GATEWAY_S3_PORT)},
+                {"ports": port(NODE_PORT), "from": node_peers},
+                {"ports": port(GATEWAY_ADMIN_PORT), "from": admin_peers},
+            ],
+        }
+    })))
+}
+
 /// The owner reference every object of `store` carries.
 pub fn owner_ref(store: &ObjectStore) -> OwnerReference {
     store
@@ -905,7 +1113,9 @@ mod tests {
         );
         assert_eq!(get("CAIRN_DATA_SHARDS")["value"], "4");
         assert_eq!(get("CAIRN_PARITY_SHARDS")["value"], "2");
-        assert_eq!(get("CAIRN_STORAGE_CLASSES")["value"], "");
+        // One storage class: no CAIRN_STORAGE_CLASSES at all (an empty value crash-looped the
+        // gateways of every single-class fleet).
+        assert!(!env.iter().any(|e| e["name"] == "CAIRN_STORAGE_CLASSES"));
         assert_eq!(get("CAIRN_INLINE_THRESHOLD")["value"], "64K");
         // Every node id parses as the gateway's `id@zone=url`.
         for n in nodes {
@@ -1105,11 +1315,127 @@ mod tests {
         let secrets = FleetSecrets::generate();
         assert!(secrets.access_key.starts_with("CK") && secrets.access_key.len() == 20);
         assert_eq!(secrets.secret_key.len(), 40);
+        assert!(secrets.admin_token.len() >= MIN_ADMIN_TOKEN_LEN);
+        for k in [&secrets.fleet_secret, &secrets.index_seal_key] {
+            let k = k.as_deref().unwrap();
+            assert_eq!(k.len(), 64);
+            assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(secrets.fleet_secret, secrets.index_seal_key);
         assert_ne!(FleetSecrets::generate(), secrets);
         let secret = credentials_secret(&s, &secrets, &owner_ref(&s));
         assert_eq!(secret.metadata.name.as_deref(), Some("s3-credentials"));
-        assert_eq!(FleetSecrets::from_secret(&secret), Some(secrets));
+        assert_eq!(FleetSecrets::from_secret(&secret), Some(secrets.clone()));
         assert!(secret.metadata.owner_references.is_some());
+        assert!(FleetSecrets::missing_keys(&secret).is_empty());
+        // A Secret an older operator made: the generated-once keys are missing, and only they.
+        let old = FleetSecrets {
+            fleet_secret: None,
+            index_seal_key: None,
+            ..secrets
+        };
+        let old_secret = credentials_secret(&s, &old, &owner_ref(&s));
+        let missing = FleetSecrets::missing_keys(&old_secret);
+        assert_eq!(
+            missing.keys().map(String::as_str).collect::<Vec<_>>(),
+            [FLEET_SECRET, INDEX_SEAL_KEY]
+        );
+        assert_eq!(FleetSecrets::from_secret(&old_secret), Some(old));
+    }
+
+    /// Every `secretKeyRef` of a StatefulSet's container, as `key`.
+    fn secret_keys(sts: &Value) -> Vec<String> {
+        sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["valueFrom"]["secretKeyRef"]["key"].as_str())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn gateways_get_the_fleet_secret_and_seal_key_storage_nodes_only_the_fleet_secret() {
+        let s = store(&["a", "b", "c"]);
+        let gw = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(
+            secret_keys(&gw),
+            [
+                ROOT_ACCESS_KEY,
+                ROOT_SECRET_KEY,
+                ADMIN_TOKEN,
+                FLEET_SECRET,
+                INDEX_SEAL_KEY
+            ]
+        );
+        assert_eq!(
+            env_of(&gw, FLEET_SECRET)["valueFrom"]["secretKeyRef"]["name"],
+            "s3-credentials"
+        );
+        let node = v(&node_statefulset(&s, "a", &config(), &owner_ref(&s)));
+        assert_eq!(secret_keys(&node), [FLEET_SECRET]);
+        assert_eq!(
+            env_of(&node, FLEET_SECRET)["valueFrom"]["secretKeyRef"]["name"],
+            "s3-credentials"
+        );
+    }
+
+    #[test]
+    fn the_network_policy_opens_each_port_to_whom_needs_it() {
+        let mut s = store(&["a", "b", "c"]);
+        let mut c = config();
+        c.operator_namespace = Some("cairn-system".into());
+        let np = v(&network_policy(&s, &c, &owner_ref(&s)).unwrap());
+        assert_eq!(np["metadata"]["name"], "s3-fleet");
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        let sel = &np["spec"]["podSelector"];
+        assert_eq!(sel["matchLabels"]["app.kubernetes.io/instance"], "s3");
+        assert_eq!(
+            sel["matchExpressions"][0]["values"],
+            json!(["gateway", "storage-node"])
+        );
+        let rules = np["spec"]["ingress"].as_array().unwrap();
+        let rule = |port: i32| {
+            rules
+                .iter()
+                .find(|r| r["ports"][0]["port"] == port)
+                .unwrap()
+                .clone()
+        };
+        // S3 from anywhere.
+        assert_eq!(rule(9000).get("from"), None);
+        // Storage nodes: this fleet's gateways and storage nodes only.
+        let from = |r: &Value| -> Vec<Value> { r["from"].as_array().unwrap().clone() };
+        let comp =
+            |p: &Value| p["podSelector"]["matchLabels"]["app.kubernetes.io/component"].clone();
+        let nodes = from(&rule(7000));
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(comp(&nodes[0]), "gateway");
+        assert_eq!(comp(&nodes[1]), "storage-node");
+        assert!(nodes.iter().all(
+            |p| p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "s3"
+                && p.get("namespaceSelector").is_none()
+        ));
+        // Admin: gateways, and the operator's pods in the operator's namespace.
+        let admin = from(&rule(9001));
+        assert_eq!(admin.len(), 2);
+        assert_eq!(comp(&admin[0]), "gateway");
+        assert_eq!(
+            admin[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "cairn-system"
+        );
+        assert_eq!(comp(&admin[1]), "operator");
+        // Prometheus, when named, may scrape both internal ports.
+        s.spec.network_policy.metrics_from = vec![serde_json::from_value(json!(
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ))
+        .unwrap()];
+        let np = v(&network_policy(&s, &c, &owner_ref(&s)).unwrap());
+        let rules = np["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(rules[1]["from"].as_array().unwrap().len(), 3);
+        assert_eq!(rules[2]["from"].as_array().unwrap().len(), 3);
+        s.spec.network_policy.enabled = false;
+        assert!(network_policy(&s, &c, &owner_ref(&s)).is_none());
     }
 
     #[test]
@@ -1132,6 +1458,11 @@ mod tests {
         });
         assert_eq!(
             extra_storage_classes(&s.spec),
+            "STANDARD_IA=6+3,ONEZONE_IA=1+1:zone=b"
+        );
+        let sts = v(&gateway_statefulset(&s, &config(), &owner_ref(&s)));
+        assert_eq!(
+            env_of(&sts, "CAIRN_STORAGE_CLASSES")["value"],
             "STANDARD_IA=6+3,ONEZONE_IA=1+1:zone=b"
         );
     }

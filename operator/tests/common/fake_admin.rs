@@ -216,6 +216,18 @@ impl AdminApi for FakeAdmin {
                 path: format!("/admin/v1/buckets/{bucket}/{}", which.segment()),
             });
         }
+        // As the gateway (and S3): replication needs a versioned source bucket.
+        if which.segment() == "replication"
+            && s.versioning.get(bucket).map(String::as_str) != Some("Enabled")
+        {
+            return Err(AdminError::Api {
+                method: "PUT",
+                path: format!("/admin/v1/buckets/{bucket}/replication"),
+                status: 400,
+                code: "InvalidRequest".into(),
+                message: "versioning must be enabled on the bucket".into(),
+            });
+        }
         s.configs
             .insert((bucket.into(), which.segment()), doc.clone());
         Ok(())

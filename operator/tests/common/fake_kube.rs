@@ -1,6 +1,10 @@
 //! A small in-memory Kubernetes API server: get, list (namespaced and across namespaces), create,
 //! replace (with resourceVersion checks), server-side apply (deep merge), merge and JSON patches,
-//! status subresources, delete with finalizers and deletionTimestamp. Every request is logged.
+//! status subresources, delete with finalizers and deletionTimestamp. Every request is logged,
+//! and every object written is validated as the API server would (`schema`): the CRD schemas for
+//! Cairn's kinds, the Kubernetes OpenAPI for the others. A write that fails is refused (500 for a
+//! field the schema does not declare, as server-side apply answers; 422 otherwise) and recorded in
+//! `rejected`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +14,9 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
+/// A write refused by validation: `(method, path, problems)`.
+pub type Rejected = (String, String, Vec<String>);
+
 /// The fake server's state.
 #[derive(Clone, Default)]
 pub struct FakeKube {
@@ -17,6 +24,8 @@ pub struct FakeKube {
     pub objects: Arc<Mutex<BTreeMap<String, Value>>>,
     /// `(method, path)` of every request.
     pub log: Arc<Mutex<Vec<(String, String)>>>,
+    /// Writes refused by validation.
+    pub rejected: Arc<Mutex<Vec<Rejected>>>,
     rv: Arc<Mutex<u64>>,
     client: Arc<Mutex<Option<Client>>>,
 }
@@ -51,6 +60,13 @@ fn parse(path: &str) -> Option<Target> {
             collection_all: format!("{prefix}/{res}"),
             collection: format!("{prefix}/{res}"),
             name: None,
+            status: false,
+        }),
+        // A cluster-scoped object (`/api/v1/namespaces/NAME`).
+        [res, name] => Some(Target {
+            collection_all: format!("{prefix}/{res}"),
+            collection: format!("{prefix}/{res}"),
+            name: Some(name.to_string()),
             status: false,
         }),
         _ => None,
@@ -262,6 +278,55 @@ impl FakeKube {
         self.finish(key, new)
     }
 
+    /// Validates `new` (a whole object about to be stored in collection `t`) against its schema.
+    fn admit(
+        &self,
+        method: &Method,
+        path: &str,
+        t: &Target,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), (u16, Value)> {
+        let Some(schema) = super::schema::for_collection(&t.collection_all) else {
+            if t.collection_all.starts_with("/apis/monitoring.coreos.com/") {
+                return Ok(());
+            }
+            return Err(status(
+                500,
+                "InternalError",
+                &format!(
+                    "fake: no schema for {} (add it to schema::for_collection)",
+                    t.collection_all
+                ),
+            ));
+        };
+        let problems = schema.validate(new, old);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        self.rejected.lock().unwrap().push((
+            method.to_string(),
+            path.to_string(),
+            problems.clone(),
+        ));
+        let undeclared = problems.iter().any(|p| p.contains("field not declared"));
+        let msg = problems.join("; ");
+        Err(if undeclared {
+            status(
+                500,
+                "InternalError",
+                &format!("failed to create typed patch object: {msg}"),
+            )
+        } else {
+            status(422, "Invalid", &msg)
+        })
+    }
+
+    /// Writes refused by validation so far.
+    pub fn rejected(&self) -> Vec<Rejected> {
+        self.rejected.lock().unwrap().clone()
+    }
+
     async fn handle(&self, req: Request<Body>) -> (u16, Value) {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -287,7 +352,7 @@ impl FakeKube {
         };
         let key = t.name.as_ref().map(|n| format!("{}/{n}", t.collection));
         let existing = key.as_ref().and_then(|k| self.get(k));
-        match (method, &t.name) {
+        match (method.clone(), &t.name) {
             (Method::GET, None) => {
                 let selector = query
                     .split('&')
@@ -340,6 +405,9 @@ impl FakeKube {
                     obj["metadata"]["namespace"] = json!(ns);
                 }
                 self.stamp_new(&mut obj);
+                if let Err(e) = self.admit(&method, &path, &t, &obj, None) {
+                    return e;
+                }
                 self.objects.lock().unwrap().insert(key, obj.clone());
                 (201, obj)
             }
@@ -349,6 +417,9 @@ impl FakeKube {
                 };
                 if body["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
                     return status(409, "Conflict", "the object has been modified");
+                }
+                if let Err(e) = self.admit(&method, &path, &t, &body, Some(&old)) {
+                    return e;
                 }
                 (
                     200,
@@ -383,6 +454,9 @@ impl FakeKube {
                                 obj["metadata"]["namespace"] = json!(ns);
                             }
                             self.stamp_new(&mut obj);
+                            if let Err(e) = self.admit(&method, &path, &t, &obj, None) {
+                                return e;
+                            }
                             self.objects
                                 .lock()
                                 .unwrap()
@@ -398,6 +472,9 @@ impl FakeKube {
                                     m.remove("status");
                                 }
                                 deep_merge(&mut new, &patch);
+                            }
+                            if let Err(e) = self.admit(&method, &path, &t, &new, Some(&old)) {
+                                return e;
                             }
                             (200, self.store_changed(&key, Some(&old), new))
                         }
@@ -424,7 +501,15 @@ impl FakeKube {
                                 .remove("finalizers");
                         }
                     } else {
+                        // A resourceVersion in a merge patch is a precondition.
+                        let rv = &body["metadata"]["resourceVersion"];
+                        if rv.is_string() && *rv != old["metadata"]["resourceVersion"] {
+                            return status(409, "Conflict", "the object has been modified");
+                        }
                         json_patch::merge(&mut new, &body);
+                    }
+                    if let Err(e) = self.admit(&method, &path, &t, &new, Some(&old)) {
+                        return e;
                     }
                     (200, self.store_changed(&key, Some(&old), new))
                 }

@@ -5,6 +5,7 @@
 
 pub mod fake_admin;
 pub mod fake_kube;
+pub mod schema;
 
 use std::sync::Arc;
 
