@@ -362,17 +362,9 @@ pub async fn start(
             public_metrics: args.public_metrics,
         };
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::server::serve_s3(
-                s3_listener,
-                service,
-                metrics,
-                refresh,
-                tls,
-                limits,
-                front,
-                rx,
-            )
-            .await
+            let serving = crate::server::S3Serving { tls, limits, front };
+            if let Err(e) =
+                crate::server::serve_s3(s3_listener, service, metrics, refresh, serving, rx).await
             {
                 tracing::error!(error = %e, "S3 server stopped");
             }

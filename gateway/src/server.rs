@@ -39,18 +39,28 @@ fn unsigned(req: &http::Request<Incoming>) -> bool {
             .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
 }
 
-/// Serves `s3` on `listener` within `limits` until `shutdown` turns true; connections already
-/// open finish their current request. With `tls`, connections are HTTPS.
+/// How the S3 port serves: TLS or not, the listener's bounds, what it accepts beyond S3.
+#[derive(Clone)]
+pub struct S3Serving {
+    /// HTTPS with this acceptor; plain HTTP without.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The listener's bounds.
+    pub limits: Limits,
+    /// The edge and `/metrics`.
+    pub front: FrontOptions,
+}
+
+/// Serves `s3` on `listener` until `shutdown` turns true; connections already open finish their
+/// current request.
 pub async fn serve_s3(
     listener: tokio::net::TcpListener,
     s3: S3Service,
     metrics: Arc<GatewayMetrics>,
     refresh_metrics: Arc<dyn Fn() + Send + Sync>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    limits: Limits,
-    front: FrontOptions,
+    serving: S3Serving,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let S3Serving { tls, limits, front } = serving;
     let listener_metrics = metrics.s3_listener.clone();
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let (s3, metrics, refresh) = (s3.clone(), metrics.clone(), refresh_metrics.clone());

@@ -107,17 +107,28 @@ impl<'a> AuthFields<'a> {
     }
 }
 
+/// Who signed a request, with which number, when.
+struct Stamp<'a> {
+    key: &'a str,
+    sender: u64,
+    seq: u64,
+    ts: u64,
+}
+
 /// The bytes a signature covers.
 fn string_to_sign(
     method: &Method,
     path: &str,
     query: Option<&str>,
-    key: &str,
-    sender: u64,
-    seq: u64,
-    ts: u64,
+    stamp: &Stamp<'_>,
     headers: &HeaderMap,
 ) -> Vec<u8> {
+    let Stamp {
+        key,
+        sender,
+        seq,
+        ts,
+    } = stamp;
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(SCHEME.as_bytes());
     for part in [method.as_str(), path, query.unwrap_or("")] {
@@ -224,16 +235,13 @@ impl Signer {
         };
         headers.insert(TARGET_HEADER, value(target));
         headers.insert(CONTENT_SHA256_HEADER, value(&content));
-        let to_sign = string_to_sign(
-            method,
-            path,
-            query,
-            &self.key.id,
-            self.sender,
+        let stamp = Stamp {
+            key: &self.key.id,
+            sender: self.sender,
             seq,
             ts,
-            headers,
-        );
+        };
+        let to_sign = string_to_sign(method, path, query, &stamp, headers);
         let sig = hex(hmac::sign(&self.key.key, &to_sign).as_ref());
         let auth = format!(
             "v1 key={} sender={:016x} seq={seq} ts={ts} sig={sig}",
@@ -395,7 +403,13 @@ impl Verifier {
             .find(|k| k.id == f.key)
             .ok_or_else(|| AuthError::UnknownKey(f.key.to_string()))?;
         let sig = parse_hex32(f.sig).ok_or(AuthError::Malformed("signature"))?;
-        let to_sign = string_to_sign(method, path, query, f.key, f.sender, f.seq, f.ts, headers);
+        let stamp = Stamp {
+            key: f.key,
+            sender: f.sender,
+            seq: f.seq,
+            ts: f.ts,
+        };
+        let to_sign = string_to_sign(method, path, query, &stamp, headers);
         hmac::verify(&key.key, &to_sign, &sig).map_err(|_| AuthError::BadSignature)?;
         // Only a signed request gets this far: what follows can trust the fields.
         let target = headers

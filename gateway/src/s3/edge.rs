@@ -161,7 +161,7 @@ pub fn screen_at(
     // Header-signed SigV2 names its time in `x-amz-date` (which wins) or `Date`.
     let date = header("x-amz-date")
         .or_else(|| header("date"))
-        .and_then(|d| httpdate_secs(d))
+        .and_then(httpdate_secs)
         .ok_or_else(|| {
             Refusal::new(
                 403,
