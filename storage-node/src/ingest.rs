@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use crate::format::{ShardHeader, ShardSpec};
-use crate::store::{ShardStore, ShardWriter, StoreError};
+use crate::store::{ShardStore, ShardWriter, StoreError, blocking};
 
 /// Why a streamed shard was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +24,6 @@ pub enum IngestError {
     /// Nothing arrived for the stall timeout.
     #[error("no shard data arrived for {0:?}")]
     Stalled(Duration),
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 /// Stores `body` (exactly the payload `spec` implies) as a shard, durably; waits at most

@@ -27,7 +27,7 @@ use crate::ids::ShardIndex;
 use crate::ingest::{IngestError, store_stream};
 use crate::metrics::NodeMetrics;
 use crate::repair::{LocalCopy, RepairError, Repairer, take_cause};
-use crate::store::{ShardKey, ShardStore, StoreError};
+use crate::store::{ShardKey, ShardStore, StoreError, blocking};
 
 /// How the scrubber paces itself.
 #[derive(Debug, Clone)]
@@ -446,14 +446,6 @@ impl Pacer {
             tokio::time::sleep(due - elapsed).await;
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 fn unix_now() -> u64 {

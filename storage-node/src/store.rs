@@ -44,6 +44,15 @@ pub enum StoreError {
     Io(#[from] io::Error),
 }
 
+/// Runs blocking store I/O on a blocking thread (a panic there becomes an I/O error).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+}
+
 /// Store settings.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {

@@ -12,6 +12,7 @@ fn first_lines(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
         .arg(dir.path())
         .args(args)
         .env_remove("CAIRN_LOG_FORMAT")
+        .env("CAIRN_FLEET_SECRET", "logging-test-fleet-secret-0123456789")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
