@@ -383,30 +383,44 @@ fn put_head(
     head
 }
 
+/// Writes 20 shards of 300 KB and reads each back, byte-exact, within `within`.
+async fn still_serves(node: &NodeProcess, place: &[(String, String)], within: Duration) {
+    let c = node.client();
+    let served = async {
+        for i in 0..20u64 {
+            let obj = encode_object(
+                object_id(5000 + i),
+                random_bytes(300_000, i),
+                2,
+                1,
+                64 * 1024,
+                place,
+            );
+            c.put_shard(&obj.specs[0], reqwest::Body::from(obj.payloads[0].clone()))
+                .await
+                .unwrap();
+            let back = c
+                .get_shard_bytes(obj.specs[0].object_id, ShardIndex(0), None)
+                .await
+                .unwrap();
+            assert_eq!(back, obj.payloads[0]);
+        }
+    };
+    tokio::time::timeout(within, served)
+        .await
+        .expect("the node stopped serving while clients stalled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_uploads_and_readers_that_never_read_hold_only_their_own_requests() {
+async fn stalled_uploads_fail_after_the_stall_timeout_and_hold_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start("node-a1", "a", dir.path(), &["--stall-timeout", "3s"]);
     node.wait_ready().await;
     let fleet = Signer::new(&fleet_secret());
     let place = vec![("node-a1".to_string(), node.endpoint())];
     let addr = node.endpoint().trim_start_matches("http://").to_string();
-
-    // A shard of 8 MiB in 64 KiB blocks, to be read by clients that never read.
-    let big = encode_object(
-        object_id(20),
-        random_bytes(16 << 20, 20),
-        2,
-        1,
-        128 * 1024,
-        &place,
-    );
-    node.client()
-        .put_shard(&big.specs[0], reqwest::Body::from(big.payloads[0].clone()))
-        .await
-        .unwrap();
-
-    // 300 uploads that send their head and a few bytes, then nothing.
+    // 300 uploads that send their head and a few bytes, then nothing (each used to hold a
+    // blocking thread reading its socket).
     let mut stalled = Vec::new();
     for i in 0..300u64 {
         let obj = encode_object(
@@ -424,11 +438,58 @@ async fn stalled_uploads_and_readers_that_never_read_hold_only_their_own_request
         s.write_all(&obj.payloads[0][..100]).await.unwrap();
         stalled.push(s);
     }
-    // 600 reads of the big shard whose clients never read a byte of the answer: more than the
-    // 512 blocking threads a node has, each of which a reader used to park.
+    still_serves(&node, &place, Duration::from_secs(60)).await;
+    // Each stalled upload is answered 408 after the stall timeout; none is stored.
+    let mut timed_out = 0;
+    for mut s in stalled {
+        let mut buf = vec![0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await {
+            Ok(Ok(n)) if String::from_utf8_lossy(&buf[..n]).contains(" 408 ") => timed_out += 1,
+            Ok(_) => timed_out += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        timed_out, 300,
+        "stalled uploads still held after their timeout"
+    );
+    let listed = node.client().list_shards(None, 10_000).await.unwrap();
+    assert_eq!(
+        listed.shards.len(),
+        20,
+        "only the complete shards are stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_never_read_hold_no_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default stall timeout (60 s): what is tested here is that a reader holds no thread
+    // while it stalls, not that the stall ends it.
+    let node = NodeProcess::start("node-a1", "a", dir.path(), &[]);
+    node.wait_ready().await;
+    let fleet = Signer::new(&fleet_secret());
+    let place = vec![("node-a1".to_string(), node.endpoint())];
+    let addr = node.endpoint().trim_start_matches("http://").to_string();
+    // A shard of 8 MiB in 64 KiB blocks.
+    let big = encode_object(
+        object_id(20),
+        random_bytes(16 << 20, 20),
+        2,
+        1,
+        128 * 1024,
+        &place,
+    );
+    node.client()
+        .put_shard(&big.specs[0], reqwest::Body::from(big.payloads[0].clone()))
+        .await
+        .unwrap();
+    // 700 reads of it whose clients never read a byte of the answer (with a small receive
+    // window, so the answer cannot sit in socket buffers): more than the 512 blocking threads
+    // a node has, each of which such a reader used to park until its client read.
     let mut unread = Vec::new();
     let path = format!("/v1/shards/{}/0", big.specs[0].object_id);
-    for _ in 0..600 {
+    for _ in 0..700 {
         let mut h = reqwest::header::HeaderMap::new();
         fleet.sign(
             &reqwest::Method::GET,
@@ -443,58 +504,14 @@ async fn stalled_uploads_and_readers_that_never_read_hold_only_their_own_request
             head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
         }
         head.push_str("\r\n");
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
         unread.push(s);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-
-    // Meanwhile other shards are written and read back, byte-exact.
-    let c = node.client();
-    let served = async {
-        for i in 0..20u64 {
-            let obj = encode_object(
-                object_id(5000 + i),
-                random_bytes(300_000, i),
-                2,
-                1,
-                64 * 1024,
-                &place,
-            );
-            c.put_shard(&obj.specs[0], reqwest::Body::from(obj.payloads[0].clone()))
-                .await
-                .unwrap();
-            let back = c
-                .get_shard_bytes(obj.specs[0].object_id, ShardIndex(0), None)
-                .await
-                .unwrap();
-            assert_eq!(back, obj.payloads[0]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), served)
-        .await
-        .expect("the node stopped serving while clients stalled");
-
-    // The stalled uploads were answered 408 (or closed) after the stall timeout; none stored.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut timed_out = 0;
-    for mut s in stalled {
-        let mut buf = vec![0u8; 1024];
-        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
-            Ok(Ok(n)) if String::from_utf8_lossy(&buf[..n]).contains(" 408 ") => timed_out += 1,
-            Ok(_) => timed_out += 1,
-            Err(_) => {}
-        }
-    }
-    assert_eq!(
-        timed_out, 300,
-        "stalled uploads still held after their timeout"
-    );
-    let listed = c.list_shards(None, 10_000).await.unwrap();
-    assert_eq!(
-        listed.shards.len(),
-        21,
-        "only the complete shards are stored"
-    );
+    // Served well before the stall timeout would free anything.
+    still_serves(&node, &place, Duration::from_secs(30)).await;
     drop(unread);
 }
