@@ -571,4 +571,26 @@ mod tests {
         assert_eq!(parse_range("bytes=5-4", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
     }
+
+    proptest::proptest! {
+        /// Any header text and shard length: never a panic, and a range it accepts is inside
+        /// the shard and not empty.
+        #[test]
+        fn arbitrary_ranges_stay_inside_the_shard(value in "[ -~]{0,40}", len in 0u64..u64::MAX) {
+            for v in [value.clone(), format!("bytes={value}")] {
+                if let Some((start, end)) = parse_range(&v, len) {
+                    proptest::prop_assert!(start < end && end <= len);
+                }
+            }
+        }
+
+        #[test]
+        fn numeric_ranges_stay_inside_the_shard(a in 0u64..2000, b in 0u64..2000, len in 0u64..1000) {
+            for v in [format!("bytes={a}-{b}"), format!("bytes=-{b}"), format!("bytes={a}-")] {
+                if let Some((start, end)) = parse_range(&v, len) {
+                    proptest::prop_assert!(start < end && end <= len, "{} of {}", v, len);
+                }
+            }
+        }
+    }
 }

@@ -15,8 +15,11 @@
 //! An install whose ranges overlap another local group is refused until they no longer do: a
 //! replica that lags in the parent must apply the split (shrinking the parent) before the new
 //! group's snapshot may replace those keys, or the parent's older entries would later re-apply
-//! over the newer state. The one exception is a frozen local group whose keys the snapshot holds
-//! entirely: the snapshot's group absorbed it (a merge this replica slept through).
+//! over the newer state. "Another local group" includes one known only by the ranges the engine
+//! holds for it: a group born of a split owns its keys from the split's write on, though it
+//! starts a moment later (or, if starting fails, when the gateway opens again). The one
+//! exception is a frozen local group whose keys the snapshot holds entirely: the snapshot's
+//! group absorbed it (a merge this replica slept through).
 //!
 //! Groups go away one way: absorbed by a neighbour (a merge). The absorbing group's state machine
 //! tells the host, which takes the absorbed group out of the routing at once, then stops it and
@@ -83,15 +86,35 @@ struct Groups {
 }
 
 impl Groups {
-    /// The groups other than `group` owning some key of `ranges`.
-    fn overlapping(&self, group: GroupId, ranges: &KeyRanges) -> Vec<GroupId> {
+    /// The groups other than `group` owning some key of `ranges`: running (the ranges their
+    /// state machines hold now), stopped, or only `persisted` (every group's ranges as the
+    /// engine holds them, [`store::hosted_groups`]).
+    ///
+    /// The persisted ranges are what make the answer whole. A split shrinks the parent and
+    /// gives the child its ranges in one write, but the child starts afterwards, in a task of
+    /// its own that waits for this lock (or not at all, if starting it fails): until then the
+    /// child is in none of these maps while the parent's state machine no longer owns its keys.
+    /// Checked against running and stopped groups alone, a snapshot of a group born of the
+    /// child (a later split, applied elsewhere) could be installed in that moment; the child
+    /// then starts over the same keys, and replaying its log (or installing its own snapshot)
+    /// here writes its older state over the newer group's records, or records the newer group's
+    /// ranges as the child's split had them: replicas at the same applied index that differ.
+    fn overlapping(
+        &self,
+        group: GroupId,
+        ranges: &KeyRanges,
+        persisted: &[store::Hosted],
+    ) -> Vec<GroupId> {
         let running = self.running.iter().map(|(id, r)| (*id, r.state.ranges()));
         let stopped = self.stopped.iter().map(|(id, k)| (*id, k.clone()));
-        running
+        let persisted = persisted.iter().map(|h| (h.group, h.ranges.clone()));
+        let others: std::collections::BTreeSet<GroupId> = running
             .chain(stopped)
+            .chain(persisted)
             .filter(|(id, owned)| *id != group && owned.overlaps(ranges))
             .map(|(id, _)| id)
-            .collect()
+            .collect();
+        others.into_iter().collect()
     }
 
     fn raft(&self, group: GroupId) -> Result<Raft<TypeConfig>, HostError> {
@@ -461,7 +484,11 @@ impl GroupHost {
             store::forget_group(&self.engine, id)
                 .map_err(|e| HostError::Start(group, e.to_string()))?;
         }
-        let others = groups.overlapping(group, &ranges);
+        // Read under the lock, after the absorbed groups above were forgotten: a group whose
+        // ranges the engine holds keeps its keys, whether or not it runs yet.
+        let persisted = store::hosted_groups(&self.engine)
+            .map_err(|e| HostError::Start(group, e.to_string()))?;
+        let others = groups.overlapping(group, &ranges, &persisted);
         if !others.is_empty() {
             tracing::info!(
                 group,
