@@ -590,12 +590,17 @@ impl Consensus {
     }
 
     /// Up to `limit` entries of `[start, end)`, each part read where its group is: from `local`
-    /// (this replica, whose groups the caller has passed the barriers of) or from a replica of
-    /// a remote group. `None`: the keys moved (the caller routes again). Blocking (runs the
-    /// remote reads on the current runtime).
+    /// (this replica) for the groups in `passed`, whose read barriers the caller has passed, or
+    /// from a replica of a remote group. `None`: the keys moved (the caller routes again).
+    /// Blocking (runs the remote reads on the current runtime).
+    ///
+    /// A part owned by a local group not in `passed` is moved too: the group started here after
+    /// the caller routed (born of a split this replica applied since), and its replica holds
+    /// the keys as of the split, not what was written to the group since.
     pub fn scan_routed(
         &self,
         local: &dyn KvEngine,
+        passed: &BTreeSet<GroupId>,
         start: &[u8],
         end: &[u8],
         limit: usize,
@@ -603,6 +608,12 @@ impl Consensus {
         let Some(segments) = self.segments(start, end) else {
             return Ok(None);
         };
+        if segments
+            .iter()
+            .any(|s| s.local && !passed.contains(&s.group))
+        {
+            return Ok(None);
+        }
         let mut out: Entries = Vec::new();
         for seg in segments {
             let left = limit.saturating_sub(out.len());

@@ -86,6 +86,7 @@ impl<'a> Txn<'a> {
         Routed {
             local: self.local,
             consensus: self.consensus.filter(|_| remote),
+            passed: self.barriered.borrow().clone(),
         }
     }
 
@@ -290,6 +291,11 @@ pub(crate) struct Routed<'a> {
     local: &'a dyn KvEngine,
     /// Set only when some keys are remote (else every read is local).
     consensus: Option<&'a Consensus>,
+    /// The groups whose read barriers the operation passed when the view was made: the only
+    /// local groups it may read. A group that starts here later (born of a split this replica
+    /// applied since) holds its keys as of the split, not what was written to it since; a read
+    /// it owns is `Moved`, and the operation routes again, passing its barrier.
+    passed: BTreeSet<GroupId>,
 }
 
 impl From<RoutedError> for EngineError {
@@ -309,7 +315,7 @@ impl KvEngine for Routed<'_> {
         };
         let route = c.route(key, &super::keys::after(key));
         match (route.local.as_slice(), route.remote.as_slice()) {
-            ([_], []) => self.local.get(key),
+            ([group], []) if self.passed.contains(group) => self.local.get(key),
             ([], [group]) => {
                 let read = RemoteRead::Get { key: key.to_vec() };
                 let value = c.read_remote_blocking(*group, read)?;
@@ -329,7 +335,7 @@ impl KvEngine for Routed<'_> {
         match self.consensus {
             None => self.local.scan(start, end, limit),
             Some(c) => c
-                .scan_routed(self.local, start, end, limit)?
+                .scan_routed(self.local, &self.passed, start, end, limit)?
                 .ok_or(EngineError::Moved),
         }
     }
