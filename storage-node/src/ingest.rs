@@ -31,13 +31,14 @@ pub enum IngestError {
 pub async fn store_stream<S, E>(
     store: Arc<ShardStore>,
     spec: ShardSpec,
-    mut body: S,
+    body: S,
     stall: Duration,
 ) -> Result<ShardHeader, IngestError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let mut body = cairn_transport::stall::stall_guard(body, stall);
     let st = store.clone();
     let mut writer: ShardWriter = blocking(move || st.begin(spec)).await?;
     let expected = writer.spec().geometry().shard_payload_len();
@@ -47,11 +48,11 @@ where
     while let Some(len) = writer.next_block_len() {
         let len = len as usize;
         while pending.len() < len && !ended {
-            match tokio::time::timeout(stall, body.next()).await {
-                Err(_) => return Err(IngestError::Stalled(stall)),
-                Ok(None) => ended = true,
-                Ok(Some(Err(e))) => return Err(IngestError::Body(e.to_string())),
-                Ok(Some(Ok(chunk))) => {
+            match body.next().await {
+                Some(Err(_)) => return Err(IngestError::Stalled(stall)),
+                None => ended = true,
+                Some(Ok(Err(e))) => return Err(IngestError::Body(e.to_string())),
+                Some(Ok(Ok(chunk))) => {
                     got += chunk.len() as u64;
                     if got > expected {
                         return Err(StoreError::WrongLength { expected, got }.into());
@@ -72,12 +73,12 @@ where
     }
     // Anything after the last block is a wrong length; wait briefly for the stream's end.
     if !ended {
-        match tokio::time::timeout(stall, body.next()).await {
-            Err(_) => return Err(IngestError::Stalled(stall)),
-            Ok(None) => {}
-            Ok(Some(Err(e))) => return Err(IngestError::Body(e.to_string())),
-            Ok(Some(Ok(chunk))) if chunk.is_empty() => {}
-            Ok(Some(Ok(chunk))) => {
+        match body.next().await {
+            Some(Err(_)) => return Err(IngestError::Stalled(stall)),
+            None => {}
+            Some(Ok(Err(e))) => return Err(IngestError::Body(e.to_string())),
+            Some(Ok(Ok(chunk))) if chunk.is_empty() => {}
+            Some(Ok(Ok(chunk))) => {
                 return Err(StoreError::WrongLength {
                     expected,
                     got: got + chunk.len() as u64,

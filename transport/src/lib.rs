@@ -9,6 +9,7 @@
 //! - [`server`]: the axum middleware that checks signatures, and counts what it refuses.
 //! - [`listener`]: serving any hyper service with a connection cap, header and handshake
 //!   deadlines, so a stalled client holds at most its own connection.
+//! - [`stall`]: request bodies that fail once their sender stops sending.
 //!
 //! `docs/security.md` explains the choices (why signatures rather than mutual TLS).
 
@@ -18,6 +19,7 @@ pub mod replay;
 pub mod secret;
 pub mod server;
 pub mod signing;
+pub mod stall;
 
 pub use client::FleetClient;
 pub use secret::{Secret, SecretError};

@@ -67,18 +67,11 @@ where
     E: std::fmt::Display,
 {
     use futures_util::StreamExt;
-    Box::pin(futures_util::stream::unfold(
-        Some(body),
-        move |body| async move {
-            let mut body = body?;
-            match tokio::time::timeout(stall, body.next()).await {
-                Err(_) => Some((Err(BODY_STALLED.to_string()), None)),
-                Ok(None) => None,
-                Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-            }
-        },
-    ))
+    cairn_transport::stall::stall_guard(body, stall).map(|piece| match piece {
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(BODY_STALLED.to_string()),
+    })
 }
 
 /// The writers of the fleet's storage classes, by name (each with its class's erasure profile).
