@@ -2,8 +2,11 @@
 //!
 //! A body is read piece by piece; wrapping each piece's wait in `tokio::time::timeout` registers
 //! (and removes) a timer per piece, which a 1 MiB body in 16 KiB pieces pays 64 times. The guard
-//! here arms one timer per stream and only notes the time when a piece arrives; when the timer
-//! fires early (pieces came meanwhile) it is moved to the last piece's time plus the limit.
+//! here arms one timer per stream and only notes when a wait begins; when the timer fires early
+//! (pieces came meanwhile) it is moved to that wait's start plus the limit.
+//!
+//! Only waiting counts: the time between a piece and the reader's next poll (the reader was busy,
+//! or held back by whoever it writes to) is not the sender's fault.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,7 +26,7 @@ pub fn stall_guard<S: Stream + Unpin>(inner: S, limit: Duration) -> StallGuard<S
     StallGuard {
         inner,
         limit,
-        last: Instant::now(),
+        waiting_since: None,
         timer: Box::pin(tokio::time::sleep(limit)),
         done: false,
     }
@@ -33,9 +36,9 @@ pub fn stall_guard<S: Stream + Unpin>(inner: S, limit: Duration) -> StallGuard<S
 pub struct StallGuard<S> {
     inner: S,
     limit: Duration,
-    /// When the last item arrived (or the guard was made).
-    last: Instant,
-    /// Fires at or after `last + limit`.
+    /// When the current wait for the next item began (the first poll that found none).
+    waiting_since: Option<Instant>,
+    /// Fires no later than `waiting_since + limit` (re-armed when it fires earlier).
     timer: Pin<Box<Sleep>>,
     done: bool,
 }
@@ -49,7 +52,7 @@ impl<S: Stream + Unpin> Stream for StallGuard<S> {
         }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                self.last = Instant::now();
+                self.waiting_since = None;
                 return Poll::Ready(Some(Ok(item)));
             }
             Poll::Ready(None) => {
@@ -58,11 +61,12 @@ impl<S: Stream + Unpin> Stream for StallGuard<S> {
             }
             Poll::Pending => {}
         }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let deadline = self.last + self.limit;
+            let deadline = since + self.limit;
             if Instant::now() >= deadline {
                 self.done = true;
                 return Poll::Ready(Some(Err(Stalled(self.limit))));
@@ -103,6 +107,24 @@ mod tests {
         );
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         assert_eq!(guarded.next().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_pauses_between_pieces_does_not_count_against_the_sender() {
+        // The sender needs 50 ms per piece; the reader takes 500 ms over each one (held back
+        // by whoever it writes to): every piece arrives, no stall.
+        let slow_reader = futures_util::stream::unfold(0u32, |n| async move {
+            (n < 3).then_some(())?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Some((n, n + 1))
+        });
+        let mut guarded = stall_guard(Box::pin(slow_reader), Duration::from_millis(100));
+        let mut got = Vec::new();
+        while let Some(piece) = guarded.next().await {
+            got.push(piece);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(got, (0..3).map(Ok).collect::<Vec<_>>());
     }
 
     #[tokio::test(start_paused = true)]

@@ -93,7 +93,7 @@ impl ShardHealth {
 
 /// One shard being read sequentially from its holder.
 struct Source {
-    stream: ShardStream,
+    stream: cairn_transport::stall::StallGuard<ShardStream>,
     buf: BytesMut,
 }
 
@@ -101,11 +101,11 @@ impl Source {
     /// Exactly the next `n` bytes of the shard.
     async fn read_exact(&mut self, n: usize) -> Result<Bytes, ShardFailure> {
         while self.buf.len() < n {
-            match tokio::time::timeout(BLOCK_TIMEOUT, self.stream.next()).await {
-                Err(_) => return Err(ShardFailure::Gone("no block arrived in time".into())),
-                Ok(None) => return Err(ShardFailure::Broken("shard stream ended early".into())),
-                Ok(Some(Err(e))) => return Err(ShardFailure::Broken(e.to_string())),
-                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+            match self.stream.next().await {
+                Some(Err(_)) => return Err(ShardFailure::Gone("no block arrived in time".into())),
+                None => return Err(ShardFailure::Broken("shard stream ended early".into())),
+                Some(Ok(Err(e))) => return Err(ShardFailure::Broken(e.to_string())),
+                Some(Ok(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
             }
         }
         Ok(self.buf.split_to(n).freeze())
@@ -177,7 +177,7 @@ impl ReadJob {
         .await;
         match opened {
             Ok(Ok(stream)) => Ok(Source {
-                stream: Box::pin(stream),
+                stream: cairn_transport::stall::stall_guard(Box::pin(stream), BLOCK_TIMEOUT),
                 buf: BytesMut::new(),
             }),
             Ok(Err(e)) if unreachable(&e) => {
