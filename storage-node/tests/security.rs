@@ -39,6 +39,20 @@ fn signed(
     h
 }
 
+/// `GET /v1/status` of the node at `base`, signed by `signer` for `target`; also the headers
+/// sent (to replay them).
+async fn get_status(
+    http: &reqwest::Client,
+    base: &str,
+    signer: &Signer,
+    target: &str,
+) -> (reqwest::Response, reqwest::header::HeaderMap) {
+    let url = format!("{base}/v1/status");
+    let h = signed(signer, reqwest::Method::GET, &url, target, b"");
+    let resp = http.get(&url).headers(h.clone()).send().await.unwrap();
+    (resp, h)
+}
+
 async fn metric(node: &NodeProcess, name_and_labels: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", node.endpoint()))
         .await
@@ -89,36 +103,12 @@ async fn the_node_api_refuses_unsigned_forged_misdirected_and_replayed_requests(
 
     // Signed with another secret: 401.
     let stranger = Signer::new(&Secret::new("x", &"x".repeat(32), 32).unwrap());
-    let h = signed(
-        &stranger,
-        reqwest::Method::GET,
-        &format!("{base}/v1/status"),
-        "node-a1",
-        b"",
-    );
-    let resp = http
-        .get(format!("{base}/v1/status"))
-        .headers(h)
-        .send()
-        .await
-        .unwrap();
+    let (resp, _) = get_status(&http, &base, &stranger, "node-a1").await;
     assert_eq!(resp.status(), 401);
 
     // Signed by the fleet but for another node: 403.
     let fleet = Signer::new(&fleet_secret());
-    let h = signed(
-        &fleet,
-        reqwest::Method::GET,
-        &format!("{base}/v1/status"),
-        "node-b1",
-        b"",
-    );
-    let resp = http
-        .get(format!("{base}/v1/status"))
-        .headers(h)
-        .send()
-        .await
-        .unwrap();
+    let (resp, _) = get_status(&http, &base, &fleet, "node-b1").await;
     assert_eq!(resp.status(), 403);
 
     // A signed request whose path was changed after signing: 401.
@@ -128,19 +118,7 @@ async fn the_node_api_refuses_unsigned_forged_misdirected_and_replayed_requests(
     assert_eq!(resp.status(), 401);
 
     // A valid signed request works once; the same request captured and sent again is refused.
-    let h = signed(
-        &fleet,
-        reqwest::Method::GET,
-        &format!("{base}/v1/status"),
-        "node-a1",
-        b"",
-    );
-    let first = http
-        .get(format!("{base}/v1/status"))
-        .headers(h.clone())
-        .send()
-        .await
-        .unwrap();
+    let (first, h) = get_status(&http, &base, &fleet, "node-a1").await;
     assert_eq!(first.status(), 200);
     let replay = http
         .get(format!("{base}/v1/status"))
