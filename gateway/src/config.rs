@@ -191,9 +191,9 @@ pub struct DevArgs {
 
 impl ServeArgs {
     /// The replicated index settings, if `--gateway-id` and `--peer` are given.
-    pub fn replication(&self) -> Option<crate::consensus::ConsensusConfig> {
+    pub fn replication(&self) -> Option<cairn_raft::ConsensusConfig> {
         let id = self.gateway_id?;
-        Some(crate::consensus::ConsensusConfig {
+        Some(cairn_raft::ConsensusConfig {
             id,
             peers: self.peers.iter().cloned().collect(),
             snapshot_every: self.raft_snapshot_every,
@@ -222,7 +222,7 @@ pub struct ServeArgs {
     /// Every gateway sharing the replicated index, this one included, as `ID=ADMIN_URL`
     /// (e.g. `1=http://10.0.0.1:9001`); repeat for each (or comma-separate in `CAIRN_PEERS`).
     /// Without it the gateway keeps its index alone.
-    #[arg(long = "peer", env = "CAIRN_PEERS", value_delimiter = ',', value_parser = crate::consensus::parse_peer, requires = "gateway_id")]
+    #[arg(long = "peer", env = "CAIRN_PEERS", value_delimiter = ',', value_parser = cairn_raft::parse_peer, requires = "gateway_id")]
     pub peers: Vec<(u64, String)>,
     /// The replicated index takes a snapshot every this many log entries and purges the log
     /// before it (a replica further behind catches up from the snapshot).
@@ -385,7 +385,7 @@ mod tests {
             .is_err()
         );
         for bad in ["x=http://h", "-1=http://h", "1=h:9001", "1"] {
-            assert!(crate::consensus::parse_peer(bad).is_err(), "{bad}");
+            assert!(cairn_raft::parse_peer(bad).is_err(), "{bad}");
         }
     }
 }

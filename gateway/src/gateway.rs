@@ -16,14 +16,12 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminState, router as admin_router};
 use crate::config::GatewayArgs;
-use crate::consensus::{Consensus, ConsensusConfig};
 use crate::credentials::Secrets;
 use crate::data::DataOptions;
 use crate::data::gc::GarbageCollector;
 use crate::data::nodes::{NodeConfig, NodeRegistry};
 use crate::data::reader::BlobReader;
 use crate::data::writer::BlobWriter;
-use crate::index::engine::RocksEngine;
 use crate::index::{Index, IndexOptions};
 use crate::lifecycle::rules::LifecycleClock;
 use crate::lifecycle::worker::{LifecycleOptions, LifecycleWorker};
@@ -31,6 +29,8 @@ use crate::metrics::GatewayMetrics;
 use crate::s3::auth::{CairnAccess, CairnAuth, RootCredentials};
 use crate::s3::{CairnS3, ClassWriters, S3Options};
 use crate::storage_class::StorageClasses;
+use cairn_kv::RocksEngine;
+use cairn_raft::{Consensus, ConsensusConfig};
 
 /// How often a gateway reads the storage-node registry of the index (a node registered through
 /// another gateway is written to from here at most this long after).
@@ -46,7 +46,7 @@ pub enum GatewayError {
     #[error("opening the index at {path}: {source}")]
     Index {
         path: std::path::PathBuf,
-        source: crate::index::engine::EngineError,
+        source: cairn_kv::EngineError,
     },
     /// A setting is invalid.
     #[error("invalid configuration: {0}")]
@@ -164,10 +164,13 @@ pub async fn start(
     let index_path = data_dir.join("index");
     std::fs::create_dir_all(&index_path)
         .map_err(|e| GatewayError::Config(format!("{}: {e}", index_path.display())))?;
-    let engine = RocksEngine::open(&index_path).map_err(|source| GatewayError::Index {
-        path: index_path.clone(),
-        source,
-    })?;
+    let engine =
+        RocksEngine::open(&index_path, crate::index::keys::KEY_LAYOUT).map_err(|source| {
+            GatewayError::Index {
+                path: index_path.clone(),
+                source,
+            }
+        })?;
     check_index_mode(&engine, &index_path, replication.is_some())?;
     let registered = crate::data::registration::registered_locally(&engine).map_err(|source| {
         GatewayError::Index {
@@ -208,14 +211,20 @@ pub async fn start(
             replication.as_ref().map(|r| r.id.to_string()),
         )),
         allow_unsigned_payload: false,
-        body_limit: crate::consensus::rpc::BODY_LIMIT,
+        body_limit: cairn_raft::rpc::BODY_LIMIT,
         rejected: counting_into(metrics.internal_auth_rejected.clone()),
     };
     let consensus = match replication {
         Some(cfg) => Some(
-            Consensus::start(cfg, engine.clone(), fleet.clone(), metrics.clone())
-                .await
-                .map_err(|e| GatewayError::Config(e.to_string()))?,
+            Consensus::start(
+                cfg,
+                engine.clone(),
+                fleet.clone(),
+                Arc::new(crate::index::schema::IndexSchema),
+                metrics.raft.clone(),
+            )
+            .await
+            .map_err(|e| GatewayError::Config(e.to_string()))?,
         ),
         None => None,
     };
@@ -445,12 +454,12 @@ async fn reseal_access_keys(index: Index, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::{KvEngine, WriteOp};
+    use cairn_kv::{KvEngine, WriteOp};
 
     #[test]
     fn an_index_never_switches_between_alone_and_replicated() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(dir.path()).unwrap();
+        let engine = RocksEngine::open(dir.path(), crate::index::keys::KEY_LAYOUT).unwrap();
         // Empty: either way.
         assert!(check_index_mode(&engine, dir.path(), true).is_ok());
         assert!(check_index_mode(&engine, dir.path(), false).is_ok());

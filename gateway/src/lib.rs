@@ -7,7 +7,6 @@
 pub mod admin;
 pub mod bucket_config;
 pub mod config;
-pub mod consensus;
 pub mod credentials;
 pub mod data;
 pub mod dev;

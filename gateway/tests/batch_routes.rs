@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use cairn_gateway::index::engine::{EngineError, Entries, KvEngine, MemEngine, WriteOp};
 use cairn_gateway::index::keys;
 use cairn_gateway::index::records::{
     Blob, BucketRecord, ContentHeaders, ObjectData, ObjectRecord, PartRecord, PartRef,
     UploadRecord, Versioning,
 };
 use cairn_gateway::index::{Index, IndexOptions, Stamp, VersionRef, WriteCondition};
+use cairn_kv::{EngineError, Entries, KvEngine, MemEngine, WriteOp};
 
 mod common;
 use common::stored_blob;

@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_gateway::consensus::ranges::KeyRanges;
-use cairn_gateway::consensus::{Consensus, ConsensusConfig};
-use cairn_gateway::index::engine::RocksEngine;
-use cairn_gateway::index::keys;
+use cairn_gateway::index::keys::{self, KEY_LAYOUT};
 use cairn_gateway::index::records::BucketRecord;
+use cairn_gateway::index::schema::{IndexSchema, Routes};
 use cairn_gateway::index::{Deleted, Index, IndexOptions, Stamp, WriteCondition};
 use cairn_gateway::metrics::GatewayMetrics;
+use cairn_kv::KeyRanges;
+use cairn_kv::RocksEngine;
+use cairn_raft::{Consensus, ConsensusConfig};
 use proptest::prelude::*;
 
 mod common;
@@ -52,7 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// A gateway that is the only member of its replicated index, over `dir`.
 async fn replicated(dir: &std::path::Path) -> (Index, Arc<Consensus>) {
-    let engine = Arc::new(RocksEngine::open(&dir.join("index")).unwrap());
+    let engine = Arc::new(RocksEngine::open(&dir.join("index"), KEY_LAYOUT).unwrap());
     let cfg = ConsensusConfig {
         id: 1,
         peers: BTreeMap::from([(1, "http://127.0.0.1:9".to_string())]),
@@ -68,7 +69,8 @@ async fn replicated(dir: &std::path::Path) -> (Index, Arc<Consensus>) {
         cairn_transport::FleetClient::with_secret(
             &cairn_transport::Secret::new("fleet", &"f".repeat(32), 32).unwrap(),
         ),
-        metrics,
+        Arc::new(IndexSchema),
+        metrics.raft.clone(),
     )
     .await
     .unwrap();

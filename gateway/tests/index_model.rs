@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use cairn_gateway::index::engine::{KvEngine, MemEngine};
 use cairn_gateway::index::keys;
 use cairn_gateway::index::list::{ListEntry, ListQuery, VersionQuery};
 use cairn_gateway::index::records::{Blob, BucketRecord, ObjectData, ObjectRecord, Versioning};
 use cairn_gateway::index::{
     Deleted, Index, IndexOptions, Stamp, VersionRef, WriteCondition, version,
 };
+use cairn_kv::{KvEngine, MemEngine};
 use proptest::prelude::*;
 
 mod common;

@@ -22,17 +22,18 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_gateway::consensus::TypeConfig;
-use cairn_gateway::consensus::command::{Command, Split};
-use cairn_gateway::consensus::digest;
-use cairn_gateway::consensus::host::{GroupHost, HostError, Launch};
-use cairn_gateway::consensus::proposal::Outcome;
-use cairn_gateway::consensus::proposal::Proposal;
-use cairn_gateway::consensus::ranges::KeyRanges;
-use cairn_gateway::consensus::snapshot;
-use cairn_gateway::consensus::store::{self, GroupId};
-use cairn_gateway::index::engine::{RocksEngine, WriteOp};
-use cairn_gateway::index::keys;
+use cairn_gateway::index::keys::{self, KEY_LAYOUT};
+use cairn_gateway::index::schema::{IndexSchema, Routes};
+use cairn_kv::KeyRanges;
+use cairn_kv::{RocksEngine, WriteOp};
+use cairn_raft::TypeConfig;
+use cairn_raft::command::{Command, Split};
+use cairn_raft::digest;
+use cairn_raft::host::{GroupHost, HostError, Launch};
+use cairn_raft::proposal::Outcome;
+use cairn_raft::proposal::Proposal;
+use cairn_raft::snapshot;
+use cairn_raft::store::{self, GroupId};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -240,6 +241,7 @@ async fn open_node(
     let host = GroupHost::open(
         node,
         engine.clone(),
+        Arc::new(IndexSchema),
         base,
         launch,
         GRACE,
@@ -268,7 +270,7 @@ async fn stop_all(router: &Router) {
 
 fn engines_in(dir: &std::path::Path) -> Vec<Arc<RocksEngine>> {
     (1..=3)
-        .map(|n| Arc::new(RocksEngine::open(&dir.join(format!("node-{n}"))).unwrap()))
+        .map(|n| Arc::new(RocksEngine::open(&dir.join(format!("node-{n}")), KEY_LAYOUT).unwrap()))
         .collect()
 }
 
@@ -1075,7 +1077,7 @@ struct Frozen {
 /// Both groups on three nodes, keys on both sides; then node 3's replica of the child stops
 /// (and stays stopped) while the child takes ten writes (`n00`..`n09` = `late`) and its freeze.
 async fn frozen_with_node_3_behind(router: &Router, engines: &[Arc<RocksEngine>]) -> Frozen {
-    use cairn_gateway::consensus::command::Freeze;
+    use cairn_raft::command::Freeze;
     let whole = start_whole(router, engines, |_| None).await;
     split_with_keys_on_both_sides(&whole[0], 2).await;
     let born = replicas_of(router, SPLIT_OFF).await;
@@ -1107,7 +1109,7 @@ async fn frozen_with_node_3_behind(router: &Router, engines: &[Arc<RocksEngine>]
 /// restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
-    use cairn_gateway::consensus::command::Absorb;
+    use cairn_raft::command::Absorb;
     let dir = tempfile::tempdir().unwrap();
     let engines = engines_in(dir.path());
     let router = Router::default();
@@ -1196,7 +1198,7 @@ async fn a_frozen_group_is_absorbed_by_its_neighbour_even_where_it_lagged() {
 /// it again, so it is sent a snapshot of the merged state, and it ends with the same records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_cannot_absorb_is_rebuilt_from_a_snapshot() {
-    use cairn_gateway::consensus::command::Absorb;
+    use cairn_raft::command::Absorb;
     let dir = tempfile::tempdir().unwrap();
     let engines = engines_in(dir.path());
     let router = Router::default();

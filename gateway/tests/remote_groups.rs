@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_gateway::consensus::layout;
-use cairn_gateway::consensus::store::GroupId;
-use cairn_gateway::consensus::{Consensus, ConsensusConfig, rpc};
-use cairn_gateway::index::engine::RocksEngine;
-use cairn_gateway::index::keys;
+use cairn_gateway::index::keys::{self, KEY_LAYOUT};
 use cairn_gateway::index::records::BucketRecord;
+use cairn_gateway::index::schema::IndexSchema;
 use cairn_gateway::index::{Deleted, Index, IndexError, IndexOptions, Stamp, WriteCondition};
 use cairn_gateway::metrics::GatewayMetrics;
+use cairn_kv::RocksEngine;
+use cairn_raft::layout;
+use cairn_raft::store::GroupId;
+use cairn_raft::{Consensus, ConsensusConfig, rpc};
 
 mod common;
 use common::{index_keys, inline_record as record, stored_blob};
@@ -44,7 +45,7 @@ async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Ve
     }
     let mut out = Vec::new();
     for (id, listener) in (1..=3u64).zip(listeners) {
-        let engine = Arc::new(RocksEngine::open(&dir.join(format!("g{id}"))).unwrap());
+        let engine = Arc::new(RocksEngine::open(&dir.join(format!("g{id}")), KEY_LAYOUT).unwrap());
         let cfg = ConsensusConfig {
             id,
             peers: peers.clone(),
@@ -60,7 +61,8 @@ async fn three_gateways_with(dir: &std::path::Path, options: IndexOptions) -> Ve
             cairn_transport::FleetClient::with_secret(
                 &cairn_transport::Secret::new("fleet", &"f".repeat(32), 32).unwrap(),
             ),
-            metrics.clone(),
+            Arc::new(IndexSchema),
+            metrics.raft.clone(),
         )
         .await
         .unwrap();

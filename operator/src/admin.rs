@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use cairn_admin_api::{BucketInfo, CreatedKey, Health, KeyInfo, NodeReport};
+use cairn_admin_api::{CreateBucket, CreateKey, DefaultClass, ErrorBody, VersioningStatus};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -58,84 +60,6 @@ impl AdminError {
             _ => None,
         }
     }
-}
-
-/// `GET /admin/v1/health`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    /// `ok`, `degraded` or `unavailable`.
-    pub status: String,
-    /// Storage nodes up.
-    pub nodes_up: usize,
-    /// Storage nodes configured.
-    pub nodes_total: usize,
-    /// Whether writes can reach their quorum.
-    pub writable: bool,
-    /// Damaged shards found and not yet repaired (the gateway reports `ok` only at 0).
-    #[serde(default)]
-    pub repair_backlog: u64,
-    /// Shards the scrubbers could not repair (lost stripes).
-    #[serde(default)]
-    pub unrepairable_shards: u64,
-}
-
-/// One storage node as the gateway sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeReport {
-    /// Node id (the pod name).
-    pub id: String,
-    /// Zone.
-    pub zone: String,
-    /// Endpoint.
-    pub endpoint: String,
-    /// `up` or `down`.
-    pub state: String,
-    /// Bytes still writable.
-    #[serde(default)]
-    pub available_bytes: u64,
-    /// Filesystem size.
-    #[serde(default)]
-    pub total_bytes: u64,
-    /// Bytes used.
-    #[serde(default)]
-    pub used_bytes: u64,
-}
-
-/// A bucket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketInfo {
-    /// Name.
-    pub name: String,
-    /// Creation time, Unix milliseconds.
-    #[serde(default)]
-    pub created_ms: i64,
-    /// Current objects (single-bucket calls only).
-    #[serde(default)]
-    pub objects: Option<u64>,
-    /// Bytes of current objects (single-bucket calls only).
-    #[serde(default)]
-    pub bytes: Option<u64>,
-}
-
-/// An access key without its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Name given at creation.
-    pub name: String,
-    /// Buckets it may use; `None` = every bucket.
-    #[serde(default)]
-    pub buckets: Option<Vec<String>>,
-}
-
-/// A new access key: the only time its secret is seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedKey {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret key.
-    pub secret_key: String,
 }
 
 /// The index group's membership as a gateway reports it after `PUT /admin/v1/index/retiring`
@@ -274,17 +198,6 @@ pub struct HttpAdmin {
     signer: Option<std::sync::Arc<cairn_transport::Signer>>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
 impl HttpAdmin {
     /// A client of the admin API at `endpoint` (`http://host:port`) with the bearer `token`.
     pub fn new(endpoint: impl Into<String>, token: impl Into<String>) -> Self {
@@ -410,6 +323,11 @@ impl HttpAdmin {
     }
 }
 
+/// A request body of the admin API's wire types.
+fn wire(body: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).expect("the admin API's wire types serialise")
+}
+
 fn is_missing(e: &AdminError, codes: &[&str]) -> bool {
     matches!(e, AdminError::Api { status: 404, code, .. } if codes.contains(&code.as_str()))
 }
@@ -448,7 +366,10 @@ impl AdminApi for HttpAdmin {
     }
 
     async fn create_bucket(&self, name: &str, exist_ok: bool) -> Result<BucketInfo, AdminError> {
-        let body = serde_json::json!({"name": name, "exist_ok": exist_ok});
+        let body = wire(&CreateBucket {
+            name: name.to_string(),
+            exist_ok,
+        });
         self.json("POST", "/admin/v1/buckets", Some(&body)).await
     }
 
@@ -466,7 +387,10 @@ impl AdminApi for HttpAdmin {
     }
 
     async fn create_key(&self, name: &str, buckets: &[String]) -> Result<CreatedKey, AdminError> {
-        let body = serde_json::json!({"name": name, "buckets": buckets});
+        let body = wire(&CreateKey {
+            name: name.to_string(),
+            buckets: Some(buckets.to_vec()),
+        });
         self.json("POST", "/admin/v1/keys", Some(&body)).await
     }
 
@@ -483,7 +407,9 @@ impl AdminApi for HttpAdmin {
 
     async fn set_versioning(&self, bucket: &str, status: &str) -> Result<(), AdminError> {
         let path = format!("/admin/v1/buckets/{}/versioning", seg(bucket));
-        let body = serde_json::json!({ "status": status });
+        let body = wire(&VersioningStatus {
+            status: status.to_string(),
+        });
         self.call("PUT", &path, Some(&body)).await.map(|_| ())
     }
 
@@ -495,7 +421,9 @@ impl AdminApi for HttpAdmin {
         let path = format!("/admin/v1/buckets/{}/storage-class", seg(bucket));
         match class {
             Some(c) => {
-                let body = serde_json::json!({ "storageClass": c });
+                let body = wire(&DefaultClass {
+                    storage_class: Some(c.to_string()),
+                });
                 self.call("PUT", &path, Some(&body)).await.map(|_| ())
             }
             None => self.call("DELETE", &path, None).await.map(|_| ()),

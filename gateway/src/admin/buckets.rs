@@ -9,58 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{AdminError, AdminResult, AdminState, bucket_record, json_body};
 use crate::index::list::{ListEntry, VersionQuery};
-use crate::index::records::{BucketRecord, Quota, Versioning};
+use crate::index::records::{self, BucketRecord, Versioning};
 use crate::index::{BucketUsage, Index, IndexError, Stamp, now_ms};
-
-/// A bucket as the admin API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BucketInfo {
-    /// Name.
-    pub name: String,
-    /// Creation time, Unix milliseconds.
-    pub created_ms: i64,
-    /// Owner (access key id of the creator).
-    pub owner: String,
-    /// Versioning state: `Off`, `Enabled` or `Suspended`.
-    pub versioning: String,
-    /// Current objects (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub objects: Option<u64>,
-    /// Bytes of current objects (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// Noncurrent versions (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub noncurrent_versions: Option<u64>,
-    /// Bytes of noncurrent versions (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub noncurrent_bytes: Option<u64>,
-    /// Delete markers, current or not (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delete_markers: Option<u64>,
-    /// Versions per storage class, with the bytes they take on disk (only in single-bucket info).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub storage_classes: Option<std::collections::BTreeMap<String, ClassInfo>>,
-    /// The bucket's quota, if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<Quota>,
-    /// The storage class of writes that name none, if not STANDARD.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_storage_class: Option<String>,
-}
-
-/// What one storage class holds of a bucket.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClassInfo {
-    /// Versions (current and noncurrent).
-    pub versions: u64,
-    /// Object bytes.
-    pub bytes: u64,
-    /// Bytes stored: erasure-coded shards plus inline bytes kept in the index.
-    pub stored_bytes: u64,
-    /// `stored_bytes / bytes`: the class's storage overhead as measured.
-    pub overhead: f64,
-}
+pub use cairn_admin_api::{
+    BucketInfo, ClassInfo, CreateBucket, DefaultClass, Quota, VersioningStatus,
+};
 
 /// The admin API's name of a versioning state (the `Bucket` resource's vocabulary).
 pub(super) fn versioning_name(v: Versioning) -> &'static str {
@@ -71,6 +24,15 @@ pub(super) fn versioning_name(v: Versioning) -> &'static str {
     }
 }
 
+/// A quota as the admin API shows it (the index record's shape, kept apart from it: one is a
+/// wire format, the other a disk format).
+fn wire_quota(q: records::Quota) -> Quota {
+    Quota {
+        max_bytes: q.max_bytes,
+        max_objects: q.max_objects,
+    }
+}
+
 pub(super) fn info(b: BucketRecord, usage: Option<BucketUsage>) -> BucketInfo {
     let u = usage.as_ref();
     BucketInfo {
@@ -78,7 +40,7 @@ pub(super) fn info(b: BucketRecord, usage: Option<BucketUsage>) -> BucketInfo {
         created_ms: b.created_ms,
         owner: b.owner,
         versioning: versioning_name(b.versioning).to_string(),
-        quota: b.quota,
+        quota: b.quota.map(wire_quota),
         default_storage_class: b.default_storage_class,
         objects: u.map(|u| u.objects),
         bytes: u.map(|u| u.bytes),
@@ -113,16 +75,6 @@ pub(super) async fn list_buckets(
     Ok(axum::Json(
         buckets.into_iter().map(|b| info(b, None)).collect(),
     ))
-}
-
-/// Body of `POST /admin/v1/buckets`.
-#[derive(Debug, Deserialize)]
-pub struct CreateBucket {
-    /// Bucket name (S3 naming rules).
-    pub name: String,
-    /// Succeed if the bucket already exists (adoption) instead of answering 409.
-    #[serde(default)]
-    pub exist_ok: bool,
 }
 
 pub(super) async fn create_bucket(
@@ -225,21 +177,6 @@ pub(super) async fn empty_bucket(index: &Index, name: &str) -> Result<(), IndexE
     }
 }
 
-/// Body of `PUT /admin/v1/buckets/{name}/versioning` (and its answer).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct VersioningStatus {
-    /// `Enabled` or `Suspended` (`Off` is accepted only while the bucket was never versioned).
-    pub status: String,
-}
-
-/// Body of `/admin/v1/buckets/{name}/storage-class`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DefaultClass {
-    /// The class of writes that name none (`null`: STANDARD).
-    pub storage_class: Option<String>,
-}
-
 pub(super) async fn get_default_class(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -285,7 +222,7 @@ pub(super) async fn get_quota(
     Path(name): Path<String>,
 ) -> AdminResult<Quota> {
     let b = bucket_record(&state, name).await?;
-    Ok(axum::Json(b.quota.unwrap_or_default()))
+    Ok(axum::Json(b.quota.map(wire_quota).unwrap_or_default()))
 }
 
 pub(super) async fn put_quota(
@@ -301,7 +238,11 @@ pub(super) async fn put_quota(
             "a quota needs maxBytes or maxObjects (DELETE removes it)".into(),
         ));
     }
-    state.index.set_quota(&name, Some(quota)).await?;
+    let record = records::Quota {
+        max_bytes: quota.max_bytes,
+        max_objects: quota.max_objects,
+    };
+    state.index.set_quota(&name, Some(record)).await?;
     Ok(axum::Json(quota))
 }
 

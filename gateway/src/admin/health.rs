@@ -3,32 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 
 use super::{AdminResult, AdminState};
-
-/// Reply of `GET /admin/v1/health`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Health {
-    /// `ok` (every node up, no repair backlog), `degraded` (reads and writes work),
-    /// `unavailable`.
-    pub status: String,
-    /// Storage nodes up.
-    pub nodes_up: usize,
-    /// Storage nodes configured.
-    pub nodes_total: usize,
-    /// Whether new writes can reach their quorum.
-    pub writable: bool,
-    /// Damaged shards the nodes' scrubbers found and have not repaired yet (a pass under way
-    /// repairs as it goes; failed repairs wait for the next pass). Rolling a node now would
-    /// take away one of the copies a repair needs.
-    #[serde(default)]
-    pub repair_backlog: u64,
-    /// Shards the scrubbers found with fewer than k healthy siblings (lost stripes), in the
-    /// last and current passes.
-    #[serde(default)]
-    pub unrepairable_shards: u64,
-}
+pub use cairn_admin_api::Health;
 
 /// The repair backlog and the unrepairable shards in the nodes' scrub reports.
 pub fn repair_backlog(reports: &[cairn_storage_node::scrubber::ScrubStatus]) -> (u64, u64) {

@@ -4,24 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 
 use super::{AdminError, AdminResult, AdminState};
 use crate::index::now_ms;
 use crate::index::records::AccessKeyRecord;
-
-/// An access key as listed (no secret).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyInfo {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Name.
-    pub name: String,
-    /// Buckets it may use; absent = all.
-    pub buckets: Option<Vec<String>>,
-    /// Creation time, Unix milliseconds.
-    pub created_ms: i64,
-}
+pub use cairn_admin_api::{CreateKey, CreatedKey, KeyInfo};
 
 pub(super) async fn list_keys(State(state): State<Arc<AdminState>>) -> AdminResult<Vec<KeyInfo>> {
     let keys = state.index.list_access_keys().await?;
@@ -35,25 +22,6 @@ pub(super) async fn list_keys(State(state): State<Arc<AdminState>>) -> AdminResu
             })
             .collect(),
     ))
-}
-
-/// Body of `POST /admin/v1/keys`.
-#[derive(Debug, Deserialize)]
-pub struct CreateKey {
-    /// Human-readable name.
-    pub name: String,
-    /// Buckets the key may use; absent = all.
-    #[serde(default)]
-    pub buckets: Option<Vec<String>>,
-}
-
-/// Reply of `POST /admin/v1/keys`: the only time the secret is shown.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreatedKey {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret key.
-    pub secret_key: String,
 }
 
 pub(super) fn random_string(len: usize, alphabet: &[u8]) -> String {

@@ -93,7 +93,12 @@ pub struct AdminError(StatusCode, &'static str, String);
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.1, "message": self.2}});
+        let body = cairn_admin_api::ErrorBody {
+            error: cairn_admin_api::ErrorDetail {
+                code: self.1.to_string(),
+                message: self.2,
+            },
+        };
         (self.0, axum::Json(body)).into_response()
     }
 }
@@ -127,7 +132,8 @@ impl From<IndexError> for AdminError {
             IndexError::Partition(_) => {
                 AdminError(StatusCode::CONFLICT, "PartitionMapConflict", e.to_string())
             }
-            IndexError::Engine(crate::index::engine::EngineError::Unavailable(_)) => AdminError(
+            IndexError::Engine(cairn_kv::EngineError::Unavailable(_))
+            | IndexError::Consensus(_) => AdminError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 e.to_string(),
@@ -154,11 +160,11 @@ type AdminResult<T> = Result<axum::Json<T>, AdminError>;
 /// token opens `/admin/v1` and nothing else.
 pub fn router(
     state: Arc<AdminState>,
-    consensus: Option<Arc<crate::consensus::Consensus>>,
+    consensus: Option<Arc<cairn_raft::Consensus>>,
     internal_auth: FleetAuth,
 ) -> Router {
     let internal = match consensus {
-        Some(c) => crate::consensus::rpc::router(c).layer(middleware::from_fn_with_state(
+        Some(c) => cairn_raft::rpc::router(c).layer(middleware::from_fn_with_state(
             internal_auth,
             require_fleet_signature,
         )),

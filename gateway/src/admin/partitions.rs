@@ -17,7 +17,7 @@ pub struct Partitions {
     /// This gateway's view of the Raft group that replicates the index (absent when the
     /// gateway keeps its index alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replication: Option<crate::consensus::ReplicationStatus>,
+    pub replication: Option<cairn_raft::ReplicationStatus>,
     /// Each partition's measured load and size, as this gateway sees it (writes: the whole
     /// group's, counted as applied; reads: this gateway's, and on the leader every gateway's).
     #[serde(default)]
@@ -137,7 +137,7 @@ pub(super) struct RetiringRequest {
 pub(super) async fn put_retiring(
     State(state): State<Arc<AdminState>>,
     axum::Json(req): axum::Json<RetiringRequest>,
-) -> AdminResult<crate::consensus::ReplicationStatus> {
+) -> AdminResult<cairn_raft::ReplicationStatus> {
     let Some(consensus) = state.index.consensus() else {
         return Err(AdminError(
             StatusCode::CONFLICT,

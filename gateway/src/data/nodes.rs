@@ -10,7 +10,6 @@ use cairn_storage_node::client::{ClientError, NodeClient};
 use cairn_storage_node::format::PlacementEntry;
 use cairn_storage_node::ids::NodeId;
 use cairn_transport::FleetClient;
-use serde::Serialize;
 
 use super::placement::Candidate;
 
@@ -60,23 +59,7 @@ struct Entry {
 }
 
 /// What the admin API shows of a node.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeReport {
-    /// Node id.
-    pub id: String,
-    /// Zone.
-    pub zone: String,
-    /// API address.
-    pub endpoint: String,
-    /// `up` or `down`.
-    pub state: &'static str,
-    /// Bytes free for shards, at the last probe.
-    pub available_bytes: u64,
-    /// Size of its data filesystem, at the last probe.
-    pub total_bytes: u64,
-    /// Bytes of shard files, at the last probe.
-    pub used_bytes: u64,
-}
+pub use cairn_admin_api::NodeReport;
 
 /// What [`NodeRegistry::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +242,8 @@ impl NodeRegistry {
                     "up"
                 } else {
                     "down"
-                },
+                }
+                .to_string(),
                 available_bytes: e.available_bytes.load(Ordering::Relaxed),
                 total_bytes: e.total_bytes.load(Ordering::Relaxed),
                 used_bytes: e.shard_bytes.load(Ordering::Relaxed),

@@ -15,9 +15,9 @@ use cairn_storage_node::ids::NodeId;
 use tokio::sync::watch;
 
 use super::nodes::{NodeConfig, NodeRegistry, Registered};
-use crate::index::engine::{EngineError, KvEngine};
 use crate::index::records::{self, StorageNodeRecord};
 use crate::index::{Index, IndexError, keys};
+use cairn_kv::{EngineError, KvEngine};
 
 /// The registration task of one gateway.
 pub struct NodeRegistration {
@@ -148,7 +148,7 @@ impl NodeRegistration {
 mod tests {
     use super::*;
     use crate::data::nodes::parse_node;
-    use crate::index::engine::{MemEngine, WriteOp};
+    use cairn_kv::{MemEngine, WriteOp};
 
     #[test]
     fn a_restart_starts_from_the_locally_registered_nodes_behind_its_flags() {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::EngineError;
 use super::partition::PartitionMap;
 use super::{IndexError, keys, rebalance};
-use crate::consensus::Consensus;
-use crate::consensus::digest::{self, RangeDigest};
+use cairn_kv::EngineError;
+use cairn_raft::Consensus;
+use cairn_raft::digest::{self, RangeDigest};
 
 /// One replica's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,13 +39,12 @@ pub struct GroupDigest {
 /// at least everything acknowledged before the call; a group that stopped running here meanwhile
 /// is left out), on a blocking thread: it reads the whole index.
 pub async fn replica_digest(consensus: Arc<Consensus>) -> Result<ReplicaDigest, IndexError> {
-    let unavailable = |e: crate::consensus::ConsensusError| EngineError::Unavailable(e.to_string());
     for group in consensus.host().groups().await {
         match consensus.read_barrier_of(group).await {
             Ok(()) => {}
             // Absorbed by a merge (or moved away) meanwhile: the view below leaves it out.
             Err(_) if !consensus.host().runs(group) => {}
-            Err(e) => return Err(unavailable(e).into()),
+            Err(e) => return Err(e.into()),
         }
     }
     let gateway = consensus.id();
@@ -73,7 +72,7 @@ pub async fn replica_digest(consensus: Arc<Consensus>) -> Result<ReplicaDigest, 
                     groups,
                 })
             })
-            .map_err(unavailable)?
+            .map_err(IndexError::from)?
     });
     task.await.map_err(|e| IndexError::Task(e.to_string()))?
 }

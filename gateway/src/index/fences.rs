@@ -22,9 +22,9 @@
 //! incarnation, so they never block it); a deletion that fails or is given up makes its nonce
 //! void, so its fences block nothing either.
 
-use super::engine::WriteOp;
 use super::records::{self, BucketRecord, Deletion, FenceRecord};
 use super::{Index, IndexError, Inner, keys};
+use cairn_kv::WriteOp;
 
 /// Index keys `[start, end)`.
 type Span = (Vec<u8>, Vec<u8>);

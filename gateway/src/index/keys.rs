@@ -16,6 +16,11 @@
 //! can be scanned, snapshotted and measured table by table. Everything else (buckets,
 //! configuration, access keys, storage nodes, index metadata) routes to itself and lives in the meta partition.
 
+/// The version of this key layout, recorded in the engine ([`cairn_kv::RocksEngine::open`]
+/// refuses another). 2: every record of an object (versions, uploads, parts, garbage) carries its
+/// bucket and key, so it routes to one partition.
+pub const KEY_LAYOUT: u32 = 2;
+
 /// Table tags (first key byte).
 pub mod tag {
     /// Buckets: `B` bucket.
@@ -368,17 +373,7 @@ pub fn meta(name: &str) -> Vec<u8> {
     with_tag(tag::META, &[name.as_bytes()])
 }
 
-/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
+pub use cairn_kv::{after, prefix_end};
 
 /// An index key for people (logs, the admin API): `bucket/key` for an object entry, else the
 /// key with bytes escaped.
@@ -394,13 +389,6 @@ pub fn readable(key: &[u8]) -> String {
         );
     }
     key.escape_ascii().to_string()
-}
-
-/// The smallest key greater than `key`.
-pub fn after(key: &[u8]) -> Vec<u8> {
-    let mut k = key.to_vec();
-    k.push(0);
-    k
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! With a partitioned index, each partition leader walks only its own key range; these walks take
 //! a bucket and a cursor, and a partition would bound them by its range.
 
-use super::engine::WriteOp;
 use super::records::{
     self, LifecycleProgress, ObjectData, ObjectRecord, ObjectTags, StoredBlob, Versioning,
 };
 use super::version::Stamp;
 use super::{Index, IndexError, Intent, LIFECYCLE_PROGRESS, keys};
+use cairn_kv::WriteOp;
 
 /// A current version as a lifecycle walk sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,6 @@
 //! ([`rebalance`]); every partition is in the one replicated group.
 
 pub mod digest;
-pub mod engine;
 mod fences;
 pub mod keys;
 mod lifecycle;
@@ -21,6 +20,7 @@ mod objects;
 pub mod partition;
 mod rebalance;
 pub mod records;
+pub mod schema;
 mod storage_nodes;
 mod tagging;
 mod txn;
@@ -30,9 +30,8 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use engine::{EngineError, KvEngine, WriteOp};
+use cairn_kv::{EngineError, KvEngine, WriteOp};
 pub use lifecycle::CurrentEntry;
 pub use objects::{Deleted, Written};
 use partition::PartitionMap;
@@ -49,7 +48,7 @@ pub use version::{Stamp, VersionId, VersionRef};
 
 use crate::bucket_config::lifecycle::LifecycleConfiguration;
 use crate::bucket_config::replication::ReplicationConfiguration;
-use crate::consensus::Consensus;
+use cairn_raft::Consensus;
 use txn::Txn;
 
 /// Names of the configuration documents (`keys::config`).
@@ -105,6 +104,9 @@ pub enum IndexError {
     /// A version-id marker names no version of its key.
     #[error("the version-id marker names no version")]
     UnknownVersionMarker,
+    /// The replicated layer could not do what was asked (no leader, the group is not here).
+    #[error(transparent)]
+    Consensus(#[from] cairn_raft::ConsensusError),
     /// A split or merge does not fit the partition map (it changed, or the request is wrong).
     #[error(transparent)]
     Partition(#[from] partition::MapError),
@@ -204,12 +206,7 @@ pub struct DueGarbage {
 pub struct Intent(Vec<u8>);
 
 /// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use cairn_kv::now_ms;
 
 const LOCK_STRIPES: usize = 64;
 
@@ -876,7 +873,7 @@ impl Index {
         let Some(c) = self.consensus() else {
             return vec![queue];
         };
-        let queue = crate::consensus::ranges::KeyRanges::span(&queue.0, &queue.1);
+        let queue = cairn_kv::KeyRanges::span(&queue.0, &queue.1);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (group, owned) in c.host().directory() {
             if c.is_leader_of(group) {

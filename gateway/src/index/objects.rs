@@ -7,12 +7,12 @@
 //! one atomic batch; blobs that lose their only reference (a replaced null version, a permanently
 //! deleted version) become garbage records in that same batch.
 
-use super::engine::WriteOp;
 use super::list::{self, ListPage, ListQuery, VersionPage, VersionQuery};
 use super::partition::load::Access;
 use super::records::{self, BucketRecord, ObjectRecord, Versioning};
 use super::version::{self, Stamp, VersionId, VersionRef};
 use super::{Index, IndexError, Inner, Intent, WriteCondition, keys};
+use cairn_kv::WriteOp;
 
 /// What writing a new version did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,12 +5,14 @@
 //! Only the gateway running background work (alone, or the leader) decides; every gateway
 //! re-reads the map each tick so its admin API and metrics show the committed one.
 
-use super::engine::{KvEngine, WriteOp};
 use super::partition::load::Access;
 use super::partition::policy::{Action, HandedLoad, LeaderReport, PartitionStats};
 use super::partition::{PartitionId, PartitionMap};
+use super::schema::Routes;
 use super::{Index, IndexError, keys, records};
-use crate::consensus::store::{GroupId, LoadHandover, PartitionSummary, ReadReport};
+use cairn_kv::{KvEngine, WriteOp};
+use cairn_raft::load::{LoadHandover, PartitionSummary, ReadReport};
+use cairn_raft::store::GroupId;
 
 /// Name of the map's record (`keys::meta`).
 pub(super) const MAP_KEY: &str = "partition-map";
@@ -161,8 +163,8 @@ impl Index {
     /// gateway's reported load; on the meta leader also every leader's reported figures): the sum over the partitions it serves of the larger of their
     /// write and read rates over the split thresholds. Weighs leaderships when they are
     /// balanced and when a split's new group is given a leader.
-    pub fn group_pressure(&self) -> crate::consensus::balance::Pressure {
-        let mut out = crate::consensus::balance::Pressure::new();
+    pub fn group_pressure(&self) -> cairn_raft::balance::Pressure {
+        let mut out = cairn_raft::balance::Pressure::new();
         let Some(c) = self.consensus() else {
             return out;
         };
@@ -230,7 +232,7 @@ impl Index {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(super::engine::EngineError::Unavailable(failed.join("; ")).into())
+            Err(cairn_kv::EngineError::Unavailable(failed.join("; ")).into())
         }
     }
 
@@ -424,15 +426,12 @@ impl Index {
                 thaw(c, owner).await?;
             }
             let leader = c.least_loaded_voter(owner, &self.group_pressure());
-            let split = crate::consensus::command::Split {
+            let split = cairn_raft::command::Split {
                 split_at: p.start.clone(),
                 new_group: p.id.0,
                 leader,
             };
-            let outcome = c
-                .split(owner, split)
-                .await
-                .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()))?;
+            let outcome = c.split(owner, split).await?;
             tracing::info!(
                 partition = %p.id,
                 parent = owner,
@@ -442,7 +441,7 @@ impl Index {
                 "index partition split off into a Raft group of its own"
             );
             if let Some(to) = leader.filter(|l| *l != c.id())
-                && outcome == crate::consensus::proposal::Outcome::Applied
+                && outcome == cairn_raft::proposal::Outcome::Applied
             {
                 self.hand_over_load(c, p, to).await;
             }
@@ -470,7 +469,7 @@ impl Index {
     /// Best effort.
     async fn hand_over_load(
         &self,
-        c: &crate::consensus::Consensus,
+        c: &cairn_raft::Consensus,
         p: &super::partition::Partition,
         to: u64,
     ) {
@@ -623,11 +622,8 @@ impl Index {
                     ?right_members,
                     "moving an index group onto its left neighbour's gateways before merging them"
                 );
-                let unavailable = |e: crate::consensus::ConsensusError| {
-                    IndexError::from(super::engine::EngineError::Unavailable(e.to_string()))
-                };
-                c.align(*left, voters.clone()).await.map_err(unavailable)?;
-                c.align(right, voters).await.map_err(unavailable)?;
+                c.align(*left, voters.clone()).await?;
+                c.align(right, voters).await?;
                 continue;
             }
             return self.merge_group_into(c, *left, right).await;
@@ -637,16 +633,13 @@ impl Index {
 
     async fn merge_group_into(
         &self,
-        c: &crate::consensus::Consensus,
+        c: &cairn_raft::Consensus,
         left: GroupId,
         right: GroupId,
     ) -> Result<(), IndexError> {
-        use crate::consensus::command::{Absorb, Command, Freeze};
+        use cairn_raft::command::{Absorb, Command, Freeze};
         /// How long every member has to apply the freeze before the merge is given up.
         const FREEZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-        let unavailable = |e: crate::consensus::ConsensusError| {
-            super::engine::EngineError::Unavailable(e.to_string())
-        };
         // Every replica of the left group must hold the right one (it applies the absorb from
         // its own copy), and answer before anything is frozen.
         let (of_left, of_right) = (
@@ -669,9 +662,8 @@ impl Index {
             return Ok(());
         }
         c.commit(right, Command::Freeze(Freeze { freeze: right }))
-            .await
-            .map_err(unavailable)?;
-        c.read_barrier_of(right).await.map_err(unavailable)?;
+            .await?;
+        c.read_barrier_of(right).await?;
         let Some(frozen_at) = c.host().frozen_of(right) else {
             return Ok(());
         };
@@ -725,10 +717,7 @@ impl Index {
             frozen_at,
             ranges,
         };
-        let outcome = c
-            .commit(left, Command::Absorb(absorb))
-            .await
-            .map_err(unavailable)?;
+        let outcome = c.commit(left, Command::Absorb(absorb)).await?;
         tracing::info!(
             left,
             right,
@@ -794,13 +783,13 @@ impl Index {
 }
 
 /// Lets frozen `group` take writes again.
-async fn thaw(c: &crate::consensus::Consensus, group: GroupId) -> Result<(), IndexError> {
-    use crate::consensus::command::{Command, Thaw};
+async fn thaw(c: &cairn_raft::Consensus, group: GroupId) -> Result<(), IndexError> {
+    use cairn_raft::command::{Command, Thaw};
     tracing::info!(group, "thawing a frozen index group");
     c.commit(group, Command::Thaw(Thaw { thaw: group }))
         .await
         .map(|_| ())
-        .map_err(|e| super::engine::EngineError::Unavailable(e.to_string()).into())
+        .map_err(IndexError::from)
 }
 
 #[cfg(test)]
@@ -809,8 +798,8 @@ mod tests {
 
     use super::*;
     use crate::index::IndexOptions;
-    use crate::index::engine::MemEngine;
     use crate::index::partition::policy::SplitPolicy;
+    use cairn_kv::MemEngine;
 
     #[test]
     fn sampled_keys_are_reported_to_the_leaders_of_their_groups_and_not_to_this_gateway() {

@@ -2,9 +2,9 @@
 //! nodes: a gateway registers the nodes it was configured with, and one registered (or removed)
 //! through the admin API reaches every gateway without a restart.
 
-use super::engine::WriteOp;
 use super::records::{self, StorageNodeRecord};
 use super::{Index, IndexError, keys};
+use cairn_kv::WriteOp;
 
 /// What registering a storage node changed in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ mod tests {
 
     use super::*;
     use crate::index::IndexOptions;
-    use crate::index::engine::MemEngine;
+    use cairn_kv::MemEngine;
 
     #[tokio::test]
     async fn registering_says_whether_the_node_is_new_changed_or_unchanged() {

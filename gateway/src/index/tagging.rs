@@ -1,10 +1,10 @@
 //! Object tags. Tagging rewrites one version's entry where it is (`O` or `V`), as S3 does: no new
 //! version, no data touched, one batch under the key's lock.
 
-use super::engine::WriteOp;
 use super::records::{self, ObjectRecord, ObjectTags};
 use super::version::VersionRef;
 use super::{Index, IndexError, keys};
+use cairn_kv::WriteOp;
 
 /// What [`Index::set_tags`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,12 +22,14 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::engine::{EngineError, Entries, KvEngine, WriteOp};
-use crate::consensus::Consensus;
-use crate::consensus::proposal::{Outcome, Proposal, ReadCheck};
-use crate::consensus::remote::RemoteRead;
-use crate::consensus::routing::{Route, RoutedError};
-use crate::consensus::store::GroupId;
+use cairn_kv::{EngineError, Entries, KvEngine, WriteOp};
+use cairn_raft::Consensus;
+use cairn_raft::proposal::{Outcome, Proposal, ReadCheck};
+use cairn_raft::remote::RemoteRead;
+use cairn_raft::routing::Route;
+use cairn_raft::store::GroupId;
+
+use super::schema::Routes;
 
 /// How long a read waits for a group that owns its keys to be running here (a split's new group
 /// starts a moment after the split is applied).
@@ -139,8 +141,8 @@ impl<'a> Txn<'a> {
                     // The group went away here (merged, or this replica was moved away and
                     // just dropped): look the keys up again, where the group runs now.
                     Err(
-                        crate::consensus::ConsensusError::NoGroup(..)
-                        | crate::consensus::ConsensusError::NotMember(_),
+                        cairn_raft::ConsensusError::NoGroup(..)
+                        | cairn_raft::ConsensusError::NotMember(_),
                     ) => {}
                     Err(e) => return Err(EngineError::Unavailable(e.to_string())),
                 }
@@ -168,7 +170,7 @@ impl<'a> Txn<'a> {
     pub(crate) fn group_routes(
         &self,
         key: &[u8],
-    ) -> Result<Option<crate::consensus::ranges::RouteSpan>, EngineError> {
+    ) -> Result<Option<super::schema::RouteSpan>, EngineError> {
         let Some(c) = self.consensus else {
             return Ok(None);
         };
@@ -269,7 +271,7 @@ impl<'a> Txn<'a> {
                 .block_on(consensus.propose_in(group, proposal))
                 .map_err(|e| match e {
                     // The group went away (a merge absorbed it): route again.
-                    crate::consensus::ConsensusError::NoGroup(..) => EngineError::Moved,
+                    cairn_raft::ConsensusError::NoGroup(..) => EngineError::Moved,
                     e => EngineError::Unavailable(e.to_string()),
                 })?;
             match outcome {
@@ -296,16 +298,6 @@ pub(crate) struct Routed<'a> {
     /// applied since) holds its keys as of the split, not what was written to it since; a read
     /// it owns is `Moved`, and the operation routes again, passing its barrier.
     passed: BTreeSet<GroupId>,
-}
-
-impl From<RoutedError> for EngineError {
-    fn from(e: RoutedError) -> Self {
-        match e {
-            RoutedError::Engine(e) => e,
-            RoutedError::Moved => EngineError::Moved,
-            RoutedError::Consensus(e) => EngineError::Unavailable(e.to_string()),
-        }
-    }
 }
 
 impl KvEngine for Routed<'_> {

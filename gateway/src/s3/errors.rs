@@ -64,15 +64,16 @@ impl From<IndexError> for S3Error {
                 409,
                 format!("A conflicting operation is under way on bucket {b}; please retry"),
             ),
-            IndexError::Engine(crate::index::engine::EngineError::Moved) => {
+            IndexError::Engine(cairn_kv::EngineError::Moved) => {
                 tracing::warn!("index keys kept moving between groups; the request gave up");
                 S3Error::with_message(
                     S3ErrorCode::ServiceUnavailable,
                     "The index is rebalancing; please retry",
                 )
             }
-            IndexError::Engine(crate::index::engine::EngineError::Unavailable(why)) => {
-                tracing::warn!(error = %why, "index unavailable");
+            IndexError::Engine(cairn_kv::EngineError::Unavailable(_))
+            | IndexError::Consensus(_) => {
+                tracing::warn!(error = %e, "index unavailable");
                 S3Error::with_message(
                     S3ErrorCode::ServiceUnavailable,
                     "The index is unavailable (no leader reachable); please retry",

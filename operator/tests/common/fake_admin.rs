@@ -102,6 +102,7 @@ impl AdminApi for FakeAdmin {
             created_ms: 1,
             objects: Some(*n),
             bytes: Some(*n * 10),
+            ..Default::default()
         }))
     }
     async fn create_bucket(&self, name: &str, exist_ok: bool) -> Result<BucketInfo, AdminError> {
@@ -122,6 +123,7 @@ impl AdminApi for FakeAdmin {
             created_ms: 1,
             objects: Some(0),
             bytes: Some(0),
+            ..Default::default()
         })
     }
     async fn delete_bucket(&self, name: &str, force: bool) -> Result<bool, AdminError> {
@@ -159,6 +161,7 @@ impl AdminApi for FakeAdmin {
                 access_key_id: id.clone(),
                 name: name.into(),
                 buckets: Some(buckets.to_vec()),
+                created_ms: 0,
             },
             secret.clone(),
         ));

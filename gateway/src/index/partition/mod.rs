@@ -46,7 +46,7 @@ pub struct Partition {
     /// The partition.
     pub id: PartitionId,
     /// First key of the range (inclusive).
-    #[serde(with = "crate::index::engine::b64")]
+    #[serde(with = "cairn_kv::b64")]
     pub start: Vec<u8>,
     /// End of the range (exclusive); `None` = the end of the keyspace.
     #[serde(default, with = "opt_b64")]
@@ -247,8 +247,8 @@ impl PartitionMap {
 /// current-object key (the object the S3 request wrote), else the route of its first record of
 /// an object (a version, upload, part or garbage record), else its first key (bucket or
 /// configuration bookkeeping).
-pub fn load_key(ops: &[super::engine::WriteOp]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    use super::engine::WriteOp;
+pub fn load_key(ops: &[cairn_kv::WriteOp]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use cairn_kv::WriteOp;
     fn key(op: &WriteOp) -> &[u8] {
         match op {
             WriteOp::Put(k, _) | WriteOp::Delete(k) => k,
@@ -271,7 +271,7 @@ mod opt_b64 {
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(bytes) => crate::index::engine::b64::serialize(bytes, s),
+            Some(bytes) => cairn_kv::b64::serialize(bytes, s),
             None => s.serialize_none(),
         }
     }
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_batch_counts_against_the_object_it_wrote() {
-        use crate::index::engine::WriteOp;
+        use cairn_kv::WriteOp;
         let put = |k: Vec<u8>| WriteOp::Put(k, vec![]);
         let ops = vec![
             put(keys::version("b", "k", 3)),

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ranges::KeyRanges;
 use super::store::GroupId;
-use crate::index::engine::{EngineError, Entries, KvEngine, b64};
+use cairn_kv::KeyRanges;
+use cairn_kv::{EngineError, Entries, KvEngine, b64};
 
 /// One group as a replica of it describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +207,7 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::{MemEngine, WriteOp};
+    use cairn_kv::{MemEngine, WriteOp};
 
     fn replica(group: GroupId, s: &str, e: &str, applied: u64) -> GroupReplica {
         GroupReplica {

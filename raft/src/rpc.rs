@@ -111,7 +111,7 @@ async fn propose_meta(
 
 async fn read_load(
     State(c): State<Arc<Consensus>>,
-    Json(report): Json<super::store::ReadReport>,
+    Json(report): Json<super::load::ReadReport>,
 ) -> Json<Forwarded<()>> {
     Json(c.reported_load_here(&report))
 }

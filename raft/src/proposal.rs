@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ranges::KeyRanges;
-use crate::index::engine::{EngineError, Entries, KvEngine, WriteOp, b64};
+use cairn_kv::KeyRanges;
+use cairn_kv::{EngineError, Entries, KvEngine, WriteOp, b64};
 
 /// MD5 of what a read returned; values themselves would make proposals as large as what they
 /// read (scans especially).
@@ -58,23 +58,23 @@ pub enum Outcome {
 
 /// Digest of one value.
 pub fn value_digest(value: &[u8]) -> Digest {
-    use s3s::crypto::{Checksum, Md5};
+    use md5::{Digest as _, Md5};
     let mut md5 = Md5::new();
     md5.update(value);
-    md5.finalize()
+    md5.finalize().into()
 }
 
 /// Digest of a scan's result: each key and value, length-prefixed so boundaries count.
 pub fn scan_digest(entries: &Entries) -> Digest {
-    use s3s::crypto::{Checksum, Md5};
+    use md5::{Digest as _, Md5};
     let mut md5 = Md5::new();
     for (k, v) in entries {
-        md5.update(&(k.len() as u64).to_be_bytes());
+        md5.update((k.len() as u64).to_be_bytes());
         md5.update(k);
-        md5.update(&(v.len() as u64).to_be_bytes());
+        md5.update((v.len() as u64).to_be_bytes());
         md5.update(v);
     }
-    md5.finalize()
+    md5.finalize().into()
 }
 
 impl ReadCheck {
@@ -163,7 +163,7 @@ impl Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::MemEngine;
+    use cairn_kv::MemEngine;
 
     fn put(k: &str, v: &str) -> WriteOp {
         WriteOp::Put(k.as_bytes().to_vec(), v.as_bytes().to_vec())

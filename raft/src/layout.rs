@@ -18,27 +18,27 @@ use std::collections::BTreeMap;
 use super::proposal::{Proposal, ReadCheck};
 use super::remote::GroupReplica;
 use super::store::GroupId;
-use crate::index::engine::{EngineError, KvEngine, WriteOp};
-use crate::index::keys;
+use crate::schema::record_key;
+use cairn_kv::{EngineError, KvEngine, WriteOp};
 
-/// Prefix of the records' names (`keys::meta`).
+/// Prefix of the records' names ([`record_key`]).
 const PREFIX: &str = "group-layout/";
 
 /// Key of `group`'s record (fixed-width, so the records sort by group).
 fn key(group: GroupId) -> Vec<u8> {
-    keys::meta(&format!("{PREFIX}{group:020}"))
+    record_key(&format!("{PREFIX}{group:020}"))
 }
 
 /// The layout as `engine` (a replica of the meta group) holds it, by group.
 pub fn read(engine: &dyn KvEngine) -> Result<BTreeMap<GroupId, GroupReplica>, EngineError> {
-    let start = keys::meta(PREFIX);
-    let end = keys::prefix_end(&start).expect("a non-empty prefix");
+    let start = record_key(PREFIX);
+    let end = cairn_kv::prefix_end(&start).expect("a non-empty prefix");
     let mut out = BTreeMap::new();
     for (k, v) in engine.scan(&start, &end, usize::MAX)? {
         let g: GroupReplica = serde_json::from_slice(&v).map_err(|e| {
             EngineError::Unavailable(format!(
                 "the record {} does not parse: {e}",
-                keys::readable(&k)
+                k.escape_ascii()
             ))
         })?;
         out.insert(g.group, g);
@@ -142,8 +142,8 @@ pub fn guards(engine: &dyn KvEngine, ops: &[WriteOp]) -> Result<Vec<ReadCheck>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::ranges::KeyRanges;
-    use crate::index::engine::MemEngine;
+    use cairn_kv::KeyRanges;
+    use cairn_kv::MemEngine;
 
     fn replica(group: GroupId, leader: u64, applied: u64) -> GroupReplica {
         GroupReplica {
@@ -236,9 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn the_records_are_meta_data() {
-        let k = key(7);
-        assert_eq!(keys::route(&k).as_ref(), k.as_slice());
-        assert_eq!(k[0], keys::tag::META);
+    fn the_records_are_this_layers_records() {
+        assert_eq!(key(7), record_key("group-layout/00000000000000000007"));
     }
 }

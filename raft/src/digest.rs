@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ranges::KeyRanges;
+use cairn_kv::KeyRanges;
 
 /// What a replica holds in some key ranges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,13 +19,13 @@ pub struct RangeDigest {
 /// The digest of `ranges` in `snap` (the default column family). Reads every entry: the cost is
 /// that of a full scan of the ranges.
 pub fn of(snap: &rocksdb::Snapshot<'_>, ranges: &KeyRanges) -> Result<RangeDigest, rocksdb::Error> {
-    use s3s::crypto::{Checksum, Md5};
+    use md5::{Digest as _, Md5};
     let mut md5 = Md5::new();
     let mut entries = 0;
     for item in ranges.entries(snap) {
         let (k, v) = item?;
         for part in [&k[..], &v[..]] {
-            md5.update(&(part.len() as u64).to_be_bytes());
+            md5.update((part.len() as u64).to_be_bytes());
             md5.update(part);
         }
         entries += 1;
@@ -37,8 +37,8 @@ pub fn of(snap: &rocksdb::Snapshot<'_>, ranges: &KeyRanges) -> Result<RangeDiges
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::{KvEngine, RocksEngine, WriteOp};
-    use crate::index::keys;
+    use crate::schema::test_keys as keys;
+    use cairn_kv::{KvEngine, RocksEngine, WriteOp};
 
     fn digest(e: &RocksEngine, ranges: &KeyRanges) -> RangeDigest {
         of(&e.db().snapshot(), ranges).unwrap()
@@ -47,7 +47,7 @@ mod tests {
     #[test]
     fn the_digest_sees_every_change_inside_the_ranges_and_none_outside() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = RocksEngine::open(tmp.path()).unwrap();
+        let e = RocksEngine::open(tmp.path(), crate::schema::test_keys::LAYOUT).unwrap();
         let part = KeyRanges::new(keys::table_ranges(
             &keys::object("b", "k"),
             Some(&keys::object("b", "m")),

@@ -34,9 +34,9 @@ use super::TypeConfig;
 use super::command::{Absorb, Command, Split};
 use super::log_sync::LogSync;
 use super::proposal::{Outcome, Proposal};
-use super::ranges::KeyRanges;
+use super::schema::KeySchema;
 use super::snapshot::{self, StoredSnapshot};
-use crate::index::engine::{KvEngine, RocksEngine, rocks_batch};
+use cairn_kv::{EngineError, Entries, KeyRanges, KvEngine, RocksEngine, rocks_batch};
 
 type NodeId = u64;
 type StoreError = StorageError<NodeId>;
@@ -385,79 +385,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Told the reads another gateway served (sampled keys with weights), on the leader.
-pub type ReadObserver = Arc<dyn Fn(&ReadReport) + Send + Sync>;
-
-/// Told that this gateway handed its leadership of a group to another gateway: (group, the
-/// new leader).
-pub type HandOverObserver = Arc<dyn Fn(GroupId, u64) + Send + Sync>;
-
-/// Reads a gateway served and writes it proposed since its last report, sent to the leaders of
-/// the groups owning their keys, so that each leader's load figures (which drive the splits it
-/// decides) cover every gateway's requests, not just its own; and, to the meta leader, what a
-/// group leader measured of its partitions (the meta leader decides merges and weighs
-/// leaderships without a replica of every group).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct ReadReport {
-    /// Sampled index keys and the reads each stands for.
-    pub samples: Vec<(String, f64)>,
-    /// Sampled load keys of committed write batches and the writes each stands for (absent
-    /// from gateways of earlier versions, whose writes the leader counted as they applied).
-    #[serde(default)]
-    pub writes: Vec<(String, f64)>,
-    /// What the reporting gateway measured of the partitions whose groups it leads (sent to
-    /// the meta leader every few seconds; absent from gateways of earlier versions).
-    #[serde(default, rename = "sizes")]
-    pub partitions: Vec<PartitionSummary>,
-    /// The load of partitions the reporting gateway just split off and chose this one to lead
-    /// (absent from gateways of earlier versions).
-    #[serde(default)]
-    pub handovers: Vec<LoadHandover>,
-}
-
-impl ReadReport {
-    /// Whether the report carries nothing.
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-            && self.writes.is_empty()
-            && self.partitions.is_empty()
-            && self.handovers.is_empty()
-    }
-}
-
-/// A partition's load as measured by the gateway that split it off, for its new leader.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LoadHandover {
-    /// The partition's id.
-    pub partition: u64,
-    /// Its epoch (the load of another range is dropped).
-    pub epoch: u64,
-    /// Reads per second (decayed) when handed over.
-    pub reads_per_second: f64,
-    /// Writes per second (decayed) when handed over.
-    pub writes_per_second: f64,
-    /// Sampled requests, oldest first: key (base64), weight, whether a write.
-    pub sample: Vec<(String, f64, bool)>,
-}
-
-/// A partition's approximate size on disk and its load, as its group's leader measured them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionSummary {
-    /// The partition's id.
-    pub partition: u64,
-    /// The partition's epoch the size was measured at (a report of an older range is stale).
-    pub epoch: u64,
-    /// Approximate bytes on disk.
-    pub bytes: u64,
-    /// Reads per second (decayed) on the leader, the other gateways' reports included
-    /// (absent from gateways of earlier versions, which reported only sizes).
-    #[serde(default)]
-    pub reads_per_second: f64,
-    /// Writes per second (decayed), likewise.
-    #[serde(default)]
-    pub writes_per_second: f64,
-}
-
 /// How a group born of a split starts: its first members are the parent's at the split, and
 /// `leader` (if chosen) initializes it. Persisted with the split, so a replica that stops before
 /// it started the group starts it when it opens again.
@@ -579,6 +506,8 @@ pub struct StateMachine {
     engine: Arc<RocksEngine>,
     db: Arc<DB>,
     keys: GroupKeys,
+    /// What the model above says of its keys (where a split cuts, what it copies).
+    schema: Arc<dyn KeySchema>,
     /// The ranges the group was opened with (what it owns until a split or an install says
     /// otherwise; those persist theirs).
     initial: KeyRanges,
@@ -602,14 +531,19 @@ pub struct StateMachine {
 impl StateMachine {
     /// The state machine of `group` over `engine` (the index itself), owning every key (the one
     /// group of a gateway alone). Finishes a snapshot install a crash interrupted.
-    pub fn open(engine: Arc<RocksEngine>, group: GroupId) -> Result<Self, snapshot::SnapshotError> {
-        Self::open_owning(engine, group, KeyRanges::everything())
+    pub fn open(
+        engine: Arc<RocksEngine>,
+        schema: Arc<dyn KeySchema>,
+        group: GroupId,
+    ) -> Result<Self, snapshot::SnapshotError> {
+        Self::open_owning(engine, schema, group, KeyRanges::everything())
     }
 
     /// The state machine of `group` owning the keys of `ranges` only: its snapshots carry them
     /// and installing one replaces them, so groups sharing `engine` leave each other's keys alone.
     pub fn open_owning(
         engine: Arc<RocksEngine>,
+        schema: Arc<dyn KeySchema>,
         group: GroupId,
         ranges: KeyRanges,
     ) -> Result<Self, snapshot::SnapshotError> {
@@ -630,6 +564,7 @@ impl StateMachine {
             engine,
             db,
             keys,
+            schema,
             ranges: Arc::new(std::sync::RwLock::new(
                 persisted.unwrap_or_else(|| ranges.clone()),
             )),
@@ -789,25 +724,22 @@ impl StateMachine {
             .write(batch)
             .map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
-    /// Adds to `batch` a copy, at `split_at`, of every fence this group holds of the bucket
-    /// that `split_at` cuts: a bucket being deleted stays fenced in both halves (see
-    /// `Index::delete_bucket`).
-    fn copy_fences(&self, split_at: &[u8], batch: &mut WriteBatch) -> Result<(), StoreError> {
-        use crate::index::keys;
-        let Some(bucket) = keys::route_bucket(split_at) else {
-            return Ok(());
-        };
-        let bucket_start = [&[keys::tag::OBJECT][..], bucket, &[0]].concat();
-        let (start, end) = keys::table_range(keys::tag::FENCE, &bucket_start, Some(split_at));
-        let fences = self
-            .engine
-            .scan(&start, &end, usize::MAX)
-            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+    /// Adds to `batch` what the schema says a split at `split_at` copies into the new half
+    /// (the index: the deletion fences of the bucket it cuts, so both halves stay fenced; see
+    /// `Index::delete_bucket`), read from this group's keys only.
+    fn split_copies(&self, split_at: &[u8], batch: &mut WriteBatch) -> Result<(), StoreError> {
         let owned = self.ranges();
-        for (key, value) in fences.into_iter().filter(|(k, _)| owned.contains(k)) {
-            if let Some(copy) = keys::fence_nonce(&key).and_then(|n| keys::fence_at(split_at, n)) {
-                batch.put(copy, value);
-            }
+        let scan = |start: &[u8], end: &[u8]| -> Result<Entries, EngineError> {
+            let mut found = self.engine.scan(start, end, usize::MAX)?;
+            found.retain(|(k, _)| owned.contains(k));
+            Ok(found)
+        };
+        let copies = self
+            .schema
+            .split_copies(split_at, &scan)
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        for (key, value) in copies {
+            batch.put(key, value);
         }
         Ok(())
     }
@@ -884,7 +816,8 @@ impl StateMachine {
             new_group,
             leader,
         } = split;
-        let (kept, handed) = self.ranges().split_at_route(&split_at);
+        let from_route = KeyRanges::new(self.schema.ranges_from_route(&split_at));
+        let (kept, handed) = self.ranges().split_off(&from_route);
         let frozen = self.frozen().is_some();
         if frozen || kept.is_empty() || handed.is_empty() || new_group == self.keys.group() {
             return Ok(None);
@@ -898,7 +831,7 @@ impl StateMachine {
         let state = cf(&self.db, STATE_CF);
         let child = GroupKeys::new(new_group);
         let mut batch = WriteBatch::default();
-        self.copy_fences(&split_at, &mut batch)?;
+        self.split_copies(&split_at, &mut batch)?;
         batch.put_cf(state, self.keys.state(RANGES), encode_state(&kept));
         batch.put_cf(state, child.state(RANGES), encode_state(&handed));
         batch.put_cf(state, child.state(BORN), encode_state(&birth));
@@ -929,7 +862,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
-            snapshot_id: format!("{index}-{}", crate::index::now_ms()),
+            snapshot_id: format!("{index}-{}", cairn_kv::now_ms()),
         };
         let file = format!("snapshot-{}{}.bin", self.keys.file_tag(), meta.snapshot_id);
         let tmp = self.snapshot_dir.join(format!("building-{file}"));
@@ -1082,7 +1015,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let path = self.snapshot_dir.join(format!(
             "receiving-{}{}.bin",
             self.keys.file_tag(),
-            crate::index::now_ms()
+            cairn_kv::now_ms()
         ));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
@@ -1202,7 +1135,10 @@ mod tests {
     {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StoreError> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let engine = Arc::new(RocksEngine::open(&dir.path().join("index")).expect("open"));
+            let engine = Arc::new(
+                RocksEngine::open(&dir.path().join("index"), crate::schema::test_keys::LAYOUT)
+                    .expect("open"),
+            );
             let db = engine.db();
             for group in [0, INDEX_GROUP + 1, u64::MAX] {
                 let keys = GroupKeys::new(group);
@@ -1217,7 +1153,8 @@ mod tests {
             }
             let sync = LogSync::start(&db, Default::default()).expect("log sync thread");
             let log = LogStore::new(&engine, INDEX_GROUP, sync);
-            let sm = StateMachine::open(engine, INDEX_GROUP).map_err(snapshot_error)?;
+            let sm = StateMachine::open(engine, Arc::new(crate::schema::FlatSchema), INDEX_GROUP)
+                .map_err(snapshot_error)?;
             Ok((dir, log, sm))
         }
     }
@@ -1227,13 +1164,17 @@ mod tests {
     {
         use super::super::command::Batches;
         use super::super::proposal::ReadCheck;
-        use crate::index::engine::WriteOp;
-        use crate::index::keys;
+        use crate::schema::test_keys::{self as keys, Tables};
+        use cairn_kv::WriteOp;
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Arc::new(RocksEngine::open(&dir.path().join("index")).expect("open"));
+        let engine = Arc::new(
+            RocksEngine::open(&dir.path().join("index"), crate::schema::test_keys::LAYOUT)
+                .expect("open"),
+        );
         // The group owns bucket b's keys from "m" on.
         let owned = KeyRanges::new(keys::table_ranges(b"Ob\0m", None));
-        let mut sm = StateMachine::open_owning(engine.clone(), 2, owned).expect("state machine");
+        let mut sm = StateMachine::open_owning(engine.clone(), Arc::new(Tables), 2, owned)
+            .expect("state machine");
         let key = |k: &str| keys::object("b", k);
         let put = |k: &str, v: &str| WriteOp::Put(key(k), v.as_bytes().to_vec());
         let absent = |k: &str| ReadCheck::get(&key(k), None);

@@ -19,8 +19,8 @@ use super::store::{GroupId, INDEX_GROUP};
 use super::{
     Consensus, Forwarded, Hello, PeerStatus, ReadIndexWaiter, TypeConfig, membership, retiring,
 };
-use crate::index::engine::RocksEngine;
-use crate::metrics::GatewayMetrics;
+use crate::metrics::RaftMetrics;
+use cairn_kv::RocksEngine;
 
 /// One group's handles: its Raft, where its read barriers queue, and whether its leader here is
 /// handing the leadership over.
@@ -78,7 +78,7 @@ pub(super) const ROUNDS_IN_FLIGHT: usize = 2;
 pub(super) async fn proposal_rounds(
     raft: Raft<TypeConfig>,
     waiting: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<ProposalWaiter>>>,
-    metrics: Arc<GatewayMetrics>,
+    metrics: Arc<RaftMetrics>,
 ) {
     loop {
         let round = {
@@ -100,7 +100,7 @@ pub(super) async fn proposal_rounds(
             1 => Command::Batch(proposals.remove(0)),
             _ => Command::Batches(Batches { batches: proposals }),
         };
-        metrics.raft.proposal_entries.inc();
+        metrics.proposal_entries.inc();
         let written = raft.client_write(command).await;
         for (i, to) in answers.into_iter().enumerate() {
             let _ = to.send(outcome_of(&written, i));
@@ -133,7 +133,7 @@ pub(super) async fn observe(
     id: u64,
     group: GroupId,
     raft: Raft<TypeConfig>,
-    metrics: Arc<GatewayMetrics>,
+    metrics: Arc<RaftMetrics>,
 ) {
     let mut rx = raft.metrics();
     drop(raft);
@@ -141,7 +141,7 @@ pub(super) async fn observe(
     loop {
         {
             let m = rx.borrow_and_update();
-            let r = &metrics.raft;
+            let r = &metrics;
             if group == INDEX_GROUP {
                 r.term.set(m.current_term as i64);
                 r.is_leader.set(i64::from(m.current_leader == Some(id)));
@@ -175,7 +175,7 @@ pub(super) async fn observe(
         }
         if rx.changed().await.is_err() {
             if leader == Some(id) {
-                metrics.raft.groups_led.dec();
+                metrics.groups_led.dec();
             }
             return;
         }
@@ -194,7 +194,7 @@ pub(super) struct Reconciler {
     pub(super) grace: Duration,
     /// Signs calls to peers.
     pub(super) fleet: cairn_transport::FleetClient,
-    pub(super) metrics: Arc<GatewayMetrics>,
+    pub(super) metrics: Arc<RaftMetrics>,
     /// This replica of the index, which holds the retiring set (see [`Consensus::retire`]).
     pub(super) engine: Arc<RocksEngine>,
     /// See [`GroupRuntime::stepping_down`].
@@ -317,8 +317,8 @@ pub(super) async fn reconcile_membership(
         if m.current_leader != Some(r.id) || m.state != ServerState::Leader {
             leading = false;
             if meta {
-                r.metrics.raft.gone_peers.set(0);
-                r.metrics.raft.retiring_peers.set(0);
+                r.metrics.gone_peers.set(0);
+                r.metrics.retiring_peers.set(0);
             }
             continue;
         }
@@ -374,7 +374,7 @@ pub(super) async fn reconcile_membership(
             .collect();
         let gone = peers.values().filter(|p| p.gone).count();
         if meta {
-            r.metrics.raft.gone_peers.set(gone as i64);
+            r.metrics.gone_peers.set(gone as i64);
         }
         *views.lock().unwrap_or_else(|e| e.into_inner()) = peers
             .iter()
@@ -411,7 +411,7 @@ pub(super) async fn reconcile_membership(
             }
         };
         if meta {
-            r.metrics.raft.retiring_peers.set(retiring.len() as i64);
+            r.metrics.retiring_peers.set(retiring.len() as i64);
         }
         let config = m.membership_config.membership();
         // Asked to move the group (a replica move, a merge): members outside the target retire

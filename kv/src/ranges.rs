@@ -1,13 +1,10 @@
-//! The key ranges of the index a Raft group's state machine owns: what its snapshots carry and
-//! what installing one replaces. Today the one group owns every key ([`KeyRanges::everything`]);
-//! a group per partition will own its partition's `keys::table_ranges` (plus, for the meta
-//! group, `keys::meta_ranges`), so a snapshot of one group never touches another's keys.
+//! Sets of key ranges: what a replicated group owns, what its snapshots carry and what installing
+//! one replaces (a partition's ranges in every table of the index, plus, for the meta group, the
+//! keys outside them), so a snapshot of one group never touches another's keys. Which ranges
+//! those are is the index's business (its key schema); this type only does the set arithmetic.
 
 /// One RocksDB entry (key, value), as its iterators yield them.
 pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
-
-/// Object routes `[start, end)` (`end` `None`: to the last route).
-pub type RouteSpan = (Vec<u8>, Option<Vec<u8>>);
 
 /// Sorted, disjoint, non-empty `[start, end)` ranges.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,9 +14,9 @@ pub struct KeyRanges(Vec<(Vec<u8>, Vec<u8>)>);
 /// One range as stored (in the Raft state and snapshot files): base64 bounds.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Range {
-    #[serde(with = "crate::index::engine::b64")]
+    #[serde(with = "crate::engine::b64")]
     start: Vec<u8>,
-    #[serde(with = "crate::index::engine::b64")]
+    #[serde(with = "crate::engine::b64")]
     end: Vec<u8>,
 }
 
@@ -37,8 +34,8 @@ impl From<Vec<Range>> for KeyRanges {
     }
 }
 
-/// Above every index key (they start with an ASCII table tag).
-const ABOVE_EVERY_KEY: [u8; 8] = [0xff; 8];
+/// Above every key the engine is given (the index's keys start with an ASCII table tag).
+pub const ABOVE_EVERY_KEY: [u8; 8] = [0xff; 8];
 
 impl KeyRanges {
     /// Every key of the index.
@@ -104,11 +101,10 @@ impl KeyRanges {
         (KeyRanges::new(inside), KeyRanges::new(outside))
     }
 
-    /// Split at the route `at` (see `keys::route`): the records of routes before it, and those
-    /// of `at` and after, in every table these ranges hold.
-    pub fn split_at_route(&self, at: &[u8]) -> (KeyRanges, KeyRanges) {
-        let from_at = KeyRanges::new(crate::index::keys::table_ranges(at, None));
-        let (right, left) = self.partition_by(&from_at);
+    /// The ranges below `from`'s and those of `from` (a split: `from` is every range the new
+    /// half takes, e.g. a route onward in every table).
+    pub fn split_off(&self, from: &KeyRanges) -> (KeyRanges, KeyRanges) {
+        let (right, left) = self.partition_by(from);
         (left, right)
     }
 
@@ -122,15 +118,13 @@ impl KeyRanges {
         } || start >= end
     }
 
-    /// The object routes these ranges hold (their part of the `O` table), as `[start, end)`
-    /// (`end` `None`: to the table's end); `None` if they hold none.
-    pub fn object_routes(&self) -> Option<RouteSpan> {
-        let table = [crate::index::keys::tag::OBJECT];
-        let table_end = [crate::index::keys::tag::OBJECT + 1];
-        let (inside, _) = self.partition_by(&KeyRanges::span(&table, &table_end));
-        let start = inside.0.first()?.0.clone();
-        let end = inside.0.last()?.1.clone();
-        Some((start, (end.as_slice() < &table_end[..]).then_some(end)))
+    /// The first and last key these ranges hold of `[start, end)` (e.g. one table of the index),
+    /// as `[first, last)` (`last` `None`: to `end`); `None` if they hold none of it.
+    pub fn span_within(&self, start: &[u8], end: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let (inside, _) = self.partition_by(&KeyRanges::span(start, end));
+        let first = inside.0.first()?.0.clone();
+        let last = inside.0.last()?.1.clone();
+        Some((first, (last.as_slice() < end).then_some(last)))
     }
 
     /// Whether there are no ranges.
@@ -169,7 +163,6 @@ impl KeyRanges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::keys;
 
     fn r(s: &[u8], e: &[u8]) -> (Vec<u8>, Vec<u8>) {
         (s.to_vec(), e.to_vec())
@@ -193,70 +186,26 @@ mod tests {
     }
 
     #[test]
-    fn a_split_at_a_route_cuts_every_data_table_and_keeps_the_meta_tables_left() {
-        let all = KeyRanges::everything();
-        let at = keys::object("b", "m");
-        let (left, right) = all.split_at_route(&at);
-        assert_eq!(left.union(&right), all, "the halves cover every key");
-        assert!(!left.overlaps(&right) && !right.overlaps(&left));
-        assert!(left.overlaps(&all) && all.overlaps(&right));
-        for key in [
-            keys::bucket("b"),
-            keys::meta("partition-map"),
-            keys::object("b", "a"),
-            keys::version("b", "l", 1),
-            keys::upload("b", "l", "u"),
-        ] {
-            assert!(left.contains(&key) && !right.contains(&key), "{key:?}");
-        }
-        for key in [
-            keys::object("b", "m"),
-            keys::object("c", "a"),
-            keys::version("b", "m", 1),
-            keys::part("b", "z", "u", 3),
-        ] {
-            assert!(right.contains(&key) && !left.contains(&key), "{key:?}");
-        }
-        // Splitting the right half again leaves three disjoint groups covering everything.
-        let (middle, last) = right.split_at_route(&keys::object("c", ""));
-        assert!(middle.contains(&keys::object("b", "z")));
-        assert!(last.contains(&keys::object("c", "a")));
-        assert!(!middle.contains(&keys::object("c", "a")));
-        let json = serde_json::to_string(&middle).unwrap();
-        assert_eq!(serde_json::from_str::<KeyRanges>(&json).unwrap(), middle);
+    fn a_split_takes_the_given_ranges_and_leaves_the_rest() {
+        let all = KeyRanges::new(vec![r(b"a", b"z")]);
+        let (left, right) = all.split_off(&KeyRanges::new(vec![r(b"m", b"p"), r(b"x", b"\xff")]));
+        assert_eq!(left, KeyRanges::new(vec![r(b"a", b"m"), r(b"p", b"x")]));
+        assert_eq!(right, KeyRanges::new(vec![r(b"m", b"p"), r(b"x", b"z")]));
+        assert_eq!(left.union(&right), all);
+        assert!(!left.overlaps(&right));
     }
 
     #[test]
-    fn everything_holds_every_index_key() {
-        let all = KeyRanges::everything();
-        for key in [
-            keys::bucket("b"),
-            keys::object("b", "k"),
-            keys::version("b", "k", 7),
-            keys::meta("partition-map"),
-        ] {
-            assert!(all.contains(&key));
-        }
-    }
-
-    #[test]
-    fn a_partition_owns_its_routes_in_every_data_table_and_nothing_else() {
-        let start = keys::object("b", "k");
-        let end = keys::object("b", "m");
-        let part = KeyRanges::new(keys::table_ranges(&start, Some(&end)));
-        assert!(part.contains(&keys::object("b", "l")));
-        assert!(part.contains(&keys::version("b", "l", 3)));
-        assert!(part.contains(&keys::upload("b", "l", "u1")));
-        assert!(!part.contains(&keys::object("b", "m")));
-        assert!(!part.contains(&keys::version("b", "a", 3)));
-        assert!(!part.contains(&keys::bucket("b")));
-        assert!(!part.contains(&keys::meta("partition-map")));
-        // The meta ranges and the data tables together cover the keyspace without overlap.
-        let meta = KeyRanges::new(keys::meta_ranges());
-        for key in [keys::object("b", "l"), keys::version("b", "l", 3)] {
-            assert!(!meta.contains(&key));
-        }
-        assert!(meta.contains(&keys::meta("partition-map")));
-        assert!(meta.contains(&keys::bucket("b")));
+    fn the_span_within_a_table_is_its_first_and_last_key_held() {
+        let k = KeyRanges::new(vec![r(b"A", b"B"), r(b"Ob", b"Od"), r(b"Of", b"Q")]);
+        assert_eq!(k.span_within(b"O", b"P"), Some((b"Ob".to_vec(), None)));
+        assert_eq!(
+            k.span_within(b"O", b"Oe"),
+            Some((b"Ob".to_vec(), Some(b"Od".to_vec())))
+        );
+        // Held up to the end of the span asked: open-ended.
+        assert_eq!(k.span_within(b"Oa", b"Oc"), Some((b"Ob".to_vec(), None)));
+        assert_eq!(k.span_within(b"Q", b"R"), None);
+        assert!(KeyRanges::everything().contains(b"\xfe anything"));
     }
 }

@@ -8,15 +8,15 @@
 
 use std::collections::BTreeSet;
 
-use crate::index::engine::{EngineError, KvEngine, WriteOp};
-use crate::index::keys;
+use crate::schema::record_key;
+use cairn_kv::{EngineError, KvEngine, WriteOp};
 
-/// Name of the record (`keys::meta`).
+/// Name of the record ([`record_key`]).
 const RECORD: &str = "retiring-gateways";
 
 /// Key of the record.
 fn key() -> Vec<u8> {
-    keys::meta(RECORD)
+    record_key(RECORD)
 }
 
 /// The retiring gateways as `engine` (a replica of the index) holds them; empty when none are.
@@ -42,7 +42,7 @@ pub fn write(ids: &BTreeSet<u64>) -> WriteOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::MemEngine;
+    use cairn_kv::MemEngine;
 
     #[test]
     fn the_set_round_trips_and_an_empty_set_leaves_no_record() {
@@ -57,9 +57,7 @@ mod tests {
     }
 
     #[test]
-    fn the_record_is_meta_data() {
-        // It must route to the meta partition, never to a data partition.
-        assert_eq!(keys::route(&key()).as_ref(), key().as_slice());
-        assert_eq!(key()[0], keys::tag::META);
+    fn the_record_is_this_layers_record() {
+        assert_eq!(key(), record_key("retiring-gateways"));
     }
 }

@@ -23,17 +23,19 @@ pub mod digest;
 mod group;
 pub mod host;
 pub mod layout;
+pub mod load;
 pub mod log_sync;
 pub mod membership;
+pub mod metrics;
 mod moves;
 pub mod network;
 pub mod placement;
 pub mod proposal;
-pub mod ranges;
 pub mod remote;
 pub mod retiring;
 pub mod routing;
 pub mod rpc;
+pub mod schema;
 pub mod snapshot;
 pub mod store;
 
@@ -48,13 +50,14 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::index::engine::RocksEngine;
-use crate::metrics::{GatewayMetrics, OutcomeLabels};
+use cairn_kv::{KeyRanges, RocksEngine};
 use command::Command;
 use group::GroupRuntime;
 use host::GroupHost;
+use metrics::{OutcomeLabels, RaftMetrics};
 use network::HttpNetwork;
 use proposal::{Outcome, Proposal};
+use schema::KeySchema;
 use store::{GroupId, INDEX_GROUP};
 
 openraft::declare_raft_types!(
@@ -244,11 +247,13 @@ pub struct Consensus {
     peers: BTreeMap<u64, String>,
     /// Signs every call to a peer with the fleet credential.
     fleet: FleetClient,
-    metrics: Arc<GatewayMetrics>,
+    metrics: Arc<RaftMetrics>,
+    /// What the index says of its keys.
+    schema: Arc<dyn KeySchema>,
     /// Told of the reads other gateways report (while this one leads).
-    read_observer: std::sync::OnceLock<store::ReadObserver>,
+    read_observer: std::sync::OnceLock<load::ReadObserver>,
     /// Told of the leaderships this gateway handed over.
-    hand_over_observer: std::sync::OnceLock<store::HandOverObserver>,
+    hand_over_observer: std::sync::OnceLock<load::HandOverObserver>,
     /// The listed gateways as the meta group's membership reconciler sees them while it leads.
     peer_views: Arc<std::sync::Mutex<Vec<PeerStatus>>>,
     /// This replica of the index (the retiring set is read from it).
@@ -273,7 +278,8 @@ impl Consensus {
         cfg: ConsensusConfig,
         engine: Arc<RocksEngine>,
         fleet: FleetClient,
-        metrics: Arc<GatewayMetrics>,
+        schema: Arc<dyn KeySchema>,
+        metrics: Arc<RaftMetrics>,
     ) -> Result<Arc<Self>, ConsensusError> {
         if !cfg.peers.contains_key(&cfg.id) {
             return Err(ConsensusError::Setup(format!(
@@ -330,10 +336,11 @@ impl Consensus {
         let host = GroupHost::open(
             cfg.id,
             engine.clone(),
-            (INDEX_GROUP, ranges::KeyRanges::everything()),
+            schema.clone(),
+            (INDEX_GROUP, KeyRanges::everything()),
             launch,
             BIRTH_GRACE,
-            metrics.raft.log_sync.clone(),
+            metrics.log_sync.clone(),
         )
         .await
         .map_err(|e| ConsensusError::Setup(e.to_string()))?;
@@ -372,6 +379,7 @@ impl Consensus {
             peers: cfg.peers,
             fleet,
             metrics,
+            schema,
             read_observer: std::sync::OnceLock::new(),
             hand_over_observer: std::sync::OnceLock::new(),
             peer_views: Arc::default(),
@@ -463,7 +471,7 @@ impl Consensus {
             align,
         });
         runtimes.insert(group, runtime.clone());
-        self.metrics.raft.groups.set(runtimes.len() as i64);
+        self.metrics.groups.set(runtimes.len() as i64);
         tracing::debug!(group, "index group runtime started");
         Ok(runtime)
     }
@@ -482,12 +490,12 @@ impl Consensus {
     }
 
     /// Has `observer` told the load other gateways report to this one (once).
-    pub fn observe_reported_reads(&self, observer: store::ReadObserver) {
+    pub fn observe_reported_reads(&self, observer: load::ReadObserver) {
         let _ = self.read_observer.set(observer);
     }
 
     /// Has `observer` told of each leadership this gateway hands over (once).
-    pub fn observe_hand_overs(&self, observer: store::HandOverObserver) {
+    pub fn observe_hand_overs(&self, observer: load::HandOverObserver) {
         let _ = self.hand_over_observer.set(observer);
     }
 
@@ -496,7 +504,7 @@ impl Consensus {
     pub async fn report_load(
         &self,
         to: u64,
-        report: &store::ReadReport,
+        report: &load::ReadReport,
     ) -> Result<(), ConsensusError> {
         match self
             .forward::<_, ()>(INDEX_GROUP, to, "read-load", report)
@@ -510,7 +518,7 @@ impl Consensus {
     /// A report from another gateway. Counted whatever this gateway leads now: the sender
     /// routed it by what it last knew, and load counted against a partition not led here
     /// decides nothing (it only shows in this gateway's own figures, and decays).
-    pub fn reported_load_here(&self, report: &store::ReadReport) -> Forwarded<()> {
+    pub fn reported_load_here(&self, report: &load::ReadReport) -> Forwarded<()> {
         if let Some(observe) = self.read_observer.get() {
             observe(report);
         }
@@ -520,7 +528,7 @@ impl Consensus {
     /// The leader of the group owning index key `key` as this gateway knows it: of a group
     /// running here, its Raft's; of one only peers run, the last learned.
     pub fn leader_of_key(&self, key: &[u8]) -> Option<u64> {
-        let group = self.route(key, &crate::index::keys::after(key)).single()?;
+        let group = self.route(key, &cairn_kv::after(key)).single()?;
         if self.host.runs(group) {
             self.leader_of(group)
         } else {
@@ -626,8 +634,7 @@ impl Consensus {
 
     /// Every running group's leader, members and object keys, in id order.
     pub fn group_statuses(&self) -> Vec<GroupStatus> {
-        let ranges: BTreeMap<GroupId, ranges::KeyRanges> =
-            self.host.directory().into_iter().collect();
+        let ranges: BTreeMap<GroupId, KeyRanges> = self.host.directory().into_iter().collect();
         let runtimes = self
             .runtimes
             .lock()
@@ -639,8 +646,8 @@ impl Consensus {
             .map(|(group, r)| {
                 let m = r.raft.metrics().borrow().clone();
                 let membership = m.membership_config.membership();
-                let routes = ranges.get(&group).and_then(|k| k.object_routes());
-                let readable = |k: &[u8]| crate::index::keys::readable(k);
+                let routes = ranges.get(&group).and_then(|k| self.schema.routes_of(k));
+                let readable = |k: &[u8]| self.schema.readable(k);
                 GroupStatus {
                     group,
                     leader: m.current_leader,
@@ -704,7 +711,7 @@ impl Consensus {
     /// the same RocksDB snapshot (a batch and its applied position are written together).
     pub fn with_view<T>(
         &self,
-        f: impl FnOnce(&rocksdb::Snapshot<'_>, &[(GroupId, Option<u64>, ranges::KeyRanges)]) -> T,
+        f: impl FnOnce(&rocksdb::Snapshot<'_>, &[(GroupId, Option<u64>, KeyRanges)]) -> T,
     ) -> Result<T, ConsensusError> {
         let db = self.engine.db();
         let snap = db.snapshot();
@@ -764,7 +771,7 @@ impl Consensus {
             Ok(Outcome::Moved) => "moved",
             Err(_) => "failed",
         };
-        let raft_metrics = &self.metrics.raft;
+        let raft_metrics = &self.metrics;
         if answer.is_ok() {
             raft_metrics
                 .commit_seconds
@@ -865,7 +872,6 @@ impl Consensus {
             .await
             .map_err(|e| ConsensusError::Lagging(e.to_string()))?;
         self.metrics
-            .raft
             .read_barrier_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
@@ -1238,7 +1244,7 @@ async fn supervise_groups(consensus: std::sync::Weak<Consensus>) {
         // their Raft).
         let mut runtimes = c.runtimes.lock().unwrap_or_else(|e| e.into_inner());
         runtimes.retain(|group, _| hosted.contains(group));
-        c.metrics.raft.groups.set(runtimes.len() as i64);
+        c.metrics.groups.set(runtimes.len() as i64);
     }
 }
 

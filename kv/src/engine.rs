@@ -1,4 +1,4 @@
-//! The storage engine under the index, behind a small trait so that range logic, listing and (later)
+//! The storage engine under the index, behind a small trait so that range logic, listing and
 //! partition splits run against an in-memory engine in tests. RocksDB is one implementation.
 
 use std::collections::BTreeMap;
@@ -31,14 +31,10 @@ pub enum EngineError {
     Layout {
         /// The layout the database records (1: written before layouts were recorded).
         found: u32,
-        /// [`KEY_LAYOUT`].
+        /// The layout the caller reads.
         wanted: u32,
     },
 }
-
-/// The version of the index's key layout ([`crate::index::keys`]). 2: every record of an object
-/// (versions, uploads, parts, garbage) carries its bucket and key, so it routes to one partition.
-pub const KEY_LAYOUT: u32 = 2;
 
 /// Column family holding the key layout version (kept out of the index and the Raft state, which
 /// snapshots replace).
@@ -53,11 +49,11 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub enum WriteOp {
     /// Set `key` to `value`.
     Put(
-        #[serde(with = "crate::index::engine::b64")] Vec<u8>,
-        #[serde(with = "crate::index::engine::b64")] Vec<u8>,
+        #[serde(with = "crate::engine::b64")] Vec<u8>,
+        #[serde(with = "crate::engine::b64")] Vec<u8>,
     ),
     /// Remove `key`.
-    Delete(#[serde(with = "crate::index::engine::b64")] Vec<u8>),
+    Delete(#[serde(with = "crate::engine::b64")] Vec<u8>),
 }
 
 /// Byte strings as base64 in JSON (a third of the size of serde's array of numbers).
@@ -114,8 +110,10 @@ pub struct RocksEngine {
 }
 
 impl RocksEngine {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, EngineError> {
+    /// Opens (creating if needed) the database at `path`, whose keys are laid out as version
+    /// `layout` of its user's key schema: a new database records it, one of another layout is
+    /// refused ([`EngineError::Layout`]) rather than misread.
+    pub fn open(path: &Path, layout: u32) -> Result<Self, EngineError> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -126,12 +124,12 @@ impl RocksEngine {
             .chain(RAFT_COLUMN_FAMILIES);
         let db = rocksdb::DB::open_cf(&opts, path, cfs)?;
         let engine = Self { db: Arc::new(db) };
-        engine.check_layout()?;
+        engine.check_layout(layout)?;
         Ok(engine)
     }
 
-    /// Records [`KEY_LAYOUT`] in a new database; refuses one written with another layout.
-    fn check_layout(&self) -> Result<(), EngineError> {
+    /// Records `wanted` in a new database; refuses one written with another layout.
+    fn check_layout(&self, wanted: u32) -> Result<(), EngineError> {
         let cf = self
             .db
             .cf_handle(LAYOUT_CF)
@@ -143,17 +141,14 @@ impl RocksEngine {
                 let mut wo = rocksdb::WriteOptions::default();
                 wo.set_sync(true);
                 self.db
-                    .put_cf_opt(cf, LAYOUT_KEY, KEY_LAYOUT.to_be_bytes(), &wo)?;
+                    .put_cf_opt(cf, LAYOUT_KEY, wanted.to_be_bytes(), &wo)?;
                 return Ok(());
             }
         };
-        if found == KEY_LAYOUT {
+        if found == wanted {
             Ok(())
         } else {
-            Err(EngineError::Layout {
-                found,
-                wanted: KEY_LAYOUT,
-            })
+            Err(EngineError::Layout { found, wanted })
         }
     }
 
@@ -286,6 +281,8 @@ impl KvEngine for MemEngine {
 mod tests {
     use super::*;
 
+    const LAYOUT: u32 = 2;
+
     fn exercise(e: &dyn KvEngine) {
         e.write(vec![
             WriteOp::Put(b"a".to_vec(), b"1".to_vec()),
@@ -317,10 +314,10 @@ mod tests {
     fn rocks_engine_semantics_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let e = RocksEngine::open(dir.path()).unwrap();
+            let e = RocksEngine::open(dir.path(), LAYOUT).unwrap();
             exercise(&e);
         }
-        let e = RocksEngine::open(dir.path()).unwrap();
+        let e = RocksEngine::open(dir.path(), LAYOUT).unwrap();
         assert_eq!(e.get(b"c").unwrap(), Some(b"3".to_vec()));
     }
 
@@ -332,14 +329,19 @@ mod tests {
             let db = rocksdb::DB::open_default(dir.path()).unwrap();
             db.put(b"Bold", b"{}").unwrap();
         }
-        match RocksEngine::open(dir.path()) {
-            Err(EngineError::Layout { found: 1, wanted }) => assert_eq!(wanted, KEY_LAYOUT),
+        match RocksEngine::open(dir.path(), LAYOUT) {
+            Err(EngineError::Layout { found: 1, wanted }) => assert_eq!(wanted, LAYOUT),
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("an index of layout 1 was opened"),
         }
         // A new database records the layout and reopens.
         let fresh = tempfile::tempdir().unwrap();
-        drop(RocksEngine::open(fresh.path()).unwrap());
-        RocksEngine::open(fresh.path()).unwrap();
+        drop(RocksEngine::open(fresh.path(), LAYOUT).unwrap());
+        RocksEngine::open(fresh.path(), LAYOUT).unwrap();
+        // ... and refuses to be read as another.
+        assert!(matches!(
+            RocksEngine::open(fresh.path(), LAYOUT + 1),
+            Err(EngineError::Layout { found: LAYOUT, .. })
+        ));
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use openraft::{BasicNode, SnapshotMeta};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use super::ranges::KeyRanges;
+use cairn_kv::KeyRanges;
 
 const MAGIC_V1: &[u8] = b"CAIRNSNAP1\n";
 const MAGIC_V2: &[u8] = b"CAIRNSNAP2\n";
@@ -344,7 +344,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::index::engine::{KvEngine, RocksEngine, WriteOp};
+    use cairn_kv::{KvEngine, RocksEngine, WriteOp};
 
     const STATE: &str = "raft_state";
     fn keys() -> StateKeys {
@@ -370,7 +370,7 @@ mod tests {
     }
 
     fn engine_with(dir: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> RocksEngine {
-        let e = RocksEngine::open(dir).unwrap();
+        let e = RocksEngine::open(dir, crate::schema::test_keys::LAYOUT).unwrap();
         let ops = rows
             .iter()
             .map(|(k, v)| WriteOp::Put(k.clone(), v.clone()))
@@ -449,7 +449,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_some_ranges_carries_and_replaces_those_ranges_only() {
-        use crate::index::keys;
+        use crate::schema::test_keys as keys;
         let tmp = tempfile::tempdir().unwrap();
         // A partition of routes [b/k, b/m): its object and version records, among others'.
         let (start, end) = (keys::object("b", "k"), keys::object("b", "m"));
@@ -544,7 +544,7 @@ mod tests {
     #[test]
     fn a_replica_that_missed_a_split_drops_the_keys_handed_on_when_it_installs_the_narrower_snapshot()
      {
-        use crate::index::keys;
+        use crate::schema::test_keys as keys;
         let tmp = tempfile::tempdir().unwrap();
         // The group owned routes [b/a, b/z) and split at b/m; another group owns b/z on.
         let part = |from: &str, to: &str| {
@@ -746,7 +746,7 @@ mod tests {
             file: "snapshot-9-1.bin".into(),
         };
         // The index group's own marker key, as the state machine writes it.
-        use crate::consensus::store::{GroupKeys, INDEX_GROUP};
+        use crate::store::{GroupKeys, INDEX_GROUP};
         let marker = GroupKeys::new(INDEX_GROUP).snapshot_keys().installing;
         tdb.put_cf(tdb.cf_handle(STATE).unwrap(), &marker, json(&stored))
             .unwrap();
@@ -754,7 +754,12 @@ mod tests {
             .write(vec![WriteOp::Put(rows[5].0.clone(), rows[5].1.clone())])
             .unwrap();
         let engine = Arc::new(target);
-        crate::consensus::store::StateMachine::open(engine.clone(), INDEX_GROUP).unwrap();
+        crate::store::StateMachine::open(
+            engine.clone(),
+            Arc::new(crate::schema::FlatSchema),
+            INDEX_GROUP,
+        )
+        .unwrap();
         assert_eq!(all(&engine), rows);
     }
 }

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::proposal::Proposal;
-use super::ranges::KeyRanges;
 use super::store::GroupId;
+use cairn_kv::KeyRanges;
 
 /// A log entry's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ pub struct Absorb {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     /// The first route of the new group (an `O` key, see `keys::route`).
-    #[serde(with = "crate::index::engine::b64")]
+    #[serde(with = "cairn_kv::b64")]
     pub split_at: Vec<u8>,
     /// The new group's id (a partition id, never reused).
     pub new_group: GroupId,
@@ -97,8 +97,8 @@ impl From<Proposal> for Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::engine::WriteOp;
-    use crate::index::keys;
+    use crate::schema::test_keys as keys;
+    use cairn_kv::WriteOp;
 
     #[test]
     fn a_batch_is_written_as_a_bare_proposal_and_old_entries_still_decode() {

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::layout;
-use super::ranges::KeyRanges;
 use super::remote::{self, Directory, GroupReplica, ReadValue, RemoteAnswer, RemoteRead};
 use super::store::GroupId;
 use super::{Consensus, ConsensusError, Forwarded, LEADER_WAIT};
-use crate::index::engine::{Entries, KvEngine};
+use cairn_kv::KeyRanges;
+use cairn_kv::{EngineError, Entries, KvEngine};
 
 /// The peers are asked where groups are at most this often (a burst of operations on keys
 /// owned by no group here asks once).
@@ -181,11 +181,11 @@ impl Consensus {
 
     /// The groups only peers run, as last learned, in id order.
     pub fn remote_group_statuses(&self) -> Vec<super::GroupStatus> {
-        let readable = |k: &[u8]| crate::index::keys::readable(k);
+        let readable = |k: &[u8]| self.schema.readable(k);
         self.remote_directory()
             .iter()
             .map(|g| {
-                let routes = g.ranges.object_routes();
+                let routes = self.schema.routes_of(&g.ranges);
                 super::GroupStatus {
                     group: g.group,
                     leader: g.leader,
@@ -342,7 +342,7 @@ impl Consensus {
         let changed = proposal.ops.len();
         match self.propose_in(super::store::INDEX_GROUP, proposal).await {
             Ok(super::proposal::Outcome::Applied) => {
-                self.metrics.raft.layout_publications.inc();
+                self.metrics.layout_publications.inc();
                 tracing::debug!(changed, "recorded where the index groups led here run");
             }
             // A replica a moment behind, or another gateway's batch first: the next tick
@@ -356,7 +356,7 @@ impl Consensus {
     /// unreadable.
     fn layout_batch(
         &self,
-        ops_for: impl FnOnce(&BTreeMap<GroupId, GroupReplica>) -> Vec<crate::index::engine::WriteOp>,
+        ops_for: impl FnOnce(&BTreeMap<GroupId, GroupReplica>) -> Vec<cairn_kv::WriteOp>,
     ) -> Option<super::proposal::Proposal> {
         layout::batch(self.engine.as_ref(), ops_for).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the recorded index group layout is unreadable");
@@ -444,7 +444,7 @@ impl Consensus {
     }
 
     fn count_learn(&self, source: &str, asked: usize) {
-        let m = &self.metrics.raft;
+        let m = &self.metrics;
         m.directory_learns
             .get_or_create(&crate::metrics::DirectorySourceLabels {
                 source: source.into(),
@@ -545,7 +545,7 @@ impl Consensus {
                     Forwarded::Done(RemoteAnswer::Values(values))
                         if values.len() == reads.len() =>
                     {
-                        self.metrics.raft.remote_reads.inc();
+                        self.metrics.remote_reads.inc();
                         return Ok(Some(values));
                     }
                     Forwarded::Done(RemoteAnswer::Values(_)) => {
@@ -659,11 +659,23 @@ impl Consensus {
 pub enum RoutedError {
     /// The local engine failed.
     #[error(transparent)]
-    Engine(#[from] crate::index::engine::EngineError),
+    Engine(#[from] EngineError),
     /// No replica of a remote group answered.
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
     /// The group is gone (merged): route again.
     #[error("the keys moved to another index group")]
     Moved,
+}
+
+/// What a caller of the engine interface sees of a routed read: the engine's error, or
+/// `Moved` (route again), or the replicated layer unavailable.
+impl From<RoutedError> for EngineError {
+    fn from(e: RoutedError) -> Self {
+        match e {
+            RoutedError::Engine(e) => e,
+            RoutedError::Moved => EngineError::Moved,
+            RoutedError::Consensus(e) => EngineError::Unavailable(e.to_string()),
+        }
+    }
 }

@@ -35,10 +35,10 @@ use openraft::raft::InstallSnapshotRequest;
 
 use super::TypeConfig;
 use super::log_sync::{LogSync, LogSyncMetrics};
-use super::ranges::KeyRanges;
+use super::schema::KeySchema;
 use super::snapshot;
 use super::store::{self, Birth, GroupId, LogStore, SplitEvent, StateMachine};
-use crate::index::engine::RocksEngine;
+use cairn_kv::{KeyRanges, RocksEngine};
 
 type NodeId = u64;
 
@@ -148,6 +148,8 @@ struct Missing {
 pub struct GroupHost {
     node: NodeId,
     engine: Arc<RocksEngine>,
+    /// What the index says of its keys (every group's state machine is given it).
+    schema: Arc<dyn KeySchema>,
     launch: Launch,
     /// How long a born group waits for its chosen leader before a replica initializes it itself,
     /// and how long a peer must lack a group before its leader forces a snapshot for it.
@@ -171,6 +173,7 @@ impl GroupHost {
     pub async fn open(
         node: NodeId,
         engine: Arc<RocksEngine>,
+        schema: Arc<dyn KeySchema>,
         base: (GroupId, KeyRanges),
         launch: Launch,
         grace: Duration,
@@ -182,6 +185,7 @@ impl GroupHost {
         let host = Arc::new_cyclic(|me| Self {
             node,
             engine,
+            schema,
             launch,
             grace,
             groups: Default::default(),
@@ -301,8 +305,9 @@ impl GroupHost {
             return Ok(running.raft.clone());
         }
         let fail = |e: String| HostError::Start(group, e);
-        let state = StateMachine::open_owning(self.engine.clone(), group, ranges)
-            .map_err(|e| fail(e.to_string()))?;
+        let state =
+            StateMachine::open_owning(self.engine.clone(), self.schema.clone(), group, ranges)
+                .map_err(|e| fail(e.to_string()))?;
         let me = self.me.clone();
         state.observe_splits(Arc::new(move |born: SplitEvent| {
             if let Some(host) = me.upgrade() {
