@@ -8,10 +8,10 @@
 //! Both listings walk the current entries (`O`), one per key whatever its number of versions; a
 //! version listing then reads each listed key's noncurrent versions (`V`), one range per key.
 
-use super::engine::{EngineError, KvEngine};
 use super::keys;
 use super::records::{self, ObjectRecord, RecordError};
 use super::version::{self, VersionRef};
+use cairn_kv::{EngineError, KvEngine};
 
 /// What to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,7 +46,15 @@ pub struct ListPage<V> {
     pub next_marker: Option<String>,
 }
 
+/// Most records one scan of a listing reads. A scan reads one more than the page still needs
+/// (so a full page knows whether anything follows), never more than this: a listing of 100 keys
+/// reads about 100 records, not a thousand, and records can carry inline object bodies.
 const SCAN_BATCH: usize = 1000;
+
+/// Records the next scan of a walk reads when `wanted` more steps fill the page.
+fn scan_limit(wanted: usize) -> usize {
+    wanted.saturating_add(1).min(SCAN_BATCH)
+}
 
 /// One step of a walk over the keys of a listing.
 enum Step<V> {
@@ -59,7 +67,9 @@ enum Step<V> {
 /// Walks the keys under `base` (an index key prefix such as [`keys::objects_of`]) that start with
 /// `prefix` and sort after `marker`, rolling keys up into common prefixes at `delimiter`. `decode`
 /// returns `None` for keys that are not listed (delete markers): they are skipped and do not make
-/// a common prefix appear. `visit` returns `false` to stop.
+/// a common prefix appear. `visit` returns `false` to stop; `wanted` says how many more steps it
+/// can take (each scan reads [`scan_limit`] of it).
+#[allow(clippy::too_many_arguments)]
 fn walk<V, E>(
     engine: &dyn KvEngine,
     base: &[u8],
@@ -68,6 +78,7 @@ fn walk<V, E>(
     marker: Option<&str>,
     mut decode: impl FnMut(&[u8]) -> Result<Option<V>, E>,
     mut visit: impl FnMut(Step<V>) -> Result<bool, E>,
+    wanted: impl Fn() -> usize,
 ) -> Result<(), E>
 where
     E: From<EngineError>,
@@ -86,7 +97,7 @@ where
         }
     }
     'scan: while pos < end {
-        let batch = engine.scan(&pos, &end, SCAN_BATCH)?;
+        let batch = engine.scan(&pos, &end, scan_limit(wanted()))?;
         if batch.is_empty() {
             break;
         }
@@ -141,6 +152,7 @@ where
 {
     let mut entries = Vec::new();
     let mut more = false;
+    let listed = std::cell::Cell::new(0);
     walk(
         engine,
         base,
@@ -157,8 +169,10 @@ where
                 Step::Object(k, v) => ListEntry::Object(k, v),
                 Step::Prefix(p) => ListEntry::Prefix(p),
             });
+            listed.set(entries.len());
             Ok(true)
         },
+        || q.max_keys - listed.get(),
     )?;
     // With max-keys 0 there is no last entry to resume after: never truncated.
     let next_marker = entries
@@ -261,6 +275,7 @@ where
             }
         }
     }
+    let room = std::cell::Cell::new(page.max - page.entries.len());
     walk(
         engine,
         &keys::objects_of(bucket),
@@ -268,10 +283,17 @@ where
         q.delimiter.as_deref(),
         q.key_marker.as_deref(),
         |v| decode(v).map(Some),
-        |step| match step {
-            Step::Prefix(p) => Ok(page.push(ListEntry::Prefix(p))),
-            Step::Object(key, cur) => page.push_key(engine, bucket, &key, cur, None, &decode),
+        |step| {
+            let go_on = match step {
+                Step::Prefix(p) => page.push(ListEntry::Prefix(p)),
+                Step::Object(key, cur) => {
+                    page.push_key(engine, bucket, &key, cur, None, &decode)?
+                }
+            };
+            room.set(page.max - page.entries.len());
+            Ok(go_on)
         },
+        || room.get(),
     )?;
     Ok(Ok(page.finish()))
 }
@@ -413,7 +435,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::index::engine::{MemEngine, WriteOp};
+    use cairn_kv::{MemEngine, WriteOp};
 
     /// The model: S3's listing rules over a plain sorted set.
     fn model(keys: &BTreeSet<String>, q: &ListQuery) -> (Vec<ListEntry<()>>, bool) {
@@ -517,6 +539,68 @@ mod tests {
             let (expected, _) = model(&keys, &ListQuery { max_keys: usize::MAX, ..q.clone() }.clone_without_marker());
             prop_assert_eq!(all, expected);
         }
+    }
+
+    /// An engine that counts the records its scans return.
+    struct Counting<'a>(&'a MemEngine, std::sync::atomic::AtomicUsize);
+
+    impl KvEngine for Counting<'_> {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+            self.0.get(key)
+        }
+        fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+            self.0.write(ops)
+        }
+        fn scan(&self, s: &[u8], e: &[u8], limit: usize) -> Result<cairn_kv::Entries, EngineError> {
+            let found = self.0.scan(s, e, limit)?;
+            self.1
+                .fetch_add(found.len(), std::sync::atomic::Ordering::Relaxed);
+            Ok(found)
+        }
+        fn approximate_size(&self) -> u64 {
+            0
+        }
+        fn approximate_range_size(&self, _: &[u8], _: &[u8]) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn a_page_reads_about_as_many_records_as_it_lists() {
+        let keys: BTreeSet<String> = (0..2000).map(|i| format!("k/{i:05}")).collect();
+        let e = engine_with(&keys);
+        let counting = Counting(&e, Default::default());
+        let q = ListQuery {
+            max_keys: 100,
+            ..Default::default()
+        };
+        let page = list(&counting, &keys::objects_of("b"), &q, |_| {
+            Ok::<_, EngineError>(Some(()))
+        })
+        .unwrap();
+        assert_eq!(page.entries.len(), 100);
+        assert!(page.truncated);
+        // One more than the page, to know that more follow; not a batch of a thousand.
+        let read = |c: &Counting<'_>| c.1.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(read(&counting), 101);
+        // Rolled up at a delimiter, every key its own prefix: still about one record per entry.
+        counting.1.store(0, std::sync::atomic::Ordering::Relaxed);
+        let q = ListQuery {
+            prefix: "k/".into(),
+            delimiter: Some("0".into()),
+            max_keys: 10,
+            ..Default::default()
+        };
+        let page = list(&counting, &keys::objects_of("b"), &q, |_| {
+            Ok::<_, EngineError>(Some(()))
+        })
+        .unwrap();
+        assert_eq!(
+            page.entries.len(),
+            1,
+            "every key under k/ rolls up into k/0"
+        );
+        assert!(read(&counting) <= 11, "read {}", read(&counting));
     }
 
     impl ListQuery {
