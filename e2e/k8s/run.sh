@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end on a real cluster: the README's "On Kubernetes" steps with examples/ unmodified
+# End-to-end on a real cluster: the steps of docs/kubernetes.md with examples/ unmodified
 # except the zones, against whatever KUBECONFIG points at. Needs three nodes labelled with three
 # different topology.kubernetes.io/zone values, the three images where the nodes can get them
 # (scripts/build-images.sh, then a registry or `ctr -n k8s.io images import` on every node),
@@ -211,7 +211,7 @@ teardown() {
   kubectl -n "$ns" delete replicationrules,lifecyclepolicies --all --wait --timeout=120s || true
   kubectl -n "$ns" delete buckets --all --wait --timeout=120s || true
   kubectl -n "$ns" delete objectstores --all --wait --timeout=300s || true
-  # What the ObjectStore leaves on purpose (README "Deleting a fleet"): its volumes.
+  # What the ObjectStore leaves on purpose (docs/kubernetes.md, "Deleting a fleet"): its volumes.
   kubectl -n "$ns" delete pvc -l "app.kubernetes.io/instance=$store" --wait --timeout=300s || true
   kubectl -n "$ns" delete secret photos-dr-credentials --ignore-not-found || true
   helm uninstall cairn --namespace "$sysns" --wait || true

@@ -323,7 +323,7 @@ fn ready_condition(obj: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-/// The README's steps with `examples/` unmodified, against a real gateway: the Bucket, the
+/// The steps of docs/kubernetes.md with `examples/` unmodified, against a real gateway: the Bucket, the
 /// LifecyclePolicy and the ReplicationRule (whose destination needs a versioned source bucket)
 /// all become Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
