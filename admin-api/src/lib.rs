@@ -188,6 +188,115 @@ impl std::fmt::Debug for CreatedKey {
     }
 }
 
+/// `GET /admin/v1/partitions` (`replication`) and `PUT /admin/v1/index/retiring`: the replicated
+/// index as one gateway sees it.
+/// The replication state as the admin API shows it: the meta group's at the top level.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationStatus {
+    /// This gateway's id.
+    pub id: u64,
+    /// Leader, follower, candidate or learner.
+    pub state: String,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Last log index on this replica.
+    pub last_log_index: Option<u64>,
+    /// Last index applied to this replica's index.
+    pub applied_index: Option<u64>,
+    /// This gateway's zone.
+    pub zone: String,
+    /// Voting members (gateway ids).
+    pub voters: Vec<u64>,
+    /// Members holding a replica without a vote.
+    pub learners: Vec<u64>,
+    /// The listed gateways as the leader probes them (empty on other gateways).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerStatus>,
+    /// Gateways being drained (`PUT /admin/v1/index/retiring`), as this replica holds the
+    /// set: they hand their votes and the leadership to the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<u64>,
+    /// Last log index covered by this replica's newest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index are purged from this replica's log.
+    pub purged_index: Option<u64>,
+    /// Every group this gateway hosts (the meta group too), with its leader and members.
+    #[serde(default)]
+    pub groups: Vec<GroupStatus>,
+    /// The groups only other gateways run, as they last described them (leader, members,
+    /// keys, their applied index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_groups: Vec<GroupStatus>,
+}
+
+/// A listed gateway as the leader's membership reconciler last saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Gateway id.
+    pub id: u64,
+    /// Its zone, once it answered.
+    pub zone: Option<String>,
+    /// Whether it answered the last probe.
+    pub reachable: bool,
+    /// Seconds since it last answered (or since this leader took over).
+    pub unseen_seconds: f64,
+    /// Whether it has been unreachable for longer than the grace period.
+    pub gone: bool,
+}
+
+/// One group as the admin API shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GroupStatus {
+    /// The group (a partition id; 1 is the meta group).
+    pub group: u64,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Last index applied to this replica.
+    pub applied_index: Option<u64>,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Members holding a replica without a vote.
+    pub learners: Vec<u64>,
+    /// The object keys it owns, `bucket/key` from (inclusive) and to (exclusive; absent: to the
+    /// end); absent for a group that owns no object keys (the meta group, once split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_from: Option<String>,
+    /// See `objects_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_to: Option<String>,
+    /// The log index of the group's freeze, while a merge is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<u64>,
+    /// Last log index covered by this replica's newest snapshot of the group.
+    pub snapshot_index: Option<u64>,
+    /// The group's log is purged up to this index here.
+    pub purged_index: Option<u64>,
+}
+
+impl ReplicationStatus {
+    /// Whether none of `retiring` votes or leads any more, in any group this answer shows
+    /// (the answering gateway's and the remote ones): they can be removed without taking a
+    /// group's majority with them. A group with no known leader is not drained.
+    pub fn drained(&self, retiring: &std::collections::BTreeSet<u64>) -> bool {
+        let clear = |leader: Option<u64>, voters: &[u64]| {
+            leader.is_some_and(|l| !retiring.contains(&l))
+                && voters.iter().all(|v| !retiring.contains(v))
+        };
+        clear(self.leader, &self.voters)
+            && self
+                .groups
+                .iter()
+                .chain(&self.remote_groups)
+                .all(|g| clear(g.leader, &g.voters))
+    }
+}
+
 /// Every error answer: `{"error": {"code", "message"}}` with a 4xx or 5xx status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -241,6 +350,16 @@ mod tests {
         assert!(json.get("objects").is_none());
         assert_eq!(json["quota"], serde_json::json!({"maxBytes": 10}));
         assert_eq!(serde_json::from_value::<BucketInfo>(json).unwrap(), b);
+    }
+
+    #[test]
+    fn an_older_gateways_replication_status_parses_and_its_top_level_decides() {
+        // The operator's drain test (operator/src/controller/objectstore.rs) covers the groups.
+        let retiring = std::collections::BTreeSet::from([3, 4]);
+        // An answer of a gateway before groups parses, and its top level decides.
+        let old: ReplicationStatus =
+            serde_json::from_str(r#"{"leader":0,"voters":[0,1,2],"retiring":[3]}"#).unwrap();
+        assert!(old.drained(&retiring));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use cairn_admin_api::{BucketInfo, CreatedKey, Health, KeyInfo, NodeReport};
+pub use cairn_admin_api::{
+    BucketInfo, CreatedKey, GroupStatus, Health, KeyInfo, NodeReport, ReplicationStatus,
+};
 use cairn_admin_api::{CreateBucket, CreateKey, DefaultClass, ErrorBody, VersioningStatus};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Why an admin API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,59 +61,6 @@ impl AdminError {
             AdminError::Api { code, .. } if !code.is_empty() => Some(code),
             _ => None,
         }
-    }
-}
-
-/// The index group's membership as a gateway reports it after `PUT /admin/v1/index/retiring`
-/// (the fields of its `ReplicationStatus` the operator reads).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexMembers {
-    /// The current leader, if known.
-    #[serde(default)]
-    pub leader: Option<u64>,
-    /// Voting gateways.
-    #[serde(default)]
-    pub voters: Vec<u64>,
-    /// Gateways the answering gateway holds as retiring.
-    #[serde(default)]
-    pub retiring: Vec<u64>,
-    /// Every index group the answering gateway runs (a partition each; the top-level fields are
-    /// the meta group's), from gateways that split the index into several groups.
-    #[serde(default)]
-    pub groups: Vec<GroupMembers>,
-    /// The groups only other gateways run, as they describe them (data groups live on three
-    /// gateways, not on the one answering).
-    #[serde(default)]
-    pub remote_groups: Vec<GroupMembers>,
-}
-
-/// One index group's leader and voters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupMembers {
-    /// The group.
-    pub group: u64,
-    /// Its current leader, if known.
-    #[serde(default)]
-    pub leader: Option<u64>,
-    /// Its voting gateways.
-    #[serde(default)]
-    pub voters: Vec<u64>,
-}
-
-impl IndexMembers {
-    /// Whether none of `retiring` votes or leads any more, in any group: they can be removed
-    /// without taking a group's majority with them.
-    pub fn drained(&self, retiring: &std::collections::BTreeSet<u64>) -> bool {
-        let clear = |leader: Option<u64>, voters: &[u64]| {
-            leader.is_some_and(|l| !retiring.contains(&l))
-                && voters.iter().all(|v| !retiring.contains(v))
-        };
-        clear(self.leader, &self.voters)
-            && self
-                .groups
-                .iter()
-                .chain(&self.remote_groups)
-                .all(|g| clear(g.leader, &g.voters))
     }
 }
 
@@ -185,7 +134,7 @@ pub trait AdminApi: Send + Sync {
     async fn retire_gateways(
         &self,
         ids: &std::collections::BTreeSet<u64>,
-    ) -> Result<IndexMembers, AdminError>;
+    ) -> Result<ReplicationStatus, AdminError>;
 }
 
 /// The admin API over HTTP.
@@ -479,7 +428,7 @@ impl AdminApi for HttpAdmin {
     async fn retire_gateways(
         &self,
         ids: &std::collections::BTreeSet<u64>,
-    ) -> Result<IndexMembers, AdminError> {
+    ) -> Result<ReplicationStatus, AdminError> {
         let body = serde_json::json!({ "ids": ids });
         self.json("PUT", "/admin/v1/index/retiring", Some(&body))
             .await

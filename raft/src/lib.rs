@@ -132,62 +132,6 @@ pub enum Forwarded<T> {
     NotMember,
 }
 
-/// The replication state as the admin API shows it: the meta group's at the top level.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReplicationStatus {
-    /// This gateway's id.
-    pub id: u64,
-    /// Leader, follower, candidate or learner.
-    pub state: String,
-    /// The current leader, if known.
-    pub leader: Option<u64>,
-    /// Raft term.
-    pub term: u64,
-    /// Last log index on this replica.
-    pub last_log_index: Option<u64>,
-    /// Last index applied to this replica's index.
-    pub applied_index: Option<u64>,
-    /// This gateway's zone.
-    pub zone: String,
-    /// Voting members (gateway ids).
-    pub voters: Vec<u64>,
-    /// Members holding a replica without a vote.
-    pub learners: Vec<u64>,
-    /// The listed gateways as the leader probes them (empty on other gateways).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub peers: Vec<PeerStatus>,
-    /// Gateways being drained (`PUT /admin/v1/index/retiring`), as this replica holds the
-    /// set: they hand their votes and the leadership to the others.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retiring: Vec<u64>,
-    /// Last log index covered by this replica's newest snapshot.
-    pub snapshot_index: Option<u64>,
-    /// Log entries up to this index are purged from this replica's log.
-    pub purged_index: Option<u64>,
-    /// Every group this gateway hosts (the meta group too), with its leader and members.
-    #[serde(default)]
-    pub groups: Vec<GroupStatus>,
-    /// The groups only other gateways run, as they last described them (leader, members,
-    /// keys, their applied index).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remote_groups: Vec<GroupStatus>,
-}
-
-/// A listed gateway as the leader's membership reconciler last saw it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PeerStatus {
-    /// Gateway id.
-    pub id: u64,
-    /// Its zone, once it answered.
-    pub zone: Option<String>,
-    /// Whether it answered the last probe.
-    pub reachable: bool,
-    /// Seconds since it last answered (or since this leader took over).
-    pub unseen_seconds: f64,
-    /// Whether it has been unreachable for longer than the grace period.
-    pub gone: bool,
-}
-
 /// What a gateway tells the leader's probe (`GET /internal/v1/index/hello`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
@@ -201,36 +145,7 @@ pub struct Hello {
     pub groups: usize,
 }
 
-/// One group as the admin API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GroupStatus {
-    /// The group (a partition id; 1 is the meta group).
-    pub group: GroupId,
-    /// The current leader, if known.
-    pub leader: Option<u64>,
-    /// Raft term.
-    pub term: u64,
-    /// Last index applied to this replica.
-    pub applied_index: Option<u64>,
-    /// Voting members.
-    pub voters: Vec<u64>,
-    /// Members holding a replica without a vote.
-    pub learners: Vec<u64>,
-    /// The object keys it owns, `bucket/key` from (inclusive) and to (exclusive; absent: to the
-    /// end); absent for a group that owns no object keys (the meta group, once split).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objects_from: Option<String>,
-    /// See `objects_from`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objects_to: Option<String>,
-    /// The log index of the group's freeze, while a merge is under way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frozen: Option<u64>,
-    /// Last log index covered by this replica's newest snapshot of the group.
-    pub snapshot_index: Option<u64>,
-    /// The group's log is purged up to this index here.
-    pub purged_index: Option<u64>,
-}
+pub use cairn_admin_api::{GroupStatus, PeerStatus, ReplicationStatus};
 
 /// This gateway's replicas of the replicated index: the meta group ([`INDEX_GROUP`]) and every
 /// group born of a split, over one RocksDB.

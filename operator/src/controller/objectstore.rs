@@ -1034,7 +1034,7 @@ impl ObjectStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{GroupMembers, IndexMembers};
+    use cairn_admin_api::{GroupStatus, ReplicationStatus};
 
     #[test]
     fn only_a_scale_down_of_a_replicated_index_drains() {
@@ -1062,22 +1062,21 @@ mod tests {
     #[test]
     fn drained_means_neither_voting_nor_leading() {
         let retiring = BTreeSet::from([3, 4]);
-        let members = |leader: Option<u64>, voters: &[u64]| IndexMembers {
+        let members = |leader: Option<u64>, voters: &[u64]| ReplicationStatus {
             leader,
             voters: voters.to_vec(),
-            retiring: Vec::new(),
-            groups: Vec::new(),
-            remote_groups: Vec::new(),
+            ..Default::default()
         };
         assert!(members(Some(0), &[0, 1, 2]).drained(&retiring));
         assert!(!members(Some(0), &[0, 1, 3]).drained(&retiring));
         assert!(!members(Some(4), &[0, 1, 2]).drained(&retiring));
         assert!(!members(None, &[0, 1, 2]).drained(&retiring));
         // Every group counts: a data group still led or voted in by a leaving gateway.
-        let group = |group: u64, leader: Option<u64>, voters: &[u64]| GroupMembers {
+        let group = |group: u64, leader: Option<u64>, voters: &[u64]| GroupStatus {
             group,
             leader,
             voters: voters.to_vec(),
+            ..Default::default()
         };
         let mut split = members(Some(0), &[0, 1, 2]);
         split.groups = vec![group(1, Some(0), &[0, 1, 2]), group(2, Some(1), &[0, 1, 2])];

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cairn_operator::admin::{
-    AdminApi, AdminError, BucketConfig, BucketInfo, CreatedKey, Health, IndexMembers, KeyInfo,
-    NodeReport,
+    AdminApi, AdminError, BucketConfig, BucketInfo, CreatedKey, Health, KeyInfo, NodeReport,
+    ReplicationStatus,
 };
 
 /// The fake's state; tests read and change it.
@@ -23,7 +23,7 @@ pub struct State {
     pub nodes: Vec<NodeReport>,
     /// The index membership `retire_gateways` answers (gateways drain at once in the fake:
     /// retiring ones are dropped from the voters unless `drain_stuck`).
-    pub index: IndexMembers,
+    pub index: ReplicationStatus,
     pub drain_stuck: bool,
     /// Answer config calls like a gateway without those endpoints.
     pub no_config_endpoints: bool,
@@ -63,12 +63,10 @@ impl FakeAdmin {
                 })
                 .collect();
             // Gateway 0 leads; 0, 1 and 2 vote.
-            s.index = IndexMembers {
+            s.index = ReplicationStatus {
                 leader: Some(0),
                 voters: vec![0, 1, 2],
-                retiring: Vec::new(),
-                groups: Vec::new(),
-                remote_groups: Vec::new(),
+                ..Default::default()
             };
         }
         f
@@ -254,7 +252,7 @@ impl AdminApi for FakeAdmin {
     async fn retire_gateways(
         &self,
         ids: &std::collections::BTreeSet<u64>,
-    ) -> Result<IndexMembers, AdminError> {
+    ) -> Result<ReplicationStatus, AdminError> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(format!("retire {ids:?}"));
         if s.health.is_none() {
