@@ -149,7 +149,12 @@ fn spawn(
     envs: &[(&str, &str)],
     log: &Path,
 ) -> Result<u32, FleetError> {
-    let out = std::fs::File::create(log).map_err(io(log))?;
+    // Appended to: a process restarted keeps the log of its earlier runs.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(log))?;
     let err = out.try_clone().map_err(io(log))?;
     let mut cmd = Command::new(bin);
     cmd.args(args)
@@ -399,9 +404,23 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
 
 /// Starts gateway `g` of the fleet in `dir` again with its original arguments (after it was
 /// killed), waits until it listens, and records its new pid in `fleet.json`.
+///
+/// First waits for the gateway's previous process (its recorded pid; 0 for none) to be gone: a
+/// process sent SIGKILL a moment ago may still hold its index's lock and its listening socket,
+/// so the new one would fail to open the index while the old socket looked like it listening.
 pub fn restart_gateway(dir: &Path, fleet: &mut FleetFile, g: usize) -> Result<u32, FleetError> {
     let gw_bin = default_bin_dir().join("cairn-gateway");
     let entry = &fleet.gateways[g];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while entry.pid != 0 && alive(entry.pid) {
+        if Instant::now() > deadline {
+            return Err(FleetError::Process {
+                what: format!("gateway {g}"),
+                detail: format!("its previous process {} is still running", entry.pid),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = dir.join("logs").join(format!("gw-{g}.restarted.log"));
     let pid = spawn(&gw_bin, &entry.args, &fleet.gateway_env(), &log)?;
     wait_for_port(entry.s3.trim_start_matches("http://"), "gateway")?;

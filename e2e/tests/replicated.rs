@@ -473,11 +473,18 @@ async fn scaling_the_gateway_list_changes_the_group_membership() {
     let data4 = dir.path().join("gateways").join("gw-3");
     replace_arg(&mut args4, "--data", &data4.display().to_string());
     let mut fourth = f.gateways[0].clone();
-    (fourth.s3, fourth.admin, fourth.data_dir, fourth.args) = (
+    (
+        fourth.s3,
+        fourth.admin,
+        fourth.data_dir,
+        fourth.args,
+        fourth.pid,
+    ) = (
         format!("http://{s3_4}"),
         format!("http://{admin_4}"),
         data4,
         args4,
+        0,
     );
     f.gateways.push(fourth);
     fleet::restart_gateway(dir.path(), &mut f, 3).unwrap();

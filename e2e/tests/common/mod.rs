@@ -41,8 +41,11 @@ impl Drop for FleetDir {
         if !self.stopped && self.path().join("fleet.json").exists() {
             let _ = fleet::down(self.path(), Duration::from_secs(5));
         }
-        // A failed test's fleet (logs, data) is kept for a look when CAIRN_E2E_KEEP names a
-        // directory.
+        // A failed test shows the end of each gateway's log (CI keeps nothing else), and its
+        // whole fleet (logs, data) is kept for a look when CAIRN_E2E_KEEP names a directory.
+        if std::thread::panicking() {
+            print_gateway_log_tails(self.path());
+        }
         if std::thread::panicking()
             && let Some(keep) = std::env::var_os("CAIRN_E2E_KEEP")
         {
@@ -53,6 +56,36 @@ impl Drop for FleetDir {
                 .arg(&to)
                 .status();
             eprintln!("kept the failed fleet in {} ({copied:?})", to.display());
+        }
+    }
+}
+
+/// Prints the warnings and errors (at most the last 30) of every gateway log under `dir`.
+fn print_gateway_log_tails(dir: &std::path::Path) {
+    let Ok(logs) = std::fs::read_dir(dir.join("logs")) else {
+        return;
+    };
+    let mut paths: Vec<_> = logs
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("gw-"))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let notable: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        eprintln!(
+            "---- {} (warnings and errors, last 30) ----",
+            path.display()
+        );
+        for line in &notable[notable.len().saturating_sub(30)..] {
+            eprintln!("{}", line.chars().take(400).collect::<String>());
         }
     }
 }
@@ -310,7 +343,11 @@ async fn digest(
         .await
         .map_err(|e| format!("{e:?}"))?;
     if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
+        let status = resp.status();
+        return Err(format!(
+            "HTTP {status}: {}",
+            resp.text().await.unwrap_or_default()
+        ));
     }
     resp.json().await.map_err(|e| e.to_string())
 }

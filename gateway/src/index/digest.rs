@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::partition::PartitionMap;
 use super::{IndexError, keys, rebalance};
 use cairn_kv::EngineError;
-use cairn_raft::Consensus;
 use cairn_raft::digest::{self, RangeDigest};
+use cairn_raft::{Consensus, ConsensusError};
+
+/// How long a digest waits for one group's read barrier.
+const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// One replica's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,8 +42,23 @@ pub struct GroupDigest {
 /// at least everything acknowledged before the call; a group that stopped running here meanwhile
 /// is left out), on a blocking thread: it reads the whole index.
 pub async fn replica_digest(consensus: Arc<Consensus>) -> Result<ReplicaDigest, IndexError> {
-    for group in consensus.host().groups().await {
-        match consensus.read_barrier_of(group).await {
+    let groups = tokio::time::timeout(BARRIER_WAIT, consensus.host().groups())
+        .await
+        .map_err(|_| {
+            ConsensusError::Lagging(format!(
+                "the list of groups running here was not readable within {BARRIER_WAIT:?}"
+            ))
+        })?;
+    for group in groups {
+        // Bounded, and the answer names the group: a replica that cannot catch up is said, not
+        // left for the caller's timeout to guess at.
+        let barrier = tokio::time::timeout(BARRIER_WAIT, consensus.read_barrier_of(group));
+        let passed = barrier.await.unwrap_or_else(|_| {
+            Err(ConsensusError::Lagging(format!(
+                "group {group}: its read barrier did not pass within {BARRIER_WAIT:?}"
+            )))
+        });
+        match passed {
             Ok(()) => {}
             // Absorbed by a merge (or moved away) meanwhile: the view below leaves it out.
             Err(_) if !consensus.host().runs(group) => {}
