@@ -1572,6 +1572,44 @@ async fn checksums() {
         assert_eq!(got.body.collect().await.unwrap().into_bytes(), data);
     }
 
+    // A listing shows each object's size and checksum algorithm, and its ETag: also of a small
+    // object, whose data the index keeps inline in the record the listing reads.
+    s3.put_object()
+        .bucket("bkt")
+        .key("small")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from_static(b"tiny"))
+        .send()
+        .await
+        .unwrap();
+    let listed = s3.list_objects_v2().bucket("bkt").send().await.unwrap();
+    let shown: Vec<_> = listed
+        .contents()
+        .iter()
+        .map(|o| (o.key().unwrap(), o.size(), o.checksum_algorithm().to_vec()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("default", Some(100_000), vec![ChecksumAlgorithm::Crc32]),
+            (
+                "explicit-CRC32C",
+                Some(100_000),
+                vec![ChecksumAlgorithm::Crc32C]
+            ),
+            (
+                "explicit-SHA256",
+                Some(100_000),
+                vec![ChecksumAlgorithm::Sha256]
+            ),
+            ("small", Some(4), vec![ChecksumAlgorithm::Sha256]),
+        ]
+    );
+    assert_eq!(
+        listed.contents()[3].e_tag(),
+        Some(format!("\"{}\"", md5_hex(b"tiny")).as_str())
+    );
+
     // Wrong values are rejected and nothing is stored.
     expect_err(
         s3.put_object()

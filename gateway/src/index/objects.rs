@@ -9,7 +9,7 @@
 
 use super::list::{self, ListPage, ListQuery, VersionPage, VersionQuery};
 use super::partition::load::Access;
-use super::records::{self, BucketRecord, ObjectRecord, Versioning};
+use super::records::{self, BucketRecord, ListedObject, ObjectRecord, Versioning};
 use super::version::{self, Stamp, VersionId, VersionRef};
 use super::{Index, IndexError, Inner, Intent, WriteCondition, keys};
 use cairn_kv::WriteOp;
@@ -177,6 +177,23 @@ impl Index {
         let k = keys::object(bucket, key);
         self.inner.count(&k, Access::Read);
         self.run(move |i| i.get(&k)).await
+    }
+
+    /// A bucket and the current entry of one of its object keys (`None` for the entry when the
+    /// bucket does not exist), read in one trip to the index: GET and HEAD need both, and each
+    /// trip is a hop onto a blocking thread and back.
+    pub async fn get_bucket_and_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Option<BucketRecord>, Option<ObjectRecord>), IndexError> {
+        let (b, k) = (keys::bucket(bucket), keys::object(bucket, key));
+        self.inner.count(&k, Access::Read);
+        self.run(move |i| match i.get::<BucketRecord>(&b)? {
+            Some(bucket) => Ok((Some(bucket), i.get(&k)?)),
+            None => Ok((None, None)),
+        })
+        .await
     }
 
     /// A version of an object key, and whether it is the current one.
@@ -385,7 +402,7 @@ impl Index {
         &self,
         bucket: &str,
         q: ListQuery,
-    ) -> Result<ListPage<ObjectRecord>, IndexError> {
+    ) -> Result<ListPage<ListedObject>, IndexError> {
         self.count_list(bucket, &q.prefix, q.marker.as_deref());
         let bucket = bucket.to_string();
         self.run(move |i| {
@@ -393,7 +410,7 @@ impl Index {
             let (start, end) = listed_routes(&bucket, &q.prefix, q.marker.as_deref());
             let local = i.engine.local(&start, &end)?;
             list::list(&local, &keys::objects_of(&bucket), &q, |v| {
-                let r = records::decode::<ObjectRecord>(v)?;
+                let r = records::decode::<ListedObject>(v)?;
                 Ok::<_, IndexError>((!r.delete_marker).then_some(r))
             })
         })

@@ -287,6 +287,35 @@ impl ObjectRecord {
     }
 }
 
+/// The fields of an [`ObjectRecord`] a listing shows, decoded from the same bytes. The rest
+/// (content headers, metadata, tags and above all the data: an object under the inline
+/// threshold, 64 KiB by default, is kept base64 in its record) is stepped over by the parser
+/// without being copied or decoded, so a page of small objects costs its keys, not their bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedObject {
+    /// Bytes of the object.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    /// `true` for a delete marker (not listed).
+    #[serde(default)]
+    pub delete_marker: bool,
+    /// The storage class.
+    pub storage_class: String,
+    /// The additional checksum's algorithm, if the client sent one.
+    #[serde(default)]
+    pub checksum: Option<ListedChecksum>,
+}
+
+/// The part of a [`StoredChecksum`] a listing shows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedChecksum {
+    /// `CRC32`, `CRC32C`, `SHA1`, `SHA256` or `CRC64NVME`.
+    pub algorithm: String,
+}
+
 /// The versioning state of a bucket. Once enabled it can be suspended, never unversioned again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
@@ -592,6 +621,56 @@ mod tests {
             Err(RecordError::UnsupportedFormat(9))
         ));
         assert!(decode::<ObjectRecord>(&[]).is_err());
+    }
+
+    #[test]
+    fn a_listing_reads_its_fields_from_the_record_and_steps_over_the_data() {
+        let rec = ObjectRecord {
+            size: 70_000,
+            etag: "abc".into(),
+            last_modified_ms: 7,
+            version_id: Some("v".into()),
+            delete_marker: false,
+            seq: 3,
+            null_version_seq: None,
+            noncurrent_since_ms: None,
+            storage_class: "REDUCED_REDUNDANCY".into(),
+            headers: ContentHeaders {
+                content_type: Some("text/plain".into()),
+                ..ContentHeaders::default()
+            },
+            user_metadata: BTreeMap::from([("a".into(), "b".into())]),
+            checksum: Some(StoredChecksum {
+                algorithm: "CRC32C".into(),
+                value: "AAAAAA==".into(),
+                kind: "FULL_OBJECT".into(),
+            }),
+            tags: ObjectTags::from([("tier".into(), "cold".into())]),
+            data: ObjectData::Single(Blob::Inline(vec![b'"'; 70_000])),
+        };
+        let listed: ListedObject = decode(&encode(&rec)).unwrap();
+        assert_eq!(
+            listed,
+            ListedObject {
+                size: 70_000,
+                etag: "abc".into(),
+                last_modified_ms: 7,
+                delete_marker: false,
+                storage_class: "REDUCED_REDUNDANCY".into(),
+                checksum: Some(ListedChecksum {
+                    algorithm: "CRC32C".into()
+                }),
+            }
+        );
+        let marker: ListedObject = decode(&encode(&ObjectRecord::delete_marker(9))).unwrap();
+        assert!(marker.delete_marker);
+        // Records written before versioning (no `delete_marker`) list too.
+        let old = br#"{"size":1,"etag":"e","last_modified_ms":5,"storage_class":"STANDARD","headers":{},"user_metadata":{},"checksum":null,"data":{"single":{"inline":"eA=="}}}"#;
+        let listed: ListedObject = decode(&[&[FORMAT_V1][..], old].concat()).unwrap();
+        assert_eq!(
+            (listed.size, listed.delete_marker, listed.checksum),
+            (1, false, None)
+        );
     }
 
     #[test]

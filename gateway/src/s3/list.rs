@@ -5,10 +5,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::object_meta::{etag, timestamp};
+use super::object_meta::timestamp;
 use super::{CairnS3, STANDARD};
 use crate::index::list::{ListEntry, ListPage, ListQuery};
-use crate::index::records::ObjectRecord;
+use crate::index::records::ListedObject;
 
 /// S3's page size cap.
 const MAX_KEYS: i32 = 1000;
@@ -51,7 +51,7 @@ struct Rendered {
 }
 
 impl CairnS3 {
-    fn render(&self, page: ListPage<ObjectRecord>, url: bool, owner: bool) -> Rendered {
+    fn render(&self, page: ListPage<ListedObject>, url: bool, owner: bool) -> Rendered {
         let enc = |s: String| if url { encode(&s) } else { s };
         let mut contents = Vec::new();
         let mut prefixes = Vec::new();
@@ -59,21 +59,20 @@ impl CairnS3 {
             match e {
                 ListEntry::Object(key, rec) => contents.push(Object {
                     key: Some(enc(key)),
-                    e_tag: Some(etag(&rec)),
+                    e_tag: Some(ETag::Strong(rec.etag)),
                     last_modified: Some(timestamp(rec.last_modified_ms)),
                     size: Some(rec.size as i64),
                     storage_class: Some(ObjectStorageClass::from(
                         if rec.storage_class.is_empty() {
                             STANDARD.to_string()
                         } else {
-                            rec.storage_class.clone()
+                            rec.storage_class
                         },
                     )),
                     owner: owner.then(|| self.owner()),
                     checksum_algorithm: rec
                         .checksum
-                        .as_ref()
-                        .map(|c| vec![ChecksumAlgorithm::from(c.algorithm.clone())]),
+                        .map(|c| vec![ChecksumAlgorithm::from(c.algorithm)]),
                     ..Default::default()
                 }),
                 ListEntry::Prefix(p) => prefixes.push(CommonPrefix {

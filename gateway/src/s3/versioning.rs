@@ -78,21 +78,22 @@ impl CairnS3 {
         key: &str,
         version: Option<&str>,
     ) -> S3Result<(ObjectRecord, BucketRecord, bool)> {
-        let b = self.require_bucket(bucket).await?;
-        let v = version_param(version)?;
-        let (rec, latest) = match v {
-            None => (
-                self.index
-                    .get_object(bucket, key)
-                    .await?
-                    .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?,
-                true,
-            ),
-            Some(v) => self
-                .index
-                .get_version(bucket, key, v)
-                .await?
-                .ok_or_else(no_such_version)?,
+        let (b, (rec, latest)) = match version.filter(|v| !v.is_empty()) {
+            None => {
+                let (b, rec) = self.index.get_bucket_and_object(bucket, key).await?;
+                let b = b.ok_or_else(|| {
+                    s3_error!(NoSuchBucket, "The specified bucket does not exist")
+                })?;
+                let rec =
+                    rec.ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
+                (b, (rec, true))
+            }
+            Some(v) => {
+                let b = self.require_bucket(bucket).await?;
+                let v = VersionRef::parse(v)?;
+                let found = self.index.get_version(bucket, key, v).await?;
+                (b, found.ok_or_else(no_such_version)?)
+            }
         };
         if rec.delete_marker {
             return Err(delete_marker_error(
