@@ -326,8 +326,9 @@ impl GroupHost {
                 host.absorb_failed(group, absorbed);
             }
         }));
-        // Past this, a replica that cannot absorb is rebuilt from a snapshot (see
-        // `absorb_failed`); a copy short of the freeze that long is not catching up.
+        // A copy short of the freeze that applies nothing for this long is not catching up:
+        // the replica is rebuilt from a snapshot (see `absorb_failed`). One that keeps applying
+        // is waited for, however far behind it was.
         state.set_absorb_wait(self.grace * 4);
         let log = LogStore::new(&self.engine, group, self.log_sync.clone());
         let raft = (self.launch)(group, log, state.clone())

@@ -70,7 +70,7 @@ const STATE_NAMES: [&[u8]; 9] = [
     FROZEN,
 ];
 /// How long applying an absorb waits, by default, for this replica's copy of the absorbed group
-/// to reach its freeze before giving up (see [`StateMachine::set_absorb_wait`]).
+/// to make progress towards its freeze before giving up (see [`StateMachine::set_absorb_wait`]).
 const ABSORB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A Raft group's id.
@@ -616,8 +616,10 @@ impl StateMachine {
         let _ = self.absorb_failures.set(observer);
     }
 
-    /// How long an absorb waits for this replica's frozen copy of the absorbed group (once;
-    /// default a minute).
+    /// How long an absorb waits for this replica's copy of the absorbed group to apply anything
+    /// more, while it is short of the freeze (once; default a minute). A copy that keeps
+    /// applying is waited for however long it takes; one that stands still that long has
+    /// nothing to catch up from (the group's other replicas absorbed and forgot it).
     pub fn set_absorb_wait(&self, wait: std::time::Duration) {
         let _ = self.absorb_wait.set(wait);
     }
@@ -766,7 +768,8 @@ impl StateMachine {
             return Ok(None);
         }
         let right_keys = GroupKeys::new(right);
-        let started = std::time::Instant::now();
+        let wait = self.absorb_wait.get().copied().unwrap_or(ABSORB_WAIT);
+        let (mut seen, mut progressed) = (None, std::time::Instant::now());
         loop {
             let subject = ErrorSubject::StateMachine;
             let applied: Option<LogId<NodeId>> =
@@ -775,12 +778,18 @@ impl StateMachine {
             if frozen == Some(frozen_at) && applied.is_some_and(|l| l.index >= frozen_at) {
                 break;
             }
-            if started.elapsed() > self.absorb_wait.get().copied().unwrap_or(ABSORB_WAIT) {
+            let at = applied.map(|l| l.index);
+            if at != seen {
+                (seen, progressed) = (at, std::time::Instant::now());
+            }
+            if progressed.elapsed() > wait {
                 tracing::error!(
                     group,
                     absorbed = right,
                     frozen_at,
-                    "this replica's copy of the absorbed group never reached its freeze; the group stops here"
+                    applied = ?seen,
+                    stalled_for = ?wait,
+                    "this replica's copy of the absorbed group stopped short of its freeze; the group stops here and is rebuilt from a snapshot"
                 );
                 if let Some(failed) = self.absorb_failures.get() {
                     failed(right);
@@ -1157,6 +1166,72 @@ mod tests {
                 .map_err(snapshot_error)?;
             Ok((dir, log, sm))
         }
+    }
+
+    /// An absorb waits for this replica's copy of the absorbed group to reach its freeze while
+    /// the copy keeps applying, past the absorb wait in all; a copy that stands still for the
+    /// absorb wait fails it.
+    #[tokio::test]
+    async fn an_absorb_waits_for_a_copy_that_keeps_applying_and_gives_up_on_one_that_stands_still()
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Arc::new(
+            RocksEngine::open(&dir.path().join("index"), crate::schema::test_keys::LAYOUT)
+                .expect("open"),
+        );
+        let db = engine.db();
+        let (left, right) = (INDEX_GROUP + 1, INDEX_GROUP + 2);
+        let sm = StateMachine::open_owning(
+            engine,
+            Arc::new(crate::schema::FlatSchema),
+            left,
+            KeyRanges::span(b"a", b"m"),
+        )
+        .expect("open");
+        let wait = std::time::Duration::from_millis(300);
+        sm.set_absorb_wait(wait);
+        let state = |name: &[u8], value: Vec<u8>| {
+            db.put_cf(cf(&db, STATE_CF), GroupKeys::new(right).state(name), value)
+                .expect("put")
+        };
+        let absorb = |frozen_at| Absorb {
+            absorb: right,
+            frozen_at,
+            ranges: KeyRanges::span(b"m", b"z"),
+        };
+
+        // Applies one entry every 100 ms, reaching the freeze at 10 after about a second.
+        state(APPLIED, encode_state(&openraft::testing::log_id(1, 1, 1)));
+        let catching_up = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for index in 2..=10 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    let keys = GroupKeys::new(right);
+                    let mut batch = WriteBatch::default();
+                    let applied = encode_state(&openraft::testing::log_id(1, 1, index));
+                    batch.put_cf(cf(&db, STATE_CF), keys.state(APPLIED), applied);
+                    if index == 10 {
+                        batch.put_cf(cf(&db, STATE_CF), keys.state(FROZEN), encode_state(&10u64));
+                    }
+                    db.write(batch).expect("write");
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let absorbed = sm.absorb_batch(absorb(10)).await.expect("absorbed");
+        assert!(
+            started.elapsed() > wait,
+            "the copy took longer than the wait"
+        );
+        let (_, union, group) = absorbed.expect("an absorb that changes the ranges");
+        assert_eq!((union, group), (KeyRanges::span(b"a", b"z"), right));
+        catching_up.await.expect("catching up");
+
+        // A copy short of a later freeze that applies nothing more.
+        let started = std::time::Instant::now();
+        assert!(sm.absorb_batch(absorb(20)).await.is_err());
+        assert!(started.elapsed() >= wait);
     }
 
     #[tokio::test]
