@@ -407,7 +407,7 @@ pub fn up(spec: &FleetSpec) -> Result<FleetFile, FleetError> {
 ///
 /// First waits for the gateway's previous process (its recorded pid; 0 for none) to be gone: a
 /// process sent SIGKILL a moment ago may still hold its index's lock and its listening socket,
-/// so the new one would fail to open the index while the old socket looked like it listening.
+/// so the new one would fail to open the index while the old socket made it seem to listen.
 pub fn restart_gateway(dir: &Path, fleet: &mut FleetFile, g: usize) -> Result<u32, FleetError> {
     let gw_bin = default_bin_dir().join("cairn-gateway");
     let entry = &fleet.gateways[g];
