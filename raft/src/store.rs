@@ -1097,26 +1097,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The snapshot recorded last. Openraft builds snapshots in a task of its own, beside
+    /// this: a build records its new file and then deletes the old one, so a file gone between
+    /// reading the record and opening it means the record moved on, and it is read again.
+    /// (Answering `None` there would stop the group: a leader that must send a snapshot and
+    /// finds none quits on a storage error.)
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
-        let Some(bytes) = self
-            .db
-            .get_cf(cf(&self.db, STATE_CF), self.keys.state(SNAPSHOT))
-            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
-        };
-        // A snapshot recorded in an older format (one JSON blob) is not offered; Raft builds
-        // a new one when it needs one.
-        let Ok(stored) = serde_json::from_slice::<StoredSnapshot>(&bytes) else {
-            return Ok(None);
-        };
-        match tokio::fs::File::open(self.snapshot_dir.join(&stored.file)).await {
-            Ok(data) => Ok(Some(Snapshot {
-                meta: stored.meta,
-                snapshot: Box::new(data),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+        let mut missing: Option<String> = None;
+        loop {
+            let Some(bytes) = self
+                .db
+                .get_cf(cf(&self.db, STATE_CF), self.keys.state(SNAPSHOT))
+                .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+            else {
+                return Ok(None);
+            };
+            // A snapshot recorded in an older format (one JSON blob) is not offered; Raft builds
+            // a new one when it needs one.
+            let Ok(stored) = serde_json::from_slice::<StoredSnapshot>(&bytes) else {
+                return Ok(None);
+            };
+            match tokio::fs::File::open(self.snapshot_dir.join(&stored.file)).await {
+                Ok(data) => {
+                    return Ok(Some(Snapshot {
+                        meta: stored.meta,
+                        snapshot: Box::new(data),
+                    }));
+                }
+                // Gone, and still the one recorded: there is no snapshot.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if missing.as_deref() == Some(stored.file.as_str()) {
+                        return Ok(None);
+                    }
+                    missing = Some(stored.file);
+                }
+                Err(e) => return Err(io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+            }
         }
     }
 }
@@ -1165,6 +1181,36 @@ mod tests {
             let sm = StateMachine::open(engine, Arc::new(crate::schema::FlatSchema), INDEX_GROUP)
                 .map_err(snapshot_error)?;
             Ok((dir, log, sm))
+        }
+    }
+
+    /// A snapshot asked for while a newer one replaces it is always found: a build records its
+    /// new file before deleting the old one, and a reader that finds the old file gone reads the
+    /// record again. (Openraft builds beside the reads, and a leader that must send a snapshot
+    /// and is told there is none stops the group.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_is_found_while_a_newer_one_replaces_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Arc::new(
+            RocksEngine::open(&dir.path().join("index"), crate::schema::test_keys::LAYOUT)
+                .expect("open"),
+        );
+        let mut sm = StateMachine::open(engine, Arc::new(crate::schema::FlatSchema), INDEX_GROUP)
+            .expect("open");
+        sm.build_snapshot().await.expect("the first snapshot");
+        for round in 0..100 {
+            // Snapshot files are named by the millisecond: a new name each round.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let mut builder = sm.clone();
+            let build = tokio::spawn(async move { builder.build_snapshot().await.map(|_| ()) });
+            while !build.is_finished() {
+                let found = sm.get_current_snapshot().await.expect("read");
+                assert!(
+                    found.is_some(),
+                    "round {round}: no snapshot while one was built"
+                );
+            }
+            build.await.expect("build task").expect("build");
         }
     }
 
